@@ -1,0 +1,342 @@
+"""The registry's request/reply contract: one request Struct per operation, and resources.
+
+Requests go to ``<prefix>.rpc.registry.<op>`` (see :mod:`flowmesh_proto.subjects`); the
+caller's tenant, principal and request id travel in headers (:mod:`flowmesh_proto.headers`).
+A successful reply carries the operation's result; a failed one carries a
+:class:`flowmesh_proto.errors.Problem` and the ``Nats-Service-Error-Code`` header.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from flowmesh_proto.errors import ProblemItem
+
+Role = Literal["viewer", "operator", "editor", "admin"]
+ROLES: tuple[str, ...] = ("viewer", "operator", "editor", "admin")
+ValidationStatus = Literal["valid", "invalid"]
+ExportFormat = Literal["json", "yaml"]
+WorkflowSort = Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"]
+
+
+class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every request: unknown fields are refused, not ignored."""
+
+
+class _Result(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every reply payload."""
+
+
+# --- tenants -----------------------------------------------------------------------------
+
+
+class TenantCreate(_Request, frozen=True):
+    id: str
+    name: str = ""
+
+
+class TenantGet(_Request, frozen=True):
+    id: str
+
+
+class Tenant(_Result, frozen=True):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class ApiKeySecret(_Result, frozen=True):
+    """A key as created: the only message that ever carries ``key``."""
+
+    id: str
+    name: str
+    role: Role
+    key: str
+    created_at: datetime
+
+
+class TenantCreated(_Result, frozen=True):
+    id: str
+    name: str
+    created_at: datetime
+    admin_key: ApiKeySecret
+
+
+# --- API keys ----------------------------------------------------------------------------
+
+
+class ApiKeyCreate(_Request, frozen=True):
+    name: str
+    role: Role
+
+
+class ApiKeyList(_Request, frozen=True):
+    pass
+
+
+class ApiKeyRevoke(_Request, frozen=True):
+    id: str
+
+
+class ApiKeyVerify(_Request, frozen=True):
+    """Asked by the gateway with the bearer key; the tenant comes from the key itself."""
+
+    key: str
+
+
+class ApiKey(_Result, frozen=True):
+    id: str
+    name: str
+    role: Role
+    created_at: datetime
+    created_by: str
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyIdentity(_Result, frozen=True):
+    tenant: str
+    key_id: str
+    name: str
+    role: Role
+
+
+class ApiKeyPage(_Result, frozen=True):
+    items: list[ApiKey]
+
+
+# --- workflows ---------------------------------------------------------------------------
+
+
+class WorkflowCreate(_Request, frozen=True):
+    definition: Any
+
+
+class WorkflowGet(_Request, frozen=True):
+    id: str
+    version: int | None = None
+
+
+class WorkflowList(_Request, frozen=True, omit_defaults=True):
+    limit: int = 50
+    cursor: str | None = None
+    offset: int | None = None
+    category: str | None = None
+    tags: list[str] = []
+    enabled: bool | None = None
+    q: str | None = None
+    sort: WorkflowSort = "-updated_at"
+
+
+class WorkflowUpdate(_Request, frozen=True):
+    id: str
+    definition: Any
+    if_version: int | None = None
+
+
+class WorkflowPatch(_Request, frozen=True, omit_defaults=True):
+    id: str
+    enabled: bool | None = None
+    tags: list[str] | None = None
+    current_version: int | None = None
+    if_version: int | None = None
+
+
+class WorkflowDelete(_Request, frozen=True):
+    id: str
+
+
+class WorkflowApply(_Request, frozen=True):
+    name: str
+    definition: Any
+
+
+class WorkflowVersions(_Request, frozen=True):
+    id: str
+
+
+class WorkflowClone(_Request, frozen=True):
+    id: str
+    name: str
+    version: int | None = None
+
+
+class WorkflowExport(_Request, frozen=True):
+    id: str
+    version: int | None = None
+    format: ExportFormat = "json"
+
+
+class WorkflowImport(_Request, frozen=True):
+    document: str
+    format: ExportFormat = "json"
+
+
+class WorkflowValidate(_Request, frozen=True):
+    definition: Any
+
+
+class WorkflowLock(_Request, frozen=True):
+    id: str
+    ttl_seconds: int = 300
+
+
+class WorkflowUnlock(_Request, frozen=True):
+    id: str
+
+
+class Workflow(_Result, frozen=True):
+    """The workflow resource of DESIGN section 7: current (or asked) version and statistics."""
+
+    id: str
+    tenant_id: str
+    name: str
+    description: str
+    category: str
+    tags: list[str]
+    enabled: bool
+    version: int
+    versions: int
+    validation_status: ValidationStatus
+    validation_errors: list[ProblemItem]
+    input_schema: dict[str, Any] | None
+    vars: dict[str, Any]
+    triggers: list[dict[str, Any]]
+    concurrency: dict[str, Any] | None
+    timeout: str | None
+    nodes: list[dict[str, Any]]
+    edges: list[dict[str, Any]]
+    output: str | None
+    content_hash: str
+    execution_count: int
+    last_executed_at: datetime | None
+    last_execution_status: str | None
+    average_execution_ms: float | None
+    is_locked: bool
+    locked_by: str | None
+    locked_at: datetime | None
+    lock_expires_at: datetime | None
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+class WorkflowPage(_Result, frozen=True):
+    items: list[Workflow]
+    next_cursor: str | None
+    has_more: bool
+
+
+class WorkflowApplied(_Result, frozen=True):
+    workflow: Workflow
+    created: bool
+    changed: bool
+
+
+class VersionInfo(_Result, frozen=True):
+    version: int
+    created_at: datetime
+    created_by: str
+    validation_status: ValidationStatus
+    content_hash: str
+
+
+class VersionPage(_Result, frozen=True):
+    items: list[VersionInfo]
+
+
+class ExportedDocument(_Result, frozen=True):
+    format: ExportFormat
+    content_type: str
+    document: str
+
+
+class ValidationResult(_Result, frozen=True):
+    valid: bool
+    errors: list[ProblemItem]
+
+
+class LockInfo(_Result, frozen=True):
+    workflow_id: str
+    locked_by: str
+    locked_at: datetime
+    expires_at: datetime
+
+
+class Deleted(_Result, frozen=True):
+    id: str
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+class AuditList(_Request, frozen=True, omit_defaults=True):
+    limit: int = 50
+    cursor: str | None = None
+    action: str | None = None
+    actor: str | None = None
+    target: str | None = None
+
+
+class AuditEntry(_Result, frozen=True):
+    id: int
+    tenant_id: str
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    request_id: str
+    detail: dict[str, Any]
+    at: datetime
+
+
+class AuditPage(_Result, frozen=True):
+    items: list[AuditEntry]
+    next_cursor: str | None
+    has_more: bool
+
+
+# --- the changed event (outbox) ------------------------------------------------------------
+
+
+class WorkflowChanged(msgspec.Struct, frozen=True, kw_only=True, tag="workflow.changed"):
+    """Published on ``<prefix>.<t>.registry.workflow.changed`` through the outbox."""
+
+    tenant: str
+    workflow_id: str
+    change: Literal["created", "updated", "patched", "deleted"]
+    version: int
+    enabled: bool
+    triggers: list[dict[str, Any]]
+    outbox_id: int
+    at: datetime
+
+
+#: Operation name -> (request type, result type). The subject is ``rpc.registry.<name>``.
+OPERATIONS: dict[str, tuple[type[_Request], type[_Result]]] = {
+    "tenant_create": (TenantCreate, TenantCreated),
+    "tenant_get": (TenantGet, Tenant),
+    "apikey_create": (ApiKeyCreate, ApiKeySecret),
+    "apikey_list": (ApiKeyList, ApiKeyPage),
+    "apikey_revoke": (ApiKeyRevoke, ApiKey),
+    "apikey_verify": (ApiKeyVerify, ApiKeyIdentity),
+    "workflow_create": (WorkflowCreate, Workflow),
+    "workflow_get": (WorkflowGet, Workflow),
+    "workflow_list": (WorkflowList, WorkflowPage),
+    "workflow_update": (WorkflowUpdate, Workflow),
+    "workflow_patch": (WorkflowPatch, Workflow),
+    "workflow_delete": (WorkflowDelete, Deleted),
+    "workflow_apply": (WorkflowApply, WorkflowApplied),
+    "workflow_versions": (WorkflowVersions, VersionPage),
+    "workflow_clone": (WorkflowClone, Workflow),
+    "workflow_export": (WorkflowExport, ExportedDocument),
+    "workflow_import": (WorkflowImport, Workflow),
+    "workflow_validate": (WorkflowValidate, ValidationResult),
+    "workflow_lock": (WorkflowLock, LockInfo),
+    "workflow_unlock": (WorkflowUnlock, Deleted),
+    "audit_list": (AuditList, AuditPage),
+}

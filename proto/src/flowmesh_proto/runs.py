@@ -1,0 +1,145 @@
+"""Run requests (``<prefix>.<t>.requests.runs``) and run events (``<prefix>.<t>.runs.<run_id>``).
+
+Every message carries ``tenant``; run and step messages carry ``run_id`` (UUIDv7),
+``workflow_id`` and ``version``. Events are a tagged union on ``kind``; each event's
+JetStream stream sequence is its public id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+TriggerKind = Literal["api", "cron", "event", "webhook", "retry", "workflow", "delay"]
+RunStatus = Literal[
+    "queued", "scheduled", "running", "succeeded", "failed", "cancelled", "timed_out"
+]
+StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
+TERMINAL_RUN_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+
+
+class TriggerInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    kind: TriggerKind
+    trigger_id: str | None = None
+    data: Any = None
+    headers: dict[str, str] = {}
+    event: Any = None
+
+
+class RunRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    tenant: str
+    run_id: str
+    workflow_id: str
+    version: int
+    trigger: TriggerInfo
+    input: Any = None
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    attempt: int = 1
+    requested_at: datetime | None = None
+    run_at: datetime | None = None
+
+
+class RunError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    code: str
+    message: str
+    node_id: str | None = None
+
+
+class _RunEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
+    tenant: str
+    run_id: str
+    workflow_id: str
+    version: int
+    at: datetime
+
+
+class RunQueued(_RunEvent, frozen=True, kw_only=True, tag="run.queued"):
+    trigger: TriggerInfo
+    input: Any = None
+    attempt: int = 1
+    parent_run_id: str | None = None
+
+
+class RunScheduled(_RunEvent, frozen=True, kw_only=True, tag="run.scheduled"):
+    trigger: TriggerInfo
+    run_at: datetime
+    input: Any = None
+
+
+class RunStarted(_RunEvent, frozen=True, kw_only=True, tag="run.started"):
+    executor: str = ""
+
+
+class StepStarted(_RunEvent, frozen=True, kw_only=True, tag="step.started"):
+    node_id: str
+    attempt: int = 1
+
+
+class StepSucceeded(_RunEvent, frozen=True, kw_only=True, tag="step.succeeded"):
+    node_id: str
+    attempt: int = 1
+    started_at: datetime | None = None
+    output: Any = None
+
+
+class StepFailed(_RunEvent, frozen=True, kw_only=True, tag="step.failed"):
+    node_id: str
+    attempt: int
+    error_class: str
+    message: str
+    final: bool = True
+
+
+class StepRetrying(_RunEvent, frozen=True, kw_only=True, tag="step.retrying"):
+    node_id: str
+    attempt: int
+    delay_ms: int
+
+
+class StepSkipped(_RunEvent, frozen=True, kw_only=True, tag="step.skipped"):
+    node_id: str
+
+
+class StepLog(_RunEvent, frozen=True, kw_only=True, tag="step.log"):
+    node_id: str
+    message: str
+    level: str = "info"
+
+
+class RunSucceeded(_RunEvent, frozen=True, kw_only=True, tag="run.succeeded"):
+    output: Any = None
+
+
+class RunFailed(_RunEvent, frozen=True, kw_only=True, tag="run.failed"):
+    error: RunError
+
+
+class RunCancelled(_RunEvent, frozen=True, kw_only=True, tag="run.cancelled"):
+    reason: str = ""
+
+
+class RunTimedOut(_RunEvent, frozen=True, kw_only=True, tag="run.timed_out"):
+    pass
+
+
+RunEvent = (
+    RunQueued
+    | RunScheduled
+    | RunStarted
+    | StepStarted
+    | StepSucceeded
+    | StepFailed
+    | StepRetrying
+    | StepSkipped
+    | StepLog
+    | RunSucceeded
+    | RunFailed
+    | RunCancelled
+    | RunTimedOut
+)
+
+run_request_decoder = msgspec.json.Decoder(RunRequest)
+run_event_decoder = msgspec.json.Decoder(RunEvent)

@@ -1,0 +1,112 @@
+"""Subject and stream names (DESIGN section 3), built from a prefix so test runs can share a server.
+
+No stream's subjects overlap another's, and none matches ``<prefix>.rpc.>``: the tenant
+ids ``rpc``, ``sys`` and ``admin`` are reserved, and every operation name is one token.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from flowmesh_proto.ids import is_event_type, is_queue_name, tenant_id_problem
+
+
+class SubjectError(ValueError):
+    """A value that cannot become a subject token."""
+
+
+def _tenant(tenant: str) -> str:
+    problem = tenant_id_problem(tenant)
+    if problem is not None:
+        raise SubjectError(problem)
+    return tenant
+
+
+def _token(value: str, what: str) -> str:
+    if not value or any(c in value for c in ".*> \t\r\n"):
+        raise SubjectError(f"{what} {value!r} is not a subject token")
+    return value
+
+
+class StreamNames(msgspec.Struct, frozen=True, kw_only=True):
+    run_requests: str
+    run_events: str
+    events: str
+    tasks: str
+    registry: str
+
+
+class Subjects(msgspec.Struct, frozen=True):
+    """Every subject of the contract under one prefix (``fm`` by default)."""
+
+    prefix: str = "fm"
+
+    # --- per tenant ---
+    def run_requests(self, tenant: str) -> str:
+        return f"{self.prefix}.{_tenant(tenant)}.requests.runs"
+
+    def run_events(self, tenant: str, run_id: str) -> str:
+        return f"{self.prefix}.{_tenant(tenant)}.runs.{_token(run_id, 'run id')}"
+
+    def events(self, tenant: str, event_type: str) -> str:
+        if not is_event_type(event_type):
+            raise SubjectError(f"event type {event_type!r} is not dot-separated tokens")
+        return f"{self.prefix}.{_tenant(tenant)}.events.{event_type}"
+
+    def tasks(self, tenant: str, queue: str) -> str:
+        if not is_queue_name(queue):
+            raise SubjectError(f"queue {queue!r} is not a valid queue name")
+        return f"{self.prefix}.{_tenant(tenant)}.tasks.{queue}"
+
+    def control(self, tenant: str, run_id: str) -> str:
+        return f"{self.prefix}.{_tenant(tenant)}.control.{_token(run_id, 'run id')}"
+
+    def workflow_changed(self, tenant: str) -> str:
+        return f"{self.prefix}.{_tenant(tenant)}.registry.workflow.changed"
+
+    # --- services ---
+    def rpc(self, service: str, operation: str) -> str:
+        return f"{self.prefix}.rpc.{_token(service, 'service')}.{_token(operation, 'operation')}"
+
+    def rpc_all(self, service: str) -> str:
+        return f"{self.prefix}.rpc.{_token(service, 'service')}.>"
+
+    # --- stream filters (every tenant) ---
+    @property
+    def all_run_requests(self) -> str:
+        return f"{self.prefix}.*.requests.runs"
+
+    @property
+    def all_run_events(self) -> str:
+        return f"{self.prefix}.*.runs.*"
+
+    @property
+    def all_events(self) -> str:
+        return f"{self.prefix}.*.events.>"
+
+    @property
+    def all_tasks(self) -> str:
+        return f"{self.prefix}.*.tasks.*"
+
+    @property
+    def all_workflow_changes(self) -> str:
+        return f"{self.prefix}.*.registry.workflow.changed"
+
+
+def stream_names(prefix: str = "FM") -> StreamNames:
+    """Stream names under a prefix (``FM`` gives ``FM_RUN_REQUESTS`` ...)."""
+    return StreamNames(
+        run_requests=f"{prefix}_RUN_REQUESTS",
+        run_events=f"{prefix}_RUN_EVENTS",
+        events=f"{prefix}_EVENTS",
+        tasks=f"{prefix}_TASKS",
+        registry=f"{prefix}_REGISTRY",
+    )
+
+
+def tenant_of(subject: str) -> str:
+    """The tenant token of a tenant subject (``fm.<t>.…``)."""
+    parts = subject.split(".", 2)
+    if len(parts) < 3:
+        raise SubjectError(f"{subject!r} is not a tenant subject")
+    return parts[1]

@@ -1,0 +1,297 @@
+"""The workflow language (DESIGN section 4) as msgspec Structs.
+
+A definition is JSON or YAML; decoding it with :data:`definition_decoder` checks its shape.
+The validator in the registry checks everything shape cannot say (graph, expressions,
+references, limits) and reports every problem at once.
+
+Templates (``{{ expr }}``) are allowed in any string value of ``parameters``; parameter
+fields that must be a fixed kind of thing (a method, a duration) are still strings here
+and are checked by the validator when they hold no template.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+Category = Literal[
+    "automation",
+    "integration",
+    "business-logic",
+    "data-transformation",
+    "notification",
+    "approval",
+    "other",
+]
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+
+CatchUp = Literal["skip", "once", "all"]
+OnLimit = Literal["queue", "cancel_newest", "cancel_in_progress"]
+Backoff = Literal["fixed", "linear", "exponential"]
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+HTTP_METHODS: tuple[str, ...] = HttpMethod.__args__  # type: ignore[attr-defined]
+
+
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every language Struct: immutable, keyword-only, unknown fields refused."""
+
+
+# --- policies -----------------------------------------------------------------------------
+
+
+class RetryPolicy(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    max_attempts: int = 1
+    backoff: Backoff = "exponential"
+    initial: timedelta = timedelta(milliseconds=200)
+    max: timedelta = timedelta(seconds=30)
+    jitter: bool = True
+
+
+class Concurrency(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    key: str
+    limit: int = 1
+    on_limit: OnLimit = "queue"
+
+
+# --- triggers -----------------------------------------------------------------------------
+
+
+class _TriggerBase(_Strict, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
+    id: str
+    enabled: bool = True
+
+
+class CronTrigger(_TriggerBase, frozen=True, kw_only=True, tag="cron"):
+    cron: str
+    timezone: str = "UTC"
+    catch_up: CatchUp = "skip"
+
+
+class EventTrigger(_TriggerBase, frozen=True, kw_only=True, tag="event"):
+    event: str
+    filter: str | None = None
+
+
+class WebhookTrigger(_TriggerBase, frozen=True, kw_only=True, tag="webhook"):
+    pass
+
+
+Trigger = CronTrigger | EventTrigger | WebhookTrigger
+
+
+# --- node parameters (one Struct per node type) ----------------------------------------
+
+
+class NoopParameters(_Strict, frozen=True, kw_only=True):
+    pass
+
+
+class TransformParameters(_Strict, frozen=True, kw_only=True):
+    output: Any
+
+
+class ConditionParameters(_Strict, frozen=True, kw_only=True):
+    expression: str
+
+
+class SwitchParameters(_Strict, frozen=True, kw_only=True):
+    expression: str
+    cases: list[str]
+
+
+class DelayParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    duration: str | None = None  # ISO 8601 duration, or a template
+    until: str | None = None  # RFC 3339 time, or a template
+
+
+class HttpParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] = {}
+    query: dict[str, str] = {}
+    body: Any = None
+    expect_status: list[int] = []  # empty means 200-299
+
+
+class StepTemplate(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """The node a ``map`` runs per item: a type and its parameters, checked per type."""
+
+    type: str
+    parameters: dict[str, Any] = {}
+
+
+class MapParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    items: str
+    node: StepTemplate | None = None
+    workflow_id: str | None = None
+    concurrency: int = 10
+
+
+class WorkflowParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    workflow_id: str
+    version: int | None = None
+    input: Any = None
+
+
+class TaskParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    queue: str
+    input: Any = None
+    timeout: timedelta | None = None
+
+
+class PublishParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    event: str
+    data: Any = None
+
+
+class WaitForEventParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    event: str
+    match: str | None = None
+    timeout: timedelta | None = None
+
+
+# --- nodes ----------------------------------------------------------------------------
+
+
+class _NodeBase(_Strict, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    id: str
+    name: str | None = None
+    description: str | None = None
+    retry: RetryPolicy | None = None
+    timeout: timedelta | None = None
+    on_error: str = "fail"  # fail | continue | fallback:<node id>
+
+
+class NoopNode(_NodeBase, frozen=True, kw_only=True, tag="noop"):
+    parameters: NoopParameters = NoopParameters()
+
+
+class TransformNode(_NodeBase, frozen=True, kw_only=True, tag="transform"):
+    parameters: TransformParameters
+
+
+class ConditionNode(_NodeBase, frozen=True, kw_only=True, tag="condition"):
+    parameters: ConditionParameters
+
+
+class SwitchNode(_NodeBase, frozen=True, kw_only=True, tag="switch"):
+    parameters: SwitchParameters
+
+
+class DelayNode(_NodeBase, frozen=True, kw_only=True, tag="delay"):
+    parameters: DelayParameters
+
+
+class HttpNode(_NodeBase, frozen=True, kw_only=True, tag="http"):
+    parameters: HttpParameters
+
+
+class MapNode(_NodeBase, frozen=True, kw_only=True, tag="map"):
+    parameters: MapParameters
+
+
+class WorkflowNode(_NodeBase, frozen=True, kw_only=True, tag="workflow"):
+    parameters: WorkflowParameters
+
+
+class TaskNode(_NodeBase, frozen=True, kw_only=True, tag="task"):
+    parameters: TaskParameters
+
+
+class PublishNode(_NodeBase, frozen=True, kw_only=True, tag="publish"):
+    parameters: PublishParameters
+
+
+class WaitForEventNode(_NodeBase, frozen=True, kw_only=True, tag="wait_for_event"):
+    parameters: WaitForEventParameters
+
+
+Node = (
+    NoopNode
+    | TransformNode
+    | ConditionNode
+    | SwitchNode
+    | DelayNode
+    | HttpNode
+    | MapNode
+    | WorkflowNode
+    | TaskNode
+    | PublishNode
+    | WaitForEventNode
+)
+
+NODE_TYPES: dict[str, type[_NodeBase]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (
+        NoopNode,
+        TransformNode,
+        ConditionNode,
+        SwitchNode,
+        DelayNode,
+        HttpNode,
+        MapNode,
+        WorkflowNode,
+        TaskNode,
+        PublishNode,
+        WaitForEventNode,
+    )
+}
+
+
+class Edge(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    from_: str = msgspec.field(name="from")
+    to: str
+    when: str | None = None  # "true"/"false" after a condition, a case or "default" after a switch
+
+
+class Definition(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """A whole workflow document: what export writes and import reads."""
+
+    KEYS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "name",
+            "description",
+            "category",
+            "tags",
+            "enabled",
+            "input_schema",
+            "vars",
+            "triggers",
+            "concurrency",
+            "timeout",
+            "nodes",
+            "edges",
+            "output",
+        }
+    )
+
+    name: str
+    nodes: list[Node]
+    description: str = ""
+    category: Category = "other"
+    tags: list[str] = []
+    enabled: bool = True
+    input_schema: dict[str, Any] | None = None
+    vars: dict[str, Any] = {}
+    triggers: list[Trigger] = []
+    concurrency: Concurrency | None = None
+    timeout: timedelta | None = None
+    edges: list[Edge] = []
+    output: str | None = None
+
+
+definition_decoder = msgspec.json.Decoder(Definition)
+encoder = msgspec.json.Encoder()
+
+
+def definition_to_builtins(definition: Definition) -> dict[str, Any]:
+    """The definition as plain JSON-compatible data (durations as ISO 8601 strings)."""
+    data: dict[str, Any] = msgspec.to_builtins(definition)
+    return data
+
+
+def definition_from_builtins(data: Any) -> Definition:
+    """Convert plain data (decoded JSON or YAML) to a Definition; raises msgspec.ValidationError."""
+    return msgspec.convert(data, Definition, strict=True)

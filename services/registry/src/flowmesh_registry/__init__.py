@@ -1,0 +1,1 @@
+"""Flowmesh registry service."""

@@ -1,0 +1,1 @@
+"""Flowmesh shared runtime."""
