@@ -1,0 +1,46 @@
+# Flowmesh: the two commands a newcomer needs are `make dev` and `make test`.
+UV ?= uv
+export UV_FROZEN := 1
+
+.PHONY: dev test unit integration lint typecheck fmt bench schemas sync clean
+
+sync:
+	$(UV) sync --all-packages
+
+## Run the whole stack locally (finds or starts NATS and PostgreSQL), with a demo tenant.
+dev: sync
+	$(UV) run python scripts/dev.py
+
+## Everything CI runs: lint, type checks, then every test.
+test: sync lint typecheck
+	$(UV) run pytest
+
+unit: sync
+	$(UV) run pytest tests/unit
+
+integration: sync
+	$(UV) run pytest tests/integration
+
+lint: sync
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run lint-imports
+	$(UV) run deptry proto/src shared/src services/registry/src --config pyproject.toml
+
+typecheck: sync
+	$(UV) run mypy
+
+fmt: sync
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+## Regenerate proto/schemas/ (a test fails when they are stale).
+schemas: sync
+	$(UV) run python -m flowmesh_proto.schemas
+
+## Benchmarks; results are committed under bench/results/.
+bench: sync
+	$(UV) run python bench/registry.py --workflows 10000 --out bench/results/registry.json
+
+clean:
+	rm -rf .flowmesh .pytest_cache .mypy_cache .ruff_cache .hypothesis

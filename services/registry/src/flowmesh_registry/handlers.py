@@ -1,0 +1,177 @@
+"""The registry's operations over NATS: each handler checks who may ask, then translates.
+
+Tenant operations belong to platform admins (and Flowmesh's own services); every other
+operation needs the ``Fm-Tenant`` header and a principal allowed to act for that tenant.
+A principal of another tenant is refused with CROSS_TENANT_ACCESS_DENIED and the attempt
+is audited in the principal's own tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+
+from flowmesh_proto import registry as r
+from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.principal import Principal
+from flowmesh_registry import audit
+from flowmesh_registry.caller import Caller
+from flowmesh_registry.keys import KeyOperations
+from flowmesh_registry.transfer import export_workflow, import_workflow
+from flowmesh_registry.workflows import WorkflowOperations
+from flowmesh_shared.errors import FlowmeshError
+from flowmesh_shared.rpc import CallContext, RpcService
+
+log = structlog.get_logger("flowmesh.registry")
+
+Handler = Callable[[Any, CallContext], Awaitable[msgspec.Struct]]
+
+
+class RegistryHandlers:
+    def __init__(self, workflows: WorkflowOperations, keys: KeyOperations) -> None:
+        self.workflows = workflows
+        self.keys = keys
+
+    # --- who may ask ---------------------------------------------------------------------
+
+    async def caller(self, ctx: CallContext, operation: str) -> Caller:
+        """The tenant caller of a tenant operation, or an error reply (audited when denied)."""
+        principal = _require_principal(ctx)
+        if ctx.tenant is None:
+            raise FlowmeshError(ErrorCode.VALIDATION_FAILED, "the Fm-Tenant header is required")
+        if principal.is_platform:
+            raise FlowmeshError(ErrorCode.FORBIDDEN, "platform principals manage tenants only")
+        if principal.tenant is not None and principal.tenant != ctx.tenant:
+            await self._audit_denied(principal, ctx, operation)
+            raise FlowmeshError(
+                ErrorCode.CROSS_TENANT_ACCESS_DENIED,
+                "the principal does not belong to the requested tenant",
+            )
+        return Caller(tenant=ctx.tenant, actor=str(principal), request_id=ctx.request_id)
+
+    async def _audit_denied(self, principal: Principal, ctx: CallContext, operation: str) -> None:
+        assert principal.tenant is not None
+        home = Caller(tenant=principal.tenant, actor=str(principal), request_id=ctx.request_id)
+        try:
+            async with self.workflows.db.tenant_tx(principal.tenant) as conn:
+                await audit.record(
+                    conn,
+                    home,
+                    f"registry.{operation}",
+                    f"tenant:{ctx.tenant}",
+                    outcome="denied",
+                    detail={"reason": "CROSS_TENANT_ACCESS_DENIED"},
+                )
+        except Exception as exc:  # the refusal stands even if its audit row cannot be written
+            log.warning("audit.denied_not_recorded", error=str(exc))
+
+    # --- tenants and keys ----------------------------------------------------------------
+
+    async def tenant_create(self, req: r.TenantCreate, ctx: CallContext) -> r.TenantCreated:
+        principal = _require_principal(ctx)
+        if not (principal.is_platform or principal.is_service):
+            raise FlowmeshError(ErrorCode.FORBIDDEN, "only platform admins create tenants")
+        caller = Caller(tenant=req.id, actor=str(principal), request_id=ctx.request_id)
+        return await self.keys.create_tenant(caller, req.id, req.name)
+
+    async def tenant_get(self, req: r.TenantGet, ctx: CallContext) -> r.Tenant:
+        principal = _require_principal(ctx)
+        if principal.tenant is not None and principal.tenant != req.id:
+            raise FlowmeshError(ErrorCode.NOT_FOUND, f"tenant {req.id!r} was not found")
+        return await self.keys.get_tenant(req.id)
+
+    async def apikey_create(self, req: r.ApiKeyCreate, ctx: CallContext) -> r.ApiKeySecret:
+        return await self.keys.create_key(await self.caller(ctx, "apikey_create"), req.name, req.role)
+
+    async def apikey_list(self, req: r.ApiKeyList, ctx: CallContext) -> r.ApiKeyPage:
+        return await self.keys.list_keys((await self.caller(ctx, "apikey_list")).tenant)
+
+    async def apikey_revoke(self, req: r.ApiKeyRevoke, ctx: CallContext) -> r.ApiKey:
+        return await self.keys.revoke_key(await self.caller(ctx, "apikey_revoke"), req.id)
+
+    async def apikey_verify(self, req: r.ApiKeyVerify, ctx: CallContext) -> r.ApiKeyIdentity:
+        principal = _require_principal(ctx)
+        if not principal.is_service:
+            raise FlowmeshError(ErrorCode.FORBIDDEN, "only Flowmesh services verify keys")
+        return await self.keys.verify_key(req.key)
+
+    # --- workflows -----------------------------------------------------------------------
+
+    async def workflow_create(self, req: r.WorkflowCreate, ctx: CallContext) -> r.Workflow:
+        return await self.workflows.create(await self.caller(ctx, "workflow_create"), req.definition)
+
+    async def workflow_get(self, req: r.WorkflowGet, ctx: CallContext) -> r.Workflow:
+        caller = await self.caller(ctx, "workflow_get")
+        return await self.workflows.get(caller.tenant, req.id, req.version)
+
+    async def workflow_list(self, req: r.WorkflowList, ctx: CallContext) -> r.WorkflowPage:
+        caller = await self.caller(ctx, "workflow_list")
+        return await self.workflows.list(caller.tenant, req)
+
+    async def workflow_update(self, req: r.WorkflowUpdate, ctx: CallContext) -> r.Workflow:
+        caller = await self.caller(ctx, "workflow_update")
+        return await self.workflows.update(caller, req.id, req.definition, req.if_version)
+
+    async def workflow_patch(self, req: r.WorkflowPatch, ctx: CallContext) -> r.Workflow:
+        return await self.workflows.patch(await self.caller(ctx, "workflow_patch"), req)
+
+    async def workflow_delete(self, req: r.WorkflowDelete, ctx: CallContext) -> r.Deleted:
+        return await self.workflows.delete(await self.caller(ctx, "workflow_delete"), req.id)
+
+    async def workflow_apply(self, req: r.WorkflowApply, ctx: CallContext) -> r.WorkflowApplied:
+        caller = await self.caller(ctx, "workflow_apply")
+        return await self.workflows.apply(caller, req.name, req.definition)
+
+    async def workflow_versions(self, req: r.WorkflowVersions, ctx: CallContext) -> r.VersionPage:
+        caller = await self.caller(ctx, "workflow_versions")
+        return await self.workflows.versions(caller.tenant, req.id)
+
+    async def workflow_clone(self, req: r.WorkflowClone, ctx: CallContext) -> r.Workflow:
+        caller = await self.caller(ctx, "workflow_clone")
+        return await self.workflows.clone(caller, req.id, req.name, req.version)
+
+    async def workflow_export(self, req: r.WorkflowExport, ctx: CallContext) -> r.ExportedDocument:
+        caller = await self.caller(ctx, "workflow_export")
+        return await export_workflow(self.workflows, caller.tenant, req.id, req.version, req.format)
+
+    async def workflow_import(self, req: r.WorkflowImport, ctx: CallContext) -> r.Workflow:
+        caller = await self.caller(ctx, "workflow_import")
+        return await import_workflow(self.workflows, caller, req.document, req.format)
+
+    async def workflow_validate(
+        self, req: r.WorkflowValidate, ctx: CallContext
+    ) -> r.ValidationResult:
+        await self.caller(ctx, "workflow_validate")
+        report = self.workflows.check(req.definition)
+        return r.ValidationResult(valid=report.valid, errors=list(report.problems))
+
+    async def workflow_lock(self, req: r.WorkflowLock, ctx: CallContext) -> r.LockInfo:
+        caller = await self.caller(ctx, "workflow_lock")
+        return await self.workflows.lock(caller, req.id, req.ttl_seconds)
+
+    async def workflow_unlock(self, req: r.WorkflowUnlock, ctx: CallContext) -> r.Deleted:
+        return await self.workflows.unlock(await self.caller(ctx, "workflow_unlock"), req.id)
+
+    async def audit_list(self, req: r.AuditList, ctx: CallContext) -> r.AuditPage:
+        caller = await self.caller(ctx, "audit_list")
+        if not 1 <= req.limit <= 100:
+            raise FlowmeshError(ErrorCode.VALIDATION_FAILED, "limit must be between 1 and 100")
+        async with self.workflows.db.tenant_tx(caller.tenant) as conn:
+            return await audit.list_entries(conn, caller.tenant, req)
+
+    # --- registration --------------------------------------------------------------------
+
+    def register(self, service: RpcService) -> None:
+        """Serve every operation of :data:`flowmesh_proto.registry.OPERATIONS`."""
+        for operation, (request_type, _) in r.OPERATIONS.items():
+            handler: Handler = getattr(self, operation)
+            service.add(operation, request_type, handler)
+
+
+def _require_principal(ctx: CallContext) -> Principal:
+    if ctx.principal is None:
+        raise FlowmeshError(ErrorCode.UNAUTHENTICATED, "the Fm-Principal header is required")
+    return ctx.principal

@@ -1,0 +1,528 @@
+"""Workflow operations: create, read, list, version, patch, delete, apply, clone, lock.
+
+Each mutation runs in one tenant transaction with its audit entry and its outbox row.
+Order of judgement follows the API's: the resource (404) before the body (422).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from flowmesh_proto.errors import ErrorCode, ProblemItem
+from flowmesh_proto.ids import new_id, parse_uuid
+from flowmesh_proto.registry import (
+    Deleted,
+    LockInfo,
+    VersionInfo,
+    VersionPage,
+    Workflow,
+    WorkflowApplied,
+    WorkflowList,
+    WorkflowPage,
+    WorkflowPatch,
+)
+from flowmesh_proto.workflow import Definition, definition_to_builtins
+from flowmesh_registry import audit, outbox
+from flowmesh_registry import workflow_sql as sql
+from flowmesh_registry.caller import Caller
+from flowmesh_registry.cursors import CursorError, decode_cursor, encode_cursor
+from flowmesh_registry.db import Database
+from flowmesh_registry.documents import content_hash
+from flowmesh_registry.resources import workflow_resource
+from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
+from flowmesh_shared.errors import FlowmeshError
+
+
+def not_found(workflow_id: object) -> FlowmeshError:
+    return FlowmeshError(ErrorCode.WORKFLOW_NOT_FOUND, f"workflow {workflow_id} was not found")
+
+
+def workflow_uuid(value: str) -> uuid.UUID:
+    """A workflow id, or 404: a malformed id is as missing as an unknown one."""
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise not_found(value)
+    return parsed
+
+
+def invalid(problems: list[ProblemItem], detail: str) -> FlowmeshError:
+    code = ErrorCode[problems[0].code] if problems else ErrorCode.VALIDATION_FAILED
+    ordered = sorted(problems, key=lambda p: p.path)
+    code = ErrorCode[ordered[0].code] if ordered[0].code in ErrorCode.__members__ else code
+    return FlowmeshError(code, detail, errors=ordered)
+
+
+class Prepared:
+    """A definition that passed validation, ready to store."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        assert report.definition is not None
+        self.definition: Definition = report.definition
+        self.data: dict[str, Any] = definition_to_builtins(report.definition)
+        self.hash = content_hash(self.data)
+        self.workflow_refs = [uuid.UUID(ref) for ref in report.workflow_refs]
+        self.secret_refs = list(report.secret_refs)
+
+
+class WorkflowOperations:
+    def __init__(self, db: Database, limits: Limits) -> None:
+        self.db = db
+        self.limits = limits
+
+    # --- validation ---------------------------------------------------------------------
+
+    def check(self, raw: Any) -> ValidationReport:
+        return validate_definition(raw, limits=self.limits)
+
+    async def prepare(self, conn: asyncpg.Connection, tenant: str, raw: Any) -> Prepared:
+        """Validate ``raw`` fully (shape, graph, expressions, sub-workflows) or raise 422."""
+        report = self.check(raw)
+        problems = list(report.problems)
+        if report.definition is not None:
+            problems += await self._missing_subworkflows(conn, tenant, report.definition)
+        if problems:
+            raise invalid(problems, f"the definition has {len(problems)} problem(s)")
+        return Prepared(report)
+
+    async def _missing_subworkflows(
+        self, conn: asyncpg.Connection, tenant: str, definition: Definition
+    ) -> list[ProblemItem]:
+        wanted: dict[str, str] = {}
+        for i, node in enumerate(definition.nodes):
+            ref = getattr(node.parameters, "workflow_id", None)
+            if isinstance(ref, str) and parse_uuid(ref) is not None:
+                wanted.setdefault(ref, f"nodes[{i}].parameters.workflow_id")
+        if not wanted:
+            return []
+        ids = [uuid.UUID(ref) for ref in wanted]
+        live = {str(row["id"]) for row in await conn.fetch(sql.LIVE_WORKFLOW_IDS, tenant, ids)}
+        return [
+            ProblemItem(
+                path=path,
+                code=ErrorCode.MISSING_VARIABLE.name,
+                message=f"sub-workflow {ref} does not exist",
+            )
+            for ref, path in wanted.items()
+            if str(uuid.UUID(ref)) not in live
+        ]
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def get(self, tenant: str, workflow_id: str, version: int | None = None) -> Workflow:
+        wid = workflow_uuid(workflow_id)
+        async with self.db.tenant_tx(tenant) as conn:
+            row = await conn.fetchrow(sql.GET_WORKFLOW, tenant, wid, version)
+        if row is None:
+            if version is not None:
+                raise FlowmeshError(
+                    ErrorCode.NOT_FOUND, f"workflow {workflow_id} has no version {version}"
+                )
+            raise not_found(workflow_id)
+        return workflow_resource(row, tenant)
+
+    async def list(self, tenant: str, request: WorkflowList) -> WorkflowPage:
+        if not 1 <= request.limit <= 100:
+            raise _field_problem("limit", "limit must be between 1 and 100")
+        key: list[Any] = [None, None]
+        if request.cursor:
+            try:
+                key = decode_cursor(request.cursor, request.sort)
+            except CursorError as exc:
+                raise _field_problem("cursor", str(exc)) from exc
+        sort_value, last_id = _cursor_key(request.sort, key)
+        offset = 0 if request.cursor else max(request.offset or 0, 0)
+        pattern = _like_pattern(request.q) if request.q else None
+        async with self.db.tenant_tx(tenant) as conn:
+            rows = await conn.fetch(
+                sql.LIST_WORKFLOWS[request.sort],
+                tenant,
+                request.category,
+                request.tags,
+                request.enabled,
+                request.q or None,
+                pattern,
+                sort_value,
+                last_id,
+                request.limit + 1,
+                offset,
+            )
+        items = [workflow_resource(row, tenant) for row in rows[: request.limit]]
+        has_more = len(rows) > request.limit
+        cursor = None
+        if has_more and items:
+            last = items[-1]
+            field = request.sort.lstrip("-")
+            value = getattr(last, field)
+            cursor = encode_cursor(
+                request.sort, [value if isinstance(value, str) else value.isoformat(), last.id]
+            )
+        return WorkflowPage(items=items, next_cursor=cursor, has_more=has_more)
+
+    async def versions(self, tenant: str, workflow_id: str) -> VersionPage:
+        wid = workflow_uuid(workflow_id)
+        async with self.db.tenant_tx(tenant) as conn:
+            if await conn.fetchval(sql.WORKFLOW_EXISTS, tenant, wid) is None:
+                raise not_found(workflow_id)
+            rows = await conn.fetch(sql.LIST_VERSIONS, tenant, wid)
+        return VersionPage(
+            items=[
+                VersionInfo(
+                    version=row["version"],
+                    created_at=row["created_at"],
+                    created_by=row["created_by"],
+                    validation_status=row["validation_status"],
+                    content_hash=row["content_hash"],
+                )
+                for row in rows
+            ]
+        )
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def create(self, caller: Caller, raw: Any, *, action: str = "workflow.create") -> Workflow:
+        async with self.db.tenant_tx(caller.tenant) as conn:
+            prepared = await self.prepare(conn, caller.tenant, raw)
+            wid = await self._insert(conn, caller, prepared)
+            await audit.record(conn, caller, action, f"workflow:{wid}", detail={"version": 1})
+            await self._announce(conn, caller.tenant, wid, "created", 1, prepared.definition)
+            row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
+        return workflow_resource(row, caller.tenant)
+
+    async def _insert(self, conn: asyncpg.Connection, caller: Caller, prepared: Prepared) -> uuid.UUID:
+        wid = new_id()
+        d = prepared.definition
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    sql.INSERT_WORKFLOW,
+                    caller.tenant,
+                    wid,
+                    d.name,
+                    d.description,
+                    d.category,
+                    d.tags,
+                    d.enabled,
+                    caller.actor,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            raise name_taken(d.name) from exc
+        await self._insert_version(conn, caller, wid, 1, prepared)
+        return wid
+
+    async def _insert_version(
+        self,
+        conn: asyncpg.Connection,
+        caller: Caller,
+        wid: uuid.UUID,
+        version: int,
+        prepared: Prepared,
+    ) -> None:
+        await conn.execute(
+            sql.INSERT_VERSION,
+            caller.tenant,
+            wid,
+            version,
+            prepared.data,
+            prepared.hash,
+            prepared.workflow_refs,
+            prepared.secret_refs,
+            caller.actor,
+        )
+
+    async def update(
+        self, caller: Caller, workflow_id: str, raw: Any, if_version: int | None
+    ) -> Workflow:
+        wid = workflow_uuid(workflow_id)
+        async with self.db.tenant_tx(caller.tenant) as conn:
+            current = await self._lock_for_write(conn, caller, wid, if_version)
+            prepared = await self.prepare(conn, caller.tenant, raw)
+            version = await self._new_version(conn, caller, current, prepared)
+            await audit.record(
+                conn, caller, "workflow.update", f"workflow:{wid}", detail={"version": version}
+            )
+            if version != current["current_version"]:
+                await self._announce(conn, caller.tenant, wid, "updated", version, prepared.definition)
+            row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
+        return workflow_resource(row, caller.tenant)
+
+    async def _lock_for_write(
+        self,
+        conn: asyncpg.Connection,
+        caller: Caller,
+        wid: uuid.UUID,
+        if_version: int | None,
+    ) -> asyncpg.Record:
+        """The workflow row, locked for this transaction; 404, 423 or 412 when it must not move."""
+        row = await conn.fetchrow(sql.LOCK_WORKFLOW_ROW, caller.tenant, wid)
+        if row is None:
+            raise not_found(wid)
+        if row["lock_live"] and row["locked_by"] != caller.actor:
+            raise FlowmeshError(
+                ErrorCode.WORKFLOW_LOCKED,
+                f"workflow is locked for editing by {row['locked_by']} "
+                f"until {row['lock_expires_at'].isoformat()}",
+            )
+        if if_version is not None and if_version != row["latest_version"]:
+            raise FlowmeshError(
+                ErrorCode.PRECONDITION_FAILED,
+                f"workflow is at version {row['latest_version']}, not {if_version}",
+            )
+        return row
+
+    async def _new_version(
+        self,
+        conn: asyncpg.Connection,
+        caller: Caller,
+        current: asyncpg.Record,
+        prepared: Prepared,
+    ) -> int:
+        """Store ``prepared`` as version N+1, unless it equals the current content."""
+        wid = current["id"]
+        existing = await conn.fetchrow(
+            sql.GET_VERSION_CONTENT, caller.tenant, wid, current["current_version"]
+        )
+        if existing is not None and existing["content_hash"] == prepared.hash:
+            return int(current["current_version"])
+        version = int(current["latest_version"]) + 1
+        await self._insert_version(conn, caller, wid, version, prepared)
+        d = prepared.definition
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    sql.SET_NEW_VERSION,
+                    caller.tenant,
+                    wid,
+                    version,
+                    d.name,
+                    d.description,
+                    d.category,
+                    d.tags,
+                    d.enabled,
+                    caller.actor,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            raise name_taken(d.name) from exc
+        return version
+
+    async def patch(self, caller: Caller, request: WorkflowPatch) -> Workflow:
+        wid = workflow_uuid(request.id)
+        tags = _checked_tags(request.tags)
+        async with self.db.tenant_tx(caller.tenant) as conn:
+            current = await self._lock_for_write(conn, caller, wid, request.if_version)
+            version = int(current["current_version"])
+            if request.current_version is not None and request.current_version != version:
+                version = await self._rollback(conn, caller, current, request.current_version)
+            if request.enabled is not None or tags is not None:
+                await conn.execute(
+                    sql.PATCH_METADATA, caller.tenant, wid, request.enabled, tags, caller.actor
+                )
+            changes = {
+                k: v
+                for k, v in (
+                    ("enabled", request.enabled),
+                    ("tags", tags),
+                    ("current_version", request.current_version),
+                )
+                if v is not None
+            }
+            await audit.record(conn, caller, "workflow.patch", f"workflow:{wid}", detail=changes)
+            row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
+            await self._announce_row(conn, caller.tenant, row, "patched")
+        return workflow_resource(row, caller.tenant)
+
+    async def _rollback(
+        self, conn: asyncpg.Connection, caller: Caller, current: asyncpg.Record, target: int
+    ) -> int:
+        """Make version ``target`` current again, as a new version with its content."""
+        content = await conn.fetchrow(sql.GET_VERSION_CONTENT, caller.tenant, current["id"], target)
+        if content is None:
+            raise FlowmeshError(
+                ErrorCode.NOT_FOUND, f"workflow {current['id']} has no version {target}"
+            )
+        prepared = await self.prepare(conn, caller.tenant, content["definition"])
+        return await self._new_version(conn, caller, current, prepared)
+
+    async def delete(self, caller: Caller, workflow_id: str) -> Deleted:
+        wid = workflow_uuid(workflow_id)
+        async with self.db.tenant_tx(caller.tenant) as conn:
+            current = await self._lock_for_write(conn, caller, wid, None)
+            await conn.execute(sql.SOFT_DELETE, caller.tenant, wid, caller.actor)
+            dependents = await conn.fetch(sql.INVALIDATE_DEPENDENTS, caller.tenant, wid)
+            await audit.record(
+                conn,
+                caller,
+                "workflow.delete",
+                f"workflow:{wid}",
+                detail={"invalidated": [f"{r['workflow_id']}@{r['version']}" for r in dependents]},
+            )
+            await outbox.enqueue(
+                conn,
+                caller.tenant,
+                outbox.WORKFLOW_CHANGED,
+                outbox.workflow_changed_payload(
+                    workflow_id=str(wid),
+                    change="deleted",
+                    version=current["current_version"],
+                    enabled=False,
+                    triggers=[],
+                ),
+            )
+        return Deleted(id=str(wid))
+
+    async def apply(self, caller: Caller, name: str, raw: Any) -> WorkflowApplied:
+        """Create by name, or add a version only if the content changed."""
+        if isinstance(raw, dict) and raw.get("name", name) != name:
+            raise _field_problem("name", f"the definition's name must be {name!r}")
+        if isinstance(raw, dict) and "name" not in raw:
+            raw = {**raw, "name": name}
+        async with self.db.tenant_tx(caller.tenant) as conn:
+            existing = await conn.fetchval(sql.FIND_LIVE_BY_NAME, caller.tenant, name)
+        if existing is None:
+            try:
+                created = await self.create(caller, raw, action="workflow.apply")
+            except FlowmeshError as exc:
+                if exc.code is not ErrorCode.WORKFLOW_NAME_TAKEN:
+                    raise
+                return await self.apply(caller, name, raw)  # created meanwhile: update it
+            return WorkflowApplied(workflow=created, created=True, changed=True)
+        before = await self.get(caller.tenant, str(existing))
+        after = await self.update(caller, str(existing), raw, None)
+        return WorkflowApplied(workflow=after, created=False, changed=after.version != before.version)
+
+    async def clone(self, caller: Caller, workflow_id: str, name: str, version: int | None) -> Workflow:
+        source = await self.get(caller.tenant, workflow_id, version)
+        async with self.db.tenant_tx(caller.tenant) as conn:
+            content = await conn.fetchrow(
+                sql.GET_VERSION_CONTENT, caller.tenant, uuid.UUID(source.id), source.version
+            )
+        assert content is not None
+        raw = {**content["definition"], "name": name}
+        return await self.create(caller, raw, action="workflow.clone")
+
+    # --- edit locks ----------------------------------------------------------------------
+
+    async def lock(self, caller: Caller, workflow_id: str, ttl_seconds: int) -> LockInfo:
+        if not 1 <= ttl_seconds <= 86_400:
+            raise _field_problem("ttl_seconds", "ttl_seconds must be between 1 and 86400")
+        wid = workflow_uuid(workflow_id)
+        async with self.db.tenant_tx(caller.tenant) as conn:
+            row = await conn.fetchrow(sql.LOCK_WORKFLOW_ROW, caller.tenant, wid)
+            if row is None:
+                raise not_found(workflow_id)
+            if row["lock_live"] and row["locked_by"] != caller.actor:
+                raise FlowmeshError(
+                    ErrorCode.LOCK_ACQUISITION_FAILED,
+                    f"workflow is locked by {row['locked_by']}",
+                )
+            lock = await conn.fetchrow(sql.SET_LOCK, caller.tenant, wid, caller.actor, ttl_seconds)
+            await audit.record(
+                conn, caller, "workflow.lock", f"workflow:{wid}", detail={"ttl": ttl_seconds}
+            )
+        return LockInfo(
+            workflow_id=str(wid),
+            locked_by=lock["locked_by"],
+            locked_at=lock["locked_at"],
+            expires_at=lock["lock_expires_at"],
+        )
+
+    async def unlock(self, caller: Caller, workflow_id: str) -> Deleted:
+        wid = workflow_uuid(workflow_id)
+        async with self.db.tenant_tx(caller.tenant) as conn:
+            row = await conn.fetchrow(sql.LOCK_WORKFLOW_ROW, caller.tenant, wid)
+            if row is None:
+                raise not_found(workflow_id)
+            if row["lock_live"] and row["locked_by"] != caller.actor:
+                raise FlowmeshError(
+                    ErrorCode.LOCK_NOT_OWNED, f"the lock is held by {row['locked_by']}"
+                )
+            await conn.execute(sql.CLEAR_LOCK, caller.tenant, wid)
+            await audit.record(conn, caller, "workflow.unlock", f"workflow:{wid}")
+        return Deleted(id=str(wid))
+
+    # --- announcements -------------------------------------------------------------------
+
+    async def _announce(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        wid: uuid.UUID,
+        change: str,
+        version: int,
+        definition: Definition,
+    ) -> None:
+        data = definition_to_builtins(definition)
+        await outbox.enqueue(
+            conn,
+            tenant,
+            outbox.WORKFLOW_CHANGED,
+            outbox.workflow_changed_payload(
+                workflow_id=str(wid),
+                change=change,
+                version=version,
+                enabled=definition.enabled,
+                triggers=data.get("triggers", []),
+            ),
+        )
+
+    async def _announce_row(
+        self, conn: asyncpg.Connection, tenant: str, row: asyncpg.Record, change: str
+    ) -> None:
+        await outbox.enqueue(
+            conn,
+            tenant,
+            outbox.WORKFLOW_CHANGED,
+            outbox.workflow_changed_payload(
+                workflow_id=str(row["id"]),
+                change=change,
+                version=row["version"],
+                enabled=row["enabled"],
+                triggers=row["definition"].get("triggers", []),
+            ),
+        )
+
+
+def name_taken(name: str) -> FlowmeshError:
+    return FlowmeshError(ErrorCode.WORKFLOW_NAME_TAKEN, f"a workflow named {name!r} already exists")
+
+
+def _field_problem(path: str, message: str) -> FlowmeshError:
+    return FlowmeshError(
+        ErrorCode.VALIDATION_FAILED,
+        message,
+        errors=[ProblemItem(path=path, code=ErrorCode.VALIDATION_FAILED.name, message=message)],
+    )
+
+
+def _checked_tags(tags: list[str] | None) -> list[str] | None:
+    if tags is None:
+        return None
+    if len(tags) > 50 or len(set(tags)) != len(tags) or any(not 1 <= len(t) <= 64 for t in tags):
+        raise _field_problem("tags", "tags: at most 50, each 1..64 characters, no duplicates")
+    return tags
+
+
+def _like_pattern(q: str) -> str:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _cursor_key(sort: str, key: list[Any]) -> tuple[Any, uuid.UUID | None]:
+    from datetime import datetime
+
+    value, last = key if len(key) == 2 else (None, None)
+    if value is None:
+        return None, None
+    last_id = parse_uuid(last)
+    if last_id is None:
+        raise _field_problem("cursor", "cursor is not valid")
+    if sort.lstrip("-") != "name":
+        try:
+            value = datetime.fromisoformat(str(value))
+        except ValueError as exc:
+            raise _field_problem("cursor", "cursor is not valid") from exc
+    elif not isinstance(value, str):
+        raise _field_problem("cursor", "cursor is not valid")
+    return value, last_id
