@@ -1,0 +1,217 @@
+"""Registry benchmark: create, get and list over NATS with many workflows stored.
+
+The registry runs in its own process (``python -m flowmesh_registry``) against PostgreSQL
+and a fresh nats-server 2.15 on loopback; this process is the client. Each figure is the
+latency of one request/reply as the client sees it (encode, NATS round trip, registry
+work including PostgreSQL, decode).
+
+    uv run python bench/registry.py --workflows 10000 --out bench/results/registry.json
+
+PostgreSQL: DATABASE_URL if set, else 127.0.0.1:5432 if it answers, else a local cluster
+under .flowmesh/bench-postgres. A fresh database is created and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from flowmesh_proto import registry as r
+from flowmesh_proto.subjects import Subjects
+from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
+from flowmesh_shared.natsconn import connect, drain
+from flowmesh_shared.rpc import RpcClient
+
+PLATFORM = "platform:bench"
+
+
+def definition(i: int) -> dict[str, Any]:
+    """A realistic small workflow: five nodes, a branch, templates and expressions."""
+    return {
+        "name": f"bench-{i:05d}",
+        "description": f"Benchmark workflow number {i}",
+        "category": random.choice(["automation", "integration", "notification"]),
+        "tags": [f"team-{i % 20}", "bench"],
+        "nodes": [
+            {"id": "prepare", "type": "transform",
+             "parameters": {"output": {"id": "{{ trigger.data.id }}", "n": i}}},
+            {"id": "check", "type": "condition",
+             "parameters": {"expression": "nodes.prepare.output.n > 10"}},
+            {"id": "call", "type": "http",
+             "parameters": {"method": "POST", "url": "https://example.com/hook",
+                            "body": {"id": "{{ nodes.prepare.output.id }}"}}},
+            {"id": "skip", "type": "noop"},
+            {"id": "done", "type": "noop"},
+        ],
+        "edges": [
+            {"from": "prepare", "to": "check"},
+            {"from": "check", "to": "call", "when": "true"},
+            {"from": "check", "to": "skip", "when": "false"},
+            {"from": "call", "to": "done"},
+            {"from": "skip", "to": "done"},
+        ],
+    }  # fmt: skip
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
+
+    return {
+        "n": len(ordered),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": round(ordered[-1] * 1000, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+    }
+
+
+async def measure(
+    count: int, concurrency: int, call: Callable[[int], Awaitable[object]]
+) -> tuple[list[float], float]:
+    samples: list[float] = []
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for i in queue:
+            began = time.perf_counter()
+            await call(i)
+            samples.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples, time.perf_counter() - began
+
+
+async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            if process.returncode is not None:
+                raise SystemExit(f"registry exited with {process.returncode}")
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("registry did not become ready")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    home = Path(".flowmesh").resolve()
+    pg = await ensure_postgres(home / "bench", os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")
+    database = f"fm_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg.url)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    db_url = pg.url.rsplit("/", 1)[0] + f"/{database}"
+    store = Path(tempfile.mkdtemp(prefix="fm-bench-nats-"))
+    nats = await ensure_nats(store)
+    port = free_port()
+    env = {**os.environ, "FLOWMESH_REGISTRY_DATABASE_URL": db_url,
+           "FLOWMESH_REGISTRY_NATS_URL": nats.url, "FLOWMESH_REGISTRY_HTTP_PORT": str(port),
+           "FLOWMESH_REGISTRY_LOG_LEVEL": "warning", "FLOWMESH_REGISTRY_POOL_MAX_SIZE": "10"}  # fmt: skip
+    registry = await asyncio.create_subprocess_exec(sys.executable, "-m", "flowmesh_registry", env=env)
+    results: dict[str, Any] = {}
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/readyz", registry)
+        nc = await connect(nats.url, "bench")
+        client = RpcClient(nc, Subjects("fm"), timeout=30)
+        tenant = f"bench-{secrets.token_hex(3)}"
+        created = await client.call("tenant_create", r.TenantCreate(id=tenant), r.TenantCreated, principal=PLATFORM)
+        principal = f"key:{tenant}:{created.admin_key.id}"
+        ids: list[str] = []
+
+        async def create(i: int) -> None:
+            wf = await client.call("workflow_create", r.WorkflowCreate(definition=definition(i)),
+                                   r.Workflow, tenant=tenant, principal=principal)  # fmt: skip
+            ids.append(wf.id)
+
+        samples, wall = await measure(args.workflows, args.concurrency, create)
+        results["create"] = {**summary(samples), "per_s": round(len(samples) / wall, 1),
+                             "concurrency": args.concurrency}  # fmt: skip
+        print("create", results["create"], flush=True)
+
+        async def get(_: int) -> None:
+            await client.call("workflow_get", r.WorkflowGet(id=random.choice(ids)), r.Workflow,
+                              tenant=tenant, principal=principal)  # fmt: skip
+
+        await measure(200, 1, get)  # warm-up
+        for concurrency in (1, args.concurrency):
+            samples, wall = await measure(args.requests, concurrency, get)
+            results[f"get_c{concurrency}"] = {**summary(samples), "per_s": round(len(samples) / wall, 1)}
+            print(f"get c={concurrency}", results[f"get_c{concurrency}"], flush=True)
+
+        async def list_page(_: int) -> None:
+            page = await client.call("workflow_list", r.WorkflowList(limit=50), r.WorkflowPage,
+                                     tenant=tenant, principal=principal)  # fmt: skip
+            assert len(page.items) == 50
+
+        async def list_filtered(i: int) -> None:
+            await client.call("workflow_list",
+                              r.WorkflowList(limit=50, tags=[f"team-{i % 20}"], sort="name"),
+                              r.WorkflowPage, tenant=tenant, principal=principal)  # fmt: skip
+
+        async def search(i: int) -> None:
+            await client.call("workflow_list", r.WorkflowList(limit=50, q=f"bench-{i % 9999:05d}"),
+                              r.WorkflowPage, tenant=tenant, principal=principal)  # fmt: skip
+
+        for name, fn in (("list50", list_page), ("list50_tag_filter", list_filtered), ("list50_search", search)):
+            samples, wall = await measure(args.list_requests, 1, fn)
+            results[name] = {**summary(samples), "per_s": round(len(samples) / wall, 1)}
+            print(name, results[name], flush=True)
+        await drain(nc, 5)
+    finally:
+        registry.terminate()
+        await registry.wait()
+        await nats.stop()
+        await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+        await admin.close()
+        await pg.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workflows", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=5_000)
+    parser.add_argument("--list-requests", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    report = {
+        "command": "uv run python " + " ".join(sys.argv),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},  # fmt: skip
+        "workflows_stored": args.workflows,
+        "results": results,
+        "targets": {"get_p99_ms": 5, "list50_p99_ms": 15},
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

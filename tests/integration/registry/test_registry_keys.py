@@ -1,0 +1,123 @@
+"""Tenants and API keys: created once, shown once, stored hashed, revocable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from flowmesh_proto import registry as r
+from flowmesh_shared.errors import RemoteError
+
+from .conftest import GATEWAY, PLATFORM, Registry, TenantHandle, new_tenant, raw_call
+
+pytestmark = pytest.mark.integration
+
+
+async def test_tenant_create_and_get(registry: Registry) -> None:
+    handle = await new_tenant(registry, "acme")
+    assert handle.admin_key.startswith(f"fm_{handle.id}_")
+    got = await registry.call("tenant_get", r.TenantGet(id=handle.id), principal=PLATFORM)
+    assert got.id == handle.id
+    with pytest.raises(RemoteError) as caught:
+        await registry.call("tenant_create", r.TenantCreate(id=handle.id), principal=PLATFORM)
+    assert caught.value.problem.status == 409
+
+
+@pytest.mark.parametrize("bad", ["a.>", "A", "x", "rpc", "admin", "sys", "-lead", "a b", "é-t", "a" * 64])
+async def test_tenant_ids_that_are_not_subject_tokens_are_refused(
+    registry: Registry, bad: str
+) -> None:
+    with pytest.raises(RemoteError) as caught:
+        await registry.call("tenant_create", r.TenantCreate(id=bad), principal=PLATFORM)
+    assert caught.value.problem.code == "VALIDATION_FAILED"
+
+
+async def test_only_platform_creates_tenants(registry: Registry, tenant: TenantHandle) -> None:
+    with pytest.raises(RemoteError) as caught:
+        await registry.call(
+            "tenant_create", r.TenantCreate(id="sneaky-tenant"), principal=tenant.principal
+        )
+    assert caught.value.problem.code == "FORBIDDEN"
+    with pytest.raises(RemoteError) as caught:
+        await registry.call("workflow_list", r.WorkflowList(), tenant=tenant.id, principal=PLATFORM)
+    assert caught.value.problem.code == "FORBIDDEN"
+
+
+async def test_key_lifecycle(registry: Registry, tenant: TenantHandle) -> None:
+    created = await registry.call(
+        "apikey_create",
+        r.ApiKeyCreate(name="ci", role="operator"),
+        tenant=tenant.id,
+        principal=tenant.principal,
+    )
+    assert created.role == "operator" and created.key.startswith(f"fm_{tenant.id}_")
+    who = await registry.call("apikey_verify", r.ApiKeyVerify(key=created.key), principal=GATEWAY)
+    assert (who.tenant, who.key_id, who.role) == (tenant.id, created.id, "operator")
+    listing = await registry.call(
+        "apikey_list", r.ApiKeyList(), tenant=tenant.id, principal=tenant.principal
+    )
+    assert {k.id for k in listing.items} == {tenant.admin_key_id, created.id}
+    assert "key" not in r.ApiKey.__struct_fields__
+    revoked = await registry.call(
+        "apikey_revoke",
+        r.ApiKeyRevoke(id=created.id),
+        tenant=tenant.id,
+        principal=tenant.principal,
+    )
+    assert revoked.revoked_at is not None
+    with pytest.raises(RemoteError) as caught:
+        await registry.call("apikey_verify", r.ApiKeyVerify(key=created.key), principal=GATEWAY)
+    assert caught.value.problem.code == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "fm_", "nonsense", "fm_a.>_" + "x" * 43, "fm_nobody-here_" + "x" * 43, "Bearer x"],
+)
+async def test_unknown_keys_do_not_verify(registry: Registry, key: str) -> None:
+    with pytest.raises(RemoteError) as caught:
+        await registry.call("apikey_verify", r.ApiKeyVerify(key=key), principal=GATEWAY)
+    assert caught.value.problem.code == "UNAUTHENTICATED"
+
+
+async def test_a_key_with_another_tenants_name_does_not_verify(
+    registry: Registry, tenant: TenantHandle, other_tenant: TenantHandle
+) -> None:
+    secret = tenant.admin_key.split("_", 2)[2]
+    forged = f"fm_{other_tenant.id}_{secret}"
+    with pytest.raises(RemoteError) as caught:
+        await registry.call("apikey_verify", r.ApiKeyVerify(key=forged), principal=GATEWAY)
+    assert caught.value.problem.code == "UNAUTHENTICATED"
+
+
+async def test_only_services_verify_keys(registry: Registry, tenant: TenantHandle) -> None:
+    with pytest.raises(RemoteError) as caught:
+        await registry.call(
+            "apikey_verify", r.ApiKeyVerify(key=tenant.admin_key), principal=tenant.principal
+        )
+    assert caught.value.problem.code == "FORBIDDEN"
+
+
+async def test_keys_are_stored_hashed(registry: Registry, tenant: TenantHandle, postgres_url: str) -> None:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch("SELECT * FROM api_keys WHERE tenant_id = $1", tenant.id)
+    finally:
+        await conn.close()
+    assert rows
+    for row in rows:
+        assert all(tenant.admin_key not in str(value) for value in row.values())
+
+
+async def test_bad_role_is_refused(registry: Registry, tenant: TenantHandle, nc: Any) -> None:
+    problem = await raw_call(
+        registry,
+        nc,
+        "apikey_create",
+        b'{"name": "x", "role": "god"}',
+        {"Fm-Tenant": tenant.id, "Fm-Principal": tenant.principal},
+    )
+    assert problem.code == "VALIDATION_FAILED"
+    assert problem.errors[0].path.endswith("role")

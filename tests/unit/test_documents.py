@@ -1,0 +1,63 @@
+"""Portable documents: JSON and YAML in, the same data out; no YAML tricks."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowmesh_registry.documents import (
+    DocumentError,
+    content_hash,
+    parse_document,
+    render_document,
+)
+
+DOC = {
+    "name": "order-fulfilment",
+    "timeout": "PT1H",
+    "nodes": [{"id": "charge", "type": "noop"}],
+    "edges": [],
+    "vars": {"when": "2026-01-01", "n": 3, "flag": True, "none": None},
+}
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_render_then_parse_is_identity(fmt: str) -> None:
+    assert parse_document(render_document(DOC, fmt), fmt) == DOC
+
+
+def test_yaml_dates_stay_strings() -> None:
+    assert parse_document("a: 2026-01-01\nb: 2026-01-01T10:00:00Z\n", "yaml") == {
+        "a": "2026-01-01",
+        "b": "2026-01-01T10:00:00Z",
+    }
+
+
+def test_yaml_aliases_are_refused() -> None:
+    bomb = "a: &a [1, 2]\nb: [*a, *a]\n"
+    with pytest.raises(DocumentError, match="aliases"):
+        parse_document(bomb, "yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt"),
+    [
+        ("{", "json"),
+        ("[1,", "json"),
+        ("a: [1", "yaml"),
+        ("!!python/object:os.system {}", "yaml"),
+        ("{}", "xml"),
+    ],
+)
+def test_malformed_documents_are_refused(text: str, fmt: str) -> None:
+    with pytest.raises(DocumentError):
+        parse_document(text, fmt)
+
+
+def test_deep_yaml_is_refused_not_crashing() -> None:
+    with pytest.raises(DocumentError):
+        parse_document("[" * 5000 + "]" * 5000, "yaml")
+
+
+def test_content_hash_ignores_key_order() -> None:
+    assert content_hash({"a": 1, "b": [1, 2]}) == content_hash({"b": [1, 2], "a": 1})
+    assert content_hash({"a": 1}) != content_hash({"a": 2})
