@@ -48,13 +48,25 @@ def definition(i: int) -> dict[str, Any]:
         "category": random.choice(["automation", "integration", "notification"]),
         "tags": [f"team-{i % 20}", "bench"],
         "nodes": [
-            {"id": "prepare", "type": "transform",
-             "parameters": {"output": {"id": "{{ trigger.data.id }}", "n": i}}},
-            {"id": "check", "type": "condition",
-             "parameters": {"expression": "nodes.prepare.output.n > 10"}},
-            {"id": "call", "type": "http",
-             "parameters": {"method": "POST", "url": "https://example.com/hook",
-                            "body": {"id": "{{ nodes.prepare.output.id }}"}}},
+            {
+                "id": "prepare",
+                "type": "transform",
+                "parameters": {"output": {"id": "{{ trigger.data.id }}", "n": i}},
+            },
+            {
+                "id": "check",
+                "type": "condition",
+                "parameters": {"expression": "nodes.prepare.output.n > 10"},
+            },
+            {
+                "id": "call",
+                "type": "http",
+                "parameters": {
+                    "method": "POST",
+                    "url": "https://example.com/hook",
+                    "body": {"id": "{{ nodes.prepare.output.id }}"},
+                },
+            },
             {"id": "skip", "type": "noop"},
             {"id": "done", "type": "noop"},
         ],
@@ -65,7 +77,7 @@ def definition(i: int) -> dict[str, Any]:
             {"from": "call", "to": "done"},
             {"from": "skip", "to": "done"},
         ],
-    }  # fmt: skip
+    }
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -117,8 +129,11 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    home = Path(".flowmesh").resolve()
-    pg = await ensure_postgres(home / "bench", os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")
+    home = Path.cwd() / ".flowmesh"
+    pg = await ensure_postgres(
+        home / "bench",
+        os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
     database = f"fm_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(pg.url)
     await admin.execute(f'CREATE DATABASE "{database}"')
@@ -126,55 +141,98 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     store = Path(tempfile.mkdtemp(prefix="fm-bench-nats-"))
     nats = await ensure_nats(store)
     port = free_port()
-    env = {**os.environ, "FLOWMESH_REGISTRY_DATABASE_URL": db_url,
-           "FLOWMESH_REGISTRY_NATS_URL": nats.url, "FLOWMESH_REGISTRY_HTTP_PORT": str(port),
-           "FLOWMESH_REGISTRY_LOG_LEVEL": "warning", "FLOWMESH_REGISTRY_POOL_MAX_SIZE": "10"}  # fmt: skip
-    registry = await asyncio.create_subprocess_exec(sys.executable, "-m", "flowmesh_registry", env=env)
+    env = {
+        **os.environ,
+        "FLOWMESH_REGISTRY_DATABASE_URL": db_url,
+        "FLOWMESH_REGISTRY_NATS_URL": nats.url,
+        "FLOWMESH_REGISTRY_HTTP_PORT": str(port),
+        "FLOWMESH_REGISTRY_LOG_LEVEL": "warning",
+        "FLOWMESH_REGISTRY_POOL_MAX_SIZE": "10",
+    }
+    registry = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowmesh_registry", env=env
+    )
     results: dict[str, Any] = {}
     try:
         await wait_ready(f"http://127.0.0.1:{port}/readyz", registry)
         nc = await connect(nats.url, "bench")
         client = RpcClient(nc, Subjects("fm"), timeout=30)
         tenant = f"bench-{secrets.token_hex(3)}"
-        created = await client.call("tenant_create", r.TenantCreate(id=tenant), r.TenantCreated, principal=PLATFORM)
+        created = await client.call(
+            "tenant_create", r.TenantCreate(id=tenant), r.TenantCreated, principal=PLATFORM
+        )
         principal = f"key:{tenant}:{created.admin_key.id}"
         ids: list[str] = []
 
         async def create(i: int) -> None:
-            wf = await client.call("workflow_create", r.WorkflowCreate(definition=definition(i)),
-                                   r.Workflow, tenant=tenant, principal=principal)  # fmt: skip
+            wf = await client.call(
+                "workflow_create",
+                r.WorkflowCreate(definition=definition(i)),
+                r.Workflow,
+                tenant=tenant,
+                principal=principal,
+            )
             ids.append(wf.id)
 
         samples, wall = await measure(args.workflows, args.concurrency, create)
-        results["create"] = {**summary(samples), "per_s": round(len(samples) / wall, 1),
-                             "concurrency": args.concurrency}  # fmt: skip
+        results["create"] = {
+            **summary(samples),
+            "per_s": round(len(samples) / wall, 1),
+            "concurrency": args.concurrency,
+        }
         print("create", results["create"], flush=True)
 
         async def get(_: int) -> None:
-            await client.call("workflow_get", r.WorkflowGet(id=random.choice(ids)), r.Workflow,
-                              tenant=tenant, principal=principal)  # fmt: skip
+            await client.call(
+                "workflow_get",
+                r.WorkflowGet(id=random.choice(ids)),
+                r.Workflow,
+                tenant=tenant,
+                principal=principal,
+            )
 
         await measure(200, 1, get)  # warm-up
         for concurrency in (1, args.concurrency):
             samples, wall = await measure(args.requests, concurrency, get)
-            results[f"get_c{concurrency}"] = {**summary(samples), "per_s": round(len(samples) / wall, 1)}
+            results[f"get_c{concurrency}"] = {
+                **summary(samples),
+                "per_s": round(len(samples) / wall, 1),
+            }
             print(f"get c={concurrency}", results[f"get_c{concurrency}"], flush=True)
 
         async def list_page(_: int) -> None:
-            page = await client.call("workflow_list", r.WorkflowList(limit=50), r.WorkflowPage,
-                                     tenant=tenant, principal=principal)  # fmt: skip
+            page = await client.call(
+                "workflow_list",
+                r.WorkflowList(limit=50),
+                r.WorkflowPage,
+                tenant=tenant,
+                principal=principal,
+            )
             assert len(page.items) == 50
 
         async def list_filtered(i: int) -> None:
-            await client.call("workflow_list",
-                              r.WorkflowList(limit=50, tags=[f"team-{i % 20}"], sort="name"),
-                              r.WorkflowPage, tenant=tenant, principal=principal)  # fmt: skip
+            await client.call(
+                "workflow_list",
+                r.WorkflowList(limit=50, tags=[f"team-{i % 20}"], sort="name"),
+                r.WorkflowPage,
+                tenant=tenant,
+                principal=principal,
+            )
 
         async def search(i: int) -> None:
-            await client.call("workflow_list", r.WorkflowList(limit=50, q=f"bench-{i % 9999:05d}"),
-                              r.WorkflowPage, tenant=tenant, principal=principal)  # fmt: skip
+            await client.call(
+                "workflow_list",
+                r.WorkflowList(limit=50, q=f"bench-{i % 9999:05d}"),
+                r.WorkflowPage,
+                tenant=tenant,
+                principal=principal,
+            )
 
-        for name, fn in (("list50", list_page), ("list50_tag_filter", list_filtered), ("list50_search", search)):
+        for name, fn in (
+            ("list50", list_page),
+            ("list50_tag_filter", list_filtered),
+            ("list50_search", search),
+        ):
             samples, wall = await measure(args.list_requests, 1, fn)
             results[name] = {**summary(samples), "per_s": round(len(samples) / wall, 1)}
             print(name, results[name], flush=True)
@@ -200,8 +258,11 @@ def main() -> None:
     results = asyncio.run(run(args))
     report = {
         "command": "uv run python " + " ".join(sys.argv),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "workflows_stored": args.workflows,
         "results": results,
         "targets": {"get_p99_ms": 5, "list50_p99_ms": 15},

@@ -51,9 +51,9 @@ async def ensure_database(server_url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
-async def wait_ready(url: str, process: asyncio.subprocess.Process, timeout: float = 60) -> None:
+async def wait_ready(url: str, process: asyncio.subprocess.Process, limit: float = 60) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     async with aiohttp.ClientSession() as session:
         while loop.time() < deadline:
             if process.returncode is not None:
@@ -63,16 +63,18 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process, timeout: flo
                     if resp.status == 200:
                         return
             await asyncio.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+    raise SystemExit(f"{url} did not answer within {limit:.0f} s")
 
 
 async def demo_key(client: RpcClient, saved: dict[str, str]) -> str:
     """The demo tenant's admin key: created with the tenant, or a new one if it is lost."""
     try:
         created = await client.call(
-            "tenant_create", r.TenantCreate(id=DEMO_TENANT, name="Demo"), r.TenantCreated,
+            "tenant_create",
+            r.TenantCreate(id=DEMO_TENANT, name="Demo"),
+            r.TenantCreated,
             principal=PRINCIPAL,
-        )  # fmt: skip
+        )
         return created.admin_key.key
     except FlowmeshError as exc:
         if exc.code.http_status != 409:
@@ -81,19 +83,24 @@ async def demo_key(client: RpcClient, saved: dict[str, str]) -> str:
     if key:
         with contextlib.suppress(FlowmeshError):
             await client.call(
-                "apikey_verify", r.ApiKeyVerify(key=key), r.ApiKeyIdentity,
+                "apikey_verify",
+                r.ApiKeyVerify(key=key),
+                r.ApiKeyIdentity,
                 principal=SERVICE_PRINCIPAL,
-            )  # fmt: skip
+            )
             return key
     fresh = await client.call(
-        "apikey_create", r.ApiKeyCreate(name="make-dev", role="admin"), r.ApiKeySecret,
-        tenant=DEMO_TENANT, principal=SERVICE_PRINCIPAL,
-    )  # fmt: skip
+        "apikey_create",
+        r.ApiKeyCreate(name="make-dev", role="admin"),
+        r.ApiKeySecret,
+        tenant=DEMO_TENANT,
+        principal=SERVICE_PRINCIPAL,
+    )
     return fresh.key
 
 
 async def main() -> int:
-    home = Path(os.environ.get("FLOWMESH_HOME", ".flowmesh")).resolve()
+    home = Path.cwd() / os.environ.get("FLOWMESH_HOME", ".flowmesh")
     home.mkdir(parents=True, exist_ok=True)
     dev_file = home / "dev.json"
     saved = json.loads(dev_file.read_text()) if dev_file.exists() else {}

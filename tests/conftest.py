@@ -24,11 +24,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
 from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
 from flowmesh_shared.localstack import NatsHandle, ensure_nats, ensure_postgres, nats_answers
 from flowmesh_shared.natsconn import connect, drain
-from nats.aio.client import Client
-from nats.js.errors import NotFoundError
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"

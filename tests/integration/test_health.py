@@ -9,9 +9,10 @@ from typing import NamedTuple
 import aiohttp
 import pytest
 import pytest_asyncio
-from flowmesh_shared.health import Health, HealthServer, nats_connected
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry, Counter
+
+from flowmesh_shared.health import Health, HealthServer, nats_connected
 
 pytestmark = pytest.mark.integration
 

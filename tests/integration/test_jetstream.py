@@ -9,6 +9,11 @@ from datetime import timedelta
 
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
 from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
 from flowmesh_shared.errors import Conflict
 from flowmesh_shared.jetstream import (
@@ -17,10 +22,6 @@ from flowmesh_shared.jetstream import (
     ensure_stream,
     provision_streams,
 )
-from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from flowmesh_shared.localstack import (
     NatsHandle,
     ensure_nats,

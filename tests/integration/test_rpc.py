@@ -11,6 +11,10 @@ from typing import Any
 import msgspec
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client
+from opentelemetry import context as otel_context
+from prometheus_client import CollectorRegistry
+
 from flowmesh_proto import headers as h
 from flowmesh_proto.errors import ErrorCode, Problem
 from flowmesh_proto.subjects import Subjects
@@ -21,10 +25,6 @@ from flowmesh_shared.localstack import NatsHandle
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import CallContext, RpcClient, RpcService
 from flowmesh_shared.telemetry import extract
-from nats.aio.client import Client
-from opentelemetry import context as otel_context
-from prometheus_client import CollectorRegistry
-
 from tests.helpers import until
 
 pytestmark = pytest.mark.integration

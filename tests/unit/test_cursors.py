@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +13,9 @@ from flowmesh_registry.cursors import CursorError, decode_cursor, encode_cursor
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=40)
 
 
-@given(sort=st.sampled_from(["name", "-name", "-updated_at"]), key=st.lists(json_scalars, max_size=3))
+@given(
+    sort=st.sampled_from(["name", "-name", "-updated_at"]), key=st.lists(json_scalars, max_size=3)
+)
 def test_round_trip(sort: str, key: list[object]) -> None:
     assert decode_cursor(encode_cursor(sort, key), sort) == key
 
@@ -33,7 +37,5 @@ def test_garbage_is_refused(garbage: str) -> None:
 
 @given(st.text(max_size=80))
 def test_decode_never_raises_anything_else(text: str) -> None:
-    try:
+    with contextlib.suppress(CursorError):
         decode_cursor(text, "name")
-    except CursorError:
-        pass

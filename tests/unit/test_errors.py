@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from flowmesh_proto.errors import ErrorCode, ProblemItem, problem
 from flowmesh_shared.errors import (
     Conflict,

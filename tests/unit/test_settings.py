@@ -8,6 +8,7 @@ from typing import Literal
 
 import msgspec
 import pytest
+
 from flowmesh_shared.jetstream import StreamLimits
 from flowmesh_shared.settings import CommonSettings, SettingsError, load_settings
 

@@ -8,11 +8,12 @@ import itertools
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from flowmesh_proto.errors import DEFINITION_CODES, ErrorCode
 from flowmesh_proto.workflow import Definition
 from flowmesh_registry.validate import Limits, cron_problem, validate_definition
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 CHILD = "0190a0c2-7c44-7d5e-8a9b-1c2d3e4f5a6b"
 

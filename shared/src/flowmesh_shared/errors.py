@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import msgspec
+
 from flowmesh_proto.errors import ErrorCode, Problem, ProblemItem, problem
 
 

@@ -17,7 +17,6 @@ from typing import Any, Literal
 import msgspec
 import nats.errors
 import structlog
-from flowmesh_proto.subjects import StreamNames, Subjects
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 from nats.js.api import (
@@ -30,6 +29,7 @@ from nats.js.api import (
     StreamInfo,
 )
 
+from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_shared.errors import Conflict, Unavailable
 
 log = structlog.get_logger("flowmesh.jetstream")

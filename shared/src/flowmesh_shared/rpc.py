@@ -23,17 +23,17 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import nats.errors
 import structlog
+from nats import micro
+from nats.aio.client import Client
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+
 from flowmesh_proto import headers as h
 from flowmesh_proto.codec import encode
 from flowmesh_proto.errors import ErrorCode, Problem, ProblemItem, problem
 from flowmesh_proto.ids import new_id, tenant_id_problem
 from flowmesh_proto.principal import Principal, parse_principal
 from flowmesh_proto.subjects import Subjects
-from nats import micro
-from nats.aio.client import Client
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
-
 from flowmesh_shared import telemetry
 from flowmesh_shared.errors import (
     FlowmeshError,

@@ -61,7 +61,9 @@ async def test_missing_principal(registry: Registry, tenant: TenantHandle, nc: A
 
 
 async def test_oversized_definition(api: Api, registry: Registry) -> None:
-    big = simple_definition(unique("huge"), description="x" * (registry.settings.max_definition_bytes + 10))
+    big = simple_definition(
+        unique("huge"), description="x" * (registry.settings.max_definition_bytes + 10)
+    )
     with pytest.raises(RemoteError) as caught:
         await api("workflow_create", r.WorkflowCreate(definition=big))
     assert caught.value.problem.code == "PAYLOAD_TOO_LARGE"

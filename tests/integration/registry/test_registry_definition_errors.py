@@ -27,7 +27,10 @@ CASES: list[tuple[str, int, str, dict[str, Any]]] = [
         "INVALID_EDGES",
         4221,
         "edges[0].to",
-        {"nodes": [noop("a"), noop("b")], "edges": [{"from": "a", "to": "ghost"}, {"from": "a", "to": "b"}]},
+        {
+            "nodes": [noop("a"), noop("b")],
+            "edges": [{"from": "a", "to": "ghost"}, {"from": "a", "to": "b"}],
+        },
     ),
     (
         "CIRCULAR_DEPENDENCY",
@@ -55,7 +58,11 @@ CASES: list[tuple[str, int, str, dict[str, Any]]] = [
         {
             "nodes": [
                 noop("a"),
-                {"id": "check", "type": "condition", "parameters": {"expression": "nodes.nope.output == 1"}},
+                {
+                    "id": "check",
+                    "type": "condition",
+                    "parameters": {"expression": "nodes.nope.output == 1"},
+                },
                 noop("b"),
             ],
             "edges": [{"from": "a", "to": "check"}, {"from": "check", "to": "b", "when": "true"}],

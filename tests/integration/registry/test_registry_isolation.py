@@ -111,7 +111,8 @@ async def test_runtime_role_without_tenant_sees_no_rows(api: Api, registry: Regi
         )
         assert role is not None and not role["rolsuper"] and not role["rolbypassrls"]
         owned = await conn.fetchval(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user"
+            "SELECT count(*) FROM pg_tables"
+            " WHERE schemaname = 'public' AND tableowner = current_user"
         )
         assert owned == 0
         for table in TENANT_TABLES:

@@ -25,7 +25,9 @@ async def test_tenant_create_and_get(registry: Registry) -> None:
     assert caught.value.problem.status == 409
 
 
-@pytest.mark.parametrize("bad", ["a.>", "A", "x", "rpc", "admin", "sys", "-lead", "a b", "é-t", "a" * 64])
+@pytest.mark.parametrize(
+    "bad", ["a.>", "A", "x", "rpc", "admin", "sys", "-lead", "a b", "é-t", "a" * 64]
+)
 async def test_tenant_ids_that_are_not_subject_tokens_are_refused(
     registry: Registry, bad: str
 ) -> None:
@@ -100,7 +102,9 @@ async def test_only_services_verify_keys(registry: Registry, tenant: TenantHandl
     assert caught.value.problem.code == "FORBIDDEN"
 
 
-async def test_keys_are_stored_hashed(registry: Registry, tenant: TenantHandle, postgres_url: str) -> None:
+async def test_keys_are_stored_hashed(
+    registry: Registry, tenant: TenantHandle, postgres_url: str
+) -> None:
     conn = await asyncpg.connect(postgres_url)
     try:
         rows = await conn.fetch("SELECT * FROM api_keys WHERE tenant_id = $1", tenant.id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgspec
@@ -11,8 +10,8 @@ import pytest
 from flowmesh_proto import registry as r
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_shared.errors import RemoteError
-
 from tests.helpers import until
+
 from .conftest import Api, Registry, TenantHandle, simple_definition, unique
 
 pytestmark = pytest.mark.integration
@@ -38,7 +37,11 @@ async def test_locks_keep_others_out(api: Api, registry: Registry, tenant: Tenan
     for op, req, code in [
         ("workflow_lock", r.WorkflowLock(id=wf.id), "LOCK_ACQUISITION_FAILED"),
         ("workflow_unlock", r.WorkflowUnlock(id=wf.id), "LOCK_NOT_OWNED"),
-        ("workflow_update", r.WorkflowUpdate(id=wf.id, definition=simple_definition(wf.name, description="z")), "WORKFLOW_LOCKED"),
+        (
+            "workflow_update",
+            r.WorkflowUpdate(id=wf.id, definition=simple_definition(wf.name, description="z")),
+            "WORKFLOW_LOCKED",
+        ),
         ("workflow_patch", r.WorkflowPatch(id=wf.id, enabled=False), "WORKFLOW_LOCKED"),
         ("workflow_delete", r.WorkflowDelete(id=wf.id), "WORKFLOW_LOCKED"),
     ]:
@@ -113,7 +116,7 @@ async def test_changes_reach_jetstream_through_the_outbox(
         async def three() -> bool:
             try:
                 msg = await sub.next_msg(timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
             assert msg.headers and msg.headers["Nats-Msg-Id"].startswith("outbox:")
             received.append(msgspec.json.decode(msg.data, type=r.WorkflowChanged))

@@ -104,9 +104,7 @@ async def test_patch_enabled_tags_and_rollback(api: Api) -> None:
         "workflow_update",
         r.WorkflowUpdate(id=wf.id, definition=simple_definition(wf.name, description="v2")),
     )
-    patched = await api(
-        "workflow_patch", r.WorkflowPatch(id=wf.id, enabled=False, tags=["a", "b"])
-    )
+    patched = await api("workflow_patch", r.WorkflowPatch(id=wf.id, enabled=False, tags=["a", "b"]))
     assert patched.enabled is False and patched.tags == ["a", "b"] and patched.version == 2
     rolled = await api("workflow_patch", r.WorkflowPatch(id=wf.id, current_version=1))
     assert rolled.version == 3 and rolled.description == "Charge, then decide."
@@ -166,9 +164,13 @@ async def test_subworkflow_must_exist(api: Api) -> None:
 
 async def test_apply_creates_then_versions_only_on_change(api: Api) -> None:
     name = unique("applied")
-    first = await api("workflow_apply", r.WorkflowApply(name=name, definition=simple_definition(name)))
+    first = await api(
+        "workflow_apply", r.WorkflowApply(name=name, definition=simple_definition(name))
+    )
     assert first.created and first.changed and first.workflow.version == 1
-    same = await api("workflow_apply", r.WorkflowApply(name=name, definition=simple_definition(name)))
+    same = await api(
+        "workflow_apply", r.WorkflowApply(name=name, definition=simple_definition(name))
+    )
     assert not same.created and not same.changed and same.workflow.version == 1
     changed = await api(
         "workflow_apply",
@@ -199,7 +201,9 @@ async def test_export_then_import_round_trips(api: Api, fmt: str) -> None:
     exported = await api("workflow_export", r.WorkflowExport(id=wf.id, format=fmt))
     assert exported.format == fmt and wf.name in exported.document
     await api("workflow_delete", r.WorkflowDelete(id=wf.id))
-    imported = await api("workflow_import", r.WorkflowImport(document=exported.document, format=fmt))
+    imported = await api(
+        "workflow_import", r.WorkflowImport(document=exported.document, format=fmt)
+    )
     assert imported.name == wf.name and imported.id != wf.id
     assert imported.nodes == wf.nodes and imported.content_hash == wf.content_hash
 

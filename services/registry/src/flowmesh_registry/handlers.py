@@ -84,7 +84,9 @@ class RegistryHandlers:
         return await self.keys.get_tenant(req.id)
 
     async def apikey_create(self, req: r.ApiKeyCreate, ctx: CallContext) -> r.ApiKeySecret:
-        return await self.keys.create_key(await self.caller(ctx, "apikey_create"), req.name, req.role)
+        return await self.keys.create_key(
+            await self.caller(ctx, "apikey_create"), req.name, req.role
+        )
 
     async def apikey_list(self, req: r.ApiKeyList, ctx: CallContext) -> r.ApiKeyPage:
         return await self.keys.list_keys((await self.caller(ctx, "apikey_list")).tenant)
@@ -101,7 +103,9 @@ class RegistryHandlers:
     # --- workflows -----------------------------------------------------------------------
 
     async def workflow_create(self, req: r.WorkflowCreate, ctx: CallContext) -> r.Workflow:
-        return await self.workflows.create(await self.caller(ctx, "workflow_create"), req.definition)
+        return await self.workflows.create(
+            await self.caller(ctx, "workflow_create"), req.definition
+        )
 
     async def workflow_get(self, req: r.WorkflowGet, ctx: CallContext) -> r.Workflow:
         caller = await self.caller(ctx, "workflow_get")

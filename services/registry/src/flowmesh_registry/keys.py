@@ -52,7 +52,8 @@ SELECT tenant_id, id, name, role, key_hash, revoked_at, last_used_at
 FROM api_keys WHERE tenant_id = $1 AND key_hash = $2"""
 TOUCH_KEY = """
 UPDATE api_keys SET last_used_at = now()
-WHERE tenant_id = $1 AND id = $2 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"""
+WHERE tenant_id = $1 AND id = $2
+  AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"""
 
 
 def new_key(tenant: str) -> str:
@@ -128,7 +129,11 @@ class KeyOperations:
             INSERT_KEY, caller.tenant, new_id(), name, role, key_hash(key), caller.actor
         )
         return ApiKeySecret(
-            id=str(row["id"]), name=row["name"], role=row["role"], key=key, created_at=row["created_at"]
+            id=str(row["id"]),
+            name=row["name"],
+            role=row["role"],
+            key=key,
+            created_at=row["created_at"],
         )
 
     async def list_keys(self, tenant: str) -> ApiKeyPage:
@@ -161,7 +166,9 @@ class KeyOperations:
                 raise unauthenticated()
             check_tenant(row, tenant)
             await conn.execute(TOUCH_KEY, tenant, row["id"])
-        return ApiKeyIdentity(tenant=tenant, key_id=str(row["id"]), name=row["name"], role=row["role"])
+        return ApiKeyIdentity(
+            tenant=tenant, key_id=str(row["id"]), name=row["name"], role=row["role"]
+        )
 
 
 def _api_key(row: asyncpg.Record, tenant: str) -> ApiKey:

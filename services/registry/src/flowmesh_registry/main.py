@@ -46,7 +46,9 @@ class RegistryApp(msgspec.Struct, kw_only=True):
 
 
 def runtime_url(settings: RegistrySettings) -> str:
-    return settings.runtime_database_url or runtime_dsn(settings.database_url, settings.runtime_role)
+    return settings.runtime_database_url or runtime_dsn(
+        settings.database_url, settings.runtime_role
+    )
 
 
 async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> RegistryApp:
@@ -57,7 +59,9 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
         )
         log.info("registry.migrated", applied=applied)
     dsn = runtime_url(settings)
-    db = await Database.connect(dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+    db = await Database.connect(
+        dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+    )
     stack.push_async_callback(db.close)
 
     nc = await connect(settings.nats_url, name="flowmesh-registry")

@@ -7,6 +7,7 @@ created here idempotently and granted what it needs on this database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from importlib import resources
 
@@ -100,12 +101,11 @@ async def ensure_runtime_role(
     row = await conn.fetchrow(ROLE_EXISTS, role)
     ident = _quote_ident(role)
     if row is None:
-        try:
+        # Another registry (or test session) may create it meanwhile: that is fine.
+        with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
             await conn.execute(
                 f"CREATE ROLE {ident} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
             )
-        except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
-            pass  # another registry (or test session) created it meanwhile
     elif row["rolbypassrls"] or row["rolsuper"]:
         raise MigrationError(f"runtime role {role!r} must not be a superuser nor have BYPASSRLS")
     if password:

@@ -6,7 +6,12 @@ from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.registry import ExportedDocument, Workflow
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
-from flowmesh_registry.documents import CONTENT_TYPES, DocumentError, parse_document, render_document
+from flowmesh_registry.documents import (
+    CONTENT_TYPES,
+    DocumentError,
+    parse_document,
+    render_document,
+)
 from flowmesh_registry.resources import check_tenant, document_of
 from flowmesh_registry.workflows import WorkflowOperations, not_found, workflow_uuid
 from flowmesh_shared.errors import FlowmeshError
@@ -20,7 +25,9 @@ async def export_workflow(
         row = await conn.fetchrow(sql.GET_WORKFLOW, tenant, wid, version)
     if row is None:
         if version is not None:
-            raise FlowmeshError(ErrorCode.NOT_FOUND, f"workflow {workflow_id} has no version {version}")
+            raise FlowmeshError(
+                ErrorCode.NOT_FOUND, f"workflow {workflow_id} has no version {version}"
+            )
         raise not_found(workflow_id)
     check_tenant(row, tenant)
     return ExportedDocument(
@@ -30,7 +37,9 @@ async def export_workflow(
     )
 
 
-async def import_workflow(ops: WorkflowOperations, caller: Caller, document: str, fmt: str) -> Workflow:
+async def import_workflow(
+    ops: WorkflowOperations, caller: Caller, document: str, fmt: str
+) -> Workflow:
     """Create a workflow from a document; INVALID_EXPORT_FORMAT or IMPORT_VALIDATION_FAILED."""
     if len(document.encode()) > ops.limits.max_bytes:
         raise FlowmeshError(

@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
+
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.workflow import Definition
-
 from flowmesh_registry.validation.graph import check_graph
 from flowmesh_registry.validation.nodes import check_nodes
 from flowmesh_registry.validation.problems import Problems

@@ -99,8 +99,11 @@ WHERE w.tenant_id = $1 AND w.deleted_at IS NULL
   AND ($5::text IS NULL OR w.search @@ websearch_to_tsquery('simple', $5)
        OR w.name ILIKE $6 ESCAPE '\\' OR w.description ILIKE $6 ESCAPE '\\')"""
 
-_SORTS = {"name": ("w.name", "text"), "created_at": ("w.created_at", "timestamptz"),
-          "updated_at": ("w.updated_at", "timestamptz")}
+_SORTS = {
+    "name": ("w.name", "text"),
+    "created_at": ("w.created_at", "timestamptz"),
+    "updated_at": ("w.updated_at", "timestamptz"),
+}
 
 
 def _list_statement(column: str, cast: str, descending: bool) -> str:

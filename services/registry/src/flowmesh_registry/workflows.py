@@ -182,7 +182,9 @@ class WorkflowOperations:
 
     # --- writes -------------------------------------------------------------------------
 
-    async def create(self, caller: Caller, raw: Any, *, action: str = "workflow.create") -> Workflow:
+    async def create(
+        self, caller: Caller, raw: Any, *, action: str = "workflow.create"
+    ) -> Workflow:
         async with self.db.tenant_tx(caller.tenant) as conn:
             prepared = await self.prepare(conn, caller.tenant, raw)
             wid = await self._insert(conn, caller, prepared)
@@ -191,7 +193,9 @@ class WorkflowOperations:
             row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
         return workflow_resource(row, caller.tenant)
 
-    async def _insert(self, conn: asyncpg.Connection, caller: Caller, prepared: Prepared) -> uuid.UUID:
+    async def _insert(
+        self, conn: asyncpg.Connection, caller: Caller, prepared: Prepared
+    ) -> uuid.UUID:
         wid = new_id()
         d = prepared.definition
         try:
@@ -244,7 +248,9 @@ class WorkflowOperations:
                 conn, caller, "workflow.update", f"workflow:{wid}", detail={"version": version}
             )
             if version != current["current_version"]:
-                await self._announce(conn, caller.tenant, wid, "updated", version, prepared.definition)
+                await self._announce(
+                    conn, caller.tenant, wid, "updated", version, prepared.definition
+                )
             row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
         return workflow_resource(row, caller.tenant)
 
@@ -390,9 +396,13 @@ class WorkflowOperations:
             return WorkflowApplied(workflow=created, created=True, changed=True)
         before = await self.get(caller.tenant, str(existing))
         after = await self.update(caller, str(existing), raw, None)
-        return WorkflowApplied(workflow=after, created=False, changed=after.version != before.version)
+        return WorkflowApplied(
+            workflow=after, created=False, changed=after.version != before.version
+        )
 
-    async def clone(self, caller: Caller, workflow_id: str, name: str, version: int | None) -> Workflow:
+    async def clone(
+        self, caller: Caller, workflow_id: str, name: str, version: int | None
+    ) -> Workflow:
         source = await self.get(caller.tenant, workflow_id, version)
         async with self.db.tenant_tx(caller.tenant) as conn:
             content = await conn.fetchrow(

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.workflow import ConditionNode, Edge, Node, SwitchNode
-
 from flowmesh_registry.validation.problems import Problems, shown
 from flowmesh_registry.validation.shape import NodeEntry, node_type
 

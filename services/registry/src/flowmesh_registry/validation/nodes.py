@@ -7,6 +7,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import msgspec
+
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import (
     NODE_ID_PATTERN,
@@ -32,11 +33,10 @@ from flowmesh_proto.workflow import (
     WaitForEventNode,
     WorkflowNode,
 )
-from flowmesh_shared.expressions import has_template
-
 from flowmesh_registry.validation.graph import fallback_of
 from flowmesh_registry.validation.problems import Problems, add_decode_error, shown
 from flowmesh_registry.validation.shape import NodeEntry
+from flowmesh_shared.expressions import has_template
 
 INVALID = ErrorCode.INVALID_NODES
 MAX_ATTEMPTS = 100

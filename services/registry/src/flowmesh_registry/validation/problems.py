@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_shared.expressions import member_path
 

@@ -10,6 +10,9 @@ from typing import Any
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import SECRET_NAME_PATTERN, is_secret_name
 from flowmesh_proto.workflow import NODE_TYPES, EventTrigger, MapNode, Trigger
+from flowmesh_registry.validation.graph import Graph
+from flowmesh_registry.validation.problems import Problems, shown
+from flowmesh_registry.validation.shape import NodeEntry, node_type
 from flowmesh_shared.expressions import (
     EvaluationError,
     Expression,
@@ -20,10 +23,6 @@ from flowmesh_shared.expressions import (
     evaluate,
     find_templates,
 )
-
-from flowmesh_registry.validation.graph import Graph
-from flowmesh_registry.validation.problems import Problems, shown
-from flowmesh_registry.validation.shape import NodeEntry, node_type
 
 MISSING = ErrorCode.MISSING_VARIABLE
 WRONG_TYPE = ErrorCode.INVALID_VARIABLE_TYPE

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
+
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.workflow import NODE_TYPES, Definition, Edge, Node, Trigger
-
 from flowmesh_registry.validation.problems import (
     DOCUMENT,
     Problems,

@@ -10,7 +10,6 @@ from croniter import CroniterBadDateError, croniter
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import TRIGGER_ID_PATTERN, is_event_type, is_trigger_id
 from flowmesh_proto.workflow import CronTrigger, EventTrigger, Trigger
-
 from flowmesh_registry.validation.problems import Problems, shown
 
 FAILED = ErrorCode.VALIDATION_FAILED
