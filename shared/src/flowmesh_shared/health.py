@@ -140,6 +140,17 @@ class HealthServer:
         return f"http://{self.host}:{self.port}"
 
 
+def service_metrics_registry() -> CollectorRegistry:
+    """A registry of one service's metrics, with the process and platform collectors.
+
+    One per service instance, so two instances in one process (tests) never collide.
+    """
+    registry = CollectorRegistry()
+    prometheus_client.ProcessCollector(registry=registry)
+    prometheus_client.PlatformCollector(registry=registry)
+    return registry
+
+
 def nats_connected(nc: Any) -> ReadinessCheck:
     """A readiness check: the NATS connection is up (not reconnecting, not closed)."""
     return lambda: bool(nc.is_connected)

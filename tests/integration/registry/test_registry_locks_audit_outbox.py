@@ -131,3 +131,65 @@ async def test_changes_reach_jetstream_through_the_outbox(
     assert all(m.tenant == api.tenant.id for m in mine)
     ids = [m.outbox_id for m in mine]
     assert ids == sorted(ids) and len(set(ids)) == 3
+
+
+async def _changes(nc: Any, subject: str, stream: str) -> list[r.WorkflowChanged]:
+    """Every message on ``subject`` in the stream right now."""
+    js = nc.jetstream()
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
+    found: list[r.WorkflowChanged] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.3)
+            except TimeoutError:
+                return found
+            found.append(msgspec.json.decode(msg.data, type=r.WorkflowChanged))
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_a_relay_crash_neither_loses_nor_duplicates(
+    api: Api,
+    registry: Registry,
+    nc: Any,
+    subjects: Subjects,
+    streams: StreamNames,
+    postgres_url: str,
+) -> None:
+    import asyncpg
+
+    from flowmesh_registry.outbox import OutboxRelay
+
+    subject = subjects.workflow_changed(api.tenant.id)
+    old = registry.app.relay
+    await old.stop()  # the relay is down while a change is made: nothing may be lost
+    wf = await api.create(unique("crash"))
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        pending = await admin.fetchval(
+            "SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL",
+            api.tenant.id,
+        )
+        assert pending == 1
+        relay = OutboxRelay(
+            registry.app.db, nc.jetstream(), subjects, listen_dsn=postgres_url, poll_interval=0.1
+        )
+        await relay.start()
+        await until(lambda: relay.published >= 1, timeout=10)
+        # Now "crash" between publish and mark: the row looks unpublished again.
+        await admin.execute(
+            "UPDATE outbox SET published_at = NULL WHERE tenant_id = $1", api.tenant.id
+        )
+        await until(lambda: relay.published >= 2, timeout=10)
+        left = await admin.fetchval(
+            "SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL",
+            api.tenant.id,
+        )
+        assert left == 0
+        await relay.stop()
+    finally:
+        await old.start()
+        await admin.close()
+    changes = await _changes(nc, subject, streams.registry)
+    assert [(c.workflow_id, c.change) for c in changes] == [(wf.id, "created")]

@@ -21,7 +21,12 @@ from flowmesh_registry.migrate import migrate
 from flowmesh_registry.outbox import OutboxRelay
 from flowmesh_registry.settings import ENV_PREFIX, RegistrySettings
 from flowmesh_registry.workflows import WorkflowOperations
-from flowmesh_shared.health import HealthServer
+from flowmesh_shared.health import (
+    HealthServer,
+    RpcMetrics,
+    nats_connected,
+    service_metrics_registry,
+)
 from flowmesh_shared.jetstream import provision_streams
 from flowmesh_shared.lifecycle import run_service
 from flowmesh_shared.logging import configure_logging
@@ -76,14 +81,21 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
     await relay.start()
     stack.push_async_callback(relay.stop)
 
+    metrics = service_metrics_registry()
     handlers = RegistryHandlers(WorkflowOperations(db, settings.limits), KeyOperations(db))
-    rpc = RpcService(nc, subjects, service=SERVICE, max_in_flight=settings.rpc_max_in_flight)
+    rpc = RpcService(
+        nc,
+        subjects,
+        service=SERVICE,
+        max_in_flight=settings.rpc_max_in_flight,
+        metrics=RpcMetrics(metrics),
+    )
     handlers.register(rpc)
     await rpc.start()
     stack.push_async_callback(rpc.stop, settings.shutdown_timeout)
 
-    health = HealthServer(settings.http_host, settings.http_port)
-    health.add_check("nats", lambda: nc.is_connected)
+    health = HealthServer(settings.http_host, settings.http_port, registry=metrics)
+    health.add_check("nats", nats_connected(nc))
     health.add_check("postgres", db.ping)
     port = await health.start()
     stack.push_async_callback(health.stop)
@@ -108,9 +120,12 @@ def cli(argv: list[str] | None = None) -> int:
     if args:
         print("usage: python -m flowmesh_registry [migrate]", file=sys.stderr)
         return 2
-    configure_tracing(settings.otel_service_name or "flowmesh-registry")
+    flush_traces = configure_tracing(settings.otel_service_name or "flowmesh-registry")
 
     async def start(stack: AsyncExitStack, stop: asyncio.Event) -> None:
         await start_registry(settings, stack)
 
-    return asyncio.run(run_service(SERVICE, start, shutdown_timeout=settings.shutdown_timeout))
+    try:
+        return asyncio.run(run_service(SERVICE, start, shutdown_timeout=settings.shutdown_timeout))
+    finally:
+        flush_traces()

@@ -81,6 +81,7 @@ class OutboxRelay:
         self.published = 0
 
     async def start(self) -> None:
+        self._stopping.clear()
         try:
             self._listener = await asyncpg.connect(self._listen_dsn)
             await self._listener.add_listener("fm_outbox", self._on_notify)
