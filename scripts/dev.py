@@ -128,7 +128,7 @@ async def main() -> int:
             "FLOWMESH_REGISTRY_HTTP_PORT": str(registry_port),
         }
         registry = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "flowmesh_registry", env=env
+            sys.executable, "-m", "flowmesh_registry", env=env, start_new_session=True
         )
         children.append(registry)
         await wait_ready(f"http://127.0.0.1:{registry_port}/readyz", registry)

@@ -154,8 +154,14 @@ async def ensure_nats(
         store = home / ("nats" if persistent else f"nats-{chosen}")
         log_file = home / f"nats-{chosen}.log"
         args = ["-js", "-a", LOOPBACK, "-p", str(chosen), "-sd", str(store), "-l", str(log_file)]
+        # Its own session: a terminal's Ctrl-C reaches whoever started it, who stops it
+        # last, after the services that use it have drained.
         process = await asyncio.create_subprocess_exec(
-            str(binary), *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            str(binary),
+            *args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         url = f"nats://{LOOPBACK}:{chosen}"
         handle = NatsHandle(url=url, process=process, store=store, temporary=not persistent)
