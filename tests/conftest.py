@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -103,16 +104,40 @@ async def _postgres_answers(url: str) -> bool:
 
 def _docker_postgres() -> Any:
     """A started testcontainers PostgreSQL, or None when no Docker engine answers."""
-    try:
-        import docker  # type: ignore[import-not-found,unused-ignore]
-
-        docker.from_env().ping()
-        from testcontainers.postgres import PostgresContainer
-    except Exception:  # not installed, or no engine: the next fallback
+    if not _docker_engine_answers():
         return None
+    from testcontainers.postgres import PostgresContainer
+
     container = PostgresContainer("postgres:16-alpine")
     container.start()
     return container
+
+
+def _docker_engine_answers() -> bool:
+    """Ask the engine before testcontainers does: its constructors fail without one.
+
+    A plain ``GET /_ping`` on the engine's socket (``DOCKER_HOST`` or the default one),
+    closed in every case; the docker SDK's own failed probe leaks its socket.
+    """
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: Any = host.removeprefix("unix://")
+        elif host.startswith("tcp://"):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            name, _, port = host.removeprefix("tcp://").partition(":")
+            address = (name, int(port or 2375))
+        else:
+            return False
+        with probe:
+            probe.settimeout(2)
+            probe.connect(address)
+            probe.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            status_line = probe.recv(64).split(b"\r\n", 1)[0]
+            return status_line.startswith(b"HTTP/1.") and b" 200" in status_line
+    except (OSError, ValueError):
+        return False
 
 
 def _async(stop: Callable[[], object]) -> Callable[[], Awaitable[None]]:
