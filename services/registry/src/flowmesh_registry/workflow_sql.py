@@ -91,13 +91,17 @@ UPDATE workflows SET locked_by = NULL, locked_at = NULL, lock_expires_at = NULL
 WHERE tenant_id = $1 AND id = $2"""
 
 # Listing: one statement per sort order, all built here from a fixed whitelist.
+# Text and tag filters go through fm_matching_workflows (migration 0002): under RLS only
+# that function can use the trigram and GIN indexes. Listing runs with custom plans
+# (FORCE_CUSTOM_PLANS) so the filters that are absent fold away.
 _LIST_FILTERS = """
 WHERE w.tenant_id = $1 AND w.deleted_at IS NULL
   AND ($2::text IS NULL OR w.category = $2)
-  AND (cardinality($3::text[]) = 0 OR w.tags @> $3::text[])
   AND ($4::boolean IS NULL OR w.enabled = $4)
-  AND ($5::text IS NULL OR w.search @@ websearch_to_tsquery('simple', $5)
-       OR w.name ILIKE $6 ESCAPE '\\' OR w.description ILIKE $6 ESCAPE '\\')"""
+  AND (($5::text IS NULL AND cardinality($3::text[]) = 0)
+       OR w.id IN (SELECT fm_matching_workflows($5::text, $6::text, $3::text[])))"""
+
+FORCE_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 _SORTS = {
     "name": ("w.name", "text"),

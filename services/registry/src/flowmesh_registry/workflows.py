@@ -136,6 +136,7 @@ class WorkflowOperations:
         offset = 0 if request.cursor else max(request.offset or 0, 0)
         pattern = _like_pattern(request.q) if request.q else None
         async with self.db.tenant_tx(tenant) as conn:
+            await conn.execute(sql.FORCE_CUSTOM_PLANS)
             rows = await conn.fetch(
                 sql.LIST_WORKFLOWS[request.sort],
                 tenant,
