@@ -20,6 +20,8 @@ from flowmesh_proto.principal import Principal
 from flowmesh_registry import audit
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.keys import KeyOperations
+from flowmesh_registry.listing import list_workflows
+from flowmesh_registry.locks import LockOperations
 from flowmesh_registry.transfer import export_workflow, import_workflow
 from flowmesh_registry.workflows import WorkflowOperations
 from flowmesh_shared.errors import FlowmeshError
@@ -31,8 +33,11 @@ Handler = Callable[[Any, CallContext], Awaitable[msgspec.Struct]]
 
 
 class RegistryHandlers:
-    def __init__(self, workflows: WorkflowOperations, keys: KeyOperations) -> None:
+    def __init__(
+        self, workflows: WorkflowOperations, locks: LockOperations, keys: KeyOperations
+    ) -> None:
         self.workflows = workflows
+        self.locks = locks
         self.keys = keys
 
     # --- who may ask ---------------------------------------------------------------------
@@ -113,7 +118,7 @@ class RegistryHandlers:
 
     async def workflow_list(self, req: r.WorkflowList, ctx: CallContext) -> r.WorkflowPage:
         caller = await self.caller(ctx, "workflow_list")
-        return await self.workflows.list(caller.tenant, req)
+        return await list_workflows(self.workflows.db, caller.tenant, req)
 
     async def workflow_update(self, req: r.WorkflowUpdate, ctx: CallContext) -> r.Workflow:
         caller = await self.caller(ctx, "workflow_update")
@@ -154,10 +159,10 @@ class RegistryHandlers:
 
     async def workflow_lock(self, req: r.WorkflowLock, ctx: CallContext) -> r.LockInfo:
         caller = await self.caller(ctx, "workflow_lock")
-        return await self.workflows.lock(caller, req.id, req.ttl_seconds)
+        return await self.locks.lock(caller, req.id, req.ttl_seconds)
 
     async def workflow_unlock(self, req: r.WorkflowUnlock, ctx: CallContext) -> r.Deleted:
-        return await self.workflows.unlock(await self.caller(ctx, "workflow_unlock"), req.id)
+        return await self.locks.unlock(await self.caller(ctx, "workflow_unlock"), req.id)
 
     async def audit_list(self, req: r.AuditList, ctx: CallContext) -> r.AuditPage:
         caller = await self.caller(ctx, "audit_list")

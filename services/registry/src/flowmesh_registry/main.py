@@ -17,6 +17,7 @@ from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_registry.db import Database, runtime_dsn
 from flowmesh_registry.handlers import RegistryHandlers
 from flowmesh_registry.keys import KeyOperations
+from flowmesh_registry.locks import LockOperations
 from flowmesh_registry.migrate import migrate
 from flowmesh_registry.outbox import OutboxRelay
 from flowmesh_registry.settings import ENV_PREFIX, RegistrySettings
@@ -82,7 +83,9 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
     stack.push_async_callback(relay.stop)
 
     metrics = service_metrics_registry()
-    handlers = RegistryHandlers(WorkflowOperations(db, settings.limits), KeyOperations(db))
+    handlers = RegistryHandlers(
+        WorkflowOperations(db, settings.limits), LockOperations(db), KeyOperations(db)
+    )
     rpc = RpcService(
         nc,
         subjects,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.registry import ExportedDocument, Workflow
-from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.documents import (
     CONTENT_TYPES,
@@ -13,22 +12,14 @@ from flowmesh_registry.documents import (
     render_document,
 )
 from flowmesh_registry.resources import check_tenant, document_of
-from flowmesh_registry.workflows import WorkflowOperations, not_found, workflow_uuid
+from flowmesh_registry.workflows import WorkflowOperations
 from flowmesh_shared.errors import FlowmeshError
 
 
 async def export_workflow(
     ops: WorkflowOperations, tenant: str, workflow_id: str, version: int | None, fmt: str
 ) -> ExportedDocument:
-    wid = workflow_uuid(workflow_id)
-    async with ops.db.tenant_tx(tenant) as conn:
-        row = await conn.fetchrow(sql.GET_WORKFLOW, tenant, wid, version)
-    if row is None:
-        if version is not None:
-            raise FlowmeshError(
-                ErrorCode.NOT_FOUND, f"workflow {workflow_id} has no version {version}"
-            )
-        raise not_found(workflow_id)
+    row = await ops.row(tenant, workflow_id, version)
     check_tenant(row, tenant)
     return ExportedDocument(
         format=fmt,  # type: ignore[arg-type]

@@ -15,20 +15,16 @@ from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.ids import new_id, parse_uuid
 from flowmesh_proto.registry import (
     Deleted,
-    LockInfo,
     VersionInfo,
     VersionPage,
     Workflow,
     WorkflowApplied,
-    WorkflowList,
-    WorkflowPage,
     WorkflowPatch,
 )
 from flowmesh_proto.workflow import Definition, definition_to_builtins
 from flowmesh_registry import audit, outbox
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
-from flowmesh_registry.cursors import CursorError, decode_cursor, encode_cursor
 from flowmesh_registry.db import Database
 from flowmesh_registry.documents import content_hash
 from flowmesh_registry.resources import workflow_resource
@@ -49,9 +45,9 @@ def workflow_uuid(value: str) -> uuid.UUID:
 
 
 def invalid(problems: list[ProblemItem], detail: str) -> FlowmeshError:
-    code = ErrorCode[problems[0].code] if problems else ErrorCode.VALIDATION_FAILED
+    """A 422 listing every problem; its code is the first problem's, by path."""
     ordered = sorted(problems, key=lambda p: p.path)
-    code = ErrorCode[ordered[0].code] if ordered[0].code in ErrorCode.__members__ else code
+    code = ErrorCode.__members__.get(ordered[0].code, ErrorCode.VALIDATION_FAILED)
     return FlowmeshError(code, detail, errors=ordered)
 
 
@@ -112,6 +108,10 @@ class WorkflowOperations:
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, tenant: str, workflow_id: str, version: int | None = None) -> Workflow:
+        return workflow_resource(await self.row(tenant, workflow_id, version), tenant)
+
+    async def row(self, tenant: str, workflow_id: str, version: int | None) -> asyncpg.Record:
+        """The workflow's row joined with its current version (or ``version``), or 404."""
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(tenant) as conn:
             row = await conn.fetchrow(sql.GET_WORKFLOW, tenant, wid, version)
@@ -121,46 +121,7 @@ class WorkflowOperations:
                     ErrorCode.NOT_FOUND, f"workflow {workflow_id} has no version {version}"
                 )
             raise not_found(workflow_id)
-        return workflow_resource(row, tenant)
-
-    async def list(self, tenant: str, request: WorkflowList) -> WorkflowPage:
-        if not 1 <= request.limit <= 100:
-            raise _field_problem("limit", "limit must be between 1 and 100")
-        key: list[Any] = [None, None]
-        if request.cursor:
-            try:
-                key = decode_cursor(request.cursor, request.sort)
-            except CursorError as exc:
-                raise _field_problem("cursor", str(exc)) from exc
-        sort_value, last_id = _cursor_key(request.sort, key)
-        offset = 0 if request.cursor else max(request.offset or 0, 0)
-        pattern = _like_pattern(request.q) if request.q else None
-        async with self.db.tenant_tx(tenant) as conn:
-            await conn.execute(sql.FORCE_CUSTOM_PLANS)
-            rows = await conn.fetch(
-                sql.LIST_WORKFLOWS[request.sort],
-                tenant,
-                request.category,
-                request.tags,
-                request.enabled,
-                request.q or None,
-                pattern,
-                sort_value,
-                last_id,
-                request.limit + 1,
-                offset,
-            )
-        items = [workflow_resource(row, tenant) for row in rows[: request.limit]]
-        has_more = len(rows) > request.limit
-        cursor = None
-        if has_more and items:
-            last = items[-1]
-            field = request.sort.lstrip("-")
-            value = getattr(last, field)
-            cursor = encode_cursor(
-                request.sort, [value if isinstance(value, str) else value.isoformat(), last.id]
-            )
-        return WorkflowPage(items=items, next_cursor=cursor, has_more=has_more)
+        return row
 
     async def versions(self, tenant: str, workflow_id: str) -> VersionPage:
         wid = workflow_uuid(workflow_id)
@@ -199,21 +160,19 @@ class WorkflowOperations:
     ) -> uuid.UUID:
         wid = new_id()
         d = prepared.definition
-        try:
-            async with conn.transaction():
-                await conn.execute(
-                    sql.INSERT_WORKFLOW,
-                    caller.tenant,
-                    wid,
-                    d.name,
-                    d.description,
-                    d.category,
-                    d.tags,
-                    d.enabled,
-                    caller.actor,
-                )
-        except asyncpg.UniqueViolationError as exc:
-            raise name_taken(d.name) from exc
+        await execute_naming(
+            conn,
+            d.name,
+            sql.INSERT_WORKFLOW,
+            caller.tenant,
+            wid,
+            d.name,
+            d.description,
+            d.category,
+            d.tags,
+            d.enabled,
+            caller.actor,
+        )
         await self._insert_version(conn, caller, wid, 1, prepared)
         return wid
 
@@ -242,7 +201,7 @@ class WorkflowOperations:
     ) -> Workflow:
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(caller.tenant) as conn:
-            current = await self._lock_for_write(conn, caller, wid, if_version)
+            current = await self.lock_for_write(conn, caller, wid, if_version)
             prepared = await self.prepare(conn, caller.tenant, raw)
             version = await self._new_version(conn, caller, current, prepared)
             await audit.record(
@@ -255,7 +214,7 @@ class WorkflowOperations:
             row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
         return workflow_resource(row, caller.tenant)
 
-    async def _lock_for_write(
+    async def lock_for_write(
         self,
         conn: asyncpg.Connection,
         caller: Caller,
@@ -296,29 +255,27 @@ class WorkflowOperations:
         version = int(current["latest_version"]) + 1
         await self._insert_version(conn, caller, wid, version, prepared)
         d = prepared.definition
-        try:
-            async with conn.transaction():
-                await conn.execute(
-                    sql.SET_NEW_VERSION,
-                    caller.tenant,
-                    wid,
-                    version,
-                    d.name,
-                    d.description,
-                    d.category,
-                    d.tags,
-                    d.enabled,
-                    caller.actor,
-                )
-        except asyncpg.UniqueViolationError as exc:
-            raise name_taken(d.name) from exc
+        await execute_naming(
+            conn,
+            d.name,
+            sql.SET_NEW_VERSION,
+            caller.tenant,
+            wid,
+            version,
+            d.name,
+            d.description,
+            d.category,
+            d.tags,
+            d.enabled,
+            caller.actor,
+        )
         return version
 
     async def patch(self, caller: Caller, request: WorkflowPatch) -> Workflow:
         wid = workflow_uuid(request.id)
         tags = _checked_tags(request.tags)
         async with self.db.tenant_tx(caller.tenant) as conn:
-            current = await self._lock_for_write(conn, caller, wid, request.if_version)
+            current = await self.lock_for_write(conn, caller, wid, request.if_version)
             version = int(current["current_version"])
             if request.current_version is not None and request.current_version != version:
                 version = await self._rollback(conn, caller, current, request.current_version)
@@ -355,7 +312,7 @@ class WorkflowOperations:
     async def delete(self, caller: Caller, workflow_id: str) -> Deleted:
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(caller.tenant) as conn:
-            current = await self._lock_for_write(conn, caller, wid, None)
+            current = await self.lock_for_write(conn, caller, wid, None)
             await conn.execute(sql.SOFT_DELETE, caller.tenant, wid, caller.actor)
             dependents = await conn.fetch(sql.INVALIDATE_DEPENDENTS, caller.tenant, wid)
             await audit.record(
@@ -382,7 +339,7 @@ class WorkflowOperations:
     async def apply(self, caller: Caller, name: str, raw: Any) -> WorkflowApplied:
         """Create by name, or add a version only if the content changed."""
         if isinstance(raw, dict) and raw.get("name", name) != name:
-            raise _field_problem("name", f"the definition's name must be {name!r}")
+            raise field_problem("name", f"the definition's name must be {name!r}")
         if isinstance(raw, dict) and "name" not in raw:
             raw = {**raw, "name": name}
         async with self.db.tenant_tx(caller.tenant) as conn:
@@ -412,46 +369,6 @@ class WorkflowOperations:
         assert content is not None
         raw = {**content["definition"], "name": name}
         return await self.create(caller, raw, action="workflow.clone")
-
-    # --- edit locks ----------------------------------------------------------------------
-
-    async def lock(self, caller: Caller, workflow_id: str, ttl_seconds: int) -> LockInfo:
-        if not 1 <= ttl_seconds <= 86_400:
-            raise _field_problem("ttl_seconds", "ttl_seconds must be between 1 and 86400")
-        wid = workflow_uuid(workflow_id)
-        async with self.db.tenant_tx(caller.tenant) as conn:
-            row = await conn.fetchrow(sql.LOCK_WORKFLOW_ROW, caller.tenant, wid)
-            if row is None:
-                raise not_found(workflow_id)
-            if row["lock_live"] and row["locked_by"] != caller.actor:
-                raise FlowmeshError(
-                    ErrorCode.LOCK_ACQUISITION_FAILED,
-                    f"workflow is locked by {row['locked_by']}",
-                )
-            lock = await conn.fetchrow(sql.SET_LOCK, caller.tenant, wid, caller.actor, ttl_seconds)
-            await audit.record(
-                conn, caller, "workflow.lock", f"workflow:{wid}", detail={"ttl": ttl_seconds}
-            )
-        return LockInfo(
-            workflow_id=str(wid),
-            locked_by=lock["locked_by"],
-            locked_at=lock["locked_at"],
-            expires_at=lock["lock_expires_at"],
-        )
-
-    async def unlock(self, caller: Caller, workflow_id: str) -> Deleted:
-        wid = workflow_uuid(workflow_id)
-        async with self.db.tenant_tx(caller.tenant) as conn:
-            row = await conn.fetchrow(sql.LOCK_WORKFLOW_ROW, caller.tenant, wid)
-            if row is None:
-                raise not_found(workflow_id)
-            if row["lock_live"] and row["locked_by"] != caller.actor:
-                raise FlowmeshError(
-                    ErrorCode.LOCK_NOT_OWNED, f"the lock is held by {row['locked_by']}"
-                )
-            await conn.execute(sql.CLEAR_LOCK, caller.tenant, wid)
-            await audit.record(conn, caller, "workflow.unlock", f"workflow:{wid}")
-        return Deleted(id=str(wid))
 
     # --- announcements -------------------------------------------------------------------
 
@@ -499,7 +416,16 @@ def name_taken(name: str) -> FlowmeshError:
     return FlowmeshError(ErrorCode.WORKFLOW_NAME_TAKEN, f"a workflow named {name!r} already exists")
 
 
-def _field_problem(path: str, message: str) -> FlowmeshError:
+async def execute_naming(conn: asyncpg.Connection, name: str, statement: str, *args: Any) -> None:
+    """Run a statement that sets a workflow's name; a live namesake gives WORKFLOW_NAME_TAKEN."""
+    try:
+        async with conn.transaction():  # a savepoint: the outer transaction stays usable
+            await conn.execute(statement, *args)
+    except asyncpg.UniqueViolationError as exc:
+        raise name_taken(name) from exc
+
+
+def field_problem(path: str, message: str) -> FlowmeshError:
     return FlowmeshError(
         ErrorCode.VALIDATION_FAILED,
         message,
@@ -511,29 +437,5 @@ def _checked_tags(tags: list[str] | None) -> list[str] | None:
     if tags is None:
         return None
     if len(tags) > 50 or len(set(tags)) != len(tags) or any(not 1 <= len(t) <= 64 for t in tags):
-        raise _field_problem("tags", "tags: at most 50, each 1..64 characters, no duplicates")
+        raise field_problem("tags", "tags: at most 50, each 1..64 characters, no duplicates")
     return tags
-
-
-def _like_pattern(q: str) -> str:
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _cursor_key(sort: str, key: list[Any]) -> tuple[Any, uuid.UUID | None]:
-    from datetime import datetime
-
-    value, last = key if len(key) == 2 else (None, None)
-    if value is None:
-        return None, None
-    last_id = parse_uuid(last)
-    if last_id is None:
-        raise _field_problem("cursor", "cursor is not valid")
-    if sort.lstrip("-") != "name":
-        try:
-            value = datetime.fromisoformat(str(value))
-        except ValueError as exc:
-            raise _field_problem("cursor", "cursor is not valid") from exc
-    elif not isinstance(value, str):
-        raise _field_problem("cursor", "cursor is not valid")
-    return value, last_id
