@@ -8,6 +8,10 @@ as good as none.
 
 from __future__ import annotations
 
+import uuid
+
+import asyncpg
+
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.registry import Deleted, LockInfo
 from flowmesh_registry import audit
@@ -29,14 +33,9 @@ class LockOperations:
             raise field_problem("ttl_seconds", "ttl_seconds must be between 1 and 86400")
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(caller.tenant) as conn:
-            row = await conn.fetchrow(sql.LOCK_WORKFLOW_ROW, caller.tenant, wid)
-            if row is None:
-                raise not_found(workflow_id)
-            if row["lock_live"] and row["locked_by"] != caller.actor:
-                raise FlowmeshError(
-                    ErrorCode.LOCK_ACQUISITION_FAILED,
-                    f"workflow is locked by {row['locked_by']}",
-                )
+            await _unless_held_by_another(
+                conn, caller, wid, ErrorCode.LOCK_ACQUISITION_FAILED, "workflow is locked by"
+            )
             lock = await conn.fetchrow(sql.SET_LOCK, caller.tenant, wid, caller.actor, ttl_seconds)
             await audit.record(
                 conn, caller, "workflow.lock", f"workflow:{wid}", detail={"ttl": ttl_seconds}
@@ -51,13 +50,20 @@ class LockOperations:
     async def unlock(self, caller: Caller, workflow_id: str) -> Deleted:
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(caller.tenant) as conn:
-            row = await conn.fetchrow(sql.LOCK_WORKFLOW_ROW, caller.tenant, wid)
-            if row is None:
-                raise not_found(workflow_id)
-            if row["lock_live"] and row["locked_by"] != caller.actor:
-                raise FlowmeshError(
-                    ErrorCode.LOCK_NOT_OWNED, f"the lock is held by {row['locked_by']}"
-                )
+            await _unless_held_by_another(
+                conn, caller, wid, ErrorCode.LOCK_NOT_OWNED, "the lock is held by"
+            )
             await conn.execute(sql.CLEAR_LOCK, caller.tenant, wid)
             await audit.record(conn, caller, "workflow.unlock", f"workflow:{wid}")
         return Deleted(id=str(wid))
+
+
+async def _unless_held_by_another(
+    conn: asyncpg.Connection, caller: Caller, wid: uuid.UUID, code: ErrorCode, what: str
+) -> None:
+    """Lock the workflow's row; 404 when it is missing, ``code`` when another holds the lock."""
+    row = await conn.fetchrow(sql.LOCK_WORKFLOW_ROW, caller.tenant, wid)
+    if row is None:
+        raise not_found(wid)
+    if row["lock_live"] and row["locked_by"] != caller.actor:
+        raise FlowmeshError(code, f"{what} {row['locked_by']}")
