@@ -2,7 +2,7 @@
 UV ?= uv
 export UV_FROZEN := 1
 
-.PHONY: dev test unit integration lint typecheck fmt bench schemas sync clean
+.PHONY: dev test unit integration lint typecheck fmt bench schemas openapi sync clean
 
 sync:
 	$(UV) sync --all-packages
@@ -37,6 +37,10 @@ fmt: sync
 ## Regenerate proto/schemas/ (a test fails when they are stale).
 schemas: sync
 	$(UV) run python -m flowmesh_proto.schemas
+
+## Regenerate services/gateway/openapi.json from the route table (a test fails when stale).
+openapi: sync
+	$(UV) run python -m flowmesh_gateway.openapi
 
 ## Benchmarks; results are committed under bench/results/.
 bench: sync

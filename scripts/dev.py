@@ -10,6 +10,7 @@ Ctrl-C (or SIGTERM).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -64,6 +65,22 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process, limit: float
                         return
             await asyncio.sleep(0.2)
     raise SystemExit(f"{url} did not answer within {limit:.0f} s")
+
+
+def secrets_key(home: Path) -> str:
+    """The registry's secrets key, made once and kept in $FLOWMESH_HOME (0600)."""
+    path = home / "secrets.key"
+    if not path.exists():
+        path.write_text(base64.b64encode(os.urandom(32)).decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def start_service(module: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """A service in its own session: Ctrl-C reaches this script, which stops it in order."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, env=env, start_new_session=True
+    )
 
 
 async def demo_key(client: RpcClient, saved: dict[str, str]) -> str:
@@ -121,18 +138,31 @@ async def main() -> int:
     try:
         database_url = await ensure_database(postgres.url, DATABASE)
         registry_port = free_port()
-        env = {
-            **os.environ,
-            "FLOWMESH_REGISTRY_DATABASE_URL": database_url,
-            "FLOWMESH_REGISTRY_NATS_URL": nats.url,
-            "FLOWMESH_REGISTRY_HTTP_PORT": str(registry_port),
-        }
-        registry = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "flowmesh_registry", env=env, start_new_session=True
+        common = {**os.environ, "NATS_URL": nats.url}
+        registry = await start_service(
+            "flowmesh_registry",
+            {
+                **common,
+                "FLOWMESH_REGISTRY_DATABASE_URL": database_url,
+                "FLOWMESH_REGISTRY_HTTP_PORT": str(registry_port),
+                "FLOWMESH_REGISTRY_SECRETS_KEY": secrets_key(home),
+            },
         )
         children.append(registry)
         await wait_ready(f"http://127.0.0.1:{registry_port}/readyz", registry)
         say(f"registry ready (health on :{registry_port})")
+        gateway = await start_service(
+            "flowmesh_gateway",
+            {
+                **common,
+                "FLOWMESH_GATEWAY_HTTP_PORT": str(gateway_port),
+                "FLOWMESH_GATEWAY_ADMIN_TOKEN": admin_token,
+            },
+        )
+        children.append(gateway)
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        await wait_ready(f"{gateway_url}/readyz", gateway)
+        say(f"gateway ready at {gateway_url}")
 
         nc = await connect(nats.url, name="flowmesh-dev")
         try:
@@ -140,8 +170,7 @@ async def main() -> int:
         finally:
             await nc.drain()
         info = {
-            "gateway_url": None,  # the gateway arrives with its own issue
-            "gateway_port": gateway_port,
+            "gateway_url": gateway_url,
             "tenant": DEMO_TENANT,
             "api_key": key,
             "admin_token": admin_token,
@@ -152,6 +181,9 @@ async def main() -> int:
         dev_file.write_text(json.dumps(info, indent=2) + "\n")
         dev_file.chmod(0o600)
         say(f"demo tenant {DEMO_TENANT!r}, admin key: {key}")
+        say(
+            f"try: curl -H 'Authorization: Bearer {key}' {gateway_url}/api/v1/{DEMO_TENANT}/workflows"
+        )
         say(f"wrote {dev_file}; press Ctrl-C to stop")
         waiters = [asyncio.create_task(stop.wait())] + [
             asyncio.create_task(child.wait()) for child in children

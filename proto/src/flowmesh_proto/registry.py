@@ -271,7 +271,83 @@ class Deleted(_Result, frozen=True):
     id: str
 
 
+# --- secrets -----------------------------------------------------------------------------
+# Names match ``flowmesh_proto.ids.SECRET_NAME_PATTERN``. A value travels in exactly two
+# messages: SecretPut (in) and SecretValues (out, to Flowmesh's own services only). Their
+# reprs leave the values out, so neither can reach a log line by accident.
+
+
+class SecretPut(_Request, frozen=True):
+    """Create or replace a secret; ``value`` is 1 byte to 64 KiB of UTF-8."""
+
+    name: str
+    value: str
+
+    def __repr__(self) -> str:
+        return f"SecretPut(name={self.name!r}, value=<{len(self.value)} characters>)"
+
+
+class SecretDelete(_Request, frozen=True):
+    name: str
+
+
+class SecretList(_Request, frozen=True):
+    pass
+
+
+class SecretResolve(_Request, frozen=True):
+    """Asked by Flowmesh's services (``service:`` principals) only, for the request's tenant."""
+
+    names: list[str]
+
+
+class Secret(_Result, frozen=True):
+    """A secret as every reply shows it: never its value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretPage(_Result, frozen=True):
+    items: list[Secret]
+
+
+class VersionRef(_Result, frozen=True):
+    workflow_id: str
+    version: int
+
+
+class SecretDeleted(_Result, frozen=True):
+    """The deleted secret's name and the stored versions that named it, now ``invalid``."""
+
+    name: str
+    invalidated: list[VersionRef]
+
+
+class SecretValues(_Result, frozen=True):
+    """Name -> value: the one reply that carries values."""
+
+    values: dict[str, str]
+
+    def __repr__(self) -> str:
+        return f"SecretValues(names={sorted(self.values)!r})"
+
+
 # --- audit -------------------------------------------------------------------------------
+
+
+class AuditRecord(_Request, frozen=True):
+    """An entry another Flowmesh service records (the gateway's denied accesses)."""
+
+    action: str
+    target: str
+    outcome: Literal["success", "denied", "failure"]
+    detail: dict[str, Any] = {}
+
+
+class Recorded(_Result, frozen=True):
+    recorded: bool
 
 
 class AuditList(_Request, frozen=True, omit_defaults=True):
@@ -338,5 +414,10 @@ OPERATIONS: dict[str, tuple[type[_Request], type[_Result]]] = {
     "workflow_validate": (WorkflowValidate, ValidationResult),
     "workflow_lock": (WorkflowLock, LockInfo),
     "workflow_unlock": (WorkflowUnlock, Deleted),
+    "secret_put": (SecretPut, Secret),
+    "secret_delete": (SecretDelete, SecretDeleted),
+    "secret_list": (SecretList, SecretPage),
+    "secret_resolve": (SecretResolve, SecretValues),
     "audit_list": (AuditList, AuditPage),
+    "audit_record": (AuditRecord, Recorded),
 }

@@ -4,10 +4,14 @@ Context (``tenant``, ``run_id``, ``request_id``, ``principal``) is bound once at
 with :func:`log_context` (structlog contextvars, so it follows the task); ``trace_id`` and
 ``span_id`` are added from the current OpenTelemetry span by a processor. Records of the
 standard library (nats-py, aiohttp, asyncpg) go through the same renderer.
+
+Tracebacks never show the values of local variables (structlog's default does): a frame
+may hold an API key, a secret's value or a decrypted one.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from collections.abc import Iterator, MutableMapping
@@ -60,9 +64,15 @@ def configure_logging(
     renderer: Any
     if as_json:
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=_is_tty(out))
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=_is_tty(out), exception_formatter=_console_tracebacks()
+        )
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -70,6 +80,13 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     _route_stdlib(numeric, shared, renderer, out)
+
+
+def _console_tracebacks() -> Any:
+    """Rich tracebacks when rich is installed, plain ones otherwise; never with locals."""
+    if importlib.util.find_spec("rich") is not None:
+        return structlog.dev.RichTracebackFormatter(show_locals=False)
+    return structlog.dev.plain_traceback
 
 
 def _route_stdlib(level: int, shared: list[Any], renderer: Any, out: TextIO) -> None:

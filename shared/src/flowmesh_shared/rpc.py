@@ -111,7 +111,7 @@ def decode_request(data: bytes, decoder: msgspec.json.Decoder[R]) -> R:
     except msgspec.ValidationError as exc:
         item = validation_item(str(exc))
         raise ValidationFailed(f"the request is not valid: {item.message}", errors=[item]) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, depth
         item = ProblemItem(path="", code="VALIDATION_FAILED", message=f"malformed JSON: {exc}")
         raise ValidationFailed("the request body is not valid JSON", errors=[item]) from exc
 

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.integration
         (b'{"definition": {}, "surprise": 1}', "surprise"),
         (b'{"id": 12}', "id"),
         (b"\xff\xfe", ""),
+        (b'{"definition": "\xff"}', ""),
+        (b'{"definition": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", ""),
     ],
 )
 async def test_malformed_messages(

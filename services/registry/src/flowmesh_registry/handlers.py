@@ -22,6 +22,7 @@ from flowmesh_registry.caller import Caller
 from flowmesh_registry.keys import KeyOperations
 from flowmesh_registry.listing import list_workflows
 from flowmesh_registry.locks import LockOperations
+from flowmesh_registry.secrets import SecretOperations
 from flowmesh_registry.transfer import export_workflow, import_workflow
 from flowmesh_registry.workflows import WorkflowOperations
 from flowmesh_shared.errors import FlowmeshError
@@ -34,11 +35,16 @@ Handler = Callable[[Any, CallContext], Awaitable[msgspec.Struct]]
 
 class RegistryHandlers:
     def __init__(
-        self, workflows: WorkflowOperations, locks: LockOperations, keys: KeyOperations
+        self,
+        workflows: WorkflowOperations,
+        locks: LockOperations,
+        keys: KeyOperations,
+        secrets: SecretOperations,
     ) -> None:
         self.workflows = workflows
         self.locks = locks
         self.keys = keys
+        self.secrets = secrets
 
     # --- who may ask ---------------------------------------------------------------------
 
@@ -57,7 +63,13 @@ class RegistryHandlers:
             )
         return Caller(tenant=ctx.tenant, actor=str(principal), request_id=ctx.request_id)
 
-    async def _audit_denied(self, principal: Principal, ctx: CallContext, operation: str) -> None:
+    async def _audit_denied(
+        self,
+        principal: Principal,
+        ctx: CallContext,
+        operation: str,
+        reason: ErrorCode = ErrorCode.CROSS_TENANT_ACCESS_DENIED,
+    ) -> None:
         assert principal.tenant is not None
         home = Caller(tenant=principal.tenant, actor=str(principal), request_id=ctx.request_id)
         try:
@@ -68,7 +80,7 @@ class RegistryHandlers:
                     f"registry.{operation}",
                     f"tenant:{ctx.tenant}",
                     outcome="denied",
-                    detail={"reason": "CROSS_TENANT_ACCESS_DENIED"},
+                    detail={"reason": reason.name},
                 )
         except Exception as exc:  # the refusal stands even if its audit row cannot be written
             log.warning("audit.denied_not_recorded", error=str(exc))
@@ -153,8 +165,8 @@ class RegistryHandlers:
     async def workflow_validate(
         self, req: r.WorkflowValidate, ctx: CallContext
     ) -> r.ValidationResult:
-        await self.caller(ctx, "workflow_validate")
-        report = self.workflows.check(req.definition)
+        caller = await self.caller(ctx, "workflow_validate")
+        report = await self.workflows.validate(caller.tenant, req.definition)
         return r.ValidationResult(valid=report.valid, errors=list(report.problems))
 
     async def workflow_lock(self, req: r.WorkflowLock, ctx: CallContext) -> r.LockInfo:
@@ -163,6 +175,44 @@ class RegistryHandlers:
 
     async def workflow_unlock(self, req: r.WorkflowUnlock, ctx: CallContext) -> r.Deleted:
         return await self.locks.unlock(await self.caller(ctx, "workflow_unlock"), req.id)
+
+    # --- secrets: values in, never out, except to Flowmesh's own services -------------------
+
+    async def secret_put(self, req: r.SecretPut, ctx: CallContext) -> r.Secret:
+        caller = await self.caller(ctx, "secret_put")
+        return await self.secrets.put(caller, req.name, req.value)
+
+    async def secret_delete(self, req: r.SecretDelete, ctx: CallContext) -> r.SecretDeleted:
+        return await self.secrets.delete(await self.caller(ctx, "secret_delete"), req.name)
+
+    async def secret_list(self, req: r.SecretList, ctx: CallContext) -> r.SecretPage:
+        caller = await self.caller(ctx, "secret_list")
+        return await self.secrets.list_secrets(caller.tenant)
+
+    async def secret_resolve(self, req: r.SecretResolve, ctx: CallContext) -> r.SecretValues:
+        caller = await self.caller(ctx, "secret_resolve")
+        principal = _require_principal(ctx)
+        if not principal.is_service:  # a tenant's own credential: audited in its tenant
+            await self._audit_denied(principal, ctx, "secret_resolve", ErrorCode.FORBIDDEN)
+            raise FlowmeshError(ErrorCode.FORBIDDEN, "only Flowmesh services resolve secrets")
+        return await self.secrets.resolve(caller.tenant, req.names)
+
+    # --- audit ---------------------------------------------------------------------------
+
+    async def audit_record(self, req: r.AuditRecord, ctx: CallContext) -> r.Recorded:
+        """Record what another service saw, in the tenant of the principal it acted for."""
+        if (
+            len(req.action) > 200
+            or len(req.target) > 300
+            or len(msgspec.json.encode(req.detail)) > 4096
+        ):
+            raise FlowmeshError(ErrorCode.VALIDATION_FAILED, "the audit entry is too large")
+        caller = await self.caller(ctx, "audit_record")
+        async with self.workflows.db.tenant_tx(caller.tenant) as conn:
+            await audit.record(
+                conn, caller, req.action, req.target, outcome=req.outcome, detail=req.detail
+            )
+        return r.Recorded(recorded=True)
 
     async def audit_list(self, req: r.AuditList, ctx: CallContext) -> r.AuditPage:
         caller = await self.caller(ctx, "audit_list")

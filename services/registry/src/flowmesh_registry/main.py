@@ -20,6 +20,7 @@ from flowmesh_registry.keys import KeyOperations
 from flowmesh_registry.locks import LockOperations
 from flowmesh_registry.migrate import migrate
 from flowmesh_registry.outbox import OutboxRelay
+from flowmesh_registry.secrets import SecretOperations
 from flowmesh_registry.settings import ENV_PREFIX, RegistrySettings
 from flowmesh_registry.workflows import WorkflowOperations
 from flowmesh_shared.health import (
@@ -83,8 +84,14 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
     stack.push_async_callback(relay.stop)
 
     metrics = service_metrics_registry()
+    keyring = settings.secrets_keyring
+    if keyring is None:
+        log.warning("registry.secrets_unavailable", reason="no secrets key configured")
     handlers = RegistryHandlers(
-        WorkflowOperations(db, settings.limits), LockOperations(db), KeyOperations(db)
+        WorkflowOperations(db, settings.limits),
+        LockOperations(db),
+        KeyOperations(db),
+        SecretOperations(db, keyring),
     )
     rpc = RpcService(
         nc,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from flowmesh_registry.secretbox import Keyring
 from flowmesh_registry.validate import Limits
 from flowmesh_shared.jetstream import StreamLimits
 from flowmesh_shared.settings import CommonSettings
 
 ENV_PREFIX = "FLOWMESH_REGISTRY"
+
+#: Settings whose values a repr masks: settings may end up in a log line or a traceback.
+MASKED = frozenset({"runtime_password", "secrets_key", "secrets_old_keys"})
 
 
 class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
@@ -27,6 +31,29 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     max_nodes: int = 500
     max_edges: int = 2000
     streams: StreamLimits = StreamLimits()
+    #: The AES-256 key that seals tenant secrets: base64 of 32 bytes. Empty: the registry
+    #: runs, and every secret operation answers 503 UNAVAILABLE.
+    secrets_key: str = ""
+    #: The id stored with every value sealed by ``secrets_key`` (rotation: give a new key a
+    #: new id, and move the old one to ``secrets_old_keys``).
+    secrets_key_id: str = "k1"
+    #: Keys that only open values they sealed before a rotation: ``id:base64,id:base64``.
+    secrets_old_keys: str = ""
+
+    def __post_init__(self) -> None:
+        self.secrets_keyring  # noqa: B018 - a key that cannot be used stops the start
+
+    def __repr__(self) -> str:
+        fields = (
+            f"{name}={'***' if name in MASKED and getattr(self, name) else getattr(self, name)!r}"
+            for name in self.__struct_fields__
+        )
+        return f"RegistrySettings({', '.join(fields)})"
+
+    @property
+    def secrets_keyring(self) -> Keyring | None:
+        """The parsed keys, or None when no key is configured."""
+        return Keyring.from_settings(self.secrets_key, self.secrets_key_id, self.secrets_old_keys)
 
     @property
     def limits(self) -> Limits:

@@ -22,11 +22,11 @@ from flowmesh_proto.registry import (
     WorkflowPatch,
 )
 from flowmesh_proto.workflow import Definition, definition_to_builtins
-from flowmesh_registry import audit, outbox
+from flowmesh_registry import audit, outbox, secrets
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.db import Database
-from flowmesh_registry.documents import content_hash
+from flowmesh_registry.preparation import Prepared, prepare
 from flowmesh_registry.resources import workflow_resource
 from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
 from flowmesh_shared.errors import FlowmeshError
@@ -44,66 +44,24 @@ def workflow_uuid(value: str) -> uuid.UUID:
     return parsed
 
 
-def invalid(problems: list[ProblemItem], detail: str) -> FlowmeshError:
-    """A 422 listing every problem; its code is the first problem's, by path."""
-    ordered = sorted(problems, key=lambda p: p.path)
-    code = ErrorCode.__members__.get(ordered[0].code, ErrorCode.VALIDATION_FAILED)
-    return FlowmeshError(code, detail, errors=ordered)
-
-
-class Prepared:
-    """A definition that passed validation, ready to store."""
-
-    def __init__(self, report: ValidationReport) -> None:
-        assert report.definition is not None
-        self.definition: Definition = report.definition
-        self.data: dict[str, Any] = definition_to_builtins(report.definition)
-        self.hash = content_hash(self.data)
-        self.workflow_refs = [uuid.UUID(ref) for ref in report.workflow_refs]
-        self.secret_refs = list(report.secret_refs)
-
-
 class WorkflowOperations:
     def __init__(self, db: Database, limits: Limits) -> None:
         self.db = db
         self.limits = limits
 
-    # --- validation ---------------------------------------------------------------------
+    # --- validation (flowmesh_registry.preparation) -----------------------------------------
 
-    def check(self, raw: Any) -> ValidationReport:
-        return validate_definition(raw, limits=self.limits)
+    def check(self, raw: Any, known_secrets: frozenset[str] | None = None) -> ValidationReport:
+        return validate_definition(raw, limits=self.limits, known_secrets=known_secrets)
+
+    async def validate(self, tenant: str, raw: Any) -> ValidationReport:
+        """Validate without storing, against the tenant's secrets."""
+        async with self.db.tenant_tx(tenant) as conn:
+            known = await secrets.known_names(conn, tenant, hold=False)
+        return self.check(raw, known)
 
     async def prepare(self, conn: asyncpg.Connection, tenant: str, raw: Any) -> Prepared:
-        """Validate ``raw`` fully (shape, graph, expressions, sub-workflows) or raise 422."""
-        report = self.check(raw)
-        problems = list(report.problems)
-        if report.definition is not None:
-            problems += await self._missing_subworkflows(conn, tenant, report.definition)
-        if problems:
-            raise invalid(problems, f"the definition has {len(problems)} problem(s)")
-        return Prepared(report)
-
-    async def _missing_subworkflows(
-        self, conn: asyncpg.Connection, tenant: str, definition: Definition
-    ) -> list[ProblemItem]:
-        wanted: dict[str, str] = {}
-        for i, node in enumerate(definition.nodes):
-            ref = getattr(node.parameters, "workflow_id", None)
-            if isinstance(ref, str) and parse_uuid(ref) is not None:
-                wanted.setdefault(ref, f"nodes[{i}].parameters.workflow_id")
-        if not wanted:
-            return []
-        ids = [uuid.UUID(ref) for ref in wanted]
-        live = {str(row["id"]) for row in await conn.fetch(sql.LIVE_WORKFLOW_IDS, tenant, ids)}
-        return [
-            ProblemItem(
-                path=path,
-                code=ErrorCode.MISSING_VARIABLE.name,
-                message=f"sub-workflow {ref} does not exist",
-            )
-            for ref, path in wanted.items()
-            if str(uuid.UUID(ref)) not in live
-        ]
+        return await prepare(conn, tenant, raw, self.limits)
 
     # --- reads --------------------------------------------------------------------------
 

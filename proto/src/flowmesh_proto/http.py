@@ -1,0 +1,56 @@
+"""Bodies of the HTTP API (DESIGN §7) that are not registry messages as they are.
+
+Unknown fields are refused, not ignored. Responses reuse the registry's result Structs.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from flowmesh_proto.errors import ProblemItem
+from flowmesh_proto.registry import Role
+
+
+class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every request body."""
+
+
+class WorkflowPatchBody(_Body, frozen=True, omit_defaults=True):
+    enabled: bool | None = None
+    tags: list[str] | None = None
+    current_version: int | None = None
+
+
+class CloneBody(_Body, frozen=True):
+    name: str
+    version: int | None = None
+
+
+class LockBody(_Body, frozen=True):
+    ttl_seconds: int = 300
+
+
+class ApiKeyBody(_Body, frozen=True):
+    name: str
+    role: Role
+
+
+class TenantBody(_Body, frozen=True):
+    id: str
+    name: str = ""
+
+
+class ValidationAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /workflows/validate``: a question, answered 200 either way."""
+
+    valid: bool
+    errors: list[ProblemItem]
+
+
+class SecretBody(_Body, frozen=True):
+    """``PUT /secrets/{name}``: the value is write-only."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "SecretBody(value=<redacted>)"

@@ -1,0 +1,1 @@
+"""Flowmesh gateway: the public HTTP API."""

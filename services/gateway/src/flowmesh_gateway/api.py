@@ -1,0 +1,200 @@
+"""Routes of the API and the guard every request passes before its handler runs.
+
+Order of judgement (DESIGN §7): credentials (401) → the tenant in the path (403
+TENANT_MISMATCH, audited) → the role (403 FORBIDDEN, audited) → rate limits (429) → the
+handler, which asks the registry about the resource (404) before it reads the body
+(400/413/415/422). A caller that fails a check learns nothing about the resource or body.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from flowmesh_gateway.auth import Authenticator, Identity
+from flowmesh_gateway.ratelimit import Decision, RateLimiter
+from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_proto import registry as r
+from flowmesh_proto.errors import ErrorCode
+from flowmesh_shared.errors import FlowmeshError
+from flowmesh_shared.rpc import RpcClient
+
+log = structlog.get_logger("flowmesh.gateway")
+
+T = TypeVar("T")
+
+PLATFORM = "platform"  # the role of routes only the platform admin token opens
+SETTINGS = web.AppKey("settings", GatewaySettings)
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    tenant: RateLimiter
+    key: RateLimiter
+    auth_failures: RateLimiter
+
+
+class RateLimited(FlowmeshError):
+    """Too many requests; try again later."""
+
+    def __init__(self, decision: Decision, what: str) -> None:
+        super().__init__(ErrorCode.RATE_LIMITED, f"rate limit of the {what} exceeded")
+        self.headers = {"Retry-After": str(decision.retry_after_seconds)}
+
+
+class Call:
+    """One authorized request: who asks, for which tenant, and a registry client for them."""
+
+    def __init__(
+        self, request: web.Request, identity: Identity | None, registry: RpcClient, rid: str
+    ) -> None:
+        self.request = request
+        self.identity = identity
+        self.tenant = identity.tenant if identity else ""
+        self.request_id = rid
+        self._registry = registry
+
+    @property
+    def body_limit(self) -> int:
+        return self.request.app[SETTINGS].max_body_bytes
+
+    async def registry(self, operation: str, body: msgspec.Struct) -> Any:
+        """Call a registry operation with this caller's tenant and principal injected."""
+        _, result_type = r.OPERATIONS[operation]
+        if self.identity is None:  # platform admin routes
+            return await self._registry.call(
+                operation,
+                body,
+                result_type,
+                principal="platform:admin",
+                request_id=self.request_id,
+            )
+        return await self._registry.call(
+            operation,
+            body,
+            result_type,
+            tenant=self.tenant,
+            principal=self.identity.principal,
+            request_id=self.request_id,
+        )
+
+
+Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+
+class Route(msgspec.Struct, frozen=True, kw_only=True):
+    """One endpoint: what it does, who may call it, and its shapes (for OpenAPI)."""
+
+    method: str
+    path: str
+    handler: Handler
+    role: str
+    summary: str
+    operation_id: str
+    status: int = 200
+    body: Any = None
+    response: Any = None
+    query: tuple[tuple[str, str], ...] = ()
+
+
+class Guard:
+    def __init__(
+        self, auth: Authenticator, registry: RpcClient, limits: Limits, trust_forwarded: bool
+    ) -> None:
+        self.auth, self.registry, self.limits = auth, registry, limits
+        self.trust_forwarded = trust_forwarded
+
+    def wrap(
+        self, route: Route, request_id: Callable[[web.Request], str]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            rid = request_id(request)
+            if route.role == PLATFORM:
+                self._check_admin(request)
+                return await route.handler(Call(request, None, self.registry, rid))
+            identity = await self._identify(request)
+            await self._check_tenant(request, identity, route, rid)
+            await self._check_role(identity, route, rid)
+            self._check_rate(identity)
+            structlog.contextvars.bind_contextvars(tenant=identity.tenant)
+            return await route.handler(Call(request, identity, self.registry, rid))
+
+        return guarded
+
+    def _client(self, request: web.Request) -> str:
+        if self.trust_forwarded and "X-Forwarded-For" in request.headers:
+            return request.headers["X-Forwarded-For"].split(",")[0].strip()
+        return request.remote or "unknown"
+
+    def _check_admin(self, request: web.Request) -> None:
+        if not self.auth.is_admin(request.headers.get("Authorization")):
+            self._count_failure(request)
+            raise FlowmeshError(ErrorCode.UNAUTHENTICATED, "the platform admin token is required")
+
+    async def _identify(self, request: web.Request) -> Identity:
+        try:
+            return await self.auth.identify(request.headers.get("Authorization"))
+        except FlowmeshError as exc:
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                self._count_failure(request)
+            raise
+
+    def _count_failure(self, request: web.Request) -> None:
+        decision = self.limits.auth_failures.take(self._client(request), time.monotonic())
+        if not decision.allowed:
+            raise RateLimited(decision, "failed authentications from this address")
+
+    async def _check_tenant(
+        self, request: web.Request, identity: Identity, route: Route, rid: str
+    ) -> None:
+        tenant = request.match_info.get("tenant")
+        if tenant is not None and tenant != identity.tenant:
+            await self._audit_denied(
+                identity, route, rid, f"tenant:{tenant[:64]}", "TENANT_MISMATCH"
+            )
+            raise FlowmeshError(
+                ErrorCode.TENANT_MISMATCH, "the credentials do not belong to this tenant"
+            )
+
+    async def _check_role(self, identity: Identity, route: Route, rid: str) -> None:
+        if not identity.allows(route.role):
+            await self._audit_denied(identity, route, rid, route.operation_id, "FORBIDDEN")
+            raise FlowmeshError(
+                ErrorCode.FORBIDDEN,
+                f"this needs the {route.role} role; the caller is {identity.role}",
+            )
+
+    def _check_rate(self, identity: Identity) -> None:
+        now = time.monotonic()
+        decision = self.limits.key.take(identity.credential, now)
+        if not decision.allowed:
+            raise RateLimited(decision, "credential")
+        decision = self.limits.tenant.take(identity.tenant, now)
+        if not decision.allowed:
+            raise RateLimited(decision, "tenant")
+
+    async def _audit_denied(
+        self, identity: Identity, route: Route, rid: str, target: str, reason: str
+    ) -> None:
+        """Record a denied access in the credential's own tenant; a failure to record is logged."""
+        entry = r.AuditRecord(
+            action=f"http.{route.operation_id}",
+            target=target,
+            outcome="denied",
+            detail={"reason": reason, "method": route.method, "path": route.path},
+        )
+        try:
+            await self.registry.call(
+                "audit_record",
+                entry,
+                r.Recorded,
+                tenant=identity.tenant,
+                principal=identity.principal,
+                request_id=rid,
+            )
+        except FlowmeshError as exc:
+            log.warning("audit.denied_not_recorded", error=exc.detail, reason=reason)

@@ -1,0 +1,95 @@
+"""The gateway process: settings -> NATS -> the HTTP API -> until stopped.
+
+``python -m flowmesh_gateway`` serves the API on ``FLOWMESH_GATEWAY_HTTP_PORT`` (8080).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import AsyncExitStack
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from flowmesh_gateway.api import Limits
+from flowmesh_gateway.app import init_app
+from flowmesh_gateway.auth import Authenticator, JwtVerifier, KeyCache
+from flowmesh_gateway.ratelimit import RateLimiter
+from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
+from flowmesh_proto.subjects import Subjects
+from flowmesh_shared.health import Health, nats_connected, service_metrics_registry
+from flowmesh_shared.lifecycle import run_service
+from flowmesh_shared.logging import configure_logging
+from flowmesh_shared.natsconn import connect, drain
+from flowmesh_shared.rpc import RpcClient
+from flowmesh_shared.settings import SettingsError, load_settings
+from flowmesh_shared.telemetry import configure_tracing
+
+log = structlog.get_logger("flowmesh.gateway")
+
+SERVICE = "gateway"
+
+
+class GatewayApp(msgspec.Struct, kw_only=True):
+    settings: GatewaySettings
+    port: int
+    app: web.Application
+
+
+def limits_of(settings: GatewaySettings) -> Limits:
+    return Limits(
+        tenant=RateLimiter(settings.tenant_rate, settings.tenant_burst),
+        key=RateLimiter(settings.key_rate, settings.key_burst),
+        auth_failures=RateLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
+    )
+
+
+async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> GatewayApp:
+    """Open every resource into ``stack`` (closed in reverse) and start serving HTTP."""
+    nc = await connect(settings.nats_url, name="flowmesh-gateway")
+    stack.push_async_callback(drain, nc, settings.shutdown_timeout)
+    registry = RpcClient(nc, Subjects(settings.subject_prefix), timeout=settings.rpc_timeout)
+    jwts = JwtVerifier.from_files(
+        settings.jwt_public_key_files,
+        hs256_secret=settings.jwt_hs256_secret,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        leeway=settings.jwt_leeway_seconds,
+    )
+    auth = Authenticator(registry, jwts, KeyCache(settings.key_cache_seconds), settings.admin_token)
+    health = Health()
+    health.add_check("nats", nats_connected(nc))
+    app = init_app(
+        settings, registry, auth, limits_of(settings), health, service_metrics_registry()
+    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    stack.push_async_callback(runner.cleanup)
+    port = int(runner.addresses[0][1])
+    log.info("gateway.ready", url=f"http://{settings.http_host}:{port}")
+    return GatewayApp(settings=settings, port=port, app=app)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    if argv or sys.argv[1:]:
+        print("usage: python -m flowmesh_gateway", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(GatewaySettings, ENV_PREFIX)
+    except SettingsError as exc:
+        print(f"flowmesh-gateway: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    flush_traces = configure_tracing(settings.otel_service_name or "flowmesh-gateway")
+
+    async def start(stack: AsyncExitStack, stop: asyncio.Event) -> None:
+        await start_gateway(settings, stack)
+
+    try:
+        return asyncio.run(run_service(SERVICE, start, shutdown_timeout=settings.shutdown_timeout))
+    finally:
+        flush_traces()

@@ -1,0 +1,158 @@
+"""The OpenAPI 3.1 document, built from the route table, so it cannot drift from the routes.
+
+``python -m flowmesh_gateway.openapi`` writes it to ``services/gateway/openapi.json`` (kept
+in the repository; a test fails when the file is stale).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from flowmesh_gateway.api import PLATFORM, Route
+from flowmesh_proto.errors import Problem
+from flowmesh_proto.workflow import Definition
+
+ERRORS = {
+    "400": "Malformed request",
+    "401": "Missing or invalid credentials",
+    "403": "Wrong tenant or role too low",
+    "404": "Not found",
+    "413": "Body too large",
+    "415": "Unsupported media type",
+    "422": "Invalid body or definition (every problem listed)",
+    "429": "Rate limited (Retry-After)",
+    "503": "A service behind the gateway is unavailable",
+}
+_PARAM = re.compile(r"{(\w+)}")
+
+
+def _schemas(routes: list[Route]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
+    types: set[Any] = {Problem, Definition}
+    for route in routes:
+        for kind in (route.body, route.response):
+            if kind is not None and not isinstance(kind, str):
+                types.add(kind)
+    ordered = sorted(types, key=lambda t: t.__name__)
+    refs, components = msgspec.json.schema_components(
+        ordered, ref_template="#/components/schemas/{name}"
+    )
+    return dict(zip(ordered, refs, strict=True)), components
+
+
+def _body(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any] | None:
+    if route.body is None:
+        return None
+    if route.body == "document":
+        return {
+            "required": True,
+            "content": {
+                "application/json": {"schema": refs[Definition]},
+                "application/yaml": {"schema": {"type": "string"}},
+            },
+        }
+    schema = refs[Definition] if route.body == "definition" else refs[route.body]
+    required = route.operation_id != "workflow_lock"  # a lock body is optional
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": route.summary}
+    if route.response == "document":
+        ok["content"] = {
+            "application/json": {"schema": refs[Definition]},
+            "application/yaml": {"schema": {"type": "string"}},
+        }
+    elif route.response is not None:
+        ok["content"] = {"application/json": {"schema": refs[route.response]}}
+    problem = {"application/problem+json": {"schema": refs[Problem]}}
+    responses = {str(route.status): ok}
+    for status, text in ERRORS.items():
+        responses[status] = {"description": text, "content": problem}
+    return responses
+
+
+def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PARAM.findall(route.path)
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+        for name, kind in route.query
+    ]
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "description": f"Needs the {route.role} role."
+        if route.role != PLATFORM
+        else "Needs the platform admin token.",
+        "parameters": parameters,
+        "responses": _responses(route, refs),
+        "security": [{"adminToken": []}]
+        if route.role == PLATFORM
+        else [{"apiKey": []}, {"jwt": []}],
+    }
+    body = _body(route, refs)
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+def build_document(routes: list[Route]) -> dict[str, Any]:
+    refs, components = _schemas(routes)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs)
+    for path, summary in (
+        ("/healthz", "Liveness"),
+        ("/readyz", "Readiness: 503 while a dependency is down"),
+        ("/metrics", "Prometheus metrics"),
+        ("/openapi.json", "This document"),
+    ):
+        paths[path] = {
+            "get": {
+                "operationId": path.strip("/").replace(".", "_"),
+                "summary": summary,
+                "security": [],
+                "responses": {"200": {"description": summary}},
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Flowmesh API",
+            "version": "1.0.0",
+            "description": "Multi-tenant workflow platform. Errors are RFC 9457 problem+json.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "fm_... API key"},
+                "jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+def committed_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "openapi.json"
+
+
+def render(routes: list[Route]) -> str:
+    return json.dumps(build_document(routes), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - a command
+    from flowmesh_gateway.routes import ROUTES
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else committed_path()
+    target.write_text(render(ROUTES))
+    print(f"wrote {target}")

@@ -1,0 +1,8 @@
+"""The API's endpoints, one module per resource; :data:`ROUTES` lists them all."""
+
+from __future__ import annotations
+
+from flowmesh_gateway.api import Route
+from flowmesh_gateway.routes import admin, keys, secrets, workflows
+
+ROUTES: list[Route] = [*workflows.ROUTES, *keys.ROUTES, *secrets.ROUTES, *admin.ROUTES]

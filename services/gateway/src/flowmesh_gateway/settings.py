@@ -1,0 +1,34 @@
+"""Gateway settings: read once from ``FLOWMESH_GATEWAY_*`` (and NATS_URL)."""
+
+from __future__ import annotations
+
+from flowmesh_shared.settings import CommonSettings
+
+ENV_PREFIX = "FLOWMESH_GATEWAY"
+
+
+class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
+    #: The API's port; /healthz, /readyz and /metrics are served on it too.
+    http_port: int = 8080
+    #: The platform admin token for /api/v1/admin/*; empty disables those routes (401).
+    admin_token: str = ""
+    #: HS256 shared secret for JWTs; empty refuses HS256 tokens.
+    jwt_hs256_secret: str = ""
+    #: PEM files of RS256/ES256 public keys (comma-separated); empty refuses those tokens.
+    jwt_public_key_files: list[str] = []
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    jwt_leeway_seconds: float = 30.0
+    #: How long a verified API key is trusted before asking the registry again (revocation lag).
+    key_cache_seconds: float = 5.0
+    max_body_bytes: int = 1024 * 1024
+    #: Token buckets: requests per second and burst, per tenant and per credential.
+    tenant_rate: float = 200.0
+    tenant_burst: int = 400
+    key_rate: float = 100.0
+    key_burst: int = 200
+    #: Failed authentications allowed per client address (per second, burst).
+    auth_failure_rate: float = 2.0
+    auth_failure_burst: int = 20
+    #: Trust X-Forwarded-For for the client address (only behind a proxy you run).
+    trust_forwarded_for: bool = False

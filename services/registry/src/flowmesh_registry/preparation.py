@@ -1,0 +1,77 @@
+"""A definition made ready to store: the pure validator, then what only the database knows.
+
+The tenant's secrets are read ``FOR KEY SHARE`` (:func:`flowmesh_registry.secrets.known_names`),
+so none that a new version names can be deleted before that version commits. The
+sub-workflows it calls must be live workflows of the tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from flowmesh_proto.errors import ErrorCode, ProblemItem
+from flowmesh_proto.ids import parse_uuid
+from flowmesh_proto.workflow import Definition, definition_to_builtins
+from flowmesh_registry import secrets
+from flowmesh_registry import workflow_sql as sql
+from flowmesh_registry.documents import content_hash
+from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
+from flowmesh_shared.errors import FlowmeshError
+
+
+def invalid(problems: list[ProblemItem], detail: str) -> FlowmeshError:
+    """A 422 listing every problem; its code is the first problem's, by path."""
+    ordered = sorted(problems, key=lambda p: p.path)
+    code = ErrorCode.__members__.get(ordered[0].code, ErrorCode.VALIDATION_FAILED)
+    return FlowmeshError(code, detail, errors=ordered)
+
+
+class Prepared:
+    """A definition that passed validation, ready to store."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        assert report.definition is not None
+        self.definition: Definition = report.definition
+        self.data: dict[str, Any] = definition_to_builtins(report.definition)
+        self.hash = content_hash(self.data)
+        self.workflow_refs = [uuid.UUID(ref) for ref in report.workflow_refs]
+        self.secret_refs = list(report.secret_refs)
+
+
+async def prepare(conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limits) -> Prepared:
+    """Validate ``raw`` fully (shape, graph, expressions, secrets, sub-workflows) or raise 422."""
+    known = await secrets.known_names(conn, tenant, hold=True)
+    report = validate_definition(raw, limits=limits, known_secrets=known)
+    problems = list(report.problems)
+    if report.definition is not None:
+        problems += await missing_subworkflows(conn, tenant, report.definition)
+    if problems:
+        raise invalid(problems, f"the definition has {len(problems)} problem(s)")
+    return Prepared(report)
+
+
+async def missing_subworkflows(
+    conn: asyncpg.Connection, tenant: str, definition: Definition
+) -> list[ProblemItem]:
+    """A MISSING_VARIABLE for each sub-workflow id that names no live workflow of the tenant."""
+    wanted: dict[str, str] = {}
+    for i, node in enumerate(definition.nodes):
+        ref = getattr(node.parameters, "workflow_id", None)
+        if isinstance(ref, str) and parse_uuid(ref) is not None:
+            wanted.setdefault(ref, f"nodes[{i}].parameters.workflow_id")
+    if not wanted:
+        return []
+    ids = [uuid.UUID(ref) for ref in wanted]
+    live = {str(row["id"]) for row in await conn.fetch(sql.LIVE_WORKFLOW_IDS, tenant, ids)}
+    return [
+        ProblemItem(
+            path=path,
+            code=ErrorCode.MISSING_VARIABLE.name,
+            message=f"sub-workflow {ref} does not exist",
+        )
+        for ref, path in wanted.items()
+        if str(uuid.UUID(ref)) not in live
+    ]
