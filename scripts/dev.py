@@ -181,9 +181,8 @@ async def main() -> int:
         dev_file.write_text(json.dumps(info, indent=2) + "\n")
         dev_file.chmod(0o600)
         say(f"demo tenant {DEMO_TENANT!r}, admin key: {key}")
-        say(
-            f"try: curl -H 'Authorization: Bearer {key}' {gateway_url}/api/v1/{DEMO_TENANT}/workflows"
-        )
+        listing = f"{gateway_url}/api/v1/{DEMO_TENANT}/workflows"
+        say(f"try: curl -H 'Authorization: Bearer {key}' {listing}")
         say(f"wrote {dev_file}; press Ctrl-C to stop")
         waiters = [asyncio.create_task(stop.wait())] + [
             asyncio.create_task(child.wait()) for child in children

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowmesh_proto import http as h
-from flowmesh_proto import registry as r
 from flowmesh_gateway.api import Call, Route
 from flowmesh_gateway.bodies import json_body, json_response
+from flowmesh_proto import http as h
+from flowmesh_proto import registry as r
 
 BASE = "/api/v1/{tenant}/secrets"
 
