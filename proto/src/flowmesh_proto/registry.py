@@ -334,6 +334,56 @@ class SecretValues(_Result, frozen=True):
         return f"SecretValues(names={sorted(self.values)!r})"
 
 
+# --- batch -------------------------------------------------------------------------------
+
+MAX_BATCH_OPERATIONS = 100
+
+
+class _BatchOp(_Request, frozen=True, tag_field="op"):
+    """One operation of a batch; ``op`` says which."""
+
+
+class BatchCreate(_BatchOp, frozen=True, tag="create"):
+    definition: Any
+
+
+class BatchUpdate(_BatchOp, frozen=True, tag="update"):
+    id: str
+    definition: Any
+    if_version: int | None = None
+
+
+class BatchUpsert(_BatchOp, frozen=True, tag="upsert"):
+    """Create by the definition's name, or add a version if its content changed."""
+
+    definition: Any
+
+
+class BatchDelete(_BatchOp, frozen=True, tag="delete"):
+    id: str
+
+
+BatchOperation = BatchCreate | BatchUpdate | BatchUpsert | BatchDelete
+
+
+class WorkflowBatch(_Request, frozen=True):
+    """Up to 100 operations, applied all or nothing in one transaction, in order."""
+
+    operations: list[BatchOperation]
+
+
+class BatchResult(_Result, frozen=True):
+    op: Literal["create", "update", "upsert", "delete"]
+    id: str
+    version: int | None
+    created: bool = False
+    changed: bool = True
+
+
+class BatchResults(_Result, frozen=True):
+    results: list[BatchResult]
+
+
 # --- audit -------------------------------------------------------------------------------
 
 
@@ -418,6 +468,7 @@ OPERATIONS: dict[str, tuple[type[_Request], type[_Result]]] = {
     "secret_delete": (SecretDelete, SecretDeleted),
     "secret_list": (SecretList, SecretPage),
     "secret_resolve": (SecretResolve, SecretValues),
+    "workflow_batch": (WorkflowBatch, BatchResults),
     "audit_list": (AuditList, AuditPage),
     "audit_record": (AuditRecord, Recorded),
 }

@@ -180,3 +180,26 @@ async def test_locks_over_http(client: Client) -> None:
     assert status == 204
     status, body, _ = await client("PATCH", path, json={"enabled": False}, token=editor)
     assert status == 200
+
+
+async def test_batch_over_http(client: Client) -> None:
+    wf = await client.create(unique("http-batch"))
+    body = {
+        "operations": [
+            {"op": "create", "definition": simple_definition(unique("b1"))},
+            {"op": "upsert", "definition": simple_definition(wf["name"], description="new")},
+        ]
+    }
+    status, done, _ = await client("POST", "/workflows/batch", json=body)
+    assert status == 200 and [x["op"] for x in done["results"]] == ["create", "upsert"]
+    assert done["results"][1]["version"] == 2
+    editor = await client.key("editor")
+    deleting = {"operations": [{"op": "delete", "id": wf["id"]}]}
+    status, answer, _ = await client("POST", "/workflows/batch", json=deleting, token=editor)
+    assert status == 403 and answer["code"] == "FORBIDDEN"
+    status, answer, _ = await client(
+        "POST", "/workflows/batch", json={"operations": [{"op": "explode"}]}
+    )
+    assert status == 422 and answer["code"] == "VALIDATION_FAILED"
+    status, answer, _ = await client("POST", "/workflows/batch", json=deleting)
+    assert status == 200

@@ -18,6 +18,7 @@ from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.principal import Principal
 from flowmesh_registry import audit
+from flowmesh_registry.batch import run_batch
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.keys import KeyOperations
 from flowmesh_registry.listing import list_workflows
@@ -198,6 +199,9 @@ class RegistryHandlers:
         return await self.secrets.resolve(caller.tenant, req.names)
 
     # --- audit ---------------------------------------------------------------------------
+
+    async def workflow_batch(self, req: r.WorkflowBatch, ctx: CallContext) -> r.BatchResults:
+        return await run_batch(self.workflows, await self.caller(ctx, "workflow_batch"), req)
 
     async def audit_record(self, req: r.AuditRecord, ctx: CallContext) -> r.Recorded:
         """Record what another service saw, in the tenant of the principal it acted for."""

@@ -106,12 +106,19 @@ class WorkflowOperations:
         self, caller: Caller, raw: Any, *, action: str = "workflow.create"
     ) -> Workflow:
         async with self.db.tenant_tx(caller.tenant) as conn:
-            prepared = await self.prepare(conn, caller.tenant, raw)
-            wid = await self._insert(conn, caller, prepared)
-            await audit.record(conn, caller, action, f"workflow:{wid}", detail={"version": 1})
-            await self._announce(conn, caller.tenant, wid, "created", 1, prepared.definition)
+            wid = await self.create_in(conn, caller, raw, action=action)
             row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
         return workflow_resource(row, caller.tenant)
+
+    async def create_in(
+        self, conn: asyncpg.Connection, caller: Caller, raw: Any, *, action: str
+    ) -> uuid.UUID:
+        """Create inside the caller's transaction; the new workflow's id."""
+        prepared = await self.prepare(conn, caller.tenant, raw)
+        wid = await self._insert(conn, caller, prepared)
+        await audit.record(conn, caller, action, f"workflow:{wid}", detail={"version": 1})
+        await self._announce(conn, caller.tenant, wid, "created", 1, prepared.definition)
+        return wid
 
     async def _insert(
         self, conn: asyncpg.Connection, caller: Caller, prepared: Prepared
@@ -159,18 +166,29 @@ class WorkflowOperations:
     ) -> Workflow:
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(caller.tenant) as conn:
-            current = await self.lock_for_write(conn, caller, wid, if_version)
-            prepared = await self.prepare(conn, caller.tenant, raw)
-            version = await self._new_version(conn, caller, current, prepared)
-            await audit.record(
-                conn, caller, "workflow.update", f"workflow:{wid}", detail={"version": version}
-            )
-            if version != current["current_version"]:
-                await self._announce(
-                    conn, caller.tenant, wid, "updated", version, prepared.definition
-                )
+            await self.update_in(conn, caller, wid, raw, if_version)
             row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
         return workflow_resource(row, caller.tenant)
+
+    async def update_in(
+        self,
+        conn: asyncpg.Connection,
+        caller: Caller,
+        wid: uuid.UUID,
+        raw: Any,
+        if_version: int | None,
+    ) -> tuple[int, bool]:
+        """Update inside the caller's transaction: (current version, whether it is new)."""
+        current = await self.lock_for_write(conn, caller, wid, if_version)
+        prepared = await self.prepare(conn, caller.tenant, raw)
+        version = await self._new_version(conn, caller, current, prepared)
+        await audit.record(
+            conn, caller, "workflow.update", f"workflow:{wid}", detail={"version": version}
+        )
+        changed = version != current["current_version"]
+        if changed:
+            await self._announce(conn, caller.tenant, wid, "updated", version, prepared.definition)
+        return version, changed
 
     async def lock_for_write(
         self,
@@ -270,29 +288,33 @@ class WorkflowOperations:
     async def delete(self, caller: Caller, workflow_id: str) -> Deleted:
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(caller.tenant) as conn:
-            current = await self.lock_for_write(conn, caller, wid, None)
-            await conn.execute(sql.SOFT_DELETE, caller.tenant, wid, caller.actor)
-            dependents = await conn.fetch(sql.INVALIDATE_DEPENDENTS, caller.tenant, wid)
-            await audit.record(
-                conn,
-                caller,
-                "workflow.delete",
-                f"workflow:{wid}",
-                detail={"invalidated": [f"{r['workflow_id']}@{r['version']}" for r in dependents]},
-            )
-            await outbox.enqueue(
-                conn,
-                caller.tenant,
-                outbox.WORKFLOW_CHANGED,
-                outbox.workflow_changed_payload(
-                    workflow_id=str(wid),
-                    change="deleted",
-                    version=current["current_version"],
-                    enabled=False,
-                    triggers=[],
-                ),
-            )
+            await self.delete_in(conn, caller, wid)
         return Deleted(id=str(wid))
+
+    async def delete_in(self, conn: asyncpg.Connection, caller: Caller, wid: uuid.UUID) -> None:
+        """Soft-delete inside the caller's transaction; callers of it turn invalid."""
+        current = await self.lock_for_write(conn, caller, wid, None)
+        await conn.execute(sql.SOFT_DELETE, caller.tenant, wid, caller.actor)
+        dependents = await conn.fetch(sql.INVALIDATE_DEPENDENTS, caller.tenant, wid)
+        await audit.record(
+            conn,
+            caller,
+            "workflow.delete",
+            f"workflow:{wid}",
+            detail={"invalidated": [f"{r['workflow_id']}@{r['version']}" for r in dependents]},
+        )
+        await outbox.enqueue(
+            conn,
+            caller.tenant,
+            outbox.WORKFLOW_CHANGED,
+            outbox.workflow_changed_payload(
+                workflow_id=str(wid),
+                change="deleted",
+                version=current["current_version"],
+                enabled=False,
+                triggers=[],
+            ),
+        )
 
     async def apply(self, caller: Caller, name: str, raw: Any) -> WorkflowApplied:
         """Create by name, or add a version only if the content changed."""

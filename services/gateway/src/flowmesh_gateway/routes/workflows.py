@@ -20,7 +20,9 @@ from flowmesh_gateway.bodies import (
 )
 from flowmesh_proto import http as h
 from flowmesh_proto import registry as r
+from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.registry import ExportFormat, WorkflowSort
+from flowmesh_shared.errors import FlowmeshError
 
 BASE = "/api/v1/{tenant}/workflows"
 EXPORT_TYPES = {"application/yaml": "yaml", "application/x-yaml": "yaml", "text/yaml": "yaml"}
@@ -100,6 +102,16 @@ async def apply(call: Call) -> web.Response:
         "workflow_apply", r.WorkflowApply(name=name, definition=definition)
     )
     return workflow_response(applied.workflow, 201 if applied.created else 200)
+
+
+async def batch(call: Call) -> web.Response:
+    body = await json_body(call.request, r.WorkflowBatch, call.body_limit)
+    deletes = any(isinstance(op, r.BatchDelete) for op in body.operations)
+    if deletes and call.identity is not None and not call.identity.allows("admin"):
+        raise FlowmeshError(
+            ErrorCode.FORBIDDEN, "a batch with delete operations needs the admin role"
+        )
+    return json_response(await call.registry("workflow_batch", body))
 
 
 async def versions(call: Call) -> web.Response:
@@ -213,6 +225,16 @@ ROUTES = [
         operation_id="workflow_validate",
         body="definition",
         response=h.ValidationAnswer,
+    ),
+    Route(
+        method="POST",
+        path=f"{BASE}/batch",
+        handler=batch,
+        role="editor",
+        summary="Up to 100 create/update/upsert/delete operations, all or nothing",
+        operation_id="workflow_batch",
+        body=r.WorkflowBatch,
+        response=r.BatchResults,
     ),
     Route(
         method="POST",
