@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 
 from flowmesh_proto.errors import ProblemItem
-from flowmesh_proto.registry import Role
+from flowmesh_proto.registry import RateLimit, Role
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,6 +38,13 @@ class ApiKeyBody(_Body, frozen=True):
 class TenantBody(_Body, frozen=True):
     id: str
     name: str = ""
+
+
+class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
+    """``PATCH /api/v1/admin/tenants/{id}``: ``rate_limit: null`` returns to the default."""
+
+    name: str | None = None
+    rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ValidationAnswer(msgspec.Struct, frozen=True, kw_only=True):

@@ -42,10 +42,26 @@ class TenantGet(_Request, frozen=True):
     id: str
 
 
+class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A token bucket: ``rate`` requests per second, bursts of up to ``burst``."""
+
+    rate: float
+    burst: int
+
+
+class TenantUpdate(_Request, frozen=True, omit_defaults=True):
+    """Platform admins only. ``rate_limit: null`` returns to the gateway's default."""
+
+    id: str
+    name: str | None = None
+    rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
+
+
 class Tenant(_Result, frozen=True):
     id: str
     name: str
     created_at: datetime
+    rate_limit: RateLimit | None = None
 
 
 class ApiKeySecret(_Result, frozen=True):
@@ -446,6 +462,7 @@ class WorkflowChanged(msgspec.Struct, frozen=True, kw_only=True, tag="workflow.c
 OPERATIONS: dict[str, tuple[type[_Request], type[_Result]]] = {
     "tenant_create": (TenantCreate, TenantCreated),
     "tenant_get": (TenantGet, Tenant),
+    "tenant_update": (TenantUpdate, Tenant),
     "apikey_create": (ApiKeyCreate, ApiKeySecret),
     "apikey_list": (ApiKeyList, ApiKeyPage),
     "apikey_revoke": (ApiKeyRevoke, ApiKey),

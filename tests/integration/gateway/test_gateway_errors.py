@@ -12,7 +12,7 @@ from flowmesh_gateway.openapi import committed_path, render
 from flowmesh_gateway.routes import ROUTES
 from tests.integration.harness import Registry, simple_definition, unique
 
-from .conftest import Client, Http, gateway_settings, started
+from .conftest import ADMIN_TOKEN, Client, Http, gateway_settings, started
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +146,37 @@ async def test_openapi_matches_routes_and_committed_file(http: Http) -> None:
         ("GET", p) for p in ("/healthz", "/readyz", "/metrics", "/openapi.json")
     }
     assert documented == served
+
+
+async def test_a_tenant_limit_set_by_the_platform_admin(
+    registry: Registry, jwt_keys: tuple[object, list[str]], client: Client
+) -> None:
+    _, files = jwt_keys
+    settings = gateway_settings(registry, files, tenant_limit_cache_seconds=0.05)
+    async with AsyncExitStack() as stack:
+        gateway = await started(settings, stack)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        base = f"http://127.0.0.1:{gateway.port}"
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        tenant_url = f"{base}/api/v1/admin/tenants/{client.tenant.id}"
+        async with session.patch(
+            tenant_url, json={"rate_limit": {"rate": 0.5, "burst": 2}}, headers=admin
+        ) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["rate_limit"] == {"rate": 0.5, "burst": 2}
+        statuses = []
+        for _ in range(4):
+            async with session.get(
+                f"{base}{client.prefix}/workflows",
+                headers={"Authorization": f"Bearer {client.tenant.admin_key}"},
+            ) as resp:
+                statuses.append(resp.status)
+        assert statuses[:2] == [200, 200] and statuses[-1] == 429
+        async with session.patch(tenant_url, json={"rate_limit": None}, headers=admin) as resp:
+            assert (await resp.json())["rate_limit"] is None
+        async with session.patch(
+            tenant_url, json={"rate_limit": {"rate": -1, "burst": 2}}, headers=admin
+        ) as resp:
+            assert resp.status == 422
+        async with session.get(f"{base}/api/v1/admin/tenants/nobody-here", headers=admin) as resp:
+            assert resp.status == 404

@@ -125,3 +125,25 @@ async def test_bad_role_is_refused(registry: Registry, tenant: TenantHandle, nc:
     )
     assert problem.code == "VALIDATION_FAILED"
     assert problem.errors[0].path.endswith("role")
+
+
+async def test_tenant_update_rate_limit(registry: Registry, tenant: TenantHandle) -> None:
+    updated = await registry.call(
+        "tenant_update",
+        r.TenantUpdate(id=tenant.id, name="Renamed", rate_limit=r.RateLimit(rate=5, burst=10)),
+        principal=PLATFORM,
+    )
+    assert updated.name == "Renamed" and updated.rate_limit == r.RateLimit(rate=5, burst=10)
+    got = await registry.call("tenant_get", r.TenantGet(id=tenant.id), principal=GATEWAY)
+    assert got.rate_limit == r.RateLimit(rate=5, burst=10)
+    kept = await registry.call("tenant_update", r.TenantUpdate(id=tenant.id), principal=PLATFORM)
+    assert kept.rate_limit == r.RateLimit(rate=5, burst=10)
+    cleared = await registry.call(
+        "tenant_update", r.TenantUpdate(id=tenant.id, rate_limit=None), principal=PLATFORM
+    )
+    assert cleared.rate_limit is None and cleared.name == "Renamed"
+    with pytest.raises(RemoteError) as caught:
+        await registry.call(
+            "tenant_update", r.TenantUpdate(id=tenant.id, name="x"), principal=tenant.principal
+        )
+    assert caught.value.problem.code == "FORBIDDEN"

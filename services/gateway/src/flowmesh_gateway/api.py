@@ -16,8 +16,8 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from flowmesh_gateway.auth import Authenticator, Identity
-from flowmesh_gateway.ratelimit import Decision, RateLimiter
+from flowmesh_gateway.auth import GATEWAY_PRINCIPAL, Authenticator, Identity
+from flowmesh_gateway.ratelimit import Decision, RateLimiter, TenantLimits
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
@@ -36,6 +36,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     tenant: RateLimiter
     key: RateLimiter
     auth_failures: RateLimiter
+    tenant_overrides: TenantLimits
 
 
 class RateLimited(FlowmeshError):
@@ -119,7 +120,7 @@ class Guard:
             identity = await self._identify(request)
             await self._check_tenant(request, identity, route, rid)
             await self._check_role(identity, route, rid)
-            self._check_rate(identity)
+            await self._check_rate(identity)
             structlog.contextvars.bind_contextvars(tenant=identity.tenant)
             return await route.handler(Call(request, identity, self.registry, rid))
 
@@ -168,14 +169,32 @@ class Guard:
                 f"this needs the {route.role} role; the caller is {identity.role}",
             )
 
-    def _check_rate(self, identity: Identity) -> None:
+    async def _check_rate(self, identity: Identity) -> None:
         now = time.monotonic()
         decision = self.limits.key.take(identity.credential, now)
         if not decision.allowed:
             raise RateLimited(decision, "credential")
-        decision = self.limits.tenant.take(identity.tenant, now)
+        rate, burst = await self._tenant_limit(identity.tenant, now)
+        decision = self.limits.tenant.take(identity.tenant, now, rate=rate, burst=burst)
         if not decision.allowed:
             raise RateLimited(decision, "tenant")
+
+    async def _tenant_limit(self, tenant: str, now: float) -> tuple[float, int]:
+        """The tenant's own limit, (0, 0) for the default; asked of the registry now and then."""
+        known = self.limits.tenant_overrides.get(tenant, now)
+        if known is not None:
+            return known
+        try:
+            found = await self.registry.call(
+                "tenant_get", r.TenantGet(id=tenant), r.Tenant, principal=GATEWAY_PRINCIPAL
+            )
+        except FlowmeshError as exc:  # no answer: the default, asked again soon
+            log.warning("ratelimit.tenant_unknown", tenant=tenant, error=exc.detail)
+            return 0.0, 0
+        limit = found.rate_limit
+        rate, burst = (limit.rate, limit.burst) if limit is not None else (0.0, 0)
+        self.limits.tenant_overrides.put(tenant, rate, burst, now)
+        return rate, burst
 
     async def _audit_denied(
         self, identity: Identity, route: Route, rid: str, target: str, reason: str

@@ -16,7 +16,7 @@ from aiohttp import web
 from flowmesh_gateway.api import Limits
 from flowmesh_gateway.app import init_app
 from flowmesh_gateway.auth import Authenticator, JwtVerifier, KeyCache
-from flowmesh_gateway.ratelimit import RateLimiter
+from flowmesh_gateway.ratelimit import RateLimiter, TenantLimits
 from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.health import Health, nats_connected, service_metrics_registry
@@ -43,6 +43,7 @@ def limits_of(settings: GatewaySettings) -> Limits:
         tenant=RateLimiter(settings.tenant_rate, settings.tenant_burst),
         key=RateLimiter(settings.key_rate, settings.key_burst),
         auth_failures=RateLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
+        tenant_overrides=TenantLimits(settings.tenant_limit_cache_seconds),
     )
 
 

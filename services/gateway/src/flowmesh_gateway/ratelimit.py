@@ -42,6 +42,26 @@ class TokenBucket:
         return Decision(allowed=False, retry_after=wait)
 
 
+class TenantLimits:
+    """Each tenant's own limit (from the registry), remembered for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, float, int]] = {}
+
+    def get(self, tenant: str, now: float) -> tuple[float, int] | None:
+        """(rate, burst), (0, 0) for "the default", or None when it must be asked again."""
+        found = self._known.get(tenant)
+        if found is None or found[0] <= now:
+            return None
+        return found[1], found[2]
+
+    def put(self, tenant: str, rate: float, burst: int, now: float) -> None:
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[tenant] = (now + self.ttl, rate, burst)
+
+
 class RateLimiter:
     """Buckets by key, the least recently used forgotten beyond ``max_keys``."""
 
@@ -51,14 +71,21 @@ class RateLimiter:
         self.rate, self.burst, self.max_keys = rate, burst, max_keys
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
-    def take(self, key: str, now: float, cost: float = 1.0) -> Decision:
+    def take(
+        self, key: str, now: float, cost: float = 1.0, *, rate: float = 0.0, burst: int = 0
+    ) -> Decision:
+        """Take from ``key``'s bucket; ``rate``/``burst`` override the defaults for this key."""
+        rate, burst = rate or self.rate, burst or self.burst
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+            bucket = self._buckets[key] = TokenBucket(rate, burst, now)
             if len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
+            if (bucket.rate, bucket.burst) != (rate, burst):
+                bucket.rate, bucket.burst = rate, burst
+                bucket.tokens = min(bucket.tokens, float(burst))
         return bucket.take(now, cost)
 
     def __len__(self) -> int:

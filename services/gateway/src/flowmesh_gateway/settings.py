@@ -25,6 +25,8 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     #: Token buckets: requests per second and burst, per tenant and per credential.
     tenant_rate: float = 200.0
     tenant_burst: int = 400
+    #: How long a tenant's own limit (set with PATCH /api/v1/admin/tenants/{id}) is cached.
+    tenant_limit_cache_seconds: float = 30.0
     key_rate: float = 100.0
     key_burst: int = 200
     #: Failed authentications allowed per client address (per second, burst).

@@ -101,6 +101,13 @@ class RegistryHandlers:
             raise FlowmeshError(ErrorCode.NOT_FOUND, f"tenant {req.id!r} was not found")
         return await self.keys.get_tenant(req.id)
 
+    async def tenant_update(self, req: r.TenantUpdate, ctx: CallContext) -> r.Tenant:
+        principal = _require_principal(ctx)
+        if not principal.is_platform:
+            raise FlowmeshError(ErrorCode.FORBIDDEN, "only platform admins change tenants")
+        caller = Caller(tenant=req.id, actor=str(principal), request_id=ctx.request_id)
+        return await self.keys.update_tenant(caller, req)
+
     async def apikey_create(self, req: r.ApiKeyCreate, ctx: CallContext) -> r.ApiKeySecret:
         return await self.keys.create_key(
             await self.caller(ctx, "apikey_create"), req.name, req.role

@@ -14,16 +14,19 @@ import secrets
 import uuid
 
 import asyncpg
+import msgspec
 
-from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.ids import new_id, parse_uuid, tenant_id_problem
 from flowmesh_proto.registry import (
     ApiKey,
     ApiKeyIdentity,
     ApiKeyPage,
     ApiKeySecret,
+    RateLimit,
     Tenant,
     TenantCreated,
+    TenantUpdate,
 )
 from flowmesh_registry import audit
 from flowmesh_registry.caller import Caller
@@ -35,7 +38,14 @@ KEY_PREFIX = "fm_"
 
 INSERT_TENANT = """
 INSERT INTO tenants (tenant_id, name) VALUES ($1, $2) RETURNING tenant_id, name, created_at"""
-GET_TENANT = "SELECT tenant_id, name, created_at FROM tenants WHERE tenant_id = $1"
+GET_TENANT = "SELECT tenant_id, name, created_at, settings FROM tenants WHERE tenant_id = $1"
+UPDATE_TENANT = """
+UPDATE tenants
+SET name = coalesce($2, name),
+    settings = CASE WHEN $3::boolean THEN settings || jsonb_build_object('rate_limit', $4::jsonb)
+                    ELSE settings END
+WHERE tenant_id = $1
+RETURNING tenant_id, name, created_at, settings"""
 INSERT_KEY = """
 INSERT INTO api_keys (tenant_id, id, name, role, key_hash, created_by)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -106,8 +116,33 @@ class KeyOperations:
             row = await conn.fetchrow(GET_TENANT, tenant_id)
         if row is None:
             raise FlowmeshError(ErrorCode.NOT_FOUND, f"tenant {tenant_id!r} was not found")
-        check_tenant(row, tenant_id)
-        return Tenant(id=row["tenant_id"], name=row["name"], created_at=row["created_at"])
+        return _tenant(row, tenant_id)
+
+    async def update_tenant(self, caller: Caller, request: TenantUpdate) -> Tenant:
+        """Rename a tenant or set its rate limit (``None`` returns to the default)."""
+        limit = request.rate_limit
+        if isinstance(limit, RateLimit) and not (0 < limit.rate <= 1e6 and 1 <= limit.burst <= 1e7):
+            raise FlowmeshError(
+                ErrorCode.VALIDATION_FAILED,
+                "rate_limit needs 0 < rate <= 1000000 and 1 <= burst <= 10000000",
+                errors=[
+                    ProblemItem(path="rate_limit", code="VALIDATION_FAILED", message="out of range")
+                ],
+            )
+        if request.name is not None and not 1 <= len(request.name) <= 200:
+            raise FlowmeshError(ErrorCode.VALIDATION_FAILED, "name must be 1..200 characters")
+        setting = None if limit is msgspec.UNSET or limit is None else msgspec.to_builtins(limit)
+        async with self.db.tenant_tx(request.id) as conn:
+            row = await conn.fetchrow(
+                UPDATE_TENANT, request.id, request.name, limit is not msgspec.UNSET, setting
+            )
+            if row is None:
+                raise FlowmeshError(ErrorCode.NOT_FOUND, f"tenant {request.id!r} was not found")
+            changes = {"name": request.name, "rate_limit": setting}
+            await audit.record(
+                conn, caller, "tenant.update", f"tenant:{request.id}", detail=changes
+            )
+        return _tenant(row, request.id)
 
     async def create_key(self, caller: Caller, name: str, role: str) -> ApiKeySecret:
         if not 1 <= len(name) <= 200:
@@ -169,6 +204,17 @@ class KeyOperations:
         return ApiKeyIdentity(
             tenant=tenant, key_id=str(row["id"]), name=row["name"], role=row["role"]
         )
+
+
+def _tenant(row: asyncpg.Record, tenant: str) -> Tenant:
+    check_tenant(row, tenant)
+    limit = (row["settings"] or {}).get("rate_limit")
+    return Tenant(
+        id=row["tenant_id"],
+        name=row["name"],
+        created_at=row["created_at"],
+        rate_limit=msgspec.convert(limit, RateLimit) if limit else None,
+    )
 
 
 def _api_key(row: asyncpg.Record, tenant: str) -> ApiKey:

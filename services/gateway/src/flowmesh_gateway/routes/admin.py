@@ -16,6 +16,19 @@ async def create_tenant(call: Call) -> web.Response:
     return json_response(created, 201, {"Cache-Control": "no-store"})
 
 
+async def get_tenant(call: Call) -> web.Response:
+    found = await call.registry("tenant_get", r.TenantGet(id=call.request.match_info["id"]))
+    return json_response(found)
+
+
+async def patch_tenant(call: Call) -> web.Response:
+    body = await json_body(call.request, h.TenantPatchBody, call.body_limit)
+    request = r.TenantUpdate(
+        id=call.request.match_info["id"], name=body.name, rate_limit=body.rate_limit
+    )
+    return json_response(await call.registry("tenant_update", request))
+
+
 ROUTES = [
     Route(
         method="POST",
@@ -27,5 +40,24 @@ ROUTES = [
         operation_id="tenant_create",
         body=h.TenantBody,
         response=r.TenantCreated,
+    ),
+    Route(
+        method="GET",
+        path="/api/v1/admin/tenants/{id}",
+        handler=get_tenant,
+        role=PLATFORM,
+        summary="A tenant and its rate limit",
+        operation_id="tenant_get",
+        response=r.Tenant,
+    ),
+    Route(
+        method="PATCH",
+        path="/api/v1/admin/tenants/{id}",
+        handler=patch_tenant,
+        role=PLATFORM,
+        summary="Rename a tenant or set its rate limit (null: the default)",
+        operation_id="tenant_update",
+        body=h.TenantPatchBody,
+        response=r.Tenant,
     ),
 ]
