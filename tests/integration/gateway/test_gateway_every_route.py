@@ -16,6 +16,7 @@ from .conftest import Client, Http
 pytestmark = pytest.mark.integration
 
 TENANT_ROUTES = [route for route in ROUTES if route.role != PLATFORM]
+ABOVE_VIEWER = [route for route in TENANT_ROUTES if ROLE_RANK[route.role] > 0]
 SOME_ID = "0190f5a4-0000-7000-8000-00000000abcd"
 
 
@@ -28,10 +29,8 @@ def concrete(path: str, tenant: str) -> str:
     )
 
 
-@pytest.mark.parametrize("route", TENANT_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+@pytest.mark.parametrize("route", ABOVE_VIEWER, ids=lambda r: f"{r.method} {r.path}")
 async def test_a_role_too_low_is_refused_first(client: Client, route: Route) -> None:
-    if ROLE_RANK[route.role] == 0:
-        pytest.skip("viewers may call it: no lower role exists")
     lower = ROLES[ROLE_RANK[route.role] - 1]
     token = await client.key(lower)
     status, body, _ = await client.http.request(
