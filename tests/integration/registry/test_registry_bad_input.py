@@ -95,3 +95,26 @@ async def test_definitions_that_are_not_objects(api: Api, definition: Any) -> No
         await api("workflow_create", r.WorkflowCreate(definition=definition))
     problem = caught.value.problem
     assert problem.status == 422 and problem.errors
+
+
+async def test_version_numbers_beyond_any_version(api: Api) -> None:
+    wf = await api.create(unique("huge-version"))
+    for op, request, path in [
+        ("workflow_get", r.WorkflowGet(id=wf.id, version=2**40), "version"),
+        ("workflow_patch", r.WorkflowPatch(id=wf.id, current_version=2**40), "current_version"),
+        ("workflow_patch", r.WorkflowPatch(id=wf.id, current_version=0), "current_version"),
+        ("workflow_clone", r.WorkflowClone(id=wf.id, name=unique("c"), version=-1), "version"),
+        ("workflow_export", r.WorkflowExport(id=wf.id, version=2**40), "version"),
+    ]:
+        with pytest.raises(RemoteError) as caught:
+            await api(op, request)
+        assert caught.value.problem.code == "VALIDATION_FAILED", op
+        assert caught.value.problem.errors[0].path == path
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "AAAA", "WyItaWQiLFtdXQ", "WyItaWQiLFsieCJdXQ"])
+async def test_audit_cursors_it_did_not_issue(api: Api, cursor: str) -> None:
+    with pytest.raises(RemoteError) as caught:
+        await api("audit_list", r.AuditList(cursor=cursor))
+    assert caught.value.problem.code == "VALIDATION_FAILED"
+    assert caught.value.problem.errors[0].path == "cursor"

@@ -29,6 +29,30 @@ ERRORS = {
     "429": "Rate limited (Retry-After)",
     "503": "A service behind the gateway is unavailable",
 }
+CONFLICTS = {
+    "409": "Conflict: the name is taken, or the edit lock is held by another or not held",
+    "412": "Precondition failed: If-Match (or if_version) names a stale version",
+    "423": "The workflow is locked for editing by another principal",
+}
+#: The statuses of CONFLICTS that each operation can answer (DESIGN §7, error codes).
+OPERATION_CONFLICTS: dict[str, tuple[str, ...]] = {
+    "tenant_create": ("409",),
+    "workflow_create": ("409",),
+    "workflow_import": ("409",),
+    "workflow_clone": ("409",),
+    "workflow_apply": ("409", "423"),
+    "workflow_update": ("409", "412", "423"),
+    "workflow_patch": ("409", "412", "423"),
+    "workflow_delete": ("423",),
+    "workflow_batch": ("409", "412", "423"),
+    "workflow_lock": ("409",),
+    "workflow_unlock": ("409",),
+}
+#: ``POST /workflows/validate`` judges whatever JSON it is given, answering 200 either way.
+CANDIDATE = {
+    "description": "A candidate definition (see Definition): any JSON value is judged, "
+    "and its problems are answered in `errors`",
+}
 _PARAM = re.compile(r"{(\w+)}")
 
 
@@ -56,7 +80,10 @@ def _body(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any] | Non
                 "application/yaml": {"schema": {"type": "string"}},
             },
         }
-    schema = refs[Definition] if route.body == "definition" else refs[route.body]
+    if route.body == "candidate":
+        schema = CANDIDATE
+    else:
+        schema = refs[Definition] if route.body == "definition" else refs[route.body]
     required = route.operation_id != "workflow_lock"  # a lock body is optional
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
@@ -72,9 +99,18 @@ def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         ok["content"] = {"application/json": {"schema": refs[route.response]}}
     problem = {"application/problem+json": {"schema": refs[Problem]}}
     responses = {str(route.status): ok}
-    for status, text in ERRORS.items():
+    conflicts = OPERATION_CONFLICTS.get(route.operation_id, ())
+    errors = {**ERRORS, **{status: CONFLICTS[status] for status in conflicts}}
+    for status, text in sorted(errors.items()):
         responses[status] = {"description": text, "content": problem}
     return responses
+
+
+def _query_schema(kind: str) -> dict[str, Any]:
+    """An empty integer or boolean (``?limit=``) reads as not given (query_int, query_bool)."""
+    if kind in ("integer", "boolean"):
+        return {"anyOf": [{"type": kind}, {"const": ""}]}
+    return {"type": kind}
 
 
 def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -83,7 +119,7 @@ def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         for name in _PARAM.findall(route.path)
     ]
     parameters += [
-        {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+        {"name": name, "in": "query", "required": False, "schema": _query_schema(kind)}
         for name, kind in route.query
     ]
     operation: dict[str, Any] = {

@@ -9,7 +9,8 @@ import asyncpg
 
 from flowmesh_proto.registry import AuditEntry, AuditList, AuditPage
 from flowmesh_registry.caller import Caller
-from flowmesh_registry.cursors import decode_cursor, encode_cursor
+from flowmesh_registry.cursors import CursorError, decode_cursor, encode_cursor
+from flowmesh_registry.problems import field_problem
 
 INSERT_AUDIT = """
 INSERT INTO audit_log (tenant_id, actor, action, target, outcome, request_id, detail)
@@ -51,7 +52,7 @@ async def record(
 
 
 async def list_entries(conn: asyncpg.Connection, tenant: str, request: AuditList) -> AuditPage:
-    before = int(decode_cursor(request.cursor, AUDIT_SORT)[0]) if request.cursor else None
+    before = _cursor_id(request.cursor) if request.cursor else None
     rows = await conn.fetch(
         LIST_AUDIT,
         tenant,
@@ -65,6 +66,17 @@ async def list_entries(conn: asyncpg.Connection, tenant: str, request: AuditList
     has_more = len(rows) > request.limit
     cursor = encode_cursor(AUDIT_SORT, [items[-1].id]) if has_more and items else None
     return AuditPage(items=items, next_cursor=cursor, has_more=has_more)
+
+
+def _cursor_id(cursor: str) -> int:
+    """The entry id a cursor of ours holds, or 422 naming ``cursor``."""
+    try:
+        key = decode_cursor(cursor, AUDIT_SORT)
+    except CursorError as exc:
+        raise field_problem("cursor", str(exc)) from exc
+    if len(key) != 1 or not isinstance(key[0], int) or not 0 < key[0] < 2**63:
+        raise field_problem("cursor", "cursor is not valid")
+    return key[0]
 
 
 def _entry(row: asyncpg.Record) -> AuditEntry:

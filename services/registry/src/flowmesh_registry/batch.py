@@ -26,7 +26,8 @@ from flowmesh_proto.registry import (
 )
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
-from flowmesh_registry.workflows import WorkflowOperations, field_problem, workflow_uuid
+from flowmesh_registry.problems import field_problem
+from flowmesh_registry.workflows import WorkflowOperations, workflow_uuid
 from flowmesh_shared.errors import FlowmeshError
 
 

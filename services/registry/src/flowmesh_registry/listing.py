@@ -15,8 +15,8 @@ from flowmesh_proto.registry import WorkflowList, WorkflowPage
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.cursors import CursorError, decode_cursor, encode_cursor
 from flowmesh_registry.db import Database
+from flowmesh_registry.problems import field_problem
 from flowmesh_registry.resources import workflow_resource
-from flowmesh_registry.workflows import field_problem
 
 
 async def list_workflows(db: Database, tenant: str, request: WorkflowList) -> WorkflowPage:

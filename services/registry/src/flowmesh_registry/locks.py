@@ -18,7 +18,8 @@ from flowmesh_registry import audit
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.db import Database
-from flowmesh_registry.workflows import field_problem, not_found, workflow_uuid
+from flowmesh_registry.problems import field_problem
+from flowmesh_registry.workflows import not_found, workflow_uuid
 from flowmesh_shared.errors import FlowmeshError
 
 MAX_TTL_SECONDS = 86_400

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from flowmesh_proto.errors import ErrorCode, ProblemItem
+from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import new_id, parse_uuid
 from flowmesh_proto.registry import (
     Deleted,
@@ -27,6 +27,7 @@ from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.db import Database
 from flowmesh_registry.preparation import Prepared, prepare
+from flowmesh_registry.problems import checked_version, field_problem
 from flowmesh_registry.resources import workflow_resource
 from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
 from flowmesh_shared.errors import FlowmeshError
@@ -70,6 +71,7 @@ class WorkflowOperations:
 
     async def row(self, tenant: str, workflow_id: str, version: int | None) -> asyncpg.Record:
         """The workflow's row joined with its current version (or ``version``), or 404."""
+        checked_version(version, "version")
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(tenant) as conn:
             row = await conn.fetchrow(sql.GET_WORKFLOW, tenant, wid, version)
@@ -250,6 +252,7 @@ class WorkflowOperations:
     async def patch(self, caller: Caller, request: WorkflowPatch) -> Workflow:
         wid = workflow_uuid(request.id)
         tags = _checked_tags(request.tags)
+        checked_version(request.current_version, "current_version")
         async with self.db.tenant_tx(caller.tenant) as conn:
             current = await self.lock_for_write(conn, caller, wid, request.if_version)
             version = int(current["current_version"])
@@ -403,14 +406,6 @@ async def execute_naming(conn: asyncpg.Connection, name: str, statement: str, *a
             await conn.execute(statement, *args)
     except asyncpg.UniqueViolationError as exc:
         raise name_taken(name) from exc
-
-
-def field_problem(path: str, message: str) -> FlowmeshError:
-    return FlowmeshError(
-        ErrorCode.VALIDATION_FAILED,
-        message,
-        errors=[ProblemItem(path=path, code=ErrorCode.VALIDATION_FAILED.name, message=message)],
-    )
 
 
 def _checked_tags(tags: list[str] | None) -> list[str] | None:

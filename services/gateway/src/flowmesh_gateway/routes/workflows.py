@@ -27,6 +27,7 @@ from flowmesh_shared.errors import FlowmeshError
 BASE = "/api/v1/{tenant}/workflows"
 EXPORT_TYPES = {"application/yaml": "yaml", "application/x-yaml": "yaml", "text/yaml": "yaml"}
 SORTS = ("name", "-name", "created_at", "-created_at", "updated_at", "-updated_at")
+MAX_VERSION = 1_000_000_000  # a version number the API reads (query or body) is 1..MAX_VERSION
 
 
 def workflow_response(workflow: r.Workflow, status: int = 200) -> web.Response:
@@ -61,7 +62,7 @@ async def list_(call: Call) -> web.Response:
 
 
 async def get(call: Call) -> web.Response:
-    version = query_int(call.request, "version", 1, 1_000_000_000)
+    version = query_int(call.request, "version", 1, MAX_VERSION)
     request = r.WorkflowGet(id=call.request.match_info["id"], version=version)
     return workflow_response(await call.registry("workflow_get", request))
 
@@ -84,7 +85,7 @@ async def patch(call: Call) -> web.Response:
         id=wid,
         enabled=body.enabled,
         tags=body.tags,
-        current_version=body.current_version,
+        current_version=_body_version(body.current_version, "current_version"),
         if_version=expected,
     )
     return workflow_response(await call.registry("workflow_patch", request))
@@ -129,7 +130,8 @@ async def clone(call: Call) -> web.Response:
     wid = call.request.match_info["id"]
     await call.registry("workflow_get", r.WorkflowGet(id=wid))
     body = await json_body(call.request, h.CloneBody, call.body_limit)
-    request = r.WorkflowClone(id=wid, name=body.name, version=body.version)
+    version = _body_version(body.version, "version")
+    request = r.WorkflowClone(id=wid, name=body.name, version=version)
     return workflow_response(await call.registry("workflow_clone", request), 201)
 
 
@@ -139,7 +141,7 @@ async def export(call: Call) -> web.Response:
     )
     if fmt != "json" and fmt != "yaml":
         raise unprocessable("format must be json or yaml", "format")
-    version_number = query_int(call.request, "version", 1, 1_000_000_000)
+    version_number = query_int(call.request, "version", 1, MAX_VERSION)
     request = r.WorkflowExport(
         id=call.request.match_info["id"], version=version_number, format=cast(ExportFormat, fmt)
     )
@@ -175,6 +177,13 @@ async def lock(call: Call) -> web.Response:
 async def unlock(call: Call) -> web.Response:
     await call.registry("workflow_unlock", r.WorkflowUnlock(id=call.request.match_info["id"]))
     return web.Response(status=204)
+
+
+def _body_version(value: int | None, name: str) -> int | None:
+    """A version number from a body, bounded as in a query: a larger one is no version (422)."""
+    if value is not None and not 1 <= value <= MAX_VERSION:
+        raise unprocessable(f"{name} must be between 1 and {MAX_VERSION}", name)
+    return value
 
 
 def _path_int(call: Call, name: str) -> int:
@@ -223,7 +232,7 @@ ROUTES = [
         role="viewer",
         summary="Validate a definition without storing it",
         operation_id="workflow_validate",
-        body="definition",
+        body="candidate",
         response=h.ValidationAnswer,
     ),
     Route(
