@@ -45,6 +45,7 @@ openapi: sync
 ## Benchmarks; results are committed under bench/results/.
 bench: sync
 	$(UV) run python bench/registry.py --workflows 10000 --out bench/results/registry.json
+	$(UV) run python bench/gateway.py --workflows 10000 --wrk --out bench/results/gateway.json
 
 clean:
 	rm -rf .flowmesh .pytest_cache .mypy_cache .ruff_cache .hypothesis

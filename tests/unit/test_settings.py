@@ -164,3 +164,15 @@ def test_settings_are_frozen() -> None:
     settings = load()
     with pytest.raises(AttributeError):
         settings.workers = 5  # type: ignore[misc]
+
+
+def test_startup_objects_are_frozen_out_of_gc() -> None:
+    import gc
+
+    from flowmesh_shared.lifecycle import freeze_startup_objects
+
+    try:
+        assert freeze_startup_objects() > 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

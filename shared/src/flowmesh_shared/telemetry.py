@@ -8,6 +8,7 @@ Spans are exported over OTLP/HTTP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,25 +36,31 @@ def configure_tracing(
 ) -> Callable[[], None]:
     """Install a TracerProvider for ``service_name``; returns its shutdown (flushes spans).
 
-    The OTLP/HTTP exporter is added only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (the
-    exporter reads that variable and its companions itself). A process has one provider:
-    when one is already installed, it is kept and the shutdown does nothing. The shutdown
+    Only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (the exporter reads that variable and
+    its companions itself): recording spans nobody exports cost about a fifth of the
+    gateway's CPU (measured, bench/README.md). Without it, spans are the API's no-op ones,
+    which still carry a caller's ``traceparent`` on to the next hop (and into logs), but
+    start no trace of their own. A process has one provider: when one is already
+    installed, it is kept and the shutdown does nothing. The shutdown
     blocks while it flushes (up to the exporter's timeout): from a running event loop, call
     it as ``await asyncio.to_thread(shutdown)``.
     """
     env = os.environ if environ is None else environ
+    if not env.get(ENDPOINT_VARIABLE):
+        return lambda: None
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return lambda: None
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if env.get(ENDPOINT_VARIABLE):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return provider.shutdown
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """Flowmesh's tracer (a proxy until a provider is installed), looked up once."""
     return trace.get_tracer(TRACER_NAME)
 
 
