@@ -87,7 +87,16 @@ async def test_list_filters_and_pages(client: Client) -> None:
         assert [i["name"] for i in page["items"]] == names[0::2]
     status, page, _ = await client("GET", f"/workflows?tags={tag}&active=false")
     assert page["items"] == []
-    for bad in ("limit=0", "limit=abc", "sort=colour", "enabled=maybe", "cursor=zzz"):
+    for bad in (
+        "limit=0",
+        "limit=abc",
+        "limit=%2B5",
+        "limit=1_0",
+        "limit=%205",
+        "sort=colour",
+        "enabled=maybe",
+        "cursor=zzz",
+    ):
         status, body, _ = await client("GET", f"/workflows?{bad}")
         assert status == 422 and body["code"] == "VALIDATION_FAILED", bad
 

@@ -100,6 +100,8 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     body: Any = None
     response: Any = None
     query: tuple[tuple[str, str], ...] = ()
+    #: Statuses beyond the common ones this route can answer (409, 412, 423), for OpenAPI.
+    conflicts: tuple[str, ...] = ()
 
 
 class Guard:

@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+_DECIMAL = re.compile(r"-?[0-9]{1,12}")
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
@@ -105,10 +106,9 @@ def query_int(request: web.Request, name: str, low: int, high: int) -> int | Non
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise unprocessable(f"{name} must be an integer", name) from None
+    if not _DECIMAL.fullmatch(raw):  # int() would take "+5", " 5" and "1_0"
+        raise unprocessable(f"{name} must be an integer", name)
+    value = int(raw)
     if not low <= value <= high:
         raise unprocessable(f"{name} must be between {low} and {high}", name)
     return value

@@ -34,20 +34,6 @@ CONFLICTS = {
     "412": "Precondition failed: If-Match (or if_version) names a stale version",
     "423": "The workflow is locked for editing by another principal",
 }
-#: The statuses of CONFLICTS that each operation can answer (DESIGN §7, error codes).
-OPERATION_CONFLICTS: dict[str, tuple[str, ...]] = {
-    "tenant_create": ("409",),
-    "workflow_create": ("409",),
-    "workflow_import": ("409",),
-    "workflow_clone": ("409",),
-    "workflow_apply": ("409", "423"),
-    "workflow_update": ("409", "412", "423"),
-    "workflow_patch": ("409", "412", "423"),
-    "workflow_delete": ("423",),
-    "workflow_batch": ("409", "412", "423"),
-    "workflow_lock": ("409",),
-    "workflow_unlock": ("409",),
-}
 #: ``POST /workflows/validate`` judges whatever JSON it is given, answering 200 either way.
 CANDIDATE = {
     "description": "A candidate definition (see Definition): any JSON value is judged, "
@@ -99,8 +85,7 @@ def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         ok["content"] = {"application/json": {"schema": refs[route.response]}}
     problem = {"application/problem+json": {"schema": refs[Problem]}}
     responses = {str(route.status): ok}
-    conflicts = OPERATION_CONFLICTS.get(route.operation_id, ())
-    errors = {**ERRORS, **{status: CONFLICTS[status] for status in conflicts}}
+    errors = {**ERRORS, **{status: CONFLICTS[status] for status in route.conflicts}}
     for status, text in sorted(errors.items()):
         responses[status] = {"description": text, "content": problem}
     return responses

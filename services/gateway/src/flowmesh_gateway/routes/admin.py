@@ -38,6 +38,7 @@ ROUTES = [
         status=201,
         summary="Create a tenant and its first admin key",
         operation_id="tenant_create",
+        conflicts=("409",),
         body=h.TenantBody,
         response=r.TenantCreated,
     ),
