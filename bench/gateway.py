@@ -39,7 +39,6 @@ import random
 import resource
 import secrets
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
+from workload import definition, summary  # bench/workload.py (scripts run from bench/)
 
 from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
 
@@ -61,65 +61,6 @@ UNLIMITED = {
     "FLOWMESH_GATEWAY_TENANT_RATE": "1000000",
     "FLOWMESH_GATEWAY_TENANT_BURST": "1000000",
 }
-
-
-def definition(i: int) -> dict[str, Any]:
-    """The same workflow as bench/registry.py: five nodes, a branch, templates, expressions."""
-    return {
-        "name": f"bench-{i:05d}",
-        "description": f"Benchmark workflow number {i}",
-        "category": random.choice(["automation", "integration", "notification"]),
-        "tags": [f"team-{i % 20}", "bench"],
-        "nodes": [
-            {
-                "id": "prepare",
-                "type": "transform",
-                "parameters": {"output": {"id": "{{ trigger.data.id }}", "n": i}},
-            },
-            {
-                "id": "check",
-                "type": "condition",
-                "parameters": {"expression": "nodes.prepare.output.n > 10"},
-            },
-            {
-                "id": "call",
-                "type": "http",
-                "parameters": {
-                    "method": "POST",
-                    "url": "https://example.com/hook",
-                    "body": {"id": "{{ nodes.prepare.output.id }}"},
-                },
-            },
-            {"id": "skip", "type": "noop"},
-            {"id": "done", "type": "noop"},
-        ],
-        "edges": [
-            {"from": "prepare", "to": "check"},
-            {"from": "check", "to": "call", "when": "true"},
-            {"from": "check", "to": "skip", "when": "false"},
-            {"from": "call", "to": "done"},
-            {"from": "skip", "to": "done"},
-        ],
-    }
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"n": 0}
-    ordered = sorted(samples)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
-
-    return {
-        "n": len(ordered),
-        "p50_ms": pct(0.50),
-        "p90_ms": pct(0.90),
-        "p99_ms": pct(0.99),
-        "p999_ms": pct(0.999),
-        "max_ms": round(ordered[-1] * 1000, 3),
-        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
-    }
 
 
 TICK = os.sysconf("SC_CLK_TCK")

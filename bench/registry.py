@@ -20,7 +20,6 @@ import os
 import platform
 import random
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from workload import definition, summary  # bench/workload.py (scripts run from bench/)
 
 from flowmesh_proto import registry as r
 from flowmesh_proto.subjects import Subjects
@@ -38,62 +38,6 @@ from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import RpcClient
 
 PLATFORM = "platform:bench"
-
-
-def definition(i: int) -> dict[str, Any]:
-    """A realistic small workflow: five nodes, a branch, templates and expressions."""
-    return {
-        "name": f"bench-{i:05d}",
-        "description": f"Benchmark workflow number {i}",
-        "category": random.choice(["automation", "integration", "notification"]),
-        "tags": [f"team-{i % 20}", "bench"],
-        "nodes": [
-            {
-                "id": "prepare",
-                "type": "transform",
-                "parameters": {"output": {"id": "{{ trigger.data.id }}", "n": i}},
-            },
-            {
-                "id": "check",
-                "type": "condition",
-                "parameters": {"expression": "nodes.prepare.output.n > 10"},
-            },
-            {
-                "id": "call",
-                "type": "http",
-                "parameters": {
-                    "method": "POST",
-                    "url": "https://example.com/hook",
-                    "body": {"id": "{{ nodes.prepare.output.id }}"},
-                },
-            },
-            {"id": "skip", "type": "noop"},
-            {"id": "done", "type": "noop"},
-        ],
-        "edges": [
-            {"from": "prepare", "to": "check"},
-            {"from": "check", "to": "call", "when": "true"},
-            {"from": "check", "to": "skip", "when": "false"},
-            {"from": "call", "to": "done"},
-            {"from": "skip", "to": "done"},
-        ],
-    }
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
-
-    return {
-        "n": len(ordered),
-        "p50_ms": pct(0.50),
-        "p90_ms": pct(0.90),
-        "p99_ms": pct(0.99),
-        "max_ms": round(ordered[-1] * 1000, 3),
-        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
-    }
 
 
 async def measure(

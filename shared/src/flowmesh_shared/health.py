@@ -66,12 +66,17 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 
 def create_health_app(health: Health, registry: CollectorRegistry) -> web.Application:
     app = web.Application()
+    add_health_routes(app, health, registry)
+    return app
+
+
+def add_health_routes(app: web.Application, health: Health, registry: CollectorRegistry) -> None:
+    """Serve ``/healthz``, ``/readyz`` and ``/metrics`` from ``app`` (a service's own API too)."""
     app[HEALTH] = health
     app[METRICS] = registry
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    return app
 
 
 async def healthz(_request: web.Request) -> web.Response:

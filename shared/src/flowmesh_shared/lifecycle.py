@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import structlog
 
+from flowmesh_shared.telemetry import configure_tracing
+
 log = structlog.get_logger("flowmesh.lifecycle")
 
 T = TypeVar("T")
@@ -143,6 +145,15 @@ async def run_service(
         stop_ms=_ms(stopping),
     )
     return status
+
+
+def serve(name: str, start: Start, *, shutdown_timeout: float, otel_service_name: str = "") -> int:
+    """A service process's main: tracing (if configured), run until stopped, flush traces."""
+    flush_traces = configure_tracing(otel_service_name or f"flowmesh-{name}")
+    try:
+        return asyncio.run(run_service(name, start, shutdown_timeout=shutdown_timeout))
+    finally:
+        flush_traces()
 
 
 def freeze_startup_objects() -> int:

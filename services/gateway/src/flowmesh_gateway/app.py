@@ -10,8 +10,7 @@ import msgspec
 import structlog
 from aiohttp import web
 from opentelemetry.trace import SpanKind
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.exposition import generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from flowmesh_gateway.api import SETTINGS, Guard, Limits, Route
 from flowmesh_gateway.auth import Authenticator
@@ -21,15 +20,12 @@ from flowmesh_gateway.routes import ROUTES
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_proto.ids import new_id
 from flowmesh_shared import telemetry
-from flowmesh_shared.health import LATENCY_BUCKETS, Health
+from flowmesh_shared.health import LATENCY_BUCKETS, Health, add_health_routes
 from flowmesh_shared.rpc import RpcClient
 
 log = structlog.get_logger("flowmesh.gateway.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-HEALTH = web.AppKey("health", Health)
-METRICS = web.AppKey("metrics", CollectorRegistry)
 
 
 class HttpMetrics:
@@ -87,21 +83,6 @@ def _observe(metrics: HttpMetrics) -> Any:
     return observe
 
 
-async def healthz(_: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    ready, checks = await request.app[HEALTH].readiness()
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
-    return web.json_response(body, status=200 if ready else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    data = generate_latest(request.app[METRICS])
-    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def init_app(
     settings: GatewaySettings,
     registry: RpcClient,
@@ -116,8 +97,7 @@ def init_app(
         client_max_size=settings.max_body_bytes + 1,
     )
     app[SETTINGS] = settings
-    app[HEALTH] = health
-    app[METRICS] = metrics_registry
+    add_health_routes(app, health, metrics_registry)
     guard = Guard(auth, registry, limits, settings.trust_forwarded_for)
     for route in routes if routes is not None else ROUTES:
         app.router.add_route(route.method, route.path, guard.wrap(route, request_id_of))
@@ -127,7 +107,4 @@ def init_app(
         return web.Response(body=document, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
     return app

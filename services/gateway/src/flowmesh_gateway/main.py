@@ -20,12 +20,11 @@ from flowmesh_gateway.ratelimit import RateLimiter, TenantLimits
 from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.health import Health, nats_connected, service_metrics_registry
-from flowmesh_shared.lifecycle import run_service
+from flowmesh_shared.lifecycle import serve
 from flowmesh_shared.logging import configure_logging
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import RpcClient
 from flowmesh_shared.settings import SettingsError, load_settings
-from flowmesh_shared.telemetry import configure_tracing
 
 log = structlog.get_logger("flowmesh.gateway")
 
@@ -85,12 +84,13 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"flowmesh-gateway: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    flush_traces = configure_tracing(settings.otel_service_name or "flowmesh-gateway")
 
     async def start(stack: AsyncExitStack, stop: asyncio.Event) -> None:
         await start_gateway(settings, stack)
 
-    try:
-        return asyncio.run(run_service(SERVICE, start, shutdown_timeout=settings.shutdown_timeout))
-    finally:
-        flush_traces()
+    return serve(
+        SERVICE,
+        start,
+        shutdown_timeout=settings.shutdown_timeout,
+        otel_service_name=settings.otel_service_name,
+    )

@@ -30,12 +30,11 @@ from flowmesh_shared.health import (
     service_metrics_registry,
 )
 from flowmesh_shared.jetstream import provision_streams
-from flowmesh_shared.lifecycle import run_service
+from flowmesh_shared.lifecycle import serve
 from flowmesh_shared.logging import configure_logging
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import RpcService
 from flowmesh_shared.settings import SettingsError, load_settings
-from flowmesh_shared.telemetry import configure_tracing
 
 log = structlog.get_logger("flowmesh.registry")
 
@@ -130,12 +129,13 @@ def cli(argv: list[str] | None = None) -> int:
     if args:
         print("usage: python -m flowmesh_registry [migrate]", file=sys.stderr)
         return 2
-    flush_traces = configure_tracing(settings.otel_service_name or "flowmesh-registry")
 
     async def start(stack: AsyncExitStack, stop: asyncio.Event) -> None:
         await start_registry(settings, stack)
 
-    try:
-        return asyncio.run(run_service(SERVICE, start, shutdown_timeout=settings.shutdown_timeout))
-    finally:
-        flush_traces()
+    return serve(
+        SERVICE,
+        start,
+        shutdown_timeout=settings.shutdown_timeout,
+        otel_service_name=settings.otel_service_name,
+    )

@@ -1,0 +1,66 @@
+"""What the benchmarks store and how they summarise latencies (shared by bench/*.py)."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from typing import Any
+
+
+def definition(i: int) -> dict[str, Any]:
+    """A realistic small workflow: five nodes, a branch, templates and expressions."""
+    return {
+        "name": f"bench-{i:05d}",
+        "description": f"Benchmark workflow number {i}",
+        "category": random.choice(["automation", "integration", "notification"]),
+        "tags": [f"team-{i % 20}", "bench"],
+        "nodes": [
+            {
+                "id": "prepare",
+                "type": "transform",
+                "parameters": {"output": {"id": "{{ trigger.data.id }}", "n": i}},
+            },
+            {
+                "id": "check",
+                "type": "condition",
+                "parameters": {"expression": "nodes.prepare.output.n > 10"},
+            },
+            {
+                "id": "call",
+                "type": "http",
+                "parameters": {
+                    "method": "POST",
+                    "url": "https://example.com/hook",
+                    "body": {"id": "{{ nodes.prepare.output.id }}"},
+                },
+            },
+            {"id": "skip", "type": "noop"},
+            {"id": "done", "type": "noop"},
+        ],
+        "edges": [
+            {"from": "prepare", "to": "check"},
+            {"from": "check", "to": "call", "when": "true"},
+            {"from": "check", "to": "skip", "when": "false"},
+            {"from": "call", "to": "done"},
+            {"from": "skip", "to": "done"},
+        ],
+    }
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"n": 0}
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
+
+    return {
+        "n": len(ordered),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "max_ms": round(ordered[-1] * 1000, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+    }
