@@ -76,6 +76,7 @@ class RunStarted(_RunEvent, frozen=True, kw_only=True, tag="run.started"):
 class StepStarted(_RunEvent, frozen=True, kw_only=True, tag="step.started"):
     node_id: str
     attempt: int = 1
+    deadline: datetime | None = None  # when this attempt times out (the node's ``timeout``)
 
 
 class StepSucceeded(_RunEvent, frozen=True, kw_only=True, tag="step.succeeded"):
@@ -83,6 +84,7 @@ class StepSucceeded(_RunEvent, frozen=True, kw_only=True, tag="step.succeeded"):
     attempt: int = 1
     started_at: datetime | None = None
     output: Any = None
+    reused: bool = False  # retry-from-failed: the output of the parent run's step, not run again
 
 
 class StepFailed(_RunEvent, frozen=True, kw_only=True, tag="step.failed"):
@@ -95,7 +97,7 @@ class StepFailed(_RunEvent, frozen=True, kw_only=True, tag="step.failed"):
 
 class StepRetrying(_RunEvent, frozen=True, kw_only=True, tag="step.retrying"):
     node_id: str
-    attempt: int
+    attempt: int  # the attempt that will run next, ``delay_ms`` after ``at``
     delay_ms: int
 
 
@@ -125,6 +127,18 @@ class RunTimedOut(_RunEvent, frozen=True, kw_only=True, tag="run.timed_out"):
     pass
 
 
+StepEvent = StepStarted | StepSucceeded | StepFailed | StepRetrying | StepSkipped | StepLog
+
+
+class StepBatch(_RunEvent, frozen=True, kw_only=True, tag="steps"):
+    """Several step events published as one message (one fenced round trip, DESIGN section 5).
+
+    Folding a batch is folding its events in order; each carries its own ``at``.
+    """
+
+    events: list[StepEvent]
+
+
 RunEvent = (
     RunQueued
     | RunScheduled
@@ -135,6 +149,7 @@ RunEvent = (
     | StepRetrying
     | StepSkipped
     | StepLog
+    | StepBatch
     | RunSucceeded
     | RunFailed
     | RunCancelled

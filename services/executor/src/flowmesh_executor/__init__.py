@@ -1,0 +1,1 @@
+"""Flowmesh executor: runs workflow DAGs (the pure engine lives in :mod:`.engine`)."""

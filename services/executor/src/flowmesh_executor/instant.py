@@ -1,0 +1,106 @@
+"""Expressions in a run: the CEL context, instantaneous nodes, and secret redaction. Pure.
+
+Instantaneous nodes (noop, transform, condition, switch) are evaluated by the engine itself;
+every other node type is a step the shell runs, rendering its parameters with the same
+:func:`expression_context`. Expressions compile once per source (the expressions module
+caches them), so a workflow version's expressions compile once per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowmesh_proto.workflow import ConditionNode, Node, NoopNode, SwitchNode, TransformNode
+from flowmesh_shared.expressions import ExpressionError, evaluate, render
+
+__all__ = ["REDACTED", "EvaluationFailed", "evaluate_instant", "expression_context", "redact"]
+
+REDACTED = "[redacted]"
+EXPRESSION_ERROR = "ExpressionError"
+
+
+class EvaluationFailed(Exception):
+    """An instantaneous node could not be evaluated; ``message`` says why (already redacted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def expression_context(
+    *,
+    trigger: Mapping[str, Any],
+    nodes: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    run: Mapping[str, Any],
+    secrets: Mapping[str, str],
+) -> dict[str, Any]:
+    """The CEL variables: ``trigger``, ``nodes.<id>.output``, ``vars``, ``run``, ``secrets``.
+
+    ``nodes`` maps the ids of the nodes that are done to their outputs (a failed node with
+    ``on_error: continue`` has output null; one rescued by a fallback has its fallback's).
+    """
+    return {
+        "trigger": dict(trigger),
+        "nodes": {node_id: {"output": output} for node_id, output in nodes.items()},
+        "vars": dict(variables),
+        "run": dict(run),
+        "secrets": dict(secrets),
+    }
+
+
+def evaluate_instant(node: Node, context: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:
+    """The output of an instantaneous node (redacted); raises :class:`EvaluationFailed`."""
+    try:
+        output = _evaluate(node, context)
+    except ExpressionError as exc:
+        raise EvaluationFailed(redact(str(exc), secrets)) from None
+    return redact(output, secrets)
+
+
+def _evaluate(node: Node, context: Mapping[str, Any]) -> Any:
+    match node:
+        case NoopNode():
+            return None
+        case TransformNode(parameters=parameters):
+            return render(parameters.output, context)
+        case ConditionNode(parameters=parameters):
+            value = evaluate(parameters.expression, context)
+            if not isinstance(value, bool):
+                raise ExpressionError(parameters.expression, f"gave {_kind(value)}, not a boolean")
+            return value
+        case SwitchNode(parameters=parameters):
+            value = evaluate(parameters.expression, context)
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ExpressionError(
+                    parameters.expression, f"gave {_kind(value)}, not a string or an integer"
+                )
+            case = str(value)
+            return case if case in parameters.cases else "default"
+    raise ValueError(f"node {node.id!r} is not instantaneous")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def redact(value: Any, secrets: Mapping[str, str]) -> Any:
+    """``value`` with every secret's value replaced by :data:`REDACTED` inside its strings."""
+    needles = sorted((s for s in secrets.values() if s), key=len, reverse=True)
+    if not needles:
+        return value
+    return _redact(value, needles)
+
+
+def _redact(value: Any, needles: list[str]) -> Any:
+    if isinstance(value, str):
+        for needle in needles:
+            if needle in value:
+                value = value.replace(needle, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {_redact(key, needles): _redact(item, needles) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(item, needles) for item in value]
+    return value
