@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
-from workload import definition, summary  # bench/workload.py (scripts run from bench/)
+from workload import definition, summary, wait_ready  # bench/workload.py (scripts run from bench/)
 
 from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
 
@@ -284,21 +284,6 @@ async def run_wrk(
         "achieved_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
         "errors": raw["non2xx"] + raw["errors"],
     }
-
-
-async def wait_ready(url: str, process: asyncio.subprocess.Process, what: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            if process.returncode is not None:
-                raise SystemExit(f"the {what} exited with {process.returncode}")
-            try:
-                async with session.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"the {what} did not become ready")
 
 
 async def seed(

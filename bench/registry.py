@@ -27,9 +27,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
-from workload import definition, summary  # bench/workload.py (scripts run from bench/)
+from workload import definition, summary, wait_ready  # bench/workload.py (scripts run from bench/)
 
 from flowmesh_proto import registry as r
 from flowmesh_proto.subjects import Subjects
@@ -55,21 +54,6 @@ async def measure(
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return samples, time.perf_counter() - began
-
-
-async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            if process.returncode is not None:
-                raise SystemExit(f"registry exited with {process.returncode}")
-            try:
-                async with session.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit("registry did not become ready")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,7 +83,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     results: dict[str, Any] = {}
     try:
-        await wait_ready(f"http://127.0.0.1:{port}/readyz", registry)
+        await wait_ready(f"http://127.0.0.1:{port}/readyz", registry, "registry")
         nc = await connect(nats.url, "bench")
         client = RpcClient(nc, Subjects("fm"), timeout=30)
         tenant = f"bench-{secrets.token_hex(3)}"

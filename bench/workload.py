@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import statistics
 from typing import Any
+
+import aiohttp
 
 
 def definition(i: int) -> dict[str, Any]:
@@ -64,3 +67,19 @@ def summary(samples: list[float]) -> dict[str, float]:
         "max_ms": round(ordered[-1] * 1000, 3),
         "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
     }
+
+
+async def wait_ready(url: str, process: asyncio.subprocess.Process, what: str) -> None:
+    """Until ``url`` answers 200; exits if ``process`` dies or 30 s pass."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            if process.returncode is not None:
+                raise SystemExit(f"the {what} exited with {process.returncode}")
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"the {what} did not become ready")
