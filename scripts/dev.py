@@ -151,6 +151,21 @@ async def main() -> int:
         children.append(registry)
         await wait_ready(f"http://127.0.0.1:{registry_port}/readyz", registry)
         say(f"registry ready (health on :{registry_port})")
+        executor_port = free_port()
+        executor = await start_service(
+            "flowmesh_executor",
+            {
+                **common,
+                "FLOWMESH_EXECUTOR_HTTP_PORT": str(executor_port),
+                # the demo's http steps may call services on this machine
+                "FLOWMESH_EXECUTOR_HTTP_ALLOW_PRIVATE": os.environ.get(
+                    "FLOWMESH_EXECUTOR_HTTP_ALLOW_PRIVATE", "true"
+                ),
+            },
+        )
+        children.append(executor)
+        await wait_ready(f"http://127.0.0.1:{executor_port}/readyz", executor)
+        say(f"executor ready (health on :{executor_port})")
         gateway = await start_service(
             "flowmesh_gateway",
             {
@@ -177,6 +192,7 @@ async def main() -> int:
             "nats_url": nats.url,
             "database_url": database_url,
             "registry_health_url": f"http://127.0.0.1:{registry_port}",
+            "executor_health_url": f"http://127.0.0.1:{executor_port}",
         }
         dev_file.write_text(json.dumps(info, indent=2) + "\n")
         dev_file.chmod(0o600)

@@ -156,5 +156,24 @@ RunEvent = (
     | RunTimedOut
 )
 
+
+class CancelRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Asked on ``<prefix>.<t>.control.<run_id>`` (and kept in the run-control bucket under
+    ``<tenant>.<run_id>``, so a run no executor holds at that moment is cancelled when one
+    picks it up)."""
+
+    tenant: str
+    run_id: str
+    reason: str = ""
+    by: str = ""
+    at: datetime | None = None
+
+
+def control_key(tenant: str, run_id: str) -> str:
+    """The run-control bucket key of a run."""
+    return f"{tenant}.{run_id}"
+
+
 run_request_decoder = msgspec.json.Decoder(RunRequest)
+cancel_request_decoder = msgspec.json.Decoder(CancelRequest)
 run_event_decoder = msgspec.json.Decoder(RunEvent)

@@ -34,6 +34,12 @@ class StreamNames(msgspec.Struct, frozen=True, kw_only=True):
     events: str
     tasks: str
     registry: str
+    #: Key-value bucket of cancel requests (``<tenant>.<run_id>``), read when a run starts.
+    run_control: str
+    #: Key-value bucket mapping execute idempotency keys to run ids (24 h).
+    idempotency: str
+    #: Key-value bucket of concurrency slots (``<tenant>.<workflow_id>.<key hash>``).
+    concurrency: str
 
 
 class Subjects(msgspec.Struct, frozen=True):
@@ -101,6 +107,9 @@ def stream_names(prefix: str = "FM") -> StreamNames:
         events=f"{prefix}_EVENTS",
         tasks=f"{prefix}_TASKS",
         registry=f"{prefix}_REGISTRY",
+        run_control=f"{prefix}_RUN_CONTROL",
+        idempotency=f"{prefix}_IDEMPOTENCY",
+        concurrency=f"{prefix}_CONCURRENCY",
     )
 
 

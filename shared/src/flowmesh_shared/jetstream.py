@@ -23,11 +23,13 @@ from nats.js.api import (
     ConsumerConfig,
     ConsumerInfo,
     DiscardPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
     StreamInfo,
 )
+from nats.js.kv import KeyValue
 
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_shared.errors import Conflict, Unavailable
@@ -228,3 +230,29 @@ def _translated(what: str) -> Iterator[None]:
 def _same_number(a: object, b: object) -> bool:
     numbers = (int, float)
     return isinstance(a, numbers) and isinstance(b, numbers) and abs(a - b) < 1e-6
+
+
+async def ensure_bucket(
+    js: JetStreamContext, bucket: str, ttl: timedelta, limits: StreamLimits
+) -> KeyValue:
+    """The key-value bucket ``bucket`` (keys expire after ``ttl``), created if missing."""
+    with _translated(f"bucket {bucket}"):
+        try:
+            return await js.key_value(bucket)
+        except js_errors.BucketNotFoundError:
+            pass
+        config = KeyValueConfig(
+            bucket=bucket,
+            history=1,
+            ttl=ttl.total_seconds(),
+            storage=StorageType(limits.storage),
+            replicas=limits.replicas,
+        )
+        try:
+            kv = await js.create_key_value(config)
+        except js_errors.BadRequestError as exc:
+            if exc.err_code != STREAM_EXISTS:
+                raise
+            return await js.key_value(bucket)  # created meanwhile by another service
+    log.info("jetstream.bucket_created", bucket=bucket, ttl_s=ttl.total_seconds())
+    return kv

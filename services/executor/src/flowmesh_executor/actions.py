@@ -134,6 +134,8 @@ class RunContext(msgspec.Struct, frozen=True, kw_only=True):
     cancel_requested: bool = False
     cancel_reason: str = ""
     reused: Mapping[str, Any] = {}
+    #: Bytes of JSON a step's output may take (0: no limit); a bigger one fails the step.
+    max_output_bytes: int = 0
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):

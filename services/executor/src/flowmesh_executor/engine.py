@@ -23,6 +23,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from flowmesh_executor.actions import (
     Action,
     CompleteStep,
@@ -53,16 +55,20 @@ from flowmesh_proto.runs import RunError, RunEvent, StepBatch, StepEvent, StepSu
 from flowmesh_proto.workflow import Definition
 
 __all__ = [
+    "OUTPUT_TOO_LARGE",
     "STEP_TIMEOUT",
     "cel_context",
     "decide",
+    "output_problem",
     "step_failed",
     "step_succeeded",
 ]
 
 STEP_TIMEOUT = "StepTimeout"
+OUTPUT_TOO_LARGE = "OutputTooLarge"
 STEP_FAILED = "STEP_FAILED"
 _NO_CONTEXT = RunContext()
+_ENCODER = msgspec.json.Encoder()
 
 
 def decide(
@@ -118,6 +124,17 @@ def step_failed(
     work = _Work(plan_of(definition), state.clone(), now, context)
     work.fail(node_id, attempt, error[0], redact(error[1], context.secrets))
     return batch(work.events)
+
+
+def output_problem(output: Any, limit: int) -> str | None:
+    """Why ``output`` may not be recorded (over ``limit`` bytes of JSON, or not JSON), or None."""
+    try:
+        size = len(_ENCODER.encode(output))
+    except (TypeError, ValueError, OverflowError) as exc:
+        return f"the output has no JSON form: {exc}"
+    if limit and size > limit:
+        return f"the output takes {size} bytes of JSON; the limit is {limit}"
+    return None
 
 
 def cel_context(definition: Definition, state: RunState, context: RunContext) -> dict[str, Any]:
@@ -336,6 +353,10 @@ class _Work:
             output = evaluate_instant(self.plan.nodes[node_id], variables, self.context.secrets)
         except EvaluationFailed as exc:
             self.fail(node_id, attempt, EXPRESSION_ERROR, exc.message)
+            return
+        too_large = output_problem(output, self.context.max_output_bytes)
+        if too_large is not None:
+            self.fail(node_id, attempt, OUTPUT_TOO_LARGE, too_large)
             return
         self.record(CompleteStep(node_id=node_id, attempt=attempt, output=output))
 

@@ -1,0 +1,7 @@
+"""``python -m flowmesh_executor``."""
+
+import sys
+
+from flowmesh_executor.main import cli
+
+sys.exit(cli())

@@ -1,0 +1,211 @@
+"""The JetStream side of the executor: lease run requests, drive them, keep the leases.
+
+Every replica binds to one durable pull consumer on FM_RUN_REQUESTS, so each request goes
+to one executor at a time. A request stays unacked (leased) while its run is driven; the
+lease is kept alive with ``in_progress`` every third of ``lease_seconds``, and acked once
+the run has ended. If the executor dies, the lease lapses and another replica gets the
+request and resumes the run from its events. Fencing, not the ack, decides who owns a run
+(DESIGN section 11): a fenced driver stops and leaves the message alone.
+
+Cancels arrive on ``<prefix>.*.control.*`` (core NATS) for runs held here; a run not held
+anywhere finds its cancel in the run-control bucket when it is picked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from flowmesh_executor.run import ExecutorParts, RunDriver
+from flowmesh_executor.runlog import Fenced
+from flowmesh_proto.runs import cancel_request_decoder, control_key, run_request_decoder
+from flowmesh_proto.subjects import tenant_of
+from flowmesh_shared.jetstream import ensure_consumer
+
+log = structlog.get_logger("flowmesh.executor.consumer")
+
+
+@dataclass(slots=True)
+class _Lease:
+    msg: Msg
+    driver: RunDriver
+    task: asyncio.Task[None]
+
+
+class RunConsumer:
+    def __init__(self, parts: ExecutorParts) -> None:
+        self.parts = parts
+        self.settings = parts.services.settings
+        self._held: dict[str, _Lease] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+        self._stopping = False
+        self._pull: JetStreamContext.PullSubscription | None = None
+        self._control: Subscription | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    async def start(self) -> None:
+        services = self.parts.services
+        stream = services.streams.run_requests
+        config = ConsumerConfig(
+            durable_name=self.settings.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.settings.lease_seconds,
+            max_deliver=-1,
+            max_ack_pending=-1,
+            filter_subject=services.subjects.all_run_requests,
+        )
+        await ensure_consumer(services.js, stream, config)
+        self._pull = await services.js.pull_subscribe_bind(self.settings.consumer, stream)
+        self._control = await services.nc.subscribe(
+            f"{services.subjects.prefix}.*.control.*", cb=self._on_control
+        )
+        self._tasks = [
+            asyncio.create_task(self._fetch_loop(), name="executor.fetch"),
+            asyncio.create_task(self._heartbeats(), name="executor.heartbeats"),
+        ]
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the drain bound
+        """Stop taking runs; let the held ones finish within ``timeout``; hand the rest back."""
+        self._stopping = True
+        fetch = self._tasks[0] if self._tasks else None
+        if fetch is not None:
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
+        if self._pull is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._pull.unsubscribe()
+        running = [lease.task for lease in self._held.values()]
+        finished = 0
+        if running:
+            done, _ = await asyncio.wait(running, timeout=timeout)
+            finished = len(done)
+        handed_back = 0
+        for lease in list(self._held.values()):
+            lease.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lease.task
+            with contextlib.suppress(nats.errors.Error):
+                await lease.msg.nak()
+            handed_back += 1
+        for task in self._tasks[1:]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._control is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._control.unsubscribe()
+        log.info("executor.drained", finished=finished, handed_back=handed_back)
+
+    # --- intake ------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        assert self._pull is not None
+        while not self._stopping:
+            await self._room.wait()
+            room = self.settings.max_runs - len(self._held)
+            try:
+                msgs = await self._pull.fetch(min(self.settings.fetch_batch, room), timeout=1.0)
+            except TimeoutError:
+                continue
+            except nats.errors.Error as exc:
+                log.warning("executor.fetch_failed", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self._accept(msg)
+
+    async def _accept(self, msg: Msg) -> None:
+        try:
+            request = run_request_decoder.decode(msg.data)
+            if tenant_of(msg.subject) != request.tenant:
+                raise ValueError("the request's tenant is not its subject's")
+        except (msgspec.DecodeError, ValueError) as exc:
+            log.error("executor.bad_request", subject=msg.subject, error=str(exc))
+            await msg.term()
+            return
+        key = control_key(request.tenant, request.run_id)
+        if key in self._held:  # redelivered while still driven here: keep the first lease
+            return
+        self._observe_lag(msg)
+        driver = RunDriver(self.parts, request, headers=dict(msg.headers or {}))
+        task = asyncio.create_task(self._drive(key, msg, driver), name=f"run:{request.run_id}")
+        self._held[key] = _Lease(msg=msg, driver=driver, task=task)
+        self.parts.metrics.active.set(len(self._held))
+        if len(self._held) >= self.settings.max_runs:
+            self._room.clear()
+
+    def _observe_lag(self, msg: Msg) -> None:
+        with contextlib.suppress(Exception):
+            published = msg.metadata.timestamp
+            lag = (datetime.now(UTC) - published).total_seconds()
+            self.parts.metrics.queue_lag.observe(max(0.0, lag))
+
+    async def _drive(self, key: str, msg: Msg, driver: RunDriver) -> None:
+        request = driver.request
+        bound = structlog.contextvars.bound_contextvars(
+            tenant=request.tenant, run_id=request.run_id
+        )
+        try:
+            with bound:
+                await driver.drive()
+            await msg.ack()
+        except Fenced as exc:
+            log.warning("run.fenced", tenant=request.tenant, run_id=request.run_id, detail=str(exc))
+            self.parts.metrics.runs.labels("fenced").inc()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("run.interrupted", tenant=request.tenant, run_id=request.run_id)
+            self.parts.metrics.runs.labels("interrupted").inc()
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak(delay=1.0)
+            del exc
+        finally:
+            if not self._stopping or self._held.get(key) is not None:
+                self._release(key)
+
+    def _release(self, key: str) -> None:
+        self._held.pop(key, None)
+        self.parts.metrics.active.set(len(self._held))
+        self._room.set()
+
+    # --- leases and control ------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        interval = max(0.1, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            for lease in list(self._held.values()):
+                try:
+                    await lease.msg.in_progress()
+                except nats.errors.Error as exc:
+                    log.warning("executor.heartbeat_failed", error=type(exc).__name__)
+
+    async def _on_control(self, msg: Msg) -> None:
+        try:
+            cancel = cancel_request_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("executor.bad_control", subject=msg.subject)
+            return
+        if tenant_of(msg.subject) != cancel.tenant:
+            return
+        lease = self._held.get(control_key(cancel.tenant, cancel.run_id))
+        if lease is not None:
+            lease.driver.cancel(cancel.reason)

@@ -1,0 +1,366 @@
+"""The ``http`` step: one HTTP request, its answer as ``{status, headers, body}``.
+
+- Every request carries ``Idempotency-Key: <run_id>:<node_id>`` (steps are at-least-once)
+  and, when the run is traced, ``traceparent``; a header the node sets itself wins.
+- ``body``: a dict, list, number or boolean is sent as JSON, a string as text, null as no
+  body. The answer's body is decoded JSON when its media type is JSON, else text.
+- The status must be in ``expect_status`` (200-299 when empty), else ``HttpStatus``. Bodies
+  over ``http_max_response_bytes`` fail with ``ResponseTooLarge``, read as a stream and never
+  past the limit.
+- Redirects are NOT followed: a 3xx answer is the step's answer like any other, so it fails
+  with ``HttpStatus`` unless ``expect_status`` lists it (its ``location`` header is in the
+  output). Following a redirect would send the node's headers (credentials included) to
+  wherever the server points, and would need every hop checked by the SSRF guard.
+- SSRF guard (:mod:`flowmesh_executor.nodes.ssrf`): private, loopback, link-local and
+  similar destinations are refused with ``AddressNotAllowed`` unless the deployment allows
+  them; host names are checked by the session's resolver at connection time.
+- Error messages name the method and the URL without its query or credentials, never a
+  header value, at most a short excerpt of a response body, and no secret value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import ThreadedResolver
+from yarl import URL
+
+from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
+from flowmesh_executor.nodes.ssrf import (
+    AddressNotAllowedError,
+    PublicAddressResolver,
+    address_allowed,
+    literal_address,
+)
+from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
+from flowmesh_shared.settings import variable_name
+
+#: Characters of a response body an ``HttpStatus`` message may quote.
+EXCERPT_CHARS = 200
+#: Bytes of a failed response read to quote from.
+_EXCERPT_READ = 1024
+_CHUNK = 64 * 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_ALLOW_PRIVATE = variable_name(ENV_PREFIX, "http_allow_private")
+_REDACTED = "[redacted]"
+
+
+def http_session(settings: ExecutorSettings) -> aiohttp.ClientSession:
+    """The session every http step of this process shares (the caller closes it).
+
+    Cookies are never kept (runs of different tenants share the session), and unless
+    private destinations are allowed, host names resolve through the SSRF guard.
+    """
+    resolver: AbstractResolver = ThreadedResolver()
+    if not settings.http_allow_private:
+        resolver = PublicAddressResolver(resolver)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=resolver),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        trust_env=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A node's parameters checked and converted into what is sent."""
+
+    method: str
+    url: URL
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: bytes | None
+    expect_status: frozenset[int]
+
+    @property
+    def where(self) -> str:
+        """Method and URL for messages: no credentials, query or fragment."""
+        return f"{self.method} {self.url.with_user(None).with_query(None).with_fragment(None)}"
+
+    def expects(self, status: int) -> bool:
+        return status in self.expect_status if self.expect_status else 200 <= status <= 299
+
+
+async def run(call: StepCall, services: StepServices) -> Any:
+    """Send the node's request; its answer is the output."""
+    try:
+        request = build_request(call)
+        check_destination(request.url, services.settings)
+        return await send(services.http, request, services.settings, call)
+    except StepError as exc:
+        raise StepError(exc.error_class, redact(exc.message, call.secrets.values())) from None
+
+
+def build_request(call: StepCall) -> HttpRequest:
+    """Check and convert ``call.parameters``; InvalidParameters names what cannot be sent."""
+    params = call.parameters
+    headers = _headers(params.get("headers"))
+    _set_default(headers, "Idempotency-Key", call.idempotency_key)
+    if call.traceparent:
+        _set_default(headers, "traceparent", call.traceparent)
+    body = _body(params.get("body"), headers)
+    return HttpRequest(
+        method=_method(params.get("method", "GET")),
+        url=_url(params.get("url")),
+        headers=headers,
+        query=_strings("query parameter", params.get("query")),
+        body=body,
+        expect_status=_expect_status(params.get("expect_status")),
+    )
+
+
+def check_destination(url: URL, settings: ExecutorSettings) -> None:
+    """Refuse an IP-literal host the SSRF guard does not allow (names: the resolver's job)."""
+    if settings.http_allow_private:
+        return
+    host = url.host or ""
+    try:
+        address = literal_address(host)
+    except ValueError as exc:
+        raise StepError("InvalidParameters", f"url: {exc}") from None
+    if address is not None and not address_allowed(address):
+        raise StepError("AddressNotAllowed", _refusal(host))
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    request: HttpRequest,
+    settings: ExecutorSettings,
+    call: StepCall,
+) -> dict[str, Any]:
+    """Send ``request``; translate the answer into the output and failures into StepError."""
+    timeout = settings.http_default_timeout if call.deadline is None else None
+    try:
+        async with session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            params=request.query,
+            data=request.body,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            return await _answer(request, response, settings, list(call.secrets.values()))
+    except TimeoutError:
+        after = "" if timeout is None else f" after {timeout:g} s"
+        raise StepError("HttpError", f"{request.where} timed out{after}") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise _connect_error(request, exc) from None
+    except aiohttp.InvalidURL:
+        raise StepError("InvalidParameters", f"url: {request.where} is not valid") from None
+    except aiohttp.ClientError as exc:
+        message = f"{request.where} failed: {type(exc).__name__}"
+        raise StepError("HttpError", message) from None
+    except ValueError:
+        message = f"{request.where} cannot be sent: a header or parameter is malformed"
+        raise StepError("InvalidParameters", message) from None
+
+
+async def _answer(
+    request: HttpRequest,
+    response: aiohttp.ClientResponse,
+    settings: ExecutorSettings,
+    secrets: list[str],
+) -> dict[str, Any]:
+    status = response.status
+    if not request.expects(status):
+        raw = await read_at_most(response.content, _EXCERPT_READ)
+        message = f"{request.where} answered {status}"
+        excerpt = body_excerpt(raw, secrets, cut=len(raw) >= _EXCERPT_READ)
+        if excerpt:
+            message += f": {excerpt}"
+        if 300 <= status <= 399:
+            message += f" (redirects are not followed; list {status} in expect_status)"
+        raise StepError("HttpStatus", message)
+    limit = settings.http_max_response_bytes
+    too_large = f"{request.where} answered a body over {limit} bytes"
+    if response.content_length is not None and response.content_length > limit:
+        raise StepError("ResponseTooLarge", too_large)
+    raw = await read_at_most(response.content, limit + 1)
+    if len(raw) > limit:
+        raise StepError("ResponseTooLarge", too_large)
+    return {
+        "status": status,
+        "headers": response_headers(response.headers),
+        "body": decode_body(raw, response.content_type, response.charset),
+    }
+
+
+def _connect_error(request: HttpRequest, exc: aiohttp.ClientConnectorError) -> StepError:
+    if isinstance(exc.os_error, AddressNotAllowedError):
+        return StepError("AddressNotAllowed", _refusal(exc.os_error.host))
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return StepError("HttpError", f"{request.where}: cannot resolve host {exc.host}")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return StepError("HttpError", f"{request.where}: TLS failed with {exc.host}:{exc.port}")
+    errno = exc.os_error.errno
+    reason = os.strerror(errno) if errno else exc.strerror or type(exc.os_error).__name__
+    where = f"{exc.host}:{exc.port}"
+    return StepError("HttpError", f"{request.where}: cannot connect to {where} ({reason})")
+
+
+def _refusal(host: str) -> str:
+    return f"{host} resolves to a private address; set {_ALLOW_PRIVATE}=true to allow it"
+
+
+# --- parameters -------------------------------------------------------------------------
+
+
+def _url(value: object) -> URL:
+    if not isinstance(value, str) or not value:
+        raise StepError("InvalidParameters", "url must be a non-empty string")
+    try:
+        url = URL(value)
+    except (ValueError, TypeError):
+        raise StepError("InvalidParameters", "url is not a valid URL") from None
+    if url.scheme not in ("http", "https"):
+        raise StepError("InvalidParameters", "url must be an http or https URL")
+    if not url.host:
+        raise StepError("InvalidParameters", "url has no host")
+    return url
+
+
+def _method(value: object) -> str:
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise StepError("InvalidParameters", "method must be an HTTP method name")
+    return value.upper()
+
+
+def _headers(value: object) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, text in _strings("header", value).items():
+        if not _TOKEN.fullmatch(name):
+            raise StepError("InvalidParameters", f"header name {name[:64]!r} is not valid")
+        if any(c in text for c in "\r\n\0"):
+            raise StepError("InvalidParameters", f"header {name} holds a line break or NUL")
+        headers[name] = text
+    return headers
+
+
+def _strings(what: str, value: object) -> dict[str, str]:
+    """A map of names to scalars as strings (JSON spelling for booleans)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise StepError("InvalidParameters", f"{what}s must be a map of names to strings")
+    converted: dict[str, str] = {}
+    for name, item in value.items():
+        if not isinstance(name, str):
+            raise StepError("InvalidParameters", f"{what} names must be strings")
+        if isinstance(item, bool):
+            converted[name] = "true" if item else "false"
+        elif isinstance(item, str | int | float):
+            converted[name] = str(item)
+        else:
+            kind = "null" if item is None else type(item).__name__
+            message = f"{what} {name[:64]} must be a string, number or boolean, not {kind}"
+            raise StepError("InvalidParameters", message)
+    return converted
+
+
+def _set_default(headers: dict[str, str], name: str, value: str) -> None:
+    """Set a header unless the node set it (in any letter case)."""
+    if name.lower() not in {key.lower() for key in headers}:
+        headers[name] = value
+
+
+def _body(value: object, headers: dict[str, str]) -> bytes | None:
+    """Encode the body, setting a content type unless the node set one."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        _set_default(headers, "Content-Type", "text/plain; charset=utf-8")
+        return value.encode()
+    try:
+        encoded = msgspec.json.encode(value)
+    except (TypeError, ValueError, msgspec.EncodeError):
+        raise StepError("InvalidParameters", "body cannot be encoded as JSON") from None
+    _set_default(headers, "Content-Type", "application/json")
+    return encoded
+
+
+def _expect_status(value: object) -> frozenset[int]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in value
+    ):
+        raise StepError("InvalidParameters", "expect_status must be a list of status codes")
+    return frozenset(value)
+
+
+# --- answers ----------------------------------------------------------------------------
+
+
+async def read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read up to ``limit`` bytes of a body (fewer at its end), never more."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(min(_CHUNK, limit - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
+def response_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-case names; a repeated header's values joined with ``, ``."""
+    merged: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return merged
+
+
+def decode_body(raw: bytes, content_type: str, charset: str | None) -> Any:
+    """JSON when the media type says so (text if it does not parse), else text."""
+    if content_type == "application/json" or content_type.endswith("+json"):
+        if not raw.strip():
+            return None
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            pass
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def body_excerpt(raw: bytes, secrets: list[str], *, cut: bool) -> str:
+    """At most :data:`EXCERPT_CHARS` printable characters of a body, secrets redacted.
+
+    ``cut``: the body went on past ``raw``, so a secret may start at its end: a trailing
+    piece of any secret is dropped too.
+    """
+    text = "".join(c if c.isprintable() else " " for c in raw.decode("utf-8", "replace"))
+    text = redact(text, secrets).strip()
+    if cut:
+        text = _drop_partial_secret(text, secrets)
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value replaced (longest first)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _drop_partial_secret(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(text)), 0, -1):
+            if text.endswith(secret[:size]):
+                text = text[:-size]
+                break
+    return text

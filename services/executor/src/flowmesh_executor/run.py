@@ -1,0 +1,293 @@
+"""Driving one run: replay its events, then decide, publish, perform, until it ends.
+
+The loop (DESIGN section 5): fold the step results that arrived into events, ask the
+engine for the next actions, publish the events (fenced; consecutive step events as one
+``steps`` batch), start the steps it asks for, and wait for a result, a timer or a cancel.
+Results that complete while a publish is in flight are coalesced into the next one, so a
+run's events cost one round trip per wave of steps, not per step.
+
+A run that is redelivered (its executor died) replays its events and continues: steps that
+were running are started again (steps are at-least-once); succeeded ones never are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+import structlog
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from opentelemetry.trace import Span
+
+from flowmesh_executor.actions import RunContext
+from flowmesh_executor.concurrency import Slots, slot_key
+from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL, UnusableVersion
+from flowmesh_executor.engine import cel_context
+from flowmesh_executor.metrics import ExecutorMetrics
+from flowmesh_executor.nodes.base import Step, StepServices
+from flowmesh_executor.references import secret_names
+from flowmesh_executor.runlog import RunWriter, read_run
+from flowmesh_executor.runloop import Loop
+from flowmesh_executor.state import RunState, fold, reused_outputs
+from flowmesh_proto import registry as r
+from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.runs import (
+    RunError,
+    RunFailed,
+    RunQueued,
+    RunRequest,
+    RunStarted,
+    control_key,
+)
+from flowmesh_proto.workflow import Definition
+from flowmesh_shared import telemetry
+from flowmesh_shared.errors import FlowmeshError, ValidationFailed
+from flowmesh_shared.expressions import ExpressionError, evaluate
+from flowmesh_shared.rpc import RpcClient
+
+log = structlog.get_logger("flowmesh.executor.run")
+
+Outcome = Literal["finished", "fenced", "stopped"]
+_ENCODER = msgspec.json.Encoder()
+_EVENT_RESERVE = 2  # room kept for the events that end a run
+_FATAL_LOAD_CODES = {ErrorCode.WORKFLOW_NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.VALIDATION_FAILED}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class ExecutorParts:
+    """What every run of one executor process shares."""
+
+    services: StepServices
+    rpc: RpcClient
+    control: KeyValue
+    steps: Mapping[str, Step]
+    metrics: ExecutorMetrics
+    name: str
+    slots: Slots
+
+
+@dataclass(slots=True)
+class _Result:
+    node_id: str
+    attempt: int
+    output: Any = None
+    error: tuple[str, str] | None = None
+
+
+@dataclass(slots=True)
+class _Running:
+    attempt: int
+    task: asyncio.Task[None]
+
+
+@dataclass
+class RunDriver:
+    parts: ExecutorParts
+    request: RunRequest
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._signal = asyncio.Event()
+        self._results: list[_Result] = []
+        self._running: dict[str, _Running] = {}
+        self._cancel_reason: str | None = None
+        self._span: Span | None = None
+
+    @property
+    def key(self) -> str:
+        return control_key(self.request.tenant, self.request.run_id)
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the run (from the control subject): running steps stop, none starts."""
+        if self._cancel_reason is None:
+            self._cancel_reason = reason or "cancelled"
+            self._signal.set()
+
+    async def drive(self) -> Outcome:
+        """Run until the run ends (``finished``); raises ``Fenced`` when another executor
+        owns it, and lets ``CancelledError`` through when the executor stops."""
+        try:
+            with telemetry.consumer_span(
+                "run", self.headers, attributes=self._attributes()
+            ) as span:
+                self._span = span
+                return await self._drive()
+        finally:
+            for running in self._running.values():
+                running.task.cancel()
+            if self._running:
+                await asyncio.gather(
+                    *(r.task for r in self._running.values()), return_exceptions=True
+                )
+
+    def _attributes(self) -> dict[str, str | int]:
+        req = self.request
+        return {
+            "flowmesh.tenant": req.tenant,
+            "flowmesh.run_id": req.run_id,
+            "flowmesh.workflow_id": req.workflow_id,
+            "flowmesh.version": req.version,
+        }
+
+    async def _drive(self) -> Outcome:
+        services, req = self.parts.services, self.request
+        subject = services.subjects.run_events(req.tenant, req.run_id)
+        events, seq = await read_run(services.js, services.streams.run_events, subject)
+        writer = RunWriter(
+            services.js,
+            services.streams.run_events,
+            subject,
+            seq,
+            patience=services.settings.lease_seconds,
+        )
+        if not events:
+            events = [self._queued()]
+            await writer.publish(events[0])
+        state = fold(events)
+        if state.finished:
+            await self._release_after_death(state)
+            return "finished"
+        try:
+            _, definition = await services.definitions.get(req.tenant, req.workflow_id, req.version)
+            context = await self._context(state)
+            slot = self._slot(definition, state)
+        except FlowmeshError as exc:
+            if exc.code not in _FATAL_LOAD_CODES and not isinstance(exc, UnusableVersion):
+                raise
+            await self._fail_unrunnable(writer, state, exc.code.name, exc.detail)
+            return "finished"
+        problem = _input_problem(state.input, services.settings.max_input_bytes)
+        if problem is not None:
+            await self._fail_unrunnable(writer, state, "INPUT_TOO_LARGE", problem)
+            return "finished"
+        if slot is not None and definition.concurrency is not None:
+            verdict = await self.parts.slots.acquire(
+                slot, self.key, definition.concurrency, lambda: self._cancel_reason is not None
+            )
+            if verdict == "cancel" and self._cancel_reason is None:
+                self._cancel_reason = "the workflow's concurrency limit is reached"
+        outcome = await Loop(self, definition, state, context, writer).run()
+        if slot is not None:
+            await self.parts.slots.release(slot, self.key)
+        return outcome
+
+    def _slot(self, definition: Definition, state: RunState) -> str | None:
+        """The run's concurrency slot key, or None; a key that cannot be evaluated fails
+        the run (raises)."""
+        policy = definition.concurrency
+        if policy is None:
+            return None
+        variables = cel_context(definition, state, RunContext())
+        try:
+            value = evaluate(policy.key, variables)
+        except ExpressionError as exc:
+            raise ValidationFailed(
+                detail=f"the concurrency key cannot be evaluated: {exc}"
+            ) from None
+        return slot_key(self.request.tenant, self.request.workflow_id, value)
+
+    async def _release_after_death(self, state: RunState) -> None:
+        """A run found finished: its executor may have died before giving its slot back."""
+        req = self.request
+        try:
+            _, definition = await self.parts.services.definitions.get(
+                req.tenant, req.workflow_id, req.version
+            )
+            slot = self._slot(definition, state)
+        except FlowmeshError:
+            return
+        if slot is not None:
+            await self.parts.slots.release(slot, self.key)
+
+    def _queued(self) -> RunQueued:
+        req = self.request
+        return RunQueued(
+            tenant=req.tenant,
+            run_id=req.run_id,
+            workflow_id=req.workflow_id,
+            version=req.version,
+            at=utcnow(),
+            trigger=req.trigger,
+            input=req.input,
+            attempt=req.attempt,
+            parent_run_id=req.parent_run_id,
+        )
+
+    async def _context(self, state: RunState) -> RunContext:
+        req, parts = self.request, self.parts
+        services = parts.services
+        _, definition = await services.definitions.get(req.tenant, req.workflow_id, req.version)
+        names = secret_names(definition)
+        values: dict[str, str] = {}
+        if names:
+            resolved = await parts.rpc.call(
+                "secret_resolve",
+                r.SecretResolve(names=sorted(names)),
+                r.SecretValues,
+                tenant=req.tenant,
+                principal=EXECUTOR_PRINCIPAL,
+            )
+            values = dict(resolved.values)
+        try:
+            entry = await parts.control.get(self.key)
+        except KeyNotFoundError:
+            entry = None
+        if entry is not None and entry.value and self._cancel_reason is None:
+            self._cancel_reason = _reason(entry.value)
+        reused: dict[str, Any] = {}
+        retrying = state.trigger is not None and state.trigger.kind == "retry"
+        if retrying and state.parent_run_id and state.status in ("queued", "scheduled"):
+            reused = await self._parent_outputs(state.parent_run_id)
+        return RunContext(
+            secrets=values,
+            reused=reused,
+            max_output_bytes=parts.services.settings.max_output_bytes,
+        )
+
+    async def _parent_outputs(self, parent_run_id: str) -> dict[str, Any]:
+        services = self.parts.services
+        subject = services.subjects.run_events(self.request.tenant, parent_run_id)
+        events, _ = await read_run(services.js, services.streams.run_events, subject)
+        return reused_outputs(fold(events)) if events else {}
+
+    async def _fail_unrunnable(
+        self, writer: RunWriter, state: RunState, code: str, message: str
+    ) -> None:
+        assert state.ref is not None
+        ref, now = state.ref, utcnow()
+        base: dict[str, Any] = {
+            "tenant": ref.tenant,
+            "run_id": ref.run_id,
+            "workflow_id": ref.workflow_id,
+            "version": ref.version,
+            "at": now,
+        }
+        if state.status in ("queued", "scheduled"):
+            await writer.publish(RunStarted(**base, executor=self.parts.name))
+        await writer.publish(RunFailed(**base, error=RunError(code=code, message=message)))
+        log.warning("run.unrunnable", code=code, detail=message)
+
+
+def _reason(value: bytes) -> str:
+    try:
+        data = msgspec.json.decode(value)
+    except msgspec.DecodeError:
+        return "cancelled"
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return reason if isinstance(reason, str) and reason else "cancelled"
+
+
+def _input_problem(value: Any, limit: int) -> str | None:
+    size = len(_ENCODER.encode(value))
+    if limit and size > limit:
+        return f"the run's input takes {size} bytes of JSON; the limit is {limit}"
+    return None

@@ -1,0 +1,131 @@
+"""A run's event log on ``<prefix>.<t>.runs.<run_id>``: replay, and fenced publishing.
+
+Fencing (DESIGN section 5): every event goes out with ``Nats-Expected-Last-Subject-Sequence``
+equal to the last sequence this writer saw on the run's subject, so of two executors that
+both believe they own a run, only one advances it; the other gets :class:`Fenced` and stops.
+
+A publish whose reply was lost (a timeout, NATS restarting) is sent again with the same
+expected sequence and ``Nats-Msg-Id``. If the first one had been stored, the server answers
+"wrong last sequence" (it checks the sequence before duplicates): the writer then reads the
+subject's last message, and when that message carries its own id the publish had landed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+
+import msgspec
+import nats.errors
+import structlog
+from nats.js import JetStreamContext
+from nats.js import errors as js_errors
+from nats.js.api import DeliverPolicy
+
+from flowmesh_proto import headers as h
+from flowmesh_proto.runs import RunEvent, RunQueued, RunScheduled, run_event_decoder
+
+log = structlog.get_logger("flowmesh.executor.runlog")
+
+WRONG_LAST_SEQUENCE = 10071
+_ENCODER = msgspec.json.Encoder()
+_TRANSIENT = (TimeoutError, nats.errors.Error, js_errors.ServiceUnavailableError)
+
+
+class Fenced(Exception):
+    """Another executor advanced this run: stop working on it, publish nothing more."""
+
+
+class LogUnavailable(Exception):
+    """NATS did not take the event within the writer's patience (it keeps the lease's)."""
+
+
+async def read_run(js: JetStreamContext, stream: str, subject: str) -> tuple[list[RunEvent], int]:
+    """The run's events in order and the last sequence; ``([], 0)`` for an unknown run.
+
+    A run whose only event is its ``run.queued`` (the common case: a fresh request) costs
+    one round trip; otherwise the subject is replayed with an ordered consumer.
+    """
+    try:
+        last = await js.get_last_msg(stream, subject)
+    except js_errors.NotFoundError:
+        return [], 0
+    event = run_event_decoder.decode(last.data or b"")
+    if isinstance(event, RunQueued | RunScheduled):
+        return [event], last.seq or 0
+    return await _replay(js, stream, subject, last.seq or 0)
+
+
+async def _replay(
+    js: JetStreamContext, stream: str, subject: str, upto: int
+) -> tuple[list[RunEvent], int]:
+    events: list[RunEvent] = []
+    seq = 0
+    sub = await js.subscribe(
+        subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    try:
+        while seq < upto:
+            msg = await sub.next_msg(timeout=5.0)
+            seq = msg.metadata.sequence.stream
+            events.append(run_event_decoder.decode(msg.data))
+    finally:
+        await sub.unsubscribe()
+    return events, seq
+
+
+@dataclass(slots=True)
+class RunWriter:
+    """Publishes one run's events, each fenced on the sequence before it."""
+
+    js: JetStreamContext
+    stream: str
+    subject: str
+    last_seq: int
+    patience: float = 30.0
+    published: int = 0
+    #: Makes this writer's message ids its own (two writers at one sequence never collide).
+    token: str = field(default_factory=lambda: secrets.token_hex(6))
+
+    async def publish(self, event: RunEvent, extra_headers: dict[str, str] | None = None) -> int:
+        """Publish ``event`` after ``last_seq``; returns its sequence. Raises :class:`Fenced`."""
+        data = _ENCODER.encode(event)
+        msg_id = f"{self.token}:{self.last_seq}"
+        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: str(self.last_seq), h.MSG_ID: msg_id}
+        if extra_headers:
+            headers.update(extra_headers)
+        delay = 0.05
+        deadline = asyncio.get_running_loop().time() + self.patience
+        while True:
+            try:
+                ack = await self.js.publish(self.subject, data, headers=headers, timeout=2.0)
+            except js_errors.BadRequestError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                seq = await self._landed(msg_id)
+                if seq is None:
+                    raise Fenced(f"{self.subject}: another writer is past {self.last_seq}") from exc
+                self.last_seq = seq
+                break
+            except _TRANSIENT as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise LogUnavailable(f"{self.subject}: {type(exc).__name__}") from exc
+                log.warning("runlog.publish_retry", subject=self.subject, error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            self.last_seq = ack.seq
+            break
+        self.published += 1
+        return self.last_seq
+
+    async def _landed(self, msg_id: str) -> int | None:
+        """The sequence of our own message if it is the subject's last one, else None."""
+        try:
+            last = await self.js.get_last_msg(self.stream, self.subject)
+        except js_errors.NotFoundError:
+            return None
+        if (last.headers or {}).get(h.MSG_ID) == msg_id:
+            return last.seq
+        return None

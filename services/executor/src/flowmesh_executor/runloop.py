@@ -1,0 +1,292 @@
+"""The decide-publish-perform loop of one run (see :mod:`flowmesh_executor.run`)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+
+from flowmesh_executor.actions import FinishRun, RunContext, StartStep, WakeAt
+from flowmesh_executor.engine import (
+    OUTPUT_TOO_LARGE,
+    STEP_TIMEOUT,
+    batch,
+    cel_context,
+    decide,
+    output_problem,
+    step_failed,
+    step_succeeded,
+)
+from flowmesh_executor.instant import EXPRESSION_ERROR, redact
+from flowmesh_executor.nodes.base import StepCall, StepError
+from flowmesh_executor.runlog import RunWriter
+from flowmesh_executor.state import RunState, apply
+from flowmesh_proto.runs import RunError, RunEvent, RunFailed, StepBatch, StepEvent
+from flowmesh_proto.workflow import Definition, MapNode
+from flowmesh_shared import telemetry
+from flowmesh_shared.expressions import ExpressionError, render
+
+if TYPE_CHECKING:
+    from flowmesh_executor.run import Outcome, RunDriver, _Result
+
+log = structlog.get_logger("flowmesh.executor.run")
+
+EVENT_LIMIT = "RUN_EVENT_LIMIT"
+INTERNAL = "InternalError"
+_EVENT_RESERVE = 2  # room kept for the events that end a run
+
+
+class Loop:
+    def __init__(
+        self,
+        driver: RunDriver,
+        definition: Definition,
+        state: RunState,
+        context: RunContext,
+        writer: RunWriter,
+    ) -> None:
+        self.driver = driver
+        self.definition = definition
+        self.state = state
+        self.context = context
+        self.writer = writer
+        self.settings = driver.parts.services.settings
+        self.nodes = {node.id: node for node in definition.nodes}
+
+    async def run(self) -> Outcome:
+        driver = self.driver
+        for node_id, node in self.state.nodes.items():
+            if node.status == "running":  # in flight when the last owner stopped: again
+                self._launch(node_id, node.attempt, node.deadline)
+        while True:
+            driver._signal.clear()
+            now = utcnow()
+            events = self._take_results(now)
+            if driver._cancel_reason is not None and not self.context.cancel_requested:
+                self.context = msgspec.structs.replace(
+                    self.context, cancel_requested=True, cancel_reason=driver._cancel_reason
+                )
+            decision = decide(self.definition, self.state, now, self.context)
+            events += _flat(decision.events)
+            self.state = decision.state
+            finish = next((a for a in decision.actions if isinstance(a, FinishRun)), None)
+            if not await self._publish(events, now):
+                return "finished"
+            self._reconcile()
+            if finish is not None:
+                self._observe_finish()
+                return "finished"
+            wake: datetime | None = None
+            for action in decision.actions:
+                if isinstance(action, StartStep):
+                    self._launch(action.node_id, action.attempt, action.deadline)
+                elif isinstance(action, WakeAt):
+                    wake = action.at if wake is None else min(wake, action.at)
+            if not driver._running and wake is None and not driver._results:
+                await self._stuck(now)
+                return "finished"
+            await self._wait(wake)
+
+    # --- results -----------------------------------------------------------------------
+
+    def _take_results(self, now: datetime) -> list[RunEvent | StepEvent]:
+        driver = self.driver
+        results, driver._results = driver._results, []
+        events: list[RunEvent | StepEvent] = []
+        for result in results:
+            running = driver._running.get(result.node_id)
+            if running is not None and running.attempt == result.attempt:
+                del driver._running[result.node_id]
+            if result.error is None:
+                new = step_succeeded(
+                    self.state, result.node_id, result.attempt, result.output, now, self.context
+                )
+            else:
+                new = step_failed(
+                    self.definition,
+                    self.state,
+                    result.node_id,
+                    result.attempt,
+                    result.error,
+                    now,
+                    self.context,
+                )
+            for event in new:
+                apply(self.state, event)
+            events += _flat(new)
+        return events
+
+    # --- publishing --------------------------------------------------------------------
+
+    async def _publish(self, events: list[RunEvent | StepEvent], now: datetime) -> bool:
+        """Publish ``events`` (batched); False when the run hit its event limit and was failed."""
+        messages = batch(events)
+        limit = self.settings.max_events_per_run
+        if limit and self.writer.published + len(messages) > limit - _EVENT_RESERVE:
+            await self._fail_event_limit(now)
+            return False
+        headers = telemetry.inject({})
+        for message in messages:
+            await self.writer.publish(message, headers)
+        return True
+
+    async def _fail_event_limit(self, now: datetime) -> None:
+        message = f"the run reached its limit of {self.settings.max_events_per_run} events"
+        await self._fail(now, EVENT_LIMIT, message, next(iter(self.driver._running), None))
+
+    def _observe_finish(self) -> None:
+        state = self.state
+        metrics = self.driver.parts.metrics
+        metrics.runs.labels(state.status).inc()
+        if state.started_at is not None and state.finished_at is not None:
+            seconds = (state.finished_at - state.started_at).total_seconds()
+            metrics.run_duration.labels(state.status).observe(seconds)
+
+    async def _stuck(self, now: datetime) -> None:
+        """Nothing runs, nothing is due and the run is not over: an engine defect. Fail the
+        run rather than hold its lease forever."""
+        log.error("run.stuck", nodes={k: v.status for k, v in self.state.nodes.items()})
+        await self._fail(now, "ENGINE_STUCK", "the run cannot make progress", None)
+
+    async def _fail(self, now: datetime, code: str, message: str, node_id: str | None) -> None:
+        """End the run as failed outside the engine (a limit, a defect)."""
+        assert self.state.ref is not None
+        ref = self.state.ref
+        await self.writer.publish(
+            RunFailed(
+                tenant=ref.tenant,
+                run_id=ref.run_id,
+                workflow_id=ref.workflow_id,
+                version=ref.version,
+                at=now,
+                error=RunError(code=code, message=message, node_id=node_id),
+            )
+        )
+        self.driver.parts.metrics.runs.labels("failed").inc()
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """Cancel step tasks whose attempt is no longer running (timed out, run finished)."""
+        for node_id, running in list(self.driver._running.items()):
+            node = self.state.node(node_id)
+            if node.status != "running" or node.attempt != running.attempt:
+                running.task.cancel()
+                del self.driver._running[node_id]
+
+    def _launch(self, node_id: str, attempt: int, deadline: datetime | None) -> None:
+        from flowmesh_executor.run import _Result, _Running
+
+        driver = self.driver
+        task = asyncio.create_task(
+            self._step(node_id, attempt, deadline, _Result), name=f"step:{node_id}:{attempt}"
+        )
+        driver._running[node_id] = _Running(attempt=attempt, task=task)
+
+    async def _step(
+        self, node_id: str, attempt: int, deadline: datetime | None, result: type[_Result]
+    ) -> None:
+        kind = _type_of(self.nodes[node_id])
+        error: tuple[str, str] | None = None
+        output: Any = None
+        with telemetry.tracer().start_as_current_span(
+            f"step {node_id}", attributes={"flowmesh.node_id": node_id, "flowmesh.attempt": attempt}
+        ) as span:
+            try:
+                output = await self._perform(node_id, attempt, deadline)
+                problem = output_problem(output, self.settings.max_output_bytes)
+                if problem is not None:
+                    raise StepError(OUTPUT_TOO_LARGE, problem)
+            except StepError as exc:
+                error = (exc.error_class, redact(exc.message, self.context.secrets))
+            except TimeoutError:
+                error = (STEP_TIMEOUT, f"attempt {attempt} passed its deadline")
+            except asyncio.CancelledError:
+                self.driver.parts.metrics.steps.labels(kind, "cancelled").inc()
+                raise
+            except Exception as exc:  # a defect in a step: fail the step, not the executor
+                log.exception("step.crashed", node=node_id)
+                error = (INTERNAL, redact(f"{type(exc).__name__}: {exc}", self.context.secrets))
+            if error is not None:
+                telemetry.mark_failed(span, error[0])
+        outcome = "succeeded" if error is None else "failed"
+        self.driver.parts.metrics.steps.labels(kind, outcome).inc()
+        self.driver._results.append(
+            result(node_id=node_id, attempt=attempt, output=output, error=error)
+        )
+        self.driver._signal.set()
+
+    async def _perform(self, node_id: str, attempt: int, deadline: datetime | None) -> Any:
+        node = self.nodes[node_id]
+        ref = self.state.ref
+        assert ref is not None
+        variables = cel_context(self.definition, self.state, self.context)
+        raw = msgspec.to_builtins(node.parameters)
+        keep = raw.pop("node", None) if isinstance(node, MapNode) else None
+        try:
+            parameters = render(raw, variables)
+        except ExpressionError as exc:
+            raise StepError(EXPRESSION_ERROR, redact(str(exc), self.context.secrets)) from None
+        if keep is not None:
+            parameters["node"] = keep
+        call = StepCall(
+            tenant=ref.tenant,
+            run_id=ref.run_id,
+            workflow_id=ref.workflow_id,
+            version=ref.version,
+            node=node,
+            attempt=attempt,
+            idempotency_key=f"{ref.run_id}:{node_id}",
+            parameters=parameters,
+            variables=variables,
+            started_at=self.state.node(node_id).started_at or utcnow(),
+            deadline=deadline,
+            secrets=self.context.secrets,
+            traceparent=telemetry.inject({}).get("traceparent"),
+        )
+        step = self.driver.parts.steps.get(_type_of(node))
+        if step is None:
+            raise StepError("UnsupportedNode", f"this executor cannot run {_type_of(node)} nodes")
+        services = self.driver.parts.services
+        if deadline is None:
+            return await step(call, services)
+        loop = asyncio.get_running_loop()
+        remaining = (deadline - utcnow()).total_seconds()
+        async with asyncio.timeout_at(loop.time() + max(0.0, remaining)):
+            return await step(call, services)
+
+    async def _wait(self, wake: datetime | None) -> None:
+        driver = self.driver
+        cancel_unseen = driver._cancel_reason is not None and not self.context.cancel_requested
+        if driver._results or cancel_unseen:
+            return
+        timeout = None
+        if wake is not None:
+            timeout = max(0.0, (wake - utcnow()).total_seconds())
+        try:
+            async with asyncio.timeout(timeout):
+                await driver._signal.wait()
+        except TimeoutError:
+            pass
+
+
+def _type_of(node: Any) -> str:
+    tag: str = node.__struct_config__.tag
+    return tag
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _flat(events: list[RunEvent]) -> list[RunEvent | StepEvent]:
+    flat: list[RunEvent | StepEvent] = []
+    for event in events:
+        if isinstance(event, StepBatch):
+            flat.extend(event.events)
+        else:
+            flat.append(event)
+    return flat

@@ -1,0 +1,38 @@
+"""Executor settings: read once from ``FLOWMESH_EXECUTOR_*`` (and NATS_URL)."""
+
+from __future__ import annotations
+
+from flowmesh_shared.jetstream import StreamLimits
+from flowmesh_shared.settings import CommonSettings
+
+ENV_PREFIX = "FLOWMESH_EXECUTOR"
+
+
+class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
+    http_port: int = 8083
+    #: The durable pull consumer every executor replica shares.
+    consumer: str = "executors"
+    #: Seconds a run's lease lasts without a heartbeat (the consumer's AckWait); a dead
+    #: executor's runs move to another one after this.
+    lease_seconds: float = 30.0
+    #: Runs one process drives at once; more wait in the stream.
+    max_runs: int = 256
+    #: Run requests fetched per pull.
+    fetch_batch: int = 64
+    #: Step output limit (bytes of JSON); a bigger output fails the step.
+    max_output_bytes: int = 256 * 1024
+    #: Run input limit (bytes of JSON); a bigger input fails the run.
+    max_input_bytes: int = 1024 * 1024
+    #: Events one run may publish; the step that would exceed it fails, then the run.
+    max_events_per_run: int = 10_000
+    #: http steps: private, loopback and link-local addresses are refused unless allowed.
+    http_allow_private: bool = False
+    #: http steps: response bodies over this many bytes fail the step.
+    http_max_response_bytes: int = 1024 * 1024
+    #: http steps: the per-attempt timeout when the node sets none (seconds).
+    http_default_timeout: float = 30.0
+    #: map steps: items one map may have.
+    map_max_items: int = 10_000
+    #: Workflow versions kept in memory (they are immutable: cached until evicted).
+    definition_cache_size: int = 1024
+    streams: StreamLimits = StreamLimits()

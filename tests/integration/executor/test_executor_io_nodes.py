@@ -1,0 +1,205 @@
+"""Node types that reach outside the run: sub-workflows, events, maps over workflows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from flowmesh_proto import headers as h
+from flowmesh_proto.events import EventEnvelope, event_decoder
+from tests.helpers import until
+from tests.integration.executor.runs import Runs
+
+CHILD = {
+    "name": "child",
+    "nodes": [
+        {"id": "double", "type": "transform", "parameters": {"output": "{{ trigger.data.n * 2 }}"}}
+    ],
+    "edges": [],
+    "output": "double",
+}
+
+
+async def test_a_sub_workflow_runs_and_its_output_flows_back(runs: Runs) -> None:
+    child = await runs.workflow(CHILD)
+    parent = {
+        "name": "parent",
+        "nodes": [
+            {
+                "id": "call",
+                "type": "workflow",
+                "parameters": {"workflow_id": child.id, "input": {"n": "{{ trigger.data.n }}"}},
+            },
+            {
+                "id": "after",
+                "type": "transform",
+                "parameters": {"output": "{{ nodes.call.output + 1 }}"},
+            },
+        ],
+        "edges": [{"from": "call", "to": "after"}],
+    }
+    state = await runs.run(parent, {"n": 20})
+    assert state.status == "succeeded", state.error
+    assert state.nodes["call"].output == 40
+    assert state.output == {"after": 41}
+
+
+async def test_a_failing_sub_workflow_fails_the_step(runs: Runs) -> None:
+    failing = {
+        "name": "failing-child",
+        "nodes": [{"id": "bad", "type": "delay", "parameters": {"duration": "{{ 'x' }}"}}],
+        "edges": [],
+    }
+    child = await runs.workflow(failing)
+    parent = {
+        "name": "parent-of-failing",
+        "nodes": [{"id": "call", "type": "workflow", "parameters": {"workflow_id": child.id}}],
+        "edges": [],
+    }
+    state = await runs.run(parent)
+    assert state.status == "failed"
+    assert state.nodes["call"].error_class == "ChildRunFailed"
+
+
+async def test_a_map_over_a_workflow(runs: Runs) -> None:
+    child = await runs.workflow(CHILD)
+    parent = {
+        "name": "map-children",
+        "nodes": [
+            {
+                "id": "each",
+                "type": "map",
+                "parameters": {
+                    "items": "trigger.data.items.map(i, {'n': i})",
+                    "workflow_id": child.id,
+                    "concurrency": 4,
+                },
+            }
+        ],
+        "edges": [],
+    }
+    state = await runs.run(parent, {"items": [1, 2, 3, 4, 5]}, timeout=20)
+    assert state.status == "succeeded", state.error
+    assert state.output == {"each": [2, 4, 6, 8, 10]}
+
+
+async def test_publish_emits_one_event(runs: Runs) -> None:
+    subject = runs.subjects.events(runs.tenant, "order.shipped")
+    received: list[EventEnvelope] = []
+
+    async def collect(msg: object) -> None:
+        received.append(event_decoder.decode(msg.data))  # type: ignore[attr-defined]
+
+    sub = await runs.nc.subscribe(subject, cb=collect)
+    try:
+        definition = {
+            "name": "publisher",
+            "nodes": [
+                {
+                    "id": "emit",
+                    "type": "publish",
+                    "parameters": {
+                        "event": "order.shipped",
+                        "data": {"id": "{{ trigger.data.id }}"},
+                    },
+                }
+            ],
+            "edges": [],
+        }
+        state = await runs.run(definition, {"id": "o-1"})
+        assert state.status == "succeeded", state.error
+        event_id = state.nodes["emit"].output["event_id"]
+        await until(lambda: len(received) >= 1)
+        assert [e.id for e in received] == [event_id]
+        assert received[0].data == {"id": "o-1"} and received[0].tenant == runs.tenant
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_wait_for_event_resumes_on_a_matching_event(runs: Runs) -> None:
+    definition = {
+        "name": "waiter",
+        "nodes": [
+            {
+                "id": "approval",
+                "type": "wait_for_event",
+                "parameters": {
+                    "event": "order.approved",
+                    "match": "event.data.order == trigger.data.order",
+                    "timeout": "PT10S",
+                },
+            },
+            {
+                "id": "done",
+                "type": "transform",
+                "parameters": {"output": "{{ nodes.approval.output.data.by }}"},
+            },
+        ],
+        "edges": [{"from": "approval", "to": "done"}],
+    }
+    workflow = await runs.workflow(definition)
+    run_id = await runs.start(workflow, {"order": "o-7"})
+    await runs.step_running(run_id, "approval")
+    await _event(runs, "order.approved", {"order": "o-other", "by": "mallory"})
+    await _event(runs, "order.approved", {"order": "o-7", "by": "alice"})
+    state = await runs.finished(run_id)
+    assert state.status == "succeeded", state.error
+    assert state.output == {"done": "alice"}
+
+
+async def test_wait_for_event_times_out(runs: Runs) -> None:
+    definition = {
+        "name": "impatient",
+        "nodes": [
+            {
+                "id": "approval",
+                "type": "wait_for_event",
+                "parameters": {"event": "never.happens", "timeout": "PT0.2S"},
+            }
+        ],
+        "edges": [],
+    }
+    state = await runs.run(definition)
+    assert state.status == "failed"
+    assert state.nodes["approval"].error_class == "EventTimeout"
+
+
+async def test_another_tenants_event_does_not_resume_a_wait(runs: Runs, other_api: object) -> None:
+    definition = {
+        "name": "tenant-waiter",
+        "nodes": [
+            {
+                "id": "approval",
+                "type": "wait_for_event",
+                "parameters": {"event": "order.approved", "timeout": "PT0.5S"},
+            }
+        ],
+        "edges": [],
+    }
+    workflow = await runs.workflow(definition)
+    run_id = await runs.start(workflow)
+    await runs.step_running(run_id, "approval")
+    other = other_api.tenant.id  # type: ignore[attr-defined]
+    envelope = EventEnvelope(id="e-x", type="order.approved", tenant=other, data={})
+    await runs.js.publish(
+        runs.subjects.events(other, "order.approved"), msgspec.json.encode(envelope)
+    )
+    state = await runs.finished(run_id)
+    assert state.status == "failed"
+    assert state.nodes["approval"].error_class == "EventTimeout"
+
+
+async def _event(runs: Runs, event_type: str, data: object) -> None:
+    envelope = EventEnvelope(
+        id=f"e-{datetime.now(UTC).timestamp()}",
+        type=event_type,
+        tenant=runs.tenant,
+        time=datetime.now(UTC),
+        data=data,
+    )
+    await runs.js.publish(
+        runs.subjects.events(runs.tenant, event_type),
+        msgspec.json.encode(envelope),
+        headers={h.MSG_ID: envelope.id},
+    )
