@@ -54,5 +54,5 @@ async def test_the_trigger_trace_reaches_events_and_steps(
     assert seen[0]["traceparent"].split("-")[1] == TRACE_ID
     assert seen[0]["Idempotency-Key"] == f"{run_id}:call"
     headers = await runs.event_headers(run_id)
-    published = [h for h in headers[1:]]  # the first is run.queued, published by the trigger
+    published = headers[1:]  # the first is run.queued, published by the trigger
     assert published and all(h.get("traceparent", "").split("-")[1] == TRACE_ID for h in published)
