@@ -137,13 +137,15 @@ async def ensure_nats(
     *,
     port: int = 0,
     persistent: bool = False,
+    sync_always: bool = False,
     start_timeout: float = 15.0,
 ) -> NatsHandle:
     """The NATS at ``url`` when it answers, else a ``nats-server`` started under ``home``.
 
     The started server listens on ``127.0.0.1:<port>`` (a free one when 0) with JetStream,
     storing under ``<home>/nats-<port>`` (removed by ``stop()``), or ``<home>/nats`` (kept)
-    when ``persistent``.
+    when ``persistent``. ``sync_always`` makes JetStream fsync every write before it
+    acknowledges it (``sync_interval: always``; nats-server 2.10 or newer).
     """
     if url and await nats_answers(url):
         return NatsHandle(url=url)
@@ -154,6 +156,10 @@ async def ensure_nats(
         store = home / ("nats" if persistent else f"nats-{chosen}")
         log_file = home / f"nats-{chosen}.log"
         args = ["-js", "-a", LOOPBACK, "-p", str(chosen), "-sd", str(store), "-l", str(log_file)]
+        if sync_always:
+            config = home / f"nats-{chosen}.conf"
+            config.write_text("jetstream {\n  sync_interval: always\n}\n")
+            args += ["-c", str(config)]
         # Its own session: a terminal's Ctrl-C reaches whoever started it, who stops it
         # last, after the services that use it have drained.
         process = await asyncio.create_subprocess_exec(

@@ -203,3 +203,40 @@ async def _event(runs: Runs, event_type: str, data: object) -> None:
         msgspec.json.encode(envelope),
         headers={h.MSG_ID: envelope.id},
     )
+
+
+async def test_a_task_served_by_an_sdk_worker(runs: Runs) -> None:
+    from flowmesh_worker import TaskContext, Worker
+
+    worker = Worker(
+        runs.nc, tenant=runs.tenant, prefix=runs.subjects.prefix, stream=runs.streams.tasks
+    )
+    seen: list[str] = []
+
+    @worker.task("shipping")
+    async def ship(data: object, task: TaskContext) -> object:
+        seen.append(task.idempotency_key)
+        if data == {"order": "bad"}:
+            raise LookupError("no such order")
+        return {"tracking": f"T-{data['order']}"}  # type: ignore[index]
+
+    definition = {
+        "name": "tasks",
+        "nodes": [
+            {
+                "id": "ship",
+                "type": "task",
+                "parameters": {"queue": "shipping", "input": {"order": "{{ trigger.data.order }}"}},
+            }
+        ],
+        "edges": [],
+    }
+    async with worker:
+        good = await runs.run(definition, {"order": "o-1"})
+        bad = await runs.run(definition, {"order": "bad"})
+    assert good.status == "succeeded", good.error
+    assert good.output == {"ship": {"tracking": "T-o-1"}}
+    assert seen[0] == f"{good.ref.run_id}:ship"  # type: ignore[union-attr]
+    assert bad.status == "failed"
+    assert bad.nodes["ship"].error_class == "LookupError"
+    assert bad.nodes["ship"].error == "no such order"
