@@ -347,11 +347,16 @@ class Stack(NamedTuple):
     gateway: asyncio.subprocess.Process
     nats_pid: int | None
     database: str
+    nats_url: str = ""
+    executor: asyncio.subprocess.Process | None = None
 
 
 @contextlib.asynccontextmanager
-async def stack(keep_database: bool = False) -> AsyncIterator[Stack]:
-    """PostgreSQL (a fresh database), nats-server, the registry, the gateway and a tenant."""
+async def stack(
+    keep_database: bool = False, *, executor: bool = False, sync_always: bool = False
+) -> AsyncIterator[Stack]:
+    """PostgreSQL (a fresh database), nats-server, the registry, the gateway and a tenant
+    (and an executor when asked; ``sync_always``: NATS fsyncs every write)."""
     home = Path.cwd() / ".flowmesh"
     pg = await ensure_postgres(
         home / "bench",
@@ -362,7 +367,7 @@ async def stack(keep_database: bool = False) -> AsyncIterator[Stack]:
     await admin.execute(f'CREATE DATABASE "{database}"')
     db_url = pg.url.rsplit("/", 1)[0] + f"/{database}"
     store = Path(tempfile.mkdtemp(prefix="fm-bench-nats-"))
-    nats = await ensure_nats(store)
+    nats = await ensure_nats(store, sync_always=sync_always)
     registry_port, gateway_port = free_port(), free_port()
     admin_token = "fmadm_" + secrets.token_urlsafe(24)
     registry_env = {
@@ -389,6 +394,23 @@ async def stack(keep_database: bool = False) -> AsyncIterator[Stack]:
         )
         processes.append(registry)
         await wait_ready(f"http://127.0.0.1:{registry_port}/readyz", registry, "registry")
+        running_executor = None
+        if executor:
+            executor_port = free_port()
+            executor_env = {
+                **os.environ,
+                "NATS_URL": nats.url,
+                "FLOWMESH_EXECUTOR_HTTP_PORT": str(executor_port),
+                "FLOWMESH_EXECUTOR_LOG_LEVEL": "warning",
+                "FLOWMESH_EXECUTOR_MAX_EVENTS_PER_RUN": "100000",
+            }
+            running_executor = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "flowmesh_executor", env=executor_env
+            )
+            processes.append(running_executor)
+            await wait_ready(
+                f"http://127.0.0.1:{executor_port}/readyz", running_executor, "executor"
+            )
         gateway = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "flowmesh_gateway", env=gateway_env
         )
@@ -410,7 +432,18 @@ async def stack(keep_database: bool = False) -> AsyncIterator[Stack]:
                 raise SystemExit(f"creating the tenant answered {resp.status}: {created}")
         nats_pid = nats.process.pid if nats.process is not None else None
         key = created["admin_key"]["key"]
-        yield Stack(url, tenant, key, admin_db, registry, gateway, nats_pid, database)
+        yield Stack(
+            url,
+            tenant,
+            key,
+            admin_db,
+            registry,
+            gateway,
+            nats_pid,
+            database,
+            nats_url=nats.url,
+            executor=running_executor,
+        )
     finally:
         for process in reversed(processes):
             if process.returncode is None:

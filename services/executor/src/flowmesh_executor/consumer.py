@@ -171,15 +171,13 @@ class RunConsumer:
             self.parts.metrics.runs.labels("fenced").inc()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception:
             log.exception("run.interrupted", tenant=request.tenant, run_id=request.run_id)
             self.parts.metrics.runs.labels("interrupted").inc()
             with contextlib.suppress(nats.errors.Error):
                 await msg.nak(delay=1.0)
-            del exc
         finally:
-            if not self._stopping or self._held.get(key) is not None:
-                self._release(key)
+            self._release(key)
 
     def _release(self, key: str) -> None:
         self._held.pop(key, None)
