@@ -5,6 +5,8 @@ Unknown fields are refused, not ignored. Responses reuse the registry's result S
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 import msgspec
 
 from flowmesh_proto.errors import ProblemItem
@@ -61,3 +63,35 @@ class SecretBody(_Body, frozen=True):
 
     def __repr__(self) -> str:
         return "SecretBody(value=<redacted>)"
+
+
+#: The largest version number a body may name.
+MAX_VERSION = 1_000_000_000
+
+
+class ExecuteBody(_Body, frozen=True):
+    """``POST /workflows/{id}/execute``: every field optional; no input is ``{}``."""
+
+    input: Any = {}
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    version: Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)] | None = None
+
+
+class RunAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """``execute`` and ``retry``: 202, the run is queued (``Location`` names it)."""
+
+    run_id: str
+    status: Literal["queued", "scheduled"]
+
+
+class CancelBody(_Body, frozen=True):
+    """``POST /runs/{run_id}/cancel``: optional; the reason is recorded with the cancel."""
+
+    reason: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+
+
+class CancelAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """``cancel``: 202, the executor holding the run (or the next to pick it up) stops it."""
+
+    run_id: str
+    status: Literal["cancelling"]

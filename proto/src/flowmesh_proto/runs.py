@@ -177,3 +177,66 @@ def control_key(tenant: str, run_id: str) -> str:
 run_request_decoder = msgspec.json.Decoder(RunRequest)
 cancel_request_decoder = msgspec.json.Decoder(CancelRequest)
 run_event_decoder = msgspec.json.Decoder(RunEvent)
+
+
+# --- The run resource (DESIGN section 7): a view folded from a run's events -------------
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """An error as the run resource shows it (``node_id`` is null for a run-level error)."""
+
+    code: str
+    message: str
+    node_id: str | None = None
+
+
+class RunStep(msgspec.Struct, frozen=True, kw_only=True):
+    """One node of a run. ``started_at`` is its first attempt's start, so ``duration_ms``
+    spans every attempt and the delays between them; ``attempts`` is the latest attempt's
+    number; ``error`` is the latest failed attempt's, cleared when a later one succeeds.
+    ``reused``: a retry run took the parent run's output instead of running the node."""
+
+    node_id: str
+    status: StepStatus
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    output: Any
+    error: ErrorInfo | None
+    reused: bool = False
+
+
+class RunMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """Counts over a run's steps: ``nodes_executed`` ran at least one attempt in this run
+    (``nodes_reused`` did not: their output came from the parent run); ``retries`` counts
+    the attempts scheduled again after a failure."""
+
+    nodes_executed: int = 0
+    nodes_succeeded: int = 0
+    nodes_failed: int = 0
+    nodes_skipped: int = 0
+    nodes_reused: int = 0
+    retries: int = 0
+
+
+class Run(msgspec.Struct, frozen=True, kw_only=True):
+    """The run resource: what a run's events say so far (``steps`` in first-seen order)."""
+
+    id: str
+    tenant_id: str
+    workflow_id: str
+    version: int
+    status: RunStatus
+    trigger: TriggerInfo | None
+    input: Any
+    output: Any
+    error: ErrorInfo | None
+    attempt: int
+    parent_run_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    metrics: RunMetrics
+    steps: list[RunStep]

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
 import jwt
 import msgspec
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from nats.aio.client import Client as Nats
+from nats.js.errors import NotFoundError
 
 from flowmesh_gateway.main import GatewayApp, start_gateway
 from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
+from flowmesh_registry.main import start_registry
+from flowmesh_registry.settings import RegistrySettings
+from flowmesh_shared.rpc import RpcClient
 from tests.integration.harness import Registry, TenantHandle, new_tenant, simple_definition
 
 ADMIN_TOKEN = "test-platform-admin-token"
@@ -93,6 +103,7 @@ def gateway_settings(registry: Registry, files: list[str], **overrides: Any) -> 
     values: dict[str, Any] = {
         "nats_url": registry.settings.nats_url,
         "subject_prefix": registry.settings.subject_prefix,
+        "stream_prefix": registry.settings.stream_prefix,
         "http_port": 0,
         "admin_token": ADMIN_TOKEN,
         "jwt_hs256_secret": HS256_SECRET,
@@ -117,12 +128,83 @@ async def started(settings: GatewaySettings, stack: AsyncExitStack) -> GatewayAp
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def http(registry: Registry, jwt_keys: tuple[Keys, list[str]]) -> AsyncIterator[Http]:
+async def http(
+    registry: Registry, jwt_keys: tuple[Keys, list[str]], nc: Nats
+) -> AsyncIterator[Http]:
     keys, files = jwt_keys
     async with AsyncExitStack() as stack:
+        stack.push_async_callback(delete_buckets, nc, registry.settings.stream_prefix)
         gateway = await started(gateway_settings(registry, files), stack)
         session = await stack.enter_async_context(aiohttp.ClientSession())
         yield Http(session, f"http://127.0.0.1:{gateway.port}", keys)
+
+
+async def delete_buckets(nc: Nats, prefix: str) -> None:
+    """The gateway's buckets outlive it on the server: the session's are removed at its end."""
+    names = stream_names(prefix)
+    for bucket in (names.run_control, names.idempotency):
+        with contextlib.suppress(NotFoundError):
+            await nc.jetstream().delete_key_value(bucket)
+
+
+class Isolated(msgspec.Struct, frozen=True, kw_only=True):
+    """A registry and a gateway of their own: a database, subjects and streams no other
+    service of the session uses (the session's executor takes every run request it sees)."""
+
+    http: Http
+    registry: Registry
+    subjects: Subjects
+    streams: StreamNames
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def isolated(
+    registry_settings: RegistrySettings,
+    jwt_keys: tuple[Keys, list[str]],
+    nc: Nats,
+) -> AsyncIterator[Isolated]:
+    keys, files = jwt_keys
+    prefix = f"fmi{secrets.token_hex(4)}"
+    parts = urlsplit(registry_settings.database_url)
+    database = f"{parts.path.lstrip('/')}_{prefix}"
+    server = await asyncpg.connect(registry_settings.database_url)
+    try:
+        await server.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await server.close()
+    settings = msgspec.structs.replace(
+        registry_settings,
+        database_url=urlunsplit(parts._replace(path=f"/{database}")),
+        subject_prefix=prefix,
+        stream_prefix=prefix.upper(),
+    )
+    try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(_delete_streams, nc, settings.stream_prefix)
+            app = await start_registry(settings, stack)
+            own = Registry(app, RpcClient(nc, Subjects(prefix), timeout=5.0), settings)
+            gateway = await started(gateway_settings(own, files), stack)
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            yield Isolated(
+                http=Http(session, f"http://127.0.0.1:{gateway.port}", keys),
+                registry=own,
+                subjects=Subjects(prefix),
+                streams=stream_names(settings.stream_prefix),
+            )
+    finally:
+        server = await asyncpg.connect(registry_settings.database_url)
+        try:
+            await server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await server.close()
+
+
+async def _delete_streams(nc: Nats, prefix: str) -> None:
+    await delete_buckets(nc, prefix)
+    names = stream_names(prefix)
+    for name in (names.run_requests, names.run_events, names.events, names.tasks, names.registry):
+        with contextlib.suppress(NotFoundError):
+            await nc.jetstream().delete_stream(name)
 
 
 class Client:

@@ -24,6 +24,7 @@ def concrete(path: str, tenant: str) -> str:
     return (
         path.replace("{tenant}", tenant)
         .replace("{id}", SOME_ID)
+        .replace("{run_id}", SOME_ID)
         .replace("{n}", "1")
         .replace("{name}", "SOME_NAME")
     )

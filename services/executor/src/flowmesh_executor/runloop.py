@@ -24,7 +24,14 @@ from flowmesh_executor.instant import EXPRESSION_ERROR, redact
 from flowmesh_executor.nodes.base import StepCall, StepError
 from flowmesh_executor.runlog import RunWriter
 from flowmesh_executor.state import RunState, apply
-from flowmesh_proto.runs import RunError, RunEvent, RunFailed, StepBatch, StepEvent
+from flowmesh_proto.runs import (
+    RunError,
+    RunEvent,
+    RunFailed,
+    RunStarted,
+    StepBatch,
+    StepEvent,
+)
 from flowmesh_proto.workflow import Definition, MapNode
 from flowmesh_shared import telemetry
 from flowmesh_shared.expressions import ExpressionError, render
@@ -70,7 +77,7 @@ class Loop:
                     self.context, cancel_requested=True, cancel_reason=driver._cancel_reason
                 )
             decision = decide(self.definition, self.state, now, self.context)
-            events += _flat(decision.events)
+            events += [_signed(e, driver.parts.name) for e in _flat(decision.events)]
             self.state = decision.state
             finish = next((a for a in decision.actions if isinstance(a, FinishRun)), None)
             if not await self._publish(events, now):
@@ -280,6 +287,13 @@ def _type_of(node: Any) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _signed(event: RunEvent | StepEvent, executor: str) -> RunEvent | StepEvent:
+    """``run.started`` names the executor that started the run (the engine cannot know it)."""
+    if isinstance(event, RunStarted) and not event.executor:
+        return msgspec.structs.replace(event, executor=executor)
+    return event
 
 
 def _flat(events: list[RunEvent]) -> list[RunEvent | StepEvent]:

@@ -17,7 +17,9 @@ import structlog
 from aiohttp import web
 
 from flowmesh_gateway.auth import GATEWAY_PRINCIPAL, Authenticator, Identity
+from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.ratelimit import Decision, RateLimiter, TenantLimits
+from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
@@ -30,6 +32,8 @@ T = TypeVar("T")
 
 PLATFORM = "platform"  # the role of routes only the platform admin token opens
 SETTINGS = web.AppKey("settings", GatewaySettings)
+RUNS = web.AppKey("runs", Runs)
+INPUT_SCHEMAS = web.AppKey("input_schemas", InputSchemas)
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,7 +102,11 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     operation_id: str
     status: int = 200
     body: Any = None
+    #: False: the body may be left out (its Struct's defaults apply).
+    body_required: bool = True
     response: Any = None
+    #: Other successful answers, for OpenAPI: (status, response type, description).
+    also: tuple[tuple[int, Any, str], ...] = ()
     query: tuple[tuple[str, str], ...] = ()
     #: Statuses beyond the common ones this route can answer (409, 412, 423), for OpenAPI.
     conflicts: tuple[str, ...] = ()

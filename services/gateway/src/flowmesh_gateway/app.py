@@ -12,11 +12,13 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from flowmesh_gateway.api import SETTINGS, Guard, Limits, Route
+from flowmesh_gateway.api import INPUT_SCHEMAS, RUNS, SETTINGS, Guard, Limits, Route
 from flowmesh_gateway.auth import Authenticator
+from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.openapi import build_document
 from flowmesh_gateway.problems import REQUEST_ID_KEY, Handler, problems_middleware
 from flowmesh_gateway.routes import ROUTES
+from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_proto.ids import new_id
 from flowmesh_shared import telemetry
@@ -86,6 +88,7 @@ def _observe(metrics: HttpMetrics) -> Any:
 def init_app(
     settings: GatewaySettings,
     registry: RpcClient,
+    runs: Runs,
     auth: Authenticator,
     limits: Limits,
     health: Health,
@@ -94,9 +97,11 @@ def init_app(
 ) -> web.Application:
     app = web.Application(
         middlewares=[_observe(HttpMetrics(metrics_registry)), problems_middleware],
-        client_max_size=settings.max_body_bytes + 1,
+        client_max_size=settings.max_execute_body_bytes + 1,
     )
     app[SETTINGS] = settings
+    app[RUNS] = runs
+    app[INPUT_SCHEMAS] = InputSchemas(settings.input_schema_cache_size)
     add_health_routes(app, health, metrics_registry)
     guard = Guard(auth, registry, limits, settings.trust_forwarded_for)
     for route in routes if routes is not None else ROUTES:

@@ -7,6 +7,7 @@ type (415), too large (413), not JSON or not UTF-8 (400), or of the wrong shape 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import msgspec
@@ -125,6 +126,22 @@ def query_bool(request: web.Request, *names: str) -> bool | None:
             return False
         raise unprocessable(f"{name} must be true or false", name)
     return None
+
+
+def query_duration(request: web.Request, name: str, maximum: timedelta) -> timedelta | None:
+    """An ISO 8601 duration (``PT30S``, ``PT1.5S``, ``PT2M``) from 0 to ``maximum``."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = msgspec.convert(raw, timedelta) if raw[:1] in ("P", "p") else None
+    except msgspec.ValidationError:
+        value = None
+    if value is None or value < timedelta(0):
+        raise unprocessable(f"{name} must be an ISO 8601 duration such as PT30S", name)
+    if value > maximum:
+        raise unprocessable(f"{name} must be at most {maximum.total_seconds():g} seconds", name)
+    return value
 
 
 def query_list(request: web.Request, name: str) -> list[str]:

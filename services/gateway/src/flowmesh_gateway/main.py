@@ -1,4 +1,4 @@
-"""The gateway process: settings -> NATS -> the HTTP API -> until stopped.
+"""The gateway process: settings -> NATS (and its buckets) -> the HTTP API -> until stopped.
 
 ``python -m flowmesh_gateway`` serves the API on ``FLOWMESH_GATEWAY_HTTP_PORT`` (8080).
 """
@@ -17,6 +17,7 @@ from flowmesh_gateway.api import Limits
 from flowmesh_gateway.app import init_app
 from flowmesh_gateway.auth import Authenticator, JwtVerifier, KeyCache
 from flowmesh_gateway.ratelimit import RateLimiter, TenantLimits
+from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.health import Health, nats_connected, service_metrics_registry
@@ -51,6 +52,7 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
     nc = await connect(settings.nats_url, name="flowmesh-gateway")
     stack.push_async_callback(drain, nc, settings.shutdown_timeout)
     registry = RpcClient(nc, Subjects(settings.subject_prefix), timeout=settings.rpc_timeout)
+    runs = await Runs.open(nc, settings)
     jwts = JwtVerifier.from_files(
         settings.jwt_public_key_files,
         hs256_secret=settings.jwt_hs256_secret,
@@ -62,7 +64,7 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
     health = Health()
     health.add_check("nats", nats_connected(nc))
     app = init_app(
-        settings, registry, auth, limits_of(settings), health, service_metrics_registry()
+        settings, registry, runs, auth, limits_of(settings), health, service_metrics_registry()
     )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
     await runner.setup()

@@ -30,7 +30,9 @@ ERRORS = {
     "503": "A service behind the gateway is unavailable",
 }
 CONFLICTS = {
-    "409": "Conflict: the name is taken, or the edit lock is held by another or not held",
+    "409": "Conflict with the current state (see `code`): the name is taken, the edit lock "
+    "is held by another or not held, the workflow is disabled or invalid, the run has "
+    "finished or has not",
     "412": "Precondition failed: If-Match (or if_version) names a stale version",
     "423": "The workflow is locked for editing by another principal",
 }
@@ -45,7 +47,7 @@ _PARAM = re.compile(r"{(\w+)}")
 def _schemas(routes: list[Route]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
     types: set[Any] = {Problem, Definition}
     for route in routes:
-        for kind in (route.body, route.response):
+        for kind in (route.body, route.response, *(kind for _, kind, _ in route.also)):
             if kind is not None and not isinstance(kind, str):
                 types.add(kind)
     ordered = sorted(types, key=lambda t: t.__name__)
@@ -70,8 +72,7 @@ def _body(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any] | Non
         schema = CANDIDATE
     else:
         schema = refs[Definition] if route.body == "definition" else refs[route.body]
-    required = route.operation_id != "workflow_lock"  # a lock body is optional
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
+    return {"required": route.body_required, "content": {"application/json": {"schema": schema}}}
 
 
 def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -85,6 +86,9 @@ def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         ok["content"] = {"application/json": {"schema": refs[route.response]}}
     problem = {"application/problem+json": {"schema": refs[Problem]}}
     responses = {str(route.status): ok}
+    for code, kind, text in route.also:
+        content = {"application/json": {"schema": refs[kind]}}
+        responses[str(code)] = {"description": text, "content": content}
     errors = {**ERRORS, **{status: CONFLICTS[status] for status in route.conflicts}}
     for status, text in sorted(errors.items()):
         responses[status] = {"description": text, "content": problem}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from flowmesh_shared.jetstream import StreamLimits
 from flowmesh_shared.settings import CommonSettings
 
 ENV_PREFIX = "FLOWMESH_GATEWAY"
@@ -34,3 +37,17 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     auth_failure_burst: int = 20
     #: Trust X-Forwarded-For for the client address (only behind a proxy you run).
     trust_forwarded_for: bool = False
+    #: Storage and replicas of the buckets the gateway creates if missing (run control,
+    #: idempotency keys): ``FLOWMESH_GATEWAY_STREAMS_STORAGE``, ``_REPLICAS`` ...
+    streams: StreamLimits = StreamLimits()
+    #: The largest run input ``execute`` takes (its JSON, in bytes): larger is 413.
+    max_input_bytes: int = 1024 * 1024
+    #: The longest ``?wait=`` of ``execute`` (ISO 8601 duration in the query).
+    max_wait: timedelta = timedelta(seconds=60)
+    #: How many compiled workflow input schemas are kept.
+    input_schema_cache_size: int = 1024
+
+    @property
+    def max_execute_body_bytes(self) -> int:
+        """An ``execute`` body holds the input and a little more (key, version)."""
+        return max(self.max_body_bytes, self.max_input_bytes + 64 * 1024)

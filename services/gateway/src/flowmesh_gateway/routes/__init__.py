@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from flowmesh_gateway.api import Route
-from flowmesh_gateway.routes import admin, keys, secrets, workflows
+from flowmesh_gateway.routes import admin, keys, runs, secrets, workflows
 
-ROUTES: list[Route] = [*workflows.ROUTES, *keys.ROUTES, *secrets.ROUTES, *admin.ROUTES]
+ROUTES: list[Route] = [
+    *workflows.ROUTES,
+    *runs.ROUTES,
+    *keys.ROUTES,
+    *secrets.ROUTES,
+    *admin.ROUTES,
+]

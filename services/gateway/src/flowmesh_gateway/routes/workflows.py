@@ -27,7 +27,7 @@ from flowmesh_shared.errors import FlowmeshError
 BASE = "/api/v1/{tenant}/workflows"
 EXPORT_TYPES = {"application/yaml": "yaml", "application/x-yaml": "yaml", "text/yaml": "yaml"}
 SORTS = ("name", "-name", "created_at", "-created_at", "updated_at", "-updated_at")
-MAX_VERSION = 1_000_000_000  # a version number the API reads (query or body) is 1..MAX_VERSION
+MAX_VERSION = h.MAX_VERSION  # a version number the API reads (query or body) is 1..MAX_VERSION
 
 
 def workflow_response(workflow: r.Workflow, status: int = 200) -> web.Response:
@@ -361,6 +361,7 @@ ROUTES = [
         operation_id="workflow_lock",
         conflicts=("409",),
         body=h.LockBody,
+        body_required=False,
         response=r.LockInfo,
     ),
     Route(

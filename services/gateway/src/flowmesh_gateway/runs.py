@@ -1,0 +1,339 @@
+"""Runs as NATS holds them: the gateway starts, reads, awaits and cancels them here.
+
+- **Start** (DESIGN sections 3 and 5): ``run.queued`` on the run's subject, fenced on an
+  empty subject (``Nats-Expected-Last-Subject-Sequence: 0``, ``Nats-Msg-Id:
+  queued:<run_id>``), then the :class:`RunRequest` on the tenant's request subject
+  (``Nats-Msg-Id: <run_id>``, ``traceparent``). Whoever finds the subject taken sends no
+  request: one run, one request.
+- **Idempotency keys**: the bucket maps ``<tenant>.<workflow_id>.<sha256 of the key>`` to a
+  run id (24 h); ``create`` decides who owns a key. A later request with the key finishes a
+  start that failed halfway (:meth:`Runs.resume_start`), so a 503 followed by a retry with
+  the same key never leaves a run id that does not run.
+- **Cancel**: the :class:`CancelRequest` is put in the run-control bucket (read by the
+  executor that next picks the run up), then published on the run's control subject.
+
+Every NATS failure becomes :class:`Unavailable` (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import timedelta
+
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js import errors as js_errors
+from nats.js.api import DeliverPolicy
+from nats.js.kv import KeyValue
+
+from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_proto import headers as h
+from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.runs import (
+    TERMINAL_RUN_STATUSES,
+    CancelRequest,
+    RunCancelled,
+    RunEvent,
+    RunFailed,
+    RunQueued,
+    RunRequest,
+    RunStatus,
+    RunSucceeded,
+    RunTimedOut,
+    control_key,
+    run_event_decoder,
+)
+from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
+from flowmesh_shared import telemetry
+from flowmesh_shared.errors import FlowmeshError, Unavailable
+from flowmesh_shared.jetstream import ensure_bucket
+
+log = structlog.get_logger("flowmesh.gateway.runs")
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream: the subject is not at the expected sequence
+NO_MESSAGE = 10037  # JetStream: no message on the subject (a missing stream is another code)
+IDEMPOTENCY_TTL = timedelta(hours=24)
+#: How long a cancel request waits in the run-control bucket (as the executor creates it).
+CONTROL_TTL = timedelta(days=1)
+TERMINAL_KINDS = frozenset(f"run.{status}" for status in TERMINAL_RUN_STATUSES)
+
+_encoder = msgspec.json.Encoder()
+
+
+class _Kind(msgspec.Struct):
+    kind: str = ""
+
+
+_kind_decoder = msgspec.json.Decoder(_Kind)
+
+
+_TERMINAL: dict[type, RunStatus] = {
+    RunSucceeded: "succeeded",
+    RunFailed: "failed",
+    RunCancelled: "cancelled",
+    RunTimedOut: "timed_out",
+}
+
+
+class LastEvent(msgspec.Struct, frozen=True):
+    """A run's latest event and its stream sequence."""
+
+    event: RunEvent
+    seq: int
+
+    @property
+    def final_status(self) -> RunStatus | None:
+        """The run's status if this event ended it, else None."""
+        return _TERMINAL.get(type(self.event))
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """Whose run an idempotency key names: ``new`` when this request took the key."""
+
+    run_id: str
+    new: bool
+
+
+def idempotency_key(tenant: str, workflow_id: str, key: str) -> str:
+    """The bucket key of a client's idempotency key (hashed: any text, fixed length)."""
+    return f"{tenant}.{workflow_id}.{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+class Runs:
+    """The gateway's side of runs on NATS (one per process)."""
+
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        subjects: Subjects,
+        streams: StreamNames,
+        control: KeyValue,
+        keys: KeyValue,
+        *,
+        read_timeout: float,
+        max_message_bytes: int,
+    ) -> None:
+        self._nc, self._js = nc, js
+        self._subjects, self._streams = subjects, streams
+        self._control, self._keys = control, keys
+        self._read_timeout = read_timeout
+        self._max_message_bytes = max_message_bytes
+
+    @classmethod
+    async def open(cls, nc: Client, settings: GatewaySettings) -> Runs:
+        """Runs over ``nc``, with the run-control and idempotency buckets made if missing."""
+        js: JetStreamContext = nc.jetstream(timeout=settings.rpc_timeout)
+        streams = stream_names(settings.stream_prefix)
+        control = await ensure_bucket(js, streams.run_control, CONTROL_TTL, settings.streams)
+        keys = await ensure_bucket(js, streams.idempotency, IDEMPOTENCY_TTL, settings.streams)
+        limit = settings.streams.max_msg_size
+        return cls(
+            nc,
+            js,
+            Subjects(settings.subject_prefix),
+            streams,
+            control,
+            keys,
+            read_timeout=settings.rpc_timeout,
+            max_message_bytes=min(nc.max_payload, limit) if limit > 0 else nc.max_payload,
+        )
+
+    # --- starting ---
+
+    async def claim(self, tenant: str, workflow_id: str, key: str, run_id: str) -> Claim:
+        """Take ``key`` for ``run_id``, or learn which run already holds it."""
+        name = idempotency_key(tenant, workflow_id, key)
+        with _unavailable("the idempotency key"):
+            try:
+                await self._keys.create(name, run_id.encode())
+                return Claim(run_id, new=True)
+            except js_errors.KeyWrongLastSequenceError:
+                entry = await self._keys.get(name)
+        return Claim((entry.value or b"").decode(errors="replace"), new=False)
+
+    async def start(self, request: RunRequest, queued: RunQueued) -> None:
+        """Publish ``queued`` and then ``request``; nothing when the run already has events."""
+        event = self._payload(queued)
+        payload = self._payload(request)
+        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: f"queued:{request.run_id}"}
+        subject = self._subjects.run_events(request.tenant, request.run_id)
+        with _unavailable("the run's queued event"):
+            try:
+                await self._js.publish(
+                    subject, event, stream=self._streams.run_events, headers=headers
+                )
+            except js_errors.BadRequestError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                log.info("run.already_started", run_id=request.run_id)
+                return
+        await self._request(request.tenant, request.run_id, payload)
+        log.info("run.queued", run_id=request.run_id, workflow=request.workflow_id)
+
+    async def resume_start(self, request: RunRequest, queued: RunQueued) -> None:
+        """Make sure the run ``request`` names was started: start it if it has no event, and
+        send its request again (deduplicated by its id) while it is only queued."""
+        last = await self.last(request.tenant, request.run_id)
+        if last is None:
+            await self.start(request, queued)
+        elif isinstance(last.event, RunQueued):
+            again = request_of(last.event, request.idempotency_key)
+            await self._request(again.tenant, again.run_id, self._payload(again))
+
+    async def _request(self, tenant: str, run_id: str, payload: bytes) -> None:
+        headers = telemetry.inject({h.MSG_ID: run_id})
+        with _unavailable("the run request"):
+            await self._js.publish(
+                self._subjects.run_requests(tenant),
+                payload,
+                stream=self._streams.run_requests,
+                headers=headers,
+            )
+
+    def _payload(self, message: msgspec.Struct) -> bytes:
+        payload = _encoder.encode(message)
+        if len(payload) > self._max_message_bytes:
+            raise FlowmeshError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"the run's messages would be {len(payload)} bytes; NATS takes at most "
+                f"{self._max_message_bytes}: make the input smaller",
+            )
+        return payload
+
+    # --- reading ---
+
+    async def last(self, tenant: str, run_id: str) -> LastEvent | None:
+        """The run's latest event, None for a run that has none (an unknown run)."""
+        subject = self._subjects.run_events(tenant, run_id)
+        with _unavailable("the run's events"):
+            try:
+                msg = await self._js.get_last_msg(self._streams.run_events, subject)
+            except js_errors.NotFoundError as exc:
+                if exc.err_code != NO_MESSAGE:
+                    raise  # the stream itself is missing: not an unknown run but a 503
+                return None
+            return LastEvent(run_event_decoder.decode(msg.data or b""), msg.seq or 0)
+
+    async def replay(self, tenant: str, run_id: str, upto: int) -> list[RunEvent]:
+        """The run's events in order, up to the stream sequence ``upto``."""
+        subject = self._subjects.run_events(tenant, run_id)
+        events: list[RunEvent] = []
+        seq = 0
+        with _unavailable("the run's events"):
+            sub = await self._js.subscribe(
+                subject,
+                stream=self._streams.run_events,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+            )
+            try:
+                while seq < upto:
+                    msg = await sub.next_msg(timeout=self._read_timeout)
+                    seq = msg.metadata.sequence.stream
+                    events.append(run_event_decoder.decode(msg.data))
+            finally:
+                await sub.unsubscribe()
+        return events
+
+    async def finished(self, tenant: str, run_id: str) -> list[RunEvent] | None:
+        """The events of a finished run, None while it has not finished."""
+        last = await self.last(tenant, run_id)
+        if last is None or last.final_status is None:
+            return None
+        return await self.replay(tenant, run_id, last.seq)
+
+    async def wait(
+        self,
+        tenant: str,
+        run_id: str,
+        seconds: float,
+        start: Callable[[], Awaitable[None]],
+        *,
+        check_first: bool,
+    ) -> list[RunEvent] | None:
+        """Watch the run's subject, call ``start``, then wait up to ``seconds`` for the run to
+        finish: its events, or None if it has not. ``check_first`` for a run that may have
+        finished before the watch began.
+
+        A terminal event seen live only wakes the wait: the stream decides (a stale
+        executor's fenced-out publish reaches subscribers too, though the stream refused it).
+        """
+        loop = asyncio.get_running_loop()
+        with _unavailable("the run's events"):
+            sub = await self._nc.subscribe(self._subjects.run_events(tenant, run_id))
+        try:
+            await start()
+            deadline = loop.time() + seconds
+            if check_first and (events := await self.finished(tenant, run_id)) is not None:
+                return events
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    msg = await sub.next_msg(timeout=remaining)
+                except nats.errors.TimeoutError:
+                    break
+                if _kind(msg.data) in TERMINAL_KINDS:
+                    events = await self.finished(tenant, run_id)
+                    if events is not None:
+                        return events
+            return await self.finished(tenant, run_id)  # a message missed is not a run missed
+        finally:
+            with suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    # --- cancelling ---
+
+    async def cancel(self, request: CancelRequest) -> None:
+        """Record the cancel for whoever picks the run up next, then tell whoever holds it."""
+        payload = _encoder.encode(request)
+        with _unavailable("the cancel request"):
+            await self._control.put(control_key(request.tenant, request.run_id), payload)
+            await self._nc.publish(self._subjects.control(request.tenant, request.run_id), payload)
+        log.info("run.cancel_requested", run_id=request.run_id, by=request.by)
+
+
+def request_of(queued: RunQueued, key: str | None) -> RunRequest:
+    """The request a ``run.queued`` event was published with."""
+    return RunRequest(
+        tenant=queued.tenant,
+        run_id=queued.run_id,
+        workflow_id=queued.workflow_id,
+        version=queued.version,
+        trigger=queued.trigger,
+        input=queued.input,
+        idempotency_key=key,
+        parent_run_id=queued.parent_run_id,
+        attempt=queued.attempt,
+        requested_at=queued.at,
+    )
+
+
+def _kind(data: bytes) -> str:
+    try:
+        return _kind_decoder.decode(data).kind
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+
+
+@contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    """NATS and JetStream failures as 503 problems naming ``what`` was being read or sent."""
+    try:
+        yield
+    except FlowmeshError:
+        raise
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("run.event_undecodable", what=what, error=str(exc))
+        raise Unavailable(f"{what}: a message on the run's subject cannot be read") from exc
+    except js_errors.APIError as exc:
+        log.warning("jetstream.refused", what=what, error=repr(exc))
+        raise Unavailable(f"JetStream cannot serve {what} now: {exc.description}") from exc
+    except (TimeoutError, nats.errors.Error) as exc:
+        log.warning("nats.unavailable", what=what, error=repr(exc))
+        raise Unavailable(f"NATS did not answer in time ({what})") from exc
