@@ -244,10 +244,10 @@ async def scenarios(sync_always: bool, args: argparse.Namespace) -> dict[str, An
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "default_fsync": await scenarios(False, args),
-        "sync_interval_always": await scenarios(True, args),
-    }
+    results = {"default_fsync": await scenarios(False, args)}
+    if not args.quick:
+        results["sync_interval_always"] = await scenarios(True, args)
+    return results
 
 
 def main() -> None:
@@ -257,6 +257,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="runs per latency scenario")
     parser.add_argument("--map-runs", type=int, default=30)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--quick", action="store_true", help="default fsync only (while profiling)"
+    )
     args = parser.parse_args()
     began = datetime.now(UTC)
     results = asyncio.run(run(args))

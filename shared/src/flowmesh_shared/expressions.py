@@ -254,8 +254,11 @@ def evaluate(expression: Expression | str, context: Mapping[str, Any]) -> Any:
     """Evaluate to a plain JSON-compatible value; raises :class:`EvaluationError`."""
     if isinstance(expression, str):
         expression = compile_expression(expression)
+    # Only the roots the expression reads cross into CEL: converting the rest (a map's
+    # 1,000-item trigger for each item's expression) would cost more than evaluating.
+    scope = {name: context[name] for name in expression.references.variables if name in context}
     try:
-        result = expression.program.execute(dict(context))
+        result = expression.program.execute(scope)
     except BaseException as exc:
         if not is_cel_error(exc):
             raise

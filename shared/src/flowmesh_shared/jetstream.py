@@ -105,6 +105,9 @@ def _config(
         duplicate_window=window.total_seconds(),
         discard=DiscardPolicy.OLD,
         num_replicas=limits.replicas,
+        # Direct gets (a run's last event, on every run start) are answered by any
+        # replica without the JetStream API's round of the meta layer: about 3x faster.
+        allow_direct=True,
     )
 
 
@@ -172,6 +175,7 @@ def stream_differences(wanted: StreamConfig, current: StreamConfig) -> dict[str,
         "max_bytes": (current.max_bytes, wanted.max_bytes),
         "max_msg_size": (current.max_msg_size, wanted.max_msg_size),
         "num_replicas": (current.num_replicas, wanted.num_replicas),
+        "allow_direct": (bool(current.allow_direct), bool(wanted.allow_direct)),
     }
     return {name: pair for name, pair in pairs.items() if pair[0] != pair[1]}
 

@@ -9,6 +9,7 @@ run id as ``Nats-Msg-Id`` (JetStream drops a repeat).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -83,7 +84,8 @@ class NatsChildRuns:
             last = await self._last(subject)
             while not isinstance(last, _TERMINAL):
                 msg = await sub.next_msg(timeout=None)
-                last = run_event_decoder.decode(msg.data)
+                if isinstance(run_event_decoder.decode(msg.data), _TERMINAL):
+                    last = await self._stored_terminal(subject)
         except (TimeoutError, nats.errors.Error, js_errors.Error) as exc:
             raise StepError("ChildRunUnavailable", f"child run {run_id}: {exc}") from None
         finally:
@@ -137,9 +139,21 @@ class NatsChildRuns:
             headers=request_headers,
         )
 
+    async def _stored_terminal(self, subject: str) -> RunEvent | None:
+        """The stream's last event once it holds the terminal one seen live (a subscriber may
+        see a message before the stream stores it, and a fenced-out publish is seen though
+        never stored): asked again for a moment, then left to the next live event."""
+        last: RunEvent | None = None
+        for pause in (0.001, 0.005, 0.02, 0.1, 0.5):
+            last = await self._last(subject)
+            if isinstance(last, _TERMINAL):
+                return last
+            await asyncio.sleep(pause)
+        return last
+
     async def _last(self, subject: str) -> RunEvent | None:
         try:
-            msg = await self.js.get_last_msg(self.streams.run_events, subject)
+            msg = await self.js.get_last_msg(self.streams.run_events, subject, direct=True)
         except js_errors.NotFoundError:
             return None
         event: RunEvent = run_event_decoder.decode(msg.data or b"")

@@ -41,7 +41,7 @@ class RunControl:
         tenant, _, run_id = key.partition(".")
         try:
             last = await self.js.get_last_msg(
-                self.streams.run_events, self.subjects.run_events(tenant, run_id)
+                self.streams.run_events, self.subjects.run_events(tenant, run_id), direct=True
             )
         except js_errors.NotFoundError:
             return True  # no such run (purged): it holds nothing

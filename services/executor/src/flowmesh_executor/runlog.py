@@ -48,7 +48,7 @@ async def read_run(js: JetStreamContext, stream: str, subject: str) -> tuple[lis
     one round trip; otherwise the subject is replayed with an ordered consumer.
     """
     try:
-        last = await js.get_last_msg(stream, subject)
+        last = await js.get_last_msg(stream, subject, direct=True)
     except js_errors.NotFoundError:
         return [], 0
     event = run_event_decoder.decode(last.data or b"")
@@ -123,7 +123,7 @@ class RunWriter:
     async def _landed(self, msg_id: str) -> int | None:
         """The sequence of our own message if it is the subject's last one, else None."""
         try:
-            last = await self.js.get_last_msg(self.stream, self.subject)
+            last = await self.js.get_last_msg(self.stream, self.subject, direct=True)
         except js_errors.NotFoundError:
             return None
         if (last.headers or {}).get(h.MSG_ID) == msg_id:

@@ -57,7 +57,6 @@ from flowmesh_shared.jetstream import ensure_bucket
 log = structlog.get_logger("flowmesh.gateway.runs")
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream: the subject is not at the expected sequence
-NO_MESSAGE = 10037  # JetStream: no message on the subject (a missing stream is another code)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 #: How long a cancel request waits in the run-control bucket (as the executor creates it).
 CONTROL_TTL = timedelta(days=1)
@@ -103,6 +102,10 @@ class Claim(msgspec.Struct, frozen=True):
 def idempotency_key(tenant: str, workflow_id: str, key: str) -> str:
     """The bucket key of a client's idempotency key (hashed: any text, fixed length)."""
     return f"{tenant}.{workflow_id}.{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+#: How long a live terminal event may wait for the stream to hold it (seconds, in turn).
+_SETTLE_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 class Runs:
@@ -214,10 +217,10 @@ class Runs:
         subject = self._subjects.run_events(tenant, run_id)
         with _unavailable("the run's events"):
             try:
-                msg = await self._js.get_last_msg(self._streams.run_events, subject)
-            except js_errors.NotFoundError as exc:
-                if exc.err_code != NO_MESSAGE:
-                    raise  # the stream itself is missing: not an unknown run but a 503
+                msg = await self._js.get_last_msg(self._streams.run_events, subject, direct=True)
+            except js_errors.NotFoundError:
+                # A direct get answers 404 for a subject with no message; a missing stream
+                # has no responder at all (a 503).
                 return None
             return LastEvent(run_event_decoder.decode(msg.data or b""), msg.seq or 0)
 
@@ -279,7 +282,13 @@ class Runs:
                 except nats.errors.TimeoutError:
                     break
                 if _kind(msg.data) in TERMINAL_KINDS:
-                    events = await self.finished(tenant, run_id)
+                    # Core subscribers may see a message before the stream has stored it:
+                    # ask the stream again for a moment before going back to waiting.
+                    for pause in _SETTLE_PAUSES:
+                        events = await self.finished(tenant, run_id)
+                        if events is not None or loop.time() + pause > deadline:
+                            break
+                        await asyncio.sleep(pause)
                     if events is not None:
                         return events
             return await self.finished(tenant, run_id)  # a message missed is not a run missed
@@ -336,4 +345,4 @@ def _unavailable(what: str) -> Iterator[None]:
         raise Unavailable(f"JetStream cannot serve {what} now: {exc.description}") from exc
     except (TimeoutError, nats.errors.Error) as exc:
         log.warning("nats.unavailable", what=what, error=repr(exc))
-        raise Unavailable(f"NATS did not answer in time ({what})") from exc
+        raise Unavailable(f"NATS JetStream did not answer in time ({what})") from exc
