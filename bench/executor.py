@@ -257,9 +257,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="runs per latency scenario")
     parser.add_argument("--map-runs", type=int, default=30)
     parser.add_argument("--out", type=Path)
-    parser.add_argument(
-        "--quick", action="store_true", help="default fsync only (while profiling)"
-    )
+    parser.add_argument("--quick", action="store_true", help="default fsync only (while profiling)")
     args = parser.parse_args()
     began = datetime.now(UTC)
     results = asyncio.run(run(args))
