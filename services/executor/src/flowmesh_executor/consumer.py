@@ -1,6 +1,6 @@
 """The JetStream side of the executor: lease run requests, drive them, keep the leases.
 
-Every replica binds to one durable pull consumer on FM_RUN_REQUESTS, so each request goes
+Every replica pulls from one durable consumer on FM_RUN_REQUESTS (:mod:`.pull`), so each request goes
 to one executor at a time. A request stays unacked (leased) while its run is driven; the
 lease is kept alive with ``in_progress`` every third of ``lease_seconds``, and acked once
 the run has ended. If the executor dies, the lease lapses and another replica gets the
@@ -23,9 +23,9 @@ import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from flowmesh_executor.pull import PullFeed
 from flowmesh_executor.run import ExecutorParts, RunDriver
 from flowmesh_executor.runlog import Fenced
 from flowmesh_proto.runs import cancel_request_decoder, control_key, run_request_decoder
@@ -47,12 +47,11 @@ class RunConsumer:
         self.parts = parts
         self.settings = parts.services.settings
         self._held: dict[str, _Lease] = {}
-        self._room = asyncio.Event()
-        self._room.set()
         self._stopping = False
-        self._pull: JetStreamContext.PullSubscription | None = None
+        self._feed: PullFeed | None = None
         self._control: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._refills: set[asyncio.Task[None]] = set()
 
     @property
     def held(self) -> int:
@@ -71,26 +70,25 @@ class RunConsumer:
             filter_subject=services.subjects.all_run_requests,
         )
         await ensure_consumer(services.js, stream, config)
-        self._pull = await services.js.pull_subscribe_bind(self.settings.consumer, stream)
+        self._feed = PullFeed(
+            services.nc,
+            stream,
+            self.settings.consumer,
+            self._accept,
+            lambda: self.settings.max_runs - len(self._held),
+            batch=self.settings.fetch_batch,
+        )
         self._control = await services.nc.subscribe(
             f"{services.subjects.prefix}.*.control.*", cb=self._on_control
         )
-        self._tasks = [
-            asyncio.create_task(self._fetch_loop(), name="executor.fetch"),
-            asyncio.create_task(self._heartbeats(), name="executor.heartbeats"),
-        ]
+        await self._feed.start()
+        self._tasks = [asyncio.create_task(self._heartbeats(), name="executor.heartbeats")]
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the drain bound
         """Stop taking runs; let the held ones finish within ``timeout``; hand the rest back."""
         self._stopping = True
-        fetch = self._tasks[0] if self._tasks else None
-        if fetch is not None:
-            fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetch
-        if self._pull is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._pull.unsubscribe()
+        if self._feed is not None:
+            await self._feed.stop()
         running = [lease.task for lease in self._held.values()]
         finished = 0
         if running:
@@ -104,7 +102,9 @@ class RunConsumer:
             with contextlib.suppress(nats.errors.Error):
                 await lease.msg.nak()
             handed_back += 1
-        for task in self._tasks[1:]:
+        if self._feed is not None:
+            await self._feed.close()
+        for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -114,22 +114,6 @@ class RunConsumer:
         log.info("executor.drained", finished=finished, handed_back=handed_back)
 
     # --- intake ------------------------------------------------------------------------
-
-    async def _fetch_loop(self) -> None:
-        assert self._pull is not None
-        while not self._stopping:
-            await self._room.wait()
-            room = self.settings.max_runs - len(self._held)
-            try:
-                msgs = await self._pull.fetch(min(self.settings.fetch_batch, room), timeout=1.0)
-            except TimeoutError:
-                continue
-            except nats.errors.Error as exc:
-                log.warning("executor.fetch_failed", error=type(exc).__name__)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                await self._accept(msg)
 
     async def _accept(self, msg: Msg) -> None:
         try:
@@ -148,8 +132,6 @@ class RunConsumer:
         task = asyncio.create_task(self._drive(key, msg, driver), name=f"run:{request.run_id}")
         self._held[key] = _Lease(msg=msg, driver=driver, task=task)
         self.parts.metrics.active.set(len(self._held))
-        if len(self._held) >= self.settings.max_runs:
-            self._room.clear()
 
     def _observe_lag(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):
@@ -182,7 +164,10 @@ class RunConsumer:
     def _release(self, key: str) -> None:
         self._held.pop(key, None)
         self.parts.metrics.active.set(len(self._held))
-        self._room.set()
+        if self._feed is not None and not self._stopping:
+            task = asyncio.create_task(self._feed.refill())
+            self._refills.add(task)
+            task.add_done_callback(self._refills.discard)
 
     # --- leases and control ------------------------------------------------------------
 
@@ -204,6 +189,10 @@ class RunConsumer:
             return
         if tenant_of(msg.subject) != cancel.tenant:
             return
-        lease = self._held.get(control_key(cancel.tenant, cancel.run_id))
+        self.cancel(control_key(cancel.tenant, cancel.run_id), cancel.reason)
+
+    def cancel(self, key: str, reason: str) -> None:
+        """Cancel the run ``<tenant>.<run_id>`` if this executor holds it."""
+        lease = self._held.get(key)
         if lease is not None:
-            lease.driver.cancel(cancel.reason)
+            lease.driver.cancel(reason)

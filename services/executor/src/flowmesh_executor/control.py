@@ -4,12 +4,16 @@ guards), the same way the gateway cancels: the run-control bucket, then the cont
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
+from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
 
 from flowmesh_proto.runs import (
@@ -58,3 +62,50 @@ class RunControl:
         data = _ENCODER.encode(request)
         await self.kv.put(control_key(tenant, run_id), data)
         await self.nc.publish(self.subjects.control(tenant, run_id), data)
+
+
+class CancelBook:
+    """The run-control bucket, kept in memory by watching it: which runs were asked to cancel.
+
+    A run start looks here instead of asking the bucket (no round trip); a cancel recorded
+    for a run this executor already holds is handed to ``on_cancel`` as it arrives, so a
+    cancel racing a pickup is never lost (the control subject may reach this executor
+    before the run does; the bucket's update then comes after it).
+    """
+
+    def __init__(self, js: JetStreamContext, bucket: str, on_cancel: Callable[[str, str], None]):
+        self.js, self.bucket, self.on_cancel = js, bucket, on_cancel
+        self._reasons: dict[str, str] = {}
+        self._sub: Subscription | None = None
+
+    def reason(self, key: str) -> str | None:
+        """Why the run ``<tenant>.<run_id>`` was asked to cancel, or None."""
+        return self._reasons.get(key)
+
+    async def start(self) -> None:
+        self._sub = await self.js.subscribe(
+            f"$KV.{self.bucket}.>",
+            stream=f"KV_{self.bucket}",
+            cb=self._on_entry,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        )
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_entry(self, msg: Msg) -> None:
+        key = msg.subject.split(".", 2)[2]
+        operation = (msg.headers or {}).get("KV-Operation")
+        if operation in ("DEL", "PURGE") or not msg.data:
+            self._reasons.pop(key, None)
+            return
+        try:
+            request = msgspec.json.decode(msg.data, type=CancelRequest)
+        except msgspec.DecodeError:
+            request = None
+        reason = (request.reason if request is not None else "") or "cancelled"
+        self._reasons[key] = reason
+        self.on_cancel(key, reason)

@@ -20,7 +20,7 @@ import structlog
 from flowmesh_executor.children import NatsChildRuns
 from flowmesh_executor.concurrency import Slots
 from flowmesh_executor.consumer import RunConsumer
-from flowmesh_executor.control import RunControl
+from flowmesh_executor.control import CancelBook, RunControl
 from flowmesh_executor.definitions import Definitions
 from flowmesh_executor.metrics import ExecutorMetrics
 from flowmesh_executor.nodes.base import StepServices
@@ -86,13 +86,17 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
     parts = ExecutorParts(
         services=services,
         rpc=rpc,
-        control=control,
+        cancels=CancelBook(
+            js, streams.run_control, lambda key, reason: consumer.cancel(key, reason)
+        ),
         steps=shell_steps(),
         metrics=ExecutorMetrics(metrics_registry),
         name=name,
         slots=Slots(slot_bucket, control_plane.finished, control_plane.cancel),
     )
     consumer = RunConsumer(parts)
+    await parts.cancels.start()
+    stack.push_async_callback(parts.cancels.stop)
     await consumer.start()
     stack.push_async_callback(consumer.stop, settings.shutdown_timeout)
 

@@ -20,12 +20,11 @@ from typing import Any, Literal
 
 import msgspec
 import structlog
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 from opentelemetry.trace import Span
 
 from flowmesh_executor.actions import RunContext
 from flowmesh_executor.concurrency import Slots, slot_key
+from flowmesh_executor.control import CancelBook
 from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL, UnusableVersion
 from flowmesh_executor.engine import cel_context
 from flowmesh_executor.metrics import ExecutorMetrics
@@ -68,7 +67,7 @@ class ExecutorParts:
 
     services: StepServices
     rpc: RpcClient
-    control: KeyValue
+    cancels: CancelBook
     steps: Mapping[str, Step]
     metrics: ExecutorMetrics
     name: str
@@ -237,12 +236,9 @@ class RunDriver:
                 principal=EXECUTOR_PRINCIPAL,
             )
             values = dict(resolved.values)
-        try:
-            entry = await parts.control.get(self.key)
-        except KeyNotFoundError:
-            entry = None
-        if entry is not None and entry.value and self._cancel_reason is None:
-            self._cancel_reason = _reason(entry.value)
+        asked = parts.cancels.reason(self.key)
+        if asked is not None and self._cancel_reason is None:
+            self._cancel_reason = asked
         reused: dict[str, Any] = {}
         retrying = state.trigger is not None and state.trigger.kind == "retry"
         if retrying and state.parent_run_id and state.status in ("queued", "scheduled"):
@@ -275,15 +271,6 @@ class RunDriver:
             await writer.publish(RunStarted(**base, executor=self.parts.name))
         await writer.publish(RunFailed(**base, error=RunError(code=code, message=message)))
         log.warning("run.unrunnable", code=code, detail=message)
-
-
-def _reason(value: bytes) -> str:
-    try:
-        data = msgspec.json.decode(value)
-    except msgspec.DecodeError:
-        return "cancelled"
-    reason = data.get("reason") if isinstance(data, dict) else None
-    return reason if isinstance(reason, str) and reason else "cancelled"
 
 
 def _input_problem(value: Any, limit: int) -> str | None:
