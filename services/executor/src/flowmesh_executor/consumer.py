@@ -84,6 +84,15 @@ class RunConsumer:
         await self._feed.start()
         self._tasks = [asyncio.create_task(self._heartbeats(), name="executor.heartbeats")]
 
+    def pause(self) -> None:
+        """Take no new runs until :meth:`resume` (held runs go on; arrivals are handed back)."""
+        if self._feed is not None:
+            self._feed.pause()
+
+    async def resume(self) -> None:
+        if self._feed is not None and not self._stopping:
+            await self._feed.resume()
+
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the drain bound
         """Stop taking runs; let the held ones finish within ``timeout``; hand the rest back."""
         self._stopping = True

@@ -59,6 +59,14 @@ class PullFeed:
         self._watchdog = asyncio.create_task(self._watch(), name="executor.pull.watchdog")
         await self.refill()
 
+    def pause(self) -> None:
+        """Ask for nothing more for now; messages already on their way are handed back."""
+        self.stopping = True
+
+    async def resume(self) -> None:
+        self.stopping = False
+        await self.refill()
+
     async def stop(self) -> None:
         """Ask for nothing more; messages already on their way are handed back (nak)."""
         self.stopping = True
