@@ -1,8 +1,8 @@
 """The JetStream side of the executor: lease run requests, drive them, keep the leases.
 
 Every replica pulls from one durable consumer on FM_RUN_REQUESTS (:mod:`.pull`), so each
-request goes to one executor at a time. A request stays unacked (leased) while its run is driven; the
-lease is kept alive with ``in_progress`` every third of ``lease_seconds``, and acked once
+request goes to one executor at a time. A request stays unacked (leased) while its run is
+driven; the lease is kept alive with ``in_progress`` every third of ``lease_seconds``, and acked once
 the run has ended. If the executor dies, the lease lapses and another replica gets the
 request and resumes the run from its events. Fencing, not the ack, decides who owns a run
 (DESIGN section 11): a fenced driver stops and leaves the message alone.
