@@ -2,13 +2,13 @@
 
 Every replica pulls from one durable consumer on FM_RUN_REQUESTS (:mod:`.pull`), so each
 request goes to one executor at a time. A request stays unacked (leased) while its run is
-driven; the lease is kept alive with ``in_progress`` every third of ``lease_seconds``, and acked once
-the run has ended. If the executor dies, the lease lapses and another replica gets the
-request and resumes the run from its events. Fencing, not the ack, decides who owns a run
-(DESIGN section 11): a fenced driver stops and leaves the message alone.
+driven; the lease is kept alive with ``in_progress`` every third of ``lease_seconds``, and
+acked once the run has ended. If the executor dies, the lease lapses and another replica
+gets the request and resumes the run from its events. Fencing, not the ack, decides who
+owns a run (DESIGN section 11): a fenced driver stops and leaves the message alone.
 
-Cancels arrive on ``<prefix>.*.control.*`` (core NATS) for runs held here; a run not held
-anywhere finds its cancel in the run-control bucket when it is picked up.
+Cancels arrive on ``<prefix>.*.control.*`` (core NATS) for runs held here, and through the
+watched run-control bucket (:class:`.control.CancelBook`) for runs picked up later.
 """
 
 from __future__ import annotations
