@@ -67,3 +67,21 @@ async def test_a_key_that_cannot_be_evaluated_fails_the_run(runs: Runs) -> None:
     state = await runs.finished(await runs.start(workflow, {"d": "PT0S"}))
     assert state.status == "failed"
     assert state.error is not None and "concurrency key" in state.error.message
+
+
+async def test_a_slot_left_by_a_finished_run_is_reclaimed(runs: Runs) -> None:
+    """An executor that died between a run's terminal event and giving its slot back: the
+    next run asking finds the holder finished and takes the slot."""
+    import msgspec
+
+    from flowmesh_executor.concurrency import SlotEntry, slot_key
+    from flowmesh_proto.runs import control_key
+
+    workflow = await runs.workflow(limited("cancel_newest"))
+    finished = await runs.finished(await runs.start(workflow, {"customer": "c9", "d": "PT0S"}))
+    assert finished.status == "succeeded"
+    kv = await runs.js.key_value(runs.streams.concurrency)
+    leaked = SlotEntry(holders=[control_key(runs.tenant, finished.ref.run_id)])  # type: ignore[union-attr]
+    await kv.put(slot_key(runs.tenant, workflow.id, "c9"), msgspec.json.encode(leaked))
+    after = await runs.finished(await runs.start(workflow, {"customer": "c9", "d": "PT0S"}))
+    assert after.status == "succeeded"

@@ -206,3 +206,31 @@ async def test_retry_from_failed_reuses_succeeded_outputs(runs: Runs) -> None:
     events = flat(await runs.events(retry.ref.run_id))  # type: ignore[union-attr]
     reused = [e.node_id for e in events if isinstance(e, StepSucceeded) and e.reused]
     assert sorted(reused) == ["first", "second"]
+
+
+async def test_a_switch_takes_the_matching_case_or_default(runs: Runs) -> None:
+    definition = {
+        "name": "switch",
+        "nodes": [
+            {
+                "id": "route",
+                "type": "switch",
+                "parameters": {"expression": "trigger.data.tier", "cases": ["gold", "silver"]},
+            },
+            {"id": "gold", "type": "transform", "parameters": {"output": "g"}},
+            {"id": "silver", "type": "transform", "parameters": {"output": "s"}},
+            {"id": "other", "type": "transform", "parameters": {"output": "o"}},
+        ],
+        "edges": [
+            {"from": "route", "to": "gold", "when": "gold"},
+            {"from": "route", "to": "silver", "when": "silver"},
+            {"from": "route", "to": "other", "when": "default"},
+        ],
+    }
+    workflow = await runs.workflow(definition)
+    silver = await runs.finished(await runs.start(workflow, {"tier": "silver"}))
+    bronze = await runs.finished(await runs.start(workflow, {"tier": "bronze"}))
+    assert silver.output == {"silver": "s"}
+    assert silver.nodes["gold"].status == silver.nodes["other"].status == "skipped"
+    assert bronze.output == {"other": "o"}
+    assert bronze.nodes["route"].output == "default"
