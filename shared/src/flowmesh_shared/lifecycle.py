@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -19,12 +20,15 @@ from typing import Any, TypeVar
 
 import structlog
 
+from flowmesh_shared.logging import configure_logging
+from flowmesh_shared.settings import CommonSettings, SettingsError, load_settings
 from flowmesh_shared.telemetry import configure_tracing
 
 log = structlog.get_logger("flowmesh.lifecycle")
 
 T = TypeVar("T")
 Start = Callable[[AsyncExitStack, asyncio.Event], Awaitable[None]]
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 
 class InFlight:
@@ -154,6 +158,36 @@ def serve(name: str, start: Start, *, shutdown_timeout: float, otel_service_name
         return asyncio.run(run_service(name, start, shutdown_timeout=shutdown_timeout))
     finally:
         flush_traces()
+
+
+def service_cli(
+    name: str,
+    settings_type: type[SettingsT],
+    env_prefix: str,
+    start: Callable[[SettingsT, AsyncExitStack], Awaitable[object]],
+    argv: list[str] | None = None,
+) -> int:
+    """A service's ``python -m`` main: no arguments, settings from the environment (exit 2
+    with the reason when they are unusable), logging, then :func:`serve` until stopped."""
+    if sys.argv[1:] if argv is None else argv:
+        print(f"usage: python -m flowmesh_{name}", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(settings_type, env_prefix)
+    except SettingsError as exc:
+        print(f"flowmesh-{name}: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def begin(stack: AsyncExitStack, stop: asyncio.Event) -> None:
+        await start(settings, stack)
+
+    return serve(
+        name,
+        begin,
+        shutdown_timeout=settings.shutdown_timeout,
+        otel_service_name=settings.otel_service_name,
+    )
 
 
 def freeze_startup_objects() -> int:

@@ -22,21 +22,6 @@ from flowmesh_shared.rpc import RpcClient
 __all__ = ["EXECUTOR_PRINCIPAL", "Definitions", "definition_of"]
 
 EXECUTOR_PRINCIPAL = Principal(kind="service", name="executor")
-_FIELDS = (
-    "name",
-    "description",
-    "category",
-    "tags",
-    "enabled",
-    "input_schema",
-    "vars",
-    "triggers",
-    "concurrency",
-    "timeout",
-    "nodes",
-    "edges",
-    "output",
-)
 
 Key = tuple[str, str, int]
 
@@ -48,7 +33,7 @@ class UnusableVersion(FlowmeshError):
 def definition_of(workflow: r.Workflow) -> Definition:
     """The definition a registry ``Workflow`` resource holds."""
     data: dict[str, Any] = {}
-    for field in _FIELDS:
+    for field in sorted(Definition.KEYS):
         value = getattr(workflow, field)
         if value is not None:
             data[field] = value

@@ -7,10 +7,8 @@ HTTP client closes and NATS drains.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import sys
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -32,11 +30,9 @@ from flowmesh_executor.waits import InProcessWaits
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
 from flowmesh_shared.jetstream import ensure_bucket, provision_streams
-from flowmesh_shared.lifecycle import serve
-from flowmesh_shared.logging import configure_logging
+from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import RpcClient
-from flowmesh_shared.settings import SettingsError, load_settings
 
 log = structlog.get_logger("flowmesh.executor")
 
@@ -109,23 +105,4 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
 
 
 def cli(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args:
-        print("usage: python -m flowmesh_executor", file=sys.stderr)
-        return 2
-    try:
-        settings = load_settings(ExecutorSettings, ENV_PREFIX)
-    except SettingsError as exc:
-        print(f"flowmesh-executor: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-
-    async def start(stack: AsyncExitStack, stop: asyncio.Event) -> None:
-        await start_executor(settings, stack)
-
-    return serve(
-        SERVICE,
-        start,
-        shutdown_timeout=settings.shutdown_timeout,
-        otel_service_name=settings.otel_service_name,
-    )
+    return service_cli(SERVICE, ExecutorSettings, ENV_PREFIX, start_executor, argv)

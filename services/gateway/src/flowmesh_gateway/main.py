@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from contextlib import AsyncExitStack
 
 import msgspec
@@ -21,11 +19,9 @@ from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.health import Health, nats_connected, service_metrics_registry
-from flowmesh_shared.lifecycle import serve
-from flowmesh_shared.logging import configure_logging
+from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import RpcClient
-from flowmesh_shared.settings import SettingsError, load_settings
 
 log = structlog.get_logger("flowmesh.gateway")
 
@@ -77,22 +73,4 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
 
 
 def cli(argv: list[str] | None = None) -> int:
-    if argv or sys.argv[1:]:
-        print("usage: python -m flowmesh_gateway", file=sys.stderr)
-        return 2
-    try:
-        settings = load_settings(GatewaySettings, ENV_PREFIX)
-    except SettingsError as exc:
-        print(f"flowmesh-gateway: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-
-    async def start(stack: AsyncExitStack, stop: asyncio.Event) -> None:
-        await start_gateway(settings, stack)
-
-    return serve(
-        SERVICE,
-        start,
-        shutdown_timeout=settings.shutdown_timeout,
-        otel_service_name=settings.otel_service_name,
-    )
+    return service_cli(SERVICE, GatewaySettings, ENV_PREFIX, start_gateway, argv)
