@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from flowmesh_proto import registry, runs, workflow
+from flowmesh_proto import events, registry, runs, tasks, workflow
 from flowmesh_proto.errors import Problem
 
 SCHEMA_ROOTS: dict[str, Any] = {
@@ -21,6 +21,11 @@ SCHEMA_ROOTS: dict[str, Any] = {
     "run-request": runs.RunRequest,
     "run-event": runs.RunEvent,
     "workflow-changed": registry.WorkflowChanged,
+    "run-cancel": runs.CancelRequest,
+    "run": runs.Run,
+    "event": events.EventEnvelope,
+    "task-request": tasks.TaskRequest,
+    "task-reply": tasks.TaskReply,
     "problem": Problem,
     **{f"registry.{op}.request": req for op, (req, _) in registry.OPERATIONS.items()},
     **{f"registry.{op}.reply": res for op, (_, res) in registry.OPERATIONS.items()},
