@@ -240,3 +240,31 @@ async def test_a_task_served_by_an_sdk_worker(runs: Runs) -> None:
     assert bad.status == "failed"
     assert bad.nodes["ship"].error_class == "LookupError"
     assert bad.nodes["ship"].error == "no such order"
+
+
+async def test_cancelling_a_parent_cancels_its_child(runs: Runs) -> None:
+    child = await runs.workflow(
+        {
+            "name": "slow-child",
+            "nodes": [{"id": "nap", "type": "delay", "parameters": {"duration": "PT10S"}}],
+            "edges": [],
+        }
+    )
+    parent = await runs.workflow(
+        {
+            "name": "parent-of-slow",
+            "nodes": [{"id": "call", "type": "workflow", "parameters": {"workflow_id": child.id}}],
+            "edges": [],
+        }
+    )
+    run_id = await runs.start(parent)
+    running = await runs.step_running(run_id, "call")
+    from flowmesh_executor.children import child_run_id
+
+    started = running.nodes["call"].started_at
+    assert started is not None
+    child_id = child_run_id(run_id, "call", 1, started)
+    await runs.step_running(child_id, "nap")
+    await runs.cancel(run_id)
+    assert (await runs.finished(run_id)).status == "cancelled"
+    assert (await runs.finished(child_id)).status == "cancelled"

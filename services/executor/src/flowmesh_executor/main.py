@@ -89,6 +89,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         metrics=ExecutorMetrics(metrics_registry),
         name=name,
         slots=Slots(slot_bucket, control_plane.finished, control_plane.cancel),
+        control=control_plane,
     )
     consumer = RunConsumer(parts)
     await parts.cancels.start()

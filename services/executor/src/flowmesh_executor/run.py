@@ -24,7 +24,7 @@ from opentelemetry.trace import Span
 
 from flowmesh_executor.actions import RunContext
 from flowmesh_executor.concurrency import Slots, slot_key
-from flowmesh_executor.control import CancelBook
+from flowmesh_executor.control import CancelBook, RunControl
 from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL, UnusableVersion
 from flowmesh_executor.engine import cel_context
 from flowmesh_executor.metrics import ExecutorMetrics
@@ -72,6 +72,7 @@ class ExecutorParts:
     metrics: ExecutorMetrics
     name: str
     slots: Slots
+    control: RunControl
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ class _Result:
 class _Running:
     attempt: int
     task: asyncio.Task[None]
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -100,6 +102,7 @@ class RunDriver:
         self._running: dict[str, _Running] = {}
         self._cancel_reason: str | None = None
         self._span: Span | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def key(self) -> str:
@@ -123,10 +126,9 @@ class RunDriver:
         finally:
             for running in self._running.values():
                 running.task.cancel()
-            if self._running:
-                await asyncio.gather(
-                    *(r.task for r in self._running.values()), return_exceptions=True
-                )
+            pending = [r.task for r in self._running.values()] + list(self._background)
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
     def _attributes(self) -> dict[str, str | int]:
         req = self.request

@@ -10,6 +10,7 @@ import msgspec
 import structlog
 
 from flowmesh_executor.actions import FinishRun, RunContext, StartStep, WakeAt
+from flowmesh_executor.children import child_run_id
 from flowmesh_executor.engine import (
     OUTPUT_TOO_LARGE,
     STEP_TIMEOUT,
@@ -31,13 +32,14 @@ from flowmesh_proto.runs import (
     RunStarted,
     StepBatch,
     StepEvent,
+    control_key,
 )
-from flowmesh_proto.workflow import Definition, MapNode
+from flowmesh_proto.workflow import Definition, MapNode, WorkflowNode
 from flowmesh_shared import telemetry
 from flowmesh_shared.expressions import ExpressionError, render
 
 if TYPE_CHECKING:
-    from flowmesh_executor.run import Outcome, RunDriver, _Result
+    from flowmesh_executor.run import Outcome, RunDriver, _Result, _Running
 
 log = structlog.get_logger("flowmesh.executor.run")
 
@@ -183,6 +185,21 @@ class Loop:
             if node.status != "running" or node.attempt != running.attempt:
                 running.task.cancel()
                 del self.driver._running[node_id]
+                self._cancel_child(node_id, running)
+
+    def _cancel_child(self, node_id: str, running: _Running) -> None:
+        """A ``workflow`` step given up (run ended, attempt timed out): cancel its child run
+        too (its id is derived, so it is known without asking anyone)."""
+        node = self.nodes[node_id]
+        if not isinstance(node, WorkflowNode) or running.started_at is None:
+            return
+        assert self.state.ref is not None
+        child = child_run_id(self.state.ref.run_id, node_id, running.attempt, running.started_at)
+        key = control_key(self.state.ref.tenant, child)
+        reason = f"its parent run's step {node_id} was given up"
+        task = asyncio.create_task(self.driver.parts.control.cancel(key, reason))
+        self.driver._background.add(task)
+        task.add_done_callback(self.driver._background.discard)
 
     def _launch(self, node_id: str, attempt: int, deadline: datetime | None) -> None:
         from flowmesh_executor.run import _Result, _Running
@@ -191,7 +208,8 @@ class Loop:
         task = asyncio.create_task(
             self._step(node_id, attempt, deadline, _Result), name=f"step:{node_id}:{attempt}"
         )
-        driver._running[node_id] = _Running(attempt=attempt, task=task)
+        started_at = self.state.node(node_id).started_at
+        driver._running[node_id] = _Running(attempt=attempt, task=task, started_at=started_at)
 
     async def _step(
         self, node_id: str, attempt: int, deadline: datetime | None, result: type[_Result]
