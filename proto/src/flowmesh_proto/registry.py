@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from flowmesh_proto.errors import ProblemItem
+from flowmesh_proto.runs import Run, RunStatus, TriggerKind
 
 Role = Literal["viewer", "operator", "editor", "admin"]
 ROLES: tuple[str, ...] = ("viewer", "operator", "editor", "admin")
@@ -459,7 +460,51 @@ class WorkflowChanged(msgspec.Struct, frozen=True, kw_only=True, tag="workflow.c
 
 
 #: Operation name -> (request type, result type). The subject is ``rpc.registry.<name>``.
-OPERATIONS: dict[str, tuple[type[_Request], type[_Result]]] = {
+# --- run history (the projection of run events) ------------------------------------------
+
+
+class RunGet(_Request, frozen=True):
+    """One run as projected, with its steps."""
+
+    id: str
+
+
+class RunList(_Request, frozen=True, omit_defaults=True):
+    """Runs newest first. Filters: ``workflow_id``, ``status`` (any of), ``trigger_kind``,
+    ``created_after`` (inclusive) / ``created_before`` (exclusive). Items carry no steps."""
+
+    limit: int = 50
+    cursor: str | None = None
+    workflow_id: str | None = None
+    status: list[RunStatus] = []
+    trigger_kind: TriggerKind | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class RunPage(_Result, frozen=True):
+    items: list[Run]
+    next_cursor: str | None
+    has_more: bool
+
+
+class WorkflowStatsGet(_Request, frozen=True):
+    id: str
+
+
+class WorkflowStats(_Result, frozen=True):
+    """DESIGN section 7's ``GET /workflows/{id}/stats``: over the runs the registry keeps."""
+
+    execution_count: int
+    success_count: int
+    failure_count: int
+    last_executed_at: datetime | None
+    last_execution_status: str | None
+    average_execution_ms: float | None
+    p95_execution_ms: float | None
+
+
+OPERATIONS: dict[str, tuple[type[_Request], type[msgspec.Struct]]] = {
     "tenant_create": (TenantCreate, TenantCreated),
     "tenant_get": (TenantGet, Tenant),
     "tenant_update": (TenantUpdate, Tenant),
@@ -488,4 +533,7 @@ OPERATIONS: dict[str, tuple[type[_Request], type[_Result]]] = {
     "workflow_batch": (WorkflowBatch, BatchResults),
     "audit_list": (AuditList, AuditPage),
     "audit_record": (AuditRecord, Recorded),
+    "run_get": (RunGet, Run),
+    "run_list": (RunList, RunPage),
+    "workflow_stats": (WorkflowStatsGet, WorkflowStats),
 }
