@@ -533,7 +533,4 @@ OPERATIONS: dict[str, tuple[type[_Request], type[msgspec.Struct]]] = {
     "workflow_batch": (WorkflowBatch, BatchResults),
     "audit_list": (AuditList, AuditPage),
     "audit_record": (AuditRecord, Recorded),
-    "run_get": (RunGet, Run),
-    "run_list": (RunList, RunPage),
-    "workflow_stats": (WorkflowStatsGet, WorkflowStats),
 }
