@@ -159,7 +159,7 @@ class RunDriver:
             return "finished"
         try:
             _, definition = await services.definitions.get(req.tenant, req.workflow_id, req.version)
-            context = await self._context(state)
+            context = await self._context(definition, state)
             slot = self._slot(definition, state)
         except FlowmeshError as exc:
             if exc.code not in _FATAL_LOAD_CODES and not isinstance(exc, UnusableVersion):
@@ -223,10 +223,8 @@ class RunDriver:
             parent_run_id=req.parent_run_id,
         )
 
-    async def _context(self, state: RunState) -> RunContext:
+    async def _context(self, definition: Definition, state: RunState) -> RunContext:
         req, parts = self.request, self.parts
-        services = parts.services
-        _, definition = await services.definitions.get(req.tenant, req.workflow_id, req.version)
         names = secret_names(definition)
         values: dict[str, str] = {}
         if names:
