@@ -1,0 +1,1 @@
+"""The ``flowmesh`` command line: run workflows and watch their steps live."""

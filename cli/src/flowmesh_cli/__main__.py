@@ -1,0 +1,5 @@
+"""``python -m flowmesh_cli``: the ``flowmesh`` command."""
+
+from flowmesh_cli.main import main
+
+main()
