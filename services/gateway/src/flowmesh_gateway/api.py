@@ -21,6 +21,7 @@ from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.ratelimit import Decision, RateLimiter, TenantLimits
 from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_gateway.streams import LiveStreams
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_shared.errors import FlowmeshError
@@ -34,6 +35,7 @@ PLATFORM = "platform"  # the role of routes only the platform admin token opens
 SETTINGS = web.AppKey("settings", GatewaySettings)
 RUNS = web.AppKey("runs", Runs)
 INPUT_SCHEMAS = web.AppKey("input_schemas", InputSchemas)
+STREAMS = web.AppKey("streams", LiveStreams)
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,7 +12,7 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from flowmesh_gateway.api import INPUT_SCHEMAS, RUNS, SETTINGS, Guard, Limits, Route
+from flowmesh_gateway.api import INPUT_SCHEMAS, RUNS, SETTINGS, STREAMS, Guard, Limits, Route
 from flowmesh_gateway.auth import Authenticator
 from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.openapi import build_document
@@ -20,6 +20,7 @@ from flowmesh_gateway.problems import REQUEST_ID_KEY, Handler, problems_middlewa
 from flowmesh_gateway.routes import ROUTES
 from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_gateway.streams import LiveStreams
 from flowmesh_proto.ids import new_id
 from flowmesh_shared import telemetry
 from flowmesh_shared.health import LATENCY_BUCKETS, Health, add_health_routes
@@ -102,6 +103,8 @@ def init_app(
     app[SETTINGS] = settings
     app[RUNS] = runs
     app[INPUT_SCHEMAS] = InputSchemas(settings.input_schema_cache_size)
+    app[STREAMS] = LiveStreams(registry.nc, settings, metrics_registry)
+    app.on_shutdown.append(app[STREAMS].close_all)  # streams end before NATS is drained
     add_health_routes(app, health, metrics_registry)
     guard = Guard(auth, registry, limits, settings.trust_forwarded_for)
     for route in routes if routes is not None else ROUTES:

@@ -10,12 +10,13 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from flowmesh_gateway.api import PLATFORM, Route
 from flowmesh_proto.errors import Problem
+from flowmesh_proto.runs import RunEvent
 from flowmesh_proto.workflow import Definition
 
 ERRORS = {
@@ -42,10 +43,14 @@ CANDIDATE = {
     "and its problems are answered in `errors`",
 }
 _PARAM = re.compile(r"{(\w+)}")
+EVENT_STREAM = "events"  # a Route's response: Server-Sent Events of run events
+RUN_EVENTS = get_args(RunEvent)
 
 
 def _schemas(routes: list[Route]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
     types: set[Any] = {Problem, Definition}
+    if any(route.response == EVENT_STREAM for route in routes):
+        types.update(RUN_EVENTS)
     for route in routes:
         for kind in (route.body, route.response, *(kind for _, kind, _ in route.also)):
             if kind is not None and not isinstance(kind, str):
@@ -75,9 +80,31 @@ def _body(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any] | Non
     return {"required": route.body_required, "content": {"application/json": {"schema": schema}}}
 
 
+def _sse_event(refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    """One Server-Sent Event (OpenAPI 3.1: the schema of a text/event-stream is an event's)."""
+    return {
+        "type": "object",
+        "description": "One stored run event: `id` its stream sequence (what `Last-Event-ID` "
+        "resumes after), `event` its kind, `data` its JSON. A `steps` batch is one event. "
+        "Comments (`: keep-alive`) come between events on a quiet stream.",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "event": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"anyOf": [refs[kind] for kind in RUN_EVENTS]},
+            },
+        },
+    }
+
+
 def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": route.summary}
-    if route.response == "document":
+    if route.response == EVENT_STREAM:
+        ok["content"] = {"text/event-stream": {"schema": _sse_event(refs)}}
+    elif route.response == "document":
         ok["content"] = {
             "application/json": {"schema": refs[Definition]},
             "application/yaml": {"schema": {"type": "string"}},
@@ -87,8 +114,9 @@ def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": refs[Problem]}}
     responses = {str(route.status): ok}
     for code, kind, text in route.also:
-        content = {"application/json": {"schema": refs[kind]}}
-        responses[str(code)] = {"description": text, "content": content}
+        responses[str(code)] = {"description": text}
+        if kind is not None:
+            responses[str(code)]["content"] = {"application/json": {"schema": refs[kind]}}
     errors = {**ERRORS, **{status: CONFLICTS[status] for status in route.conflicts}}
     for status, text in sorted(errors.items()):
         responses[status] = {"description": text, "content": problem}

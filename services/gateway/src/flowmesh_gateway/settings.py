@@ -46,6 +46,16 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     max_wait: timedelta = timedelta(seconds=60)
     #: How many compiled workflow input schemas are kept.
     input_schema_cache_size: int = 1024
+    #: Server-Sent Events (``/runs/{run_id}/events``, ``/events/stream``): a ``: keep-alive``
+    #: comment after this many seconds without an event keeps proxies from closing a stream.
+    sse_heartbeat_seconds: float = 15.0
+    #: A client whose socket does not take a write within this many seconds is dropped.
+    sse_write_timeout_seconds: float = 10.0
+    #: Bytes of events a client may fall behind (delivered by JetStream, not yet written to
+    #: its socket) before it is dropped; it reconnects with ``Last-Event-ID`` and resumes.
+    sse_buffer_bytes: int = 4 * 1024 * 1024
+    #: How long the stream of a run that has no event yet waits for its first one.
+    sse_wait_for_run_seconds: float = 60.0
 
     @property
     def max_execute_body_bytes(self) -> int:

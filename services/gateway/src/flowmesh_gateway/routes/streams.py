@@ -1,0 +1,111 @@
+"""Server-Sent Events of run events (viewer role); the wire format is in :mod:`..sse`.
+
+- ``GET /runs/{run_id}/events``: the run's events from its first (or after the one
+  ``Last-Event-ID`` names), then live ones; the response ends after the run's terminal
+  event, at once for a finished run once it is replayed. A run with no event yet (its id
+  may be known before its ``run.queued`` is stored) is waited for, with heartbeats, for up
+  to ``sse_wait_for_run_seconds``. Resuming after the terminal event answers ``204``, which
+  tells an ``EventSource`` to stop reconnecting. A run id that is not a UUID is a 404; a
+  run of another tenant is on another subject, so it looks like a run with no events.
+- ``GET /events/stream``: every run event of the tenant from now on (or after
+  ``Last-Event-ID``), ``workflow_id`` to keep one workflow's; it never ends on its own.
+
+``Last-Event-ID`` (the header an ``EventSource`` sends when it reconnects) wins over the
+``last_event_id`` query parameter (for a first connect, where a browser cannot set headers).
+Either must be a stream sequence (decimal, 0 to 2^63-1): anything else is a 422, never
+silently a replay from the start.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from flowmesh_gateway.api import RUNS, SETTINGS, STREAMS, Call, Route
+from flowmesh_gateway.bodies import query_int, unprocessable
+from flowmesh_gateway.openapi import EVENT_STREAM
+from flowmesh_gateway.routes.runs import RUNS_PATH, path_run_id
+from flowmesh_gateway.runs import LastEvent
+from flowmesh_gateway.sse import MAX_EVENT_ID, parse_event_id
+from flowmesh_gateway.streams import Plan
+from flowmesh_proto.ids import parse_uuid
+
+LAST_EVENT_ID = "Last-Event-ID"
+
+
+def resume_after(request: web.Request) -> int | None:
+    """The stream sequence the client has seen, if it says."""
+    from_query = query_int(request, "last_event_id", 0, MAX_EVENT_ID)
+    try:
+        from_header = parse_event_id(request.headers.get(LAST_EVENT_ID))
+    except ValueError as exc:
+        raise unprocessable(f"{LAST_EVENT_ID} {exc}", LAST_EVENT_ID) from exc
+    return from_header if from_header is not None else from_query
+
+
+def _has_seen_the_end(last: LastEvent | None, after: int | None) -> bool:
+    return (
+        last is not None and last.final_status is not None and after is not None
+    ) and after >= last.seq
+
+
+async def run_events(call: Call) -> web.StreamResponse:
+    run_id = path_run_id(call)
+    after = resume_after(call.request)
+    last = await call.request.app[RUNS].last(call.tenant, run_id)
+    if _has_seen_the_end(last, after):  # nothing will ever follow: EventSource stops on 204
+        return web.Response(status=204, headers={"Cache-Control": "no-cache"})
+    live = call.request.app[STREAMS]
+    plan = Plan(
+        scope="run",
+        subject=live.subjects.run_events(call.tenant, run_id),
+        request_id=call.request_id,
+        after=after,
+        ends=True,
+        wait_first=call.request.app[SETTINGS].sse_wait_for_run_seconds if last is None else None,
+    )
+    return await live.serve(call.request, plan)
+
+
+async def tenant_events(call: Call) -> web.StreamResponse:
+    after = resume_after(call.request)
+    raw = call.request.query.get("workflow_id") or None
+    workflow_id = parse_uuid(raw) if raw is not None else None
+    if raw is not None and workflow_id is None:
+        raise unprocessable("workflow_id must be a workflow id (a UUID)", "workflow_id")
+    live = call.request.app[STREAMS]
+    plan = Plan(
+        scope="tenant",
+        subject=live.tenant_subject(call.tenant),
+        request_id=call.request_id,
+        after=after,
+        from_start=False,
+        workflow_id=str(workflow_id) if workflow_id is not None else None,
+    )
+    return await live.serve(call.request, plan)
+
+
+ROUTES: list[Route] = [
+    Route(
+        method="GET",
+        path=f"{RUNS_PATH}/{{run_id}}/events",
+        handler=run_events,
+        role="viewer",
+        summary="Server-Sent Events of a run: its past events, then live ones, ending after "
+        "the terminal event; resumes after `Last-Event-ID` (header) or `last_event_id`",
+        operation_id="run_events",
+        response=EVENT_STREAM,
+        also=((204, None, "The run has ended and the client has seen its last event"),),
+        query=(("last_event_id", "integer"),),
+    ),
+    Route(
+        method="GET",
+        path="/api/v1/{tenant}/events/stream",
+        handler=tenant_events,
+        role="viewer",
+        summary="Server-Sent Events of every run of the tenant from now on (or after "
+        "`Last-Event-ID`), of one workflow with `workflow_id`; never ends on its own",
+        operation_id="events_stream",
+        response=EVENT_STREAM,
+        query=(("last_event_id", "integer"), ("workflow_id", "string")),
+    ),
+]
