@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from flowmesh_proto.errors import ProblemItem
-from flowmesh_proto.registry import RateLimit, Role
+from flowmesh_proto.registry import MAX_RUN_RETENTION_DAYS, RateLimit, Role
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -43,10 +43,14 @@ class TenantBody(_Body, frozen=True):
 
 
 class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
-    """``PATCH /api/v1/admin/tenants/{id}``: ``rate_limit: null`` returns to the default."""
+    """``PATCH /api/v1/admin/tenants/{id}``: ``rate_limit: null`` returns to the default;
+    ``run_retention_days`` (1..3650): how long run history is kept (``null``: the default)."""
 
     name: str | None = None
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
+    run_retention_days: (
+        Annotated[int, msgspec.Meta(ge=1, le=MAX_RUN_RETENTION_DAYS)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
 
 
 class ValidationAnswer(msgspec.Struct, frozen=True, kw_only=True):

@@ -50,19 +50,29 @@ class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     burst: int
 
 
+#: Run history is kept at most this many days (a tenant setting).
+MAX_RUN_RETENTION_DAYS = 3650
+
+
 class TenantUpdate(_Request, frozen=True, omit_defaults=True):
-    """Platform admins only. ``rate_limit: null`` returns to the gateway's default."""
+    """Platform admins only. ``rate_limit: null`` returns to the gateway's default;
+    ``run_retention_days`` (1..3650) sets how long run history is kept, ``null`` returns
+    to the registry's default."""
 
     id: str
     name: str | None = None
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
+    run_retention_days: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Tenant(_Result, frozen=True):
+    """``run_retention_days: null``: the registry's default applies."""
+
     id: str
     name: str
     created_at: datetime
     rate_limit: RateLimit | None = None
+    run_retention_days: int | None = None
 
 
 class ApiKeySecret(_Result, frozen=True):
@@ -459,7 +469,6 @@ class WorkflowChanged(msgspec.Struct, frozen=True, kw_only=True, tag="workflow.c
     at: datetime
 
 
-#: Operation name -> (request type, result type). The subject is ``rpc.registry.<name>``.
 # --- run history (the projection of run events) ------------------------------------------
 
 
@@ -504,6 +513,7 @@ class WorkflowStats(_Result, frozen=True):
     p95_execution_ms: float | None
 
 
+#: Operation name -> (request type, result type). The subject is ``rpc.registry.<name>``.
 OPERATIONS: dict[str, tuple[type[_Request], type[msgspec.Struct]]] = {
     "tenant_create": (TenantCreate, TenantCreated),
     "tenant_get": (TenantGet, Tenant),
@@ -533,4 +543,7 @@ OPERATIONS: dict[str, tuple[type[_Request], type[msgspec.Struct]]] = {
     "workflow_batch": (WorkflowBatch, BatchResults),
     "audit_list": (AuditList, AuditPage),
     "audit_record": (AuditRecord, Recorded),
+    "run_get": (RunGet, Run),
+    "run_list": (RunList, RunPage),
+    "workflow_stats": (WorkflowStatsGet, WorkflowStats),
 }

@@ -22,7 +22,7 @@ async def test_health_ready_and_metrics(registry: Registry, api: Api) -> None:
         async with session.get(f"{base}/readyz") as resp:
             assert resp.status == 200
             body = await resp.json()
-            assert body["checks"] == {"nats": "ok", "postgres": "ok"}
+            assert body["checks"] == {"nats": "ok", "postgres": "ok", "projection": "ok"}
         async with session.get(f"{base}/metrics") as resp:
             text = await resp.text()
     assert (

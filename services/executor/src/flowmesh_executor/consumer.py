@@ -1,11 +1,12 @@
 """The JetStream side of the executor: lease run requests, drive them, keep the leases.
 
-Every replica pulls from one durable consumer on FM_RUN_REQUESTS (:mod:`.pull`), so each
-request goes to one executor at a time. A request stays unacked (leased) while its run is
-driven; the lease is kept alive with ``in_progress`` every third of ``lease_seconds``, and
-acked once the run has ended. If the executor dies, the lease lapses and another replica
-gets the request and resumes the run from its events. Fencing, not the ack, decides who
-owns a run (DESIGN section 11): a fenced driver stops and leaves the message alone.
+Every replica pulls from one durable consumer on FM_RUN_REQUESTS
+(:mod:`flowmesh_shared.pull`), so each request goes to one executor at a time. A request
+stays unacked (leased) while its run is driven; the lease is kept alive with
+``in_progress`` every third of ``lease_seconds``, and acked once the run has ended. If the
+executor dies, the lease lapses and another replica gets the request and resumes the run
+from its events. Fencing, not the ack, decides who owns a run (DESIGN section 11): a
+fenced driver stops and leaves the message alone.
 
 Cancels arrive on ``<prefix>.*.control.*`` (core NATS) for runs held here, and through the
 watched run-control bucket (:class:`.control.CancelBook`) for runs picked up later.
@@ -25,12 +26,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from flowmesh_executor.pull import PullFeed
 from flowmesh_executor.run import ExecutorParts, RunDriver
 from flowmesh_executor.runlog import Fenced
 from flowmesh_proto.runs import cancel_request_decoder, control_key, run_request_decoder
 from flowmesh_proto.subjects import tenant_of
 from flowmesh_shared.jetstream import ensure_consumer
+from flowmesh_shared.pull import PullFeed
 
 log = structlog.get_logger("flowmesh.executor.consumer")
 

@@ -43,6 +43,11 @@ def runtime_dsn(owner_dsn: str, role: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+async def switch_tenant(conn: asyncpg.Connection, tenant: str) -> None:
+    """From now until the transaction ends, row-level security admits ``tenant``'s rows only."""
+    await conn.execute(SET_TENANT, tenant)
+
+
 class Database:
     """The registry's pool, connected as the runtime role."""
 
@@ -68,6 +73,16 @@ class Database:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(SET_TENANT, tenant)
+                yield conn
+        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
+            raise Unavailable(f"PostgreSQL connection lost: {exc}") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction with no tenant set yet: it sees no tenant row until
+        :func:`switch_tenant` (the projection serves several tenants in one transaction)."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
                 yield conn
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
             raise Unavailable(f"PostgreSQL connection lost: {exc}") from exc

@@ -17,9 +17,11 @@ import structlog
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.principal import Principal
+from flowmesh_proto.runs import Run
 from flowmesh_registry import audit
 from flowmesh_registry.batch import run_batch
 from flowmesh_registry.caller import Caller
+from flowmesh_registry.history import RunHistory
 from flowmesh_registry.keys import KeyOperations
 from flowmesh_registry.listing import list_workflows
 from flowmesh_registry.locks import LockOperations
@@ -41,11 +43,13 @@ class RegistryHandlers:
         locks: LockOperations,
         keys: KeyOperations,
         secrets: SecretOperations,
+        history: RunHistory,
     ) -> None:
         self.workflows = workflows
         self.locks = locks
         self.keys = keys
         self.secrets = secrets
+        self.history = history
 
     # --- who may ask ---------------------------------------------------------------------
 
@@ -231,6 +235,20 @@ class RegistryHandlers:
             raise FlowmeshError(ErrorCode.VALIDATION_FAILED, "limit must be between 1 and 100")
         async with self.workflows.db.tenant_tx(caller.tenant) as conn:
             return await audit.list_entries(conn, caller.tenant, req)
+
+    # --- run history (the projection of run events) ----------------------------------------
+
+    async def run_get(self, req: r.RunGet, ctx: CallContext) -> Run:
+        caller = await self.caller(ctx, "run_get")
+        return await self.history.get(caller.tenant, req.id)
+
+    async def run_list(self, req: r.RunList, ctx: CallContext) -> r.RunPage:
+        caller = await self.caller(ctx, "run_list")
+        return await self.history.list(caller.tenant, req)
+
+    async def workflow_stats(self, req: r.WorkflowStatsGet, ctx: CallContext) -> r.WorkflowStats:
+        caller = await self.caller(ctx, "workflow_stats")
+        return await self.history.stats(caller.tenant, req.id)
 
     # --- registration --------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import msgspec
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.ids import new_id, parse_uuid, tenant_id_problem
 from flowmesh_proto.registry import (
+    MAX_RUN_RETENTION_DAYS,
     ApiKey,
     ApiKeyIdentity,
     ApiKeyPage,
@@ -31,6 +32,7 @@ from flowmesh_proto.registry import (
 from flowmesh_registry import audit
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.db import Database
+from flowmesh_registry.problems import field_problem
 from flowmesh_registry.resources import check_tenant
 from flowmesh_shared.errors import FlowmeshError
 
@@ -42,8 +44,11 @@ GET_TENANT = "SELECT tenant_id, name, created_at, settings FROM tenants WHERE te
 UPDATE_TENANT = """
 UPDATE tenants
 SET name = coalesce($2, name),
-    settings = CASE WHEN $3::boolean THEN settings || jsonb_build_object('rate_limit', $4::jsonb)
-                    ELSE settings END
+    settings = settings
+        || CASE WHEN $3::boolean THEN jsonb_build_object('rate_limit', $4::jsonb)
+                ELSE '{}'::jsonb END
+        || CASE WHEN $5::boolean THEN jsonb_build_object('run_retention_days', $6::integer)
+                ELSE '{}'::jsonb END
 WHERE tenant_id = $1
 RETURNING tenant_id, name, created_at, settings"""
 INSERT_KEY = """
@@ -119,8 +124,12 @@ class KeyOperations:
         return _tenant(row, tenant_id)
 
     async def update_tenant(self, caller: Caller, request: TenantUpdate) -> Tenant:
-        """Rename a tenant or set its rate limit (``None`` returns to the default)."""
+        """Rename a tenant, set its rate limit or its run retention (``None``: the default)."""
         limit = request.rate_limit
+        retention = request.run_retention_days
+        if isinstance(retention, int) and not 1 <= retention <= MAX_RUN_RETENTION_DAYS:
+            message = f"run_retention_days must be between 1 and {MAX_RUN_RETENTION_DAYS}"
+            raise field_problem("run_retention_days", message)
         if isinstance(limit, RateLimit) and not (0 < limit.rate <= 1e6 and 1 <= limit.burst <= 1e7):
             raise FlowmeshError(
                 ErrorCode.VALIDATION_FAILED,
@@ -134,11 +143,19 @@ class KeyOperations:
         setting = None if limit is msgspec.UNSET or limit is None else msgspec.to_builtins(limit)
         async with self.db.tenant_tx(request.id) as conn:
             row = await conn.fetchrow(
-                UPDATE_TENANT, request.id, request.name, limit is not msgspec.UNSET, setting
+                UPDATE_TENANT,
+                request.id,
+                request.name,
+                limit is not msgspec.UNSET,
+                setting,
+                retention is not msgspec.UNSET,
+                None if isinstance(retention, msgspec.UnsetType) else retention,
             )
             if row is None:
                 raise FlowmeshError(ErrorCode.NOT_FOUND, f"tenant {request.id!r} was not found")
-            changes = {"name": request.name, "rate_limit": setting}
+            changes: dict[str, object] = {"name": request.name, "rate_limit": setting}
+            if not isinstance(retention, msgspec.UnsetType):
+                changes["run_retention_days"] = retention
             await audit.record(
                 conn, caller, "tenant.update", f"tenant:{request.id}", detail=changes
             )
@@ -208,12 +225,14 @@ class KeyOperations:
 
 def _tenant(row: asyncpg.Record, tenant: str) -> Tenant:
     check_tenant(row, tenant)
-    limit = (row["settings"] or {}).get("rate_limit")
+    settings = row["settings"] or {}
+    limit = settings.get("rate_limit")
     return Tenant(
         id=row["tenant_id"],
         name=row["name"],
         created_at=row["created_at"],
         rate_limit=msgspec.convert(limit, RateLimit) if limit else None,
+        run_retention_days=settings.get("run_retention_days"),
     )
 
 

@@ -1,4 +1,5 @@
-"""The registry process: settings -> migrations -> pool, NATS, relay, RPC, health -> until stopped.
+"""The registry process: settings -> migrations -> pool, NATS, relay, health, projection,
+retention, RPC -> until stopped.
 
 ``python -m flowmesh_registry`` serves; ``python -m flowmesh_registry migrate`` applies the
 migrations and exits.
@@ -16,10 +17,13 @@ import structlog
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_registry.db import Database, runtime_dsn
 from flowmesh_registry.handlers import RegistryHandlers
+from flowmesh_registry.history import RunHistory
 from flowmesh_registry.keys import KeyOperations
 from flowmesh_registry.locks import LockOperations
 from flowmesh_registry.migrate import migrate
 from flowmesh_registry.outbox import OutboxRelay
+from flowmesh_registry.projection import Projection, ProjectionMetrics
+from flowmesh_registry.retention import RunRetention
 from flowmesh_registry.secrets import SecretOperations
 from flowmesh_registry.settings import ENV_PREFIX, RegistrySettings
 from flowmesh_registry.workflows import WorkflowOperations
@@ -49,6 +53,8 @@ class RegistryApp(msgspec.Struct, kw_only=True):
     relay: OutboxRelay
     rpc: RpcService
     health_port: int
+    projection: Projection | None
+    retention: RunRetention
 
 
 def runtime_url(settings: RegistrySettings) -> str:
@@ -83,6 +89,36 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
     stack.push_async_callback(relay.stop)
 
     metrics = service_metrics_registry()
+    health = HealthServer(settings.http_host, settings.http_port, registry=metrics)
+    health.add_check("nats", nats_connected(nc))
+    health.add_check("postgres", db.ping)
+
+    projection = None
+    if settings.projection_enabled:
+        projection = Projection(
+            db,
+            nc,
+            subjects,
+            stream_names(settings.stream_prefix).run_events,
+            consumer=settings.projection_consumer,
+            batch_size=settings.projection_batch_size,
+            max_buffered=settings.projection_max_buffered,
+            ack_wait=settings.projection_ack_wait,
+            default_retention_days=settings.run_retention_days,
+            metrics=ProjectionMetrics(metrics),
+        )
+        await projection.start()
+        stack.push_async_callback(projection.stop, settings.shutdown_timeout)
+        health.add_check("projection", lambda: projection is not None and projection.running)
+    retention = RunRetention(
+        db,
+        default_days=settings.run_retention_days,
+        batch_size=settings.retention_batch_size,
+        interval=settings.retention_interval,
+    )
+    await retention.start()
+    stack.push_async_callback(retention.stop)
+
     keyring = settings.secrets_keyring
     if keyring is None:
         log.warning("registry.secrets_unavailable", reason="no secrets key configured")
@@ -91,6 +127,7 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
         LockOperations(db),
         KeyOperations(db),
         SecretOperations(db, keyring),
+        RunHistory(db),
     )
     rpc = RpcService(
         nc,
@@ -103,13 +140,18 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
     await rpc.start()
     stack.push_async_callback(rpc.stop, settings.shutdown_timeout)
 
-    health = HealthServer(settings.http_host, settings.http_port, registry=metrics)
-    health.add_check("nats", nats_connected(nc))
-    health.add_check("postgres", db.ping)
     port = await health.start()
     stack.push_async_callback(health.stop)
     log.info("registry.ready", health_port=port, subject_prefix=settings.subject_prefix)
-    return RegistryApp(settings=settings, db=db, relay=relay, rpc=rpc, health_port=port)
+    return RegistryApp(
+        settings=settings,
+        db=db,
+        relay=relay,
+        rpc=rpc,
+        health_port=port,
+        projection=projection,
+        retention=retention,
+    )
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ def check_tenant(row: asyncpg.Record, tenant: str) -> None:
 def workflow_resource(row: asyncpg.Record, tenant: str) -> Workflow:
     check_tenant(row, tenant)
     definition: dict[str, Any] = row["definition"]
-    executions = row["execution_count"]
+    timed = row["timed_count"]
     live_lock = row["locked_by"] is not None and _lock_is_live(row)
     return Workflow(
         id=str(row["id"]),
@@ -49,10 +49,10 @@ def workflow_resource(row: asyncpg.Record, tenant: str) -> Workflow:
         edges=definition.get("edges", []),
         output=definition.get("output"),
         content_hash=row["content_hash"],
-        execution_count=executions,
+        execution_count=row["execution_count"],
         last_executed_at=row["last_executed_at"],
         last_execution_status=row["last_execution_status"],
-        average_execution_ms=(row["total_duration_ms"] / executions) if executions else None,
+        average_execution_ms=round(row["total_duration_ms"] / timed, 3) if timed else None,
         is_locked=live_lock,
         locked_by=row["locked_by"] if live_lock else None,
         locked_at=row["locked_at"] if live_lock else None,

@@ -31,6 +31,20 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     max_nodes: int = 500
     max_edges: int = 2000
     streams: StreamLimits = StreamLimits()
+    #: The projection of run events into run history (turn off to run it elsewhere: any
+    #: number of registries may project; they share the durable consumer).
+    projection_enabled: bool = True
+    projection_consumer: str = "registry-projection"
+    #: Messages per batch (one transaction) at most, and held in memory at most.
+    projection_batch_size: int = 500
+    projection_max_buffered: int = 2000
+    #: Seconds before JetStream redelivers an event the projection has not acked.
+    projection_ack_wait: float = 60.0
+    #: Days run history is kept for a tenant that has no ``run_retention_days`` of its own.
+    run_retention_days: int = 30
+    #: Seconds between retention sweeps, and runs deleted per statement.
+    retention_interval: float = 3600.0
+    retention_batch_size: int = 1000
     #: The AES-256 key that seals tenant secrets: base64 of 32 bytes. Empty: the registry
     #: runs, and every secret operation answers 503 UNAVAILABLE.
     secrets_key: str = ""

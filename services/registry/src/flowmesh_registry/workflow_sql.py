@@ -5,7 +5,7 @@ from __future__ import annotations
 WORKFLOW_COLUMNS = """
     w.id, w.tenant_id, w.name, w.description, w.category, w.tags, w.enabled,
     w.current_version, w.latest_version, w.locked_by, w.locked_at, w.lock_expires_at,
-    w.execution_count, w.success_count, w.failure_count, w.total_duration_ms,
+    w.execution_count, w.success_count, w.failure_count, w.total_duration_ms, w.timed_count,
     w.last_executed_at, w.last_execution_status, w.created_at, w.created_by,
     w.updated_at, w.updated_by,
     v.version, v.definition, v.content_hash, v.validation_status, v.validation_errors"""

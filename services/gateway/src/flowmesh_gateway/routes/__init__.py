@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from flowmesh_gateway.api import Route
-from flowmesh_gateway.routes import admin, keys, runs, secrets, streams, workflows
+from flowmesh_gateway.routes import admin, history, keys, runs, secrets, streams, workflows
 
 ROUTES: list[Route] = [
     *workflows.ROUTES,
     *runs.ROUTES,
+    *history.ROUTES,
     *streams.ROUTES,
     *keys.ROUTES,
     *secrets.ROUTES,

@@ -24,7 +24,10 @@ async def get_tenant(call: Call) -> web.Response:
 async def patch_tenant(call: Call) -> web.Response:
     body = await json_body(call.request, h.TenantPatchBody, call.body_limit)
     request = r.TenantUpdate(
-        id=call.request.match_info["id"], name=body.name, rate_limit=body.rate_limit
+        id=call.request.match_info["id"],
+        name=body.name,
+        rate_limit=body.rate_limit,
+        run_retention_days=body.run_retention_days,
     )
     return json_response(await call.registry("tenant_update", request))
 
@@ -56,7 +59,7 @@ ROUTES = [
         path="/api/v1/admin/tenants/{id}",
         handler=patch_tenant,
         role=PLATFORM,
-        summary="Rename a tenant or set its rate limit (null: the default)",
+        summary="Rename a tenant, set its rate limit or run retention (null: the default)",
         operation_id="tenant_update",
         body=h.TenantPatchBody,
         response=r.Tenant,

@@ -7,6 +7,9 @@ messages as there is room for (``room()``) and passes each message on at once. T
 is topped up whenever it drains by half; a request's end (``408``/``409`` status, with
 the count it did not deliver) gives its count back; idle heartbeats prove the requests
 are alive, and when they stop (NATS restarted and forgot them) the feed asks afresh.
+
+Used by the executor (run requests, one message at a time) and by the registry's
+projection (run events, gathered into batches).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-log = structlog.get_logger("flowmesh.executor.pull")
+log = structlog.get_logger("flowmesh.pull")
 
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
@@ -56,7 +59,7 @@ class PullFeed:
     async def start(self) -> None:
         self._inbox = self.nc.new_inbox()
         self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg)
-        self._watchdog = asyncio.create_task(self._watch(), name="executor.pull.watchdog")
+        self._watchdog = asyncio.create_task(self._watch(), name=f"pull.watchdog.{self._next}")
         await self.refill()
 
     def pause(self) -> None:
