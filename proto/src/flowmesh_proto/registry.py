@@ -469,6 +469,36 @@ class WorkflowChanged(msgspec.Struct, frozen=True, kw_only=True, tag="workflow.c
     at: datetime
 
 
+# --- the trigger catalogue (the scheduler's full reload) -----------------------------------
+
+
+class TriggerCatalogue(_Request, frozen=True, omit_defaults=True):
+    """Flowmesh services only (no tenant header): every live workflow that has triggers,
+    of every tenant, in ``(tenant, workflow_id)`` order; page on with the last item's
+    ``tenant`` and ``workflow_id`` as ``after_tenant`` / ``after_workflow_id``."""
+
+    after_tenant: str | None = None
+    after_workflow_id: str | None = None
+    limit: int = 500
+
+
+class CatalogueEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A workflow's current version as the scheduler needs it (``triggers`` are the
+    definition's, as stored; ``valid``: the version is executable if ``enabled``)."""
+
+    tenant: str
+    workflow_id: str
+    version: int
+    enabled: bool
+    valid: bool
+    triggers: list[dict[str, Any]]
+
+
+class CataloguePage(_Result, frozen=True):
+    items: list[CatalogueEntry]
+    has_more: bool
+
+
 # --- run history (the projection of run events) ------------------------------------------
 
 
