@@ -29,7 +29,14 @@ LIMITS = StreamLimits(run_events_max_age=timedelta(hours=2), events_max_bytes=64
 
 
 def all_names(names: StreamNames) -> list[str]:
-    return [names.run_requests, names.run_events, names.events, names.tasks, names.registry]
+    return [
+        names.run_requests,
+        names.run_events,
+        names.events,
+        names.tasks,
+        names.registry,
+        names.timers,
+    ]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -57,7 +64,7 @@ async def test_provisioning_twice_changes_nothing(
     assert [info.config.max_age for info in second] == [info.config.max_age for info in first]
 
 
-async def test_the_five_streams_have_the_contract_retention(
+async def test_the_streams_have_the_contract_retention(
     js: JetStreamContext, subjects: Subjects, streams: StreamNames
 ) -> None:
     await provision_streams(js, subjects, streams, LIMITS)
@@ -67,6 +74,7 @@ async def test_the_five_streams_have_the_contract_retention(
         streams.events: (RetentionPolicy.LIMITS, subjects.all_events),
         streams.tasks: (RetentionPolicy.WORK_QUEUE, subjects.all_tasks),
         streams.registry: (RetentionPolicy.LIMITS, subjects.all_workflow_changes),
+        streams.timers: (RetentionPolicy.WORK_QUEUE, subjects.all_timers),
     }
     for name, (retention, subject) in expected.items():
         config = (await js.stream_info(name)).config

@@ -38,8 +38,15 @@ class StreamNames(msgspec.Struct, frozen=True, kw_only=True):
     run_control: str
     #: Key-value bucket mapping execute idempotency keys to run ids (24 h).
     idempotency: str
+    #: Key-value bucket of accepted webhook requests
+    #: (``<tenant>.<workflow_id>.<trigger_id>.<digest>``), so a replayed one is refused.
+    webhook_replays: str
     #: Key-value bucket of concurrency slots (``<tenant>.<workflow_id>.<key hash>``).
     concurrency: str
+    #: Work-queue stream of durable timers (``<prefix>.<t>.timers.<purpose>``).
+    timers: str
+    #: Key-value bucket of each cron trigger's last fire (``<tenant>.<workflow_id>.<trigger>``).
+    cron: str
 
 
 class Subjects(msgspec.Struct, frozen=True):
@@ -66,6 +73,9 @@ class Subjects(msgspec.Struct, frozen=True):
 
     def control(self, tenant: str, run_id: str) -> str:
         return f"{self.prefix}.{_tenant(tenant)}.control.{_token(run_id, 'run id')}"
+
+    def timers(self, tenant: str, purpose: str) -> str:
+        return f"{self.prefix}.{_tenant(tenant)}.timers.{_token(purpose, 'timer purpose')}"
 
     def workflow_changed(self, tenant: str) -> str:
         return f"{self.prefix}.{_tenant(tenant)}.registry.workflow.changed"
@@ -95,6 +105,10 @@ class Subjects(msgspec.Struct, frozen=True):
         return f"{self.prefix}.*.tasks.*"
 
     @property
+    def all_timers(self) -> str:
+        return f"{self.prefix}.*.timers.*"
+
+    @property
     def all_workflow_changes(self) -> str:
         return f"{self.prefix}.*.registry.workflow.changed"
 
@@ -109,7 +123,10 @@ def stream_names(prefix: str = "FM") -> StreamNames:
         registry=f"{prefix}_REGISTRY",
         run_control=f"{prefix}_RUN_CONTROL",
         idempotency=f"{prefix}_IDEMPOTENCY",
+        webhook_replays=f"{prefix}_WEBHOOK_REPLAYS",
         concurrency=f"{prefix}_CONCURRENCY",
+        timers=f"{prefix}_TIMERS",
+        cron=f"{prefix}_CRON",
     )
 
 

@@ -1,4 +1,4 @@
-"""Provisioning of the five streams of DESIGN section 3, and of durable consumers.
+"""Provisioning of the streams of DESIGN section 3, and of durable consumers.
 
 Idempotent: a stream that exists with the wanted configuration is left alone, one that
 differs in what can change (limits, subjects, duplicate window) is updated, and one that
@@ -59,12 +59,15 @@ class StreamLimits(msgspec.Struct, frozen=True, kw_only=True):
     tasks_duplicate_window: timedelta = timedelta(minutes=2)
     registry_max_age: timedelta = 7 * _DAY
     registry_duplicate_window: timedelta = timedelta(minutes=10)
+    #: Timers wait as long as they must (a delayed run a year away): no age limit.
+    timers_max_age: timedelta = timedelta(0)
+    timers_duplicate_window: timedelta = _DAY
     max_msg_size: int = -1
     replicas: int = 1
     storage: Literal["file", "memory"] = "file"
 
     def __post_init__(self) -> None:
-        for stream in ("run_requests", "run_events", "events", "tasks", "registry"):
+        for stream in ("run_requests", "run_events", "events", "tasks", "registry", "timers"):
             window: timedelta = getattr(self, f"{stream}_duplicate_window")
             max_age: timedelta = getattr(self, f"{stream}_max_age")
             if max_age and window > max_age:
@@ -87,6 +90,7 @@ def stream_configs(
         _config(names.events, subjects.all_events, keep, limits, "events"),
         _config(names.tasks, subjects.all_tasks, work, limits, "tasks"),
         _config(names.registry, subjects.all_workflow_changes, keep, limits, "registry"),
+        _config(names.timers, subjects.all_timers, work, limits, "timers"),
     ]
 
 
@@ -114,7 +118,7 @@ def _config(
 async def provision_streams(
     js: JetStreamContext, subjects: Subjects, names: StreamNames, limits: StreamLimits
 ) -> list[StreamInfo]:
-    """Create or update the five streams; calling it again changes nothing."""
+    """Create or update every stream; calling it again changes nothing."""
     return [await ensure_stream(js, config) for config in stream_configs(subjects, names, limits)]
 
 

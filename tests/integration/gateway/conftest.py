@@ -202,7 +202,14 @@ async def isolated(
 async def _delete_streams(nc: Nats, prefix: str) -> None:
     await delete_buckets(nc, prefix)
     names = stream_names(prefix)
-    for name in (names.run_requests, names.run_events, names.events, names.tasks, names.registry):
+    for name in (
+        names.run_requests,
+        names.run_events,
+        names.events,
+        names.tasks,
+        names.registry,
+        names.timers,
+    ):
         with contextlib.suppress(NotFoundError):
             await nc.jetstream().delete_stream(name)
 

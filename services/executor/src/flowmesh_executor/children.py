@@ -10,8 +10,6 @@ run id as ``Nats-Msg-Id`` (JetStream drops a repeat).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +33,7 @@ from flowmesh_proto.runs import (
     run_event_decoder,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
+from flowmesh_proto.timers import derived_run_id
 from flowmesh_shared.errors import FlowmeshError
 
 WRONG_LAST_SEQUENCE = 10071
@@ -44,12 +43,7 @@ _TERMINAL = (RunSucceeded, RunFailed, RunCancelled, RunTimedOut)
 
 def child_run_id(parent_run_id: str, key: str, attempt: int, started_at: datetime) -> str:
     """A UUIDv7-shaped id fixed by its arguments (time bits: the attempt's start)."""
-    millis = int(started_at.timestamp() * 1000) & ((1 << 48) - 1)
-    digest = hashlib.sha256(f"{parent_run_id}:{key}:{attempt}".encode()).digest()
-    rand = int.from_bytes(digest[:10], "big")  # 80 bits, 74 used
-    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64
-    value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    return derived_run_id(f"{parent_run_id}:{key}:{attempt}", started_at)
 
 
 class NatsChildRuns:

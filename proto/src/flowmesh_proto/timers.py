@@ -1,0 +1,51 @@
+"""Durable timers (``<prefix>.<t>.timers.<purpose>``, stream FM_TIMERS): a run request to
+send at a time, held by the scheduler.
+
+Whoever needs a run (re)requested later publishes a :class:`Timer` with ``Nats-Msg-Id:
+timer:<id>`` (a timer set twice is stored once); the gateway for a delayed execute
+(``delay``/``run_at``), the executor for a long wait it does not want to hold a lease for.
+The stream is a work queue with one durable consumer shared by every scheduler replica: a
+timer not yet due is handed back to JetStream with a delayed ``nak`` (redelivered when due,
+or at most ``max_hold`` later to look again); a due timer's ``request`` is published on the
+tenant's run-request subject with ``Nats-Msg-Id: <request_msg_id>`` and the timer acked.
+A scheduler that dies between the two leaves the timer unacked: it is redelivered, and the
+request's message id makes the second publish a duplicate. ``traceparent`` travels in the
+timer's headers and goes on with the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from flowmesh_proto.runs import RunRequest
+
+#: ``delayed_run``: an execute with ``delay``/``run_at``; ``resume``: a parked run's wait ends.
+TimerPurpose = Literal["delayed_run", "resume"]
+
+
+class Timer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str
+    tenant: str
+    purpose: TimerPurpose
+    due: datetime
+    #: The request published when due, and its ``Nats-Msg-Id`` (so a fire happens once).
+    request: RunRequest
+    request_msg_id: str
+
+
+timer_decoder = msgspec.json.Decoder(Timer)
+
+
+def derived_run_id(name: str, at: datetime) -> str:
+    """A UUIDv7-shaped run id fixed by ``name`` (time bits: ``at``): every scheduler replica
+    firing the same thing (a cron tick, an event matching a trigger) names the same run."""
+    millis = int(at.timestamp() * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(hashlib.sha256(name.encode()).digest()[:10], "big")  # 74 bits used
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64
+    value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))

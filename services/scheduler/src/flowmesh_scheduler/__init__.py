@@ -1,0 +1,1 @@
+"""Flowmesh scheduler: cron triggers, delayed runs, event triggers and durable timers."""

@@ -1,0 +1,99 @@
+"""Event triggers: each event on ``FM_EVENTS`` starts a run of every trigger it matches.
+
+An event matches a tenant's trigger when its type is the trigger's ``event`` and the
+trigger's ``filter`` (CEL over ``event``, the envelope) is exactly true. The run's
+``trigger`` is ``{kind: event, trigger_id, data: <the event's data>, event: <the
+envelope>}`` and its input the event's data. The run is named ``event:<workflow>:<trigger>:
+<event id>``, so an event delivered twice (a replica died before acking it, or a publisher
+sent it again) starts one run: the run id is derived from that name and the event's
+``time`` (the message's stream time when it has none). Events of a tenant only ever start
+that tenant's workflows: the tenant is the event subject's, and an envelope naming
+another tenant is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+
+from flowmesh_proto.events import event_decoder
+from flowmesh_proto.runs import TriggerInfo
+from flowmesh_proto.subjects import SubjectError, tenant_of
+from flowmesh_scheduler.catalogue import ArmedEvent, Catalogue
+from flowmesh_scheduler.firing import Fire, Starter
+from flowmesh_scheduler.matching import event_view
+from flowmesh_scheduler.metrics import SchedulerMetrics
+
+log = structlog.get_logger("flowmesh.scheduler.events")
+
+
+class EventTriggers:
+    def __init__(
+        self, catalogue: Catalogue, starter: Starter, metrics: SchedulerMetrics, prefix: str
+    ) -> None:
+        self.catalogue, self.starter, self.metrics = catalogue, starter, metrics
+        self._head = f"{prefix}."
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            tenant = tenant_of(msg.subject)
+            envelope = event_decoder.decode(msg.data)
+            if envelope.tenant != tenant:
+                raise ValueError("the event's tenant is not its subject's")
+            if msg.subject != f"{self._head}{tenant}.events.{envelope.type}":
+                raise ValueError("the event's type is not its subject's")
+        except (msgspec.DecodeError, ValueError, SubjectError, UnicodeDecodeError) as exc:
+            log.warning("event.refused", subject=msg.subject, error=str(exc))
+            self.metrics.events.labels("refused").inc()
+            with contextlib.suppress(nats.errors.Error):
+                await msg.term()
+            return
+        published = _published_at(msg)
+        view = event_view(envelope)
+        matched = [
+            armed
+            for armed in self.catalogue.event_triggers(tenant, envelope.type)
+            if armed.filter is None or armed.filter.matches(view)
+        ]
+        for armed in matched:
+            await self._start(armed, envelope.id, envelope.time or published, view, published)
+        await msg.ack()
+        self.metrics.events.labels("matched" if matched else "unmatched").inc()
+
+    async def _start(
+        self,
+        armed: ArmedEvent,
+        event_id: str,
+        at: datetime,
+        view: dict[str, object],
+        published: datetime,
+    ) -> None:
+        trigger = TriggerInfo(
+            kind="event", trigger_id=armed.trigger_id, data=view.get("data"), event=view
+        )
+        fire = Fire(
+            tenant=armed.tenant,
+            workflow_id=armed.workflow_id,
+            version=armed.version,
+            name=f"event:{armed.workflow_id}:{armed.trigger_id}:{event_id}",
+            at=at,
+            trigger=trigger,
+            input=view.get("data"),
+        )
+        run_id = await self.starter.start(fire)
+        lateness = (datetime.now(UTC) - published).total_seconds()
+        self.metrics.fires.labels("event").inc()
+        self.metrics.fire_lateness.labels("event").observe(max(0.0, lateness))
+        log.info("event.matched", trigger=armed.key, event_id=event_id, run_id=run_id)
+
+
+def _published_at(msg: Msg) -> datetime:
+    try:
+        return msg.metadata.timestamp
+    except (nats.errors.Error, AttributeError, ValueError):
+        return datetime.now(UTC)

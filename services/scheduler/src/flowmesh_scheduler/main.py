@@ -1,0 +1,117 @@
+"""The scheduler process: settings -> NATS, streams, cron bucket, catalogue, cron loop,
+timers, event triggers, health -> until stopped.
+
+Any number of replicas may run: cron fires are named (JetStream keeps one run per tick),
+and timers and trigger events are each taken by one replica from shared durable consumers.
+Stopping (SIGTERM): no more timers or events are taken, the ones being handled get
+``shutdown_timeout`` seconds, the rest are left unacked for another replica.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import msgspec
+import structlog
+
+from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_scheduler.catalogue import Catalogue
+from flowmesh_scheduler.consuming import Consuming
+from flowmesh_scheduler.crons import CronLoop
+from flowmesh_scheduler.events import EventTriggers
+from flowmesh_scheduler.firing import Starter
+from flowmesh_scheduler.metrics import SchedulerMetrics
+from flowmesh_scheduler.settings import ENV_PREFIX, SchedulerSettings
+from flowmesh_scheduler.sync import CatalogueSync
+from flowmesh_scheduler.timers import Timers
+from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
+from flowmesh_shared.jetstream import ensure_bucket, provision_streams
+from flowmesh_shared.lifecycle import service_cli
+from flowmesh_shared.natsconn import connect, drain
+from flowmesh_shared.rpc import RpcClient
+
+log = structlog.get_logger("flowmesh.scheduler")
+
+SERVICE = "scheduler"
+
+
+class SchedulerApp(msgspec.Struct, kw_only=True):
+    """The running scheduler's parts, for tests and the health endpoints."""
+
+    settings: SchedulerSettings
+    catalogue: Catalogue
+    sync: CatalogueSync
+    crons: CronLoop
+    health_port: int
+
+
+async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) -> SchedulerApp:
+    """Open every resource into ``stack`` (closed in reverse) and start firing."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    nc = await connect(settings.nats_url, name=f"flowmesh-scheduler-{name}")
+    stack.push_async_callback(drain, nc, settings.shutdown_timeout)
+    subjects = Subjects(settings.subject_prefix)
+    streams = stream_names(settings.stream_prefix)
+    js = nc.jetstream()
+    await provision_streams(js, subjects, streams, settings.streams)
+    cron_bucket = await ensure_bucket(js, streams.cron, timedelta(0), settings.streams)
+
+    metrics_registry = service_metrics_registry()
+    metrics = SchedulerMetrics(metrics_registry)
+    starter = Starter(js, subjects, streams)
+    catalogue = Catalogue()
+    crons = CronLoop(catalogue, starter, cron_bucket, metrics, catch_up_max=settings.catch_up_max)
+    sync = CatalogueSync(
+        nc,
+        RpcClient(nc, subjects, timeout=settings.rpc_timeout),
+        subjects,
+        streams,
+        catalogue,
+        metrics,
+        on_change=crons.changed,
+        reload_interval=settings.catalogue_reload_interval,
+    )
+    await sync.start()
+    stack.push_async_callback(sync.stop)
+    await crons.start()
+    stack.push_async_callback(crons.stop)
+
+    timers = Consuming(
+        nc,
+        streams.timers,
+        settings.timers_consumer,
+        subjects.all_timers,
+        Timers(starter, metrics, max_hold=settings.timer_max_hold).handle,
+        ack_wait=settings.ack_wait,
+        max_in_flight=settings.max_in_flight,
+    )
+    await timers.start()
+    stack.push_async_callback(timers.stop, settings.shutdown_timeout)
+    events = Consuming(
+        nc,
+        streams.events,
+        settings.events_consumer,
+        subjects.all_events,
+        EventTriggers(catalogue, starter, metrics, subjects.prefix).handle,
+        ack_wait=settings.ack_wait,
+        max_in_flight=settings.max_in_flight,
+    )
+    await events.start()
+    stack.push_async_callback(events.stop, settings.shutdown_timeout)
+
+    health = HealthServer(settings.http_host, settings.http_port, registry=metrics_registry)
+    health.add_check("nats", nats_connected(nc))
+    health.add_check("catalogue", lambda: sync.loaded)
+    port = await health.start()
+    stack.push_async_callback(health.stop)
+    log.info("scheduler.ready", health_port=port, name=name)
+    return SchedulerApp(
+        settings=settings, catalogue=catalogue, sync=sync, crons=crons, health_port=port
+    )
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return service_cli(SERVICE, SchedulerSettings, ENV_PREFIX, start_scheduler, argv)

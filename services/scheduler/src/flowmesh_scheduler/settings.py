@@ -1,0 +1,26 @@
+"""Scheduler settings: read once from ``FLOWMESH_SCHEDULER_*`` (and NATS_URL)."""
+
+from __future__ import annotations
+
+from flowmesh_shared.jetstream import StreamLimits
+from flowmesh_shared.settings import CommonSettings
+
+ENV_PREFIX = "FLOWMESH_SCHEDULER"
+
+
+class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
+    http_port: int = 8084
+    #: Durable consumers every scheduler replica shares: timers, and trigger events.
+    timers_consumer: str = "scheduler-timers"
+    events_consumer: str = "scheduler-events"
+    #: Seconds before JetStream hands a timer or an event held by a dead replica to another.
+    ack_wait: float = 30.0
+    #: Seconds a timer not yet due is handed back for, at most, before it is looked at again.
+    timer_max_hold: float = 3600.0
+    #: Missed fires a ``catch_up: all`` trigger fires at most after downtime (the latest ones).
+    catch_up_max: int = 100
+    #: Seconds between full reloads of the trigger catalogue (changes arrive as events too).
+    catalogue_reload_interval: float = 300.0
+    #: Messages (timers, events) one replica holds at once.
+    max_in_flight: int = 256
+    streams: StreamLimits = StreamLimits()
