@@ -5,11 +5,13 @@ Unknown fields are refused, not ignored. Responses reuse the registry's result S
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from flowmesh_proto.errors import ProblemItem
+from flowmesh_proto.ids import EVENT_TYPE_PATTERN
 from flowmesh_proto.registry import MAX_RUN_RETENTION_DAYS, RateLimit, Role
 
 
@@ -99,3 +101,26 @@ class CancelAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
     run_id: str
     status: Literal["cancelling"]
+
+
+#: An event id: printable ASCII without spaces (it becomes part of a NATS header).
+EVENT_ID_PATTERN = r"^[!-~]+$"
+
+
+class EventBody(_Body, frozen=True):
+    """``POST /events``: a CloudEvents-named envelope. ``type`` is dot-separated subject
+    tokens (``order.created``); no ``id`` gets a UUIDv7, no ``time`` the time received."""
+
+    type: Annotated[str, msgspec.Meta(max_length=200, pattern=EVENT_TYPE_PATTERN)]
+    data: Any
+    id: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=EVENT_ID_PATTERN)] | None
+    ) = None
+    source: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    time: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class EventAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /events``: 202, the event is stored (once, however often it is sent)."""
+
+    id: str

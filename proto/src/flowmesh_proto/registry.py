@@ -250,6 +250,19 @@ class Workflow(_Result, frozen=True):
     created_by: str
     updated_at: datetime
     updated_by: str
+    #: Trigger id -> secret, for each ``webhook`` trigger given a secret by the write that
+    #: answers with this resource: shown once, here, and absent from every other answer.
+    webhook_secrets: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+
+    def __repr__(self) -> str:  # a log line never shows a webhook secret
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in self.__struct_fields__
+            if name != "webhook_secrets"
+        )
+        shown = self.webhook_secrets
+        secrets = sorted(shown) if isinstance(shown, dict) else []
+        return f"Workflow({fields}, webhook_secrets=<{len(secrets)} secret(s): {secrets}>)"
 
 
 class WorkflowPage(_Result, frozen=True):
@@ -405,6 +418,16 @@ class BatchResult(_Result, frozen=True):
     version: int | None
     created: bool = False
     changed: bool = True
+    #: As :attr:`Workflow.webhook_secrets`: the secrets this operation made, shown once.
+    webhook_secrets: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+
+    def __repr__(self) -> str:
+        shown = self.webhook_secrets
+        secrets = sorted(shown) if isinstance(shown, dict) else []
+        return (
+            f"BatchResult(op={self.op!r}, id={self.id!r}, version={self.version!r}, "
+            f"created={self.created!r}, changed={self.changed!r}, webhook_secrets={secrets!r})"
+        )
 
 
 class BatchResults(_Result, frozen=True):
@@ -499,6 +522,79 @@ class CataloguePage(_Result, frozen=True):
     has_more: bool
 
 
+# --- webhook secrets -----------------------------------------------------------------------
+# A ``webhook`` trigger's secret is made by the registry when the trigger is first stored
+# (shown once, in ``Workflow.webhook_secrets``) and when it is rotated (shown once, in
+# WebhookSecret). WebhookSecrets answers Flowmesh's own services only (the gateway checking
+# a signature). The reprs leave the secrets out.
+
+
+class WebhookSecretRotate(_Request, frozen=True):
+    """A new secret for the webhook trigger ``trigger_id``; the previous one stays valid for
+    the registry's grace period (``webhook_secret_grace``) so senders can switch over."""
+
+    workflow_id: str
+    trigger_id: str
+
+
+class WebhookSecret(_Result, frozen=True):
+    """A secret as rotation made it: shown once."""
+
+    workflow_id: str
+    trigger_id: str
+    secret: str
+    created_at: datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookSecret(workflow_id={self.workflow_id!r}, trigger_id={self.trigger_id!r}, "
+            f"secret=<redacted>, created_at={self.created_at!r})"
+        )
+
+
+class WebhookSecretGet(_Request, frozen=True):
+    """Flowmesh services only, for the request's tenant: what verifies a webhook call."""
+
+    workflow_id: str
+    trigger_id: str
+
+
+class WebhookKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A secret a webhook call may be signed with; ``expires_at``: the end of a previous
+    secret's grace period (None for the current secret)."""
+
+    secret: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+    def __repr__(self) -> str:
+        return f"WebhookKey(secret=<redacted>, created_at={self.created_at!r})"
+
+
+class WebhookSecrets(_Result, frozen=True):
+    """The secrets valid now (current first, then the previous one in its grace period), and
+    whether a call may start a run: the workflow's current ``version``, ``enabled``,
+    ``valid`` (its validation status), and whether ``trigger_id`` names a webhook trigger of
+    that version (``trigger_exists``) that is enabled (``trigger_enabled``)."""
+
+    workflow_id: str
+    trigger_id: str
+    version: int
+    enabled: bool
+    valid: bool
+    trigger_exists: bool
+    trigger_enabled: bool
+    secrets: list[WebhookKey]
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookSecrets(workflow_id={self.workflow_id!r}, trigger_id={self.trigger_id!r}, "
+            f"version={self.version}, enabled={self.enabled}, valid={self.valid}, "
+            f"trigger_exists={self.trigger_exists}, trigger_enabled={self.trigger_enabled}, "
+            f"secrets=<{len(self.secrets)}>)"
+        )
+
+
 # --- run history (the projection of run events) ------------------------------------------
 
 
@@ -576,4 +672,7 @@ OPERATIONS: dict[str, tuple[type[_Request], type[msgspec.Struct]]] = {
     "run_get": (RunGet, Run),
     "run_list": (RunList, RunPage),
     "workflow_stats": (WorkflowStatsGet, WorkflowStats),
+    "trigger_catalogue": (TriggerCatalogue, CataloguePage),
+    "webhook_secret_rotate": (WebhookSecretRotate, WebhookSecret),
+    "webhook_secret_get": (WebhookSecretGet, WebhookSecrets),
 }

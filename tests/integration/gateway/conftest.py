@@ -6,7 +6,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -142,7 +142,7 @@ async def http(
 async def delete_buckets(nc: Nats, prefix: str) -> None:
     """The gateway's buckets outlive it on the server: the session's are removed at its end."""
     names = stream_names(prefix)
-    for bucket in (names.run_control, names.idempotency):
+    for bucket in (names.run_control, names.idempotency, names.webhook_replays):
         with contextlib.suppress(NotFoundError):
             await nc.jetstream().delete_key_value(bucket)
 
@@ -163,6 +163,18 @@ async def isolated(
     jwt_keys: tuple[Keys, list[str]],
     nc: Nats,
 ) -> AsyncIterator[Isolated]:
+    async with isolated_stack(registry_settings, jwt_keys, nc) as stack:
+        yield stack
+
+
+@asynccontextmanager
+async def isolated_stack(
+    registry_settings: RegistrySettings,
+    jwt_keys: tuple[Keys, list[str]],
+    nc: Nats,
+    **registry_overrides: Any,
+) -> AsyncIterator[Isolated]:
+    """What :func:`isolated` gives, with registry settings of the caller's choosing."""
     keys, files = jwt_keys
     prefix = f"fmi{secrets.token_hex(4)}"
     parts = urlsplit(registry_settings.database_url)
@@ -177,6 +189,7 @@ async def isolated(
         database_url=urlunsplit(parts._replace(path=f"/{database}")),
         subject_prefix=prefix,
         stream_prefix=prefix.upper(),
+        **registry_overrides,
     )
     try:
         async with AsyncExitStack() as stack:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from flowmesh_gateway.api import PLATFORM, Route
+from flowmesh_gateway.api import PLATFORM, SIGNATURE, Route
 from flowmesh_gateway.auth import ROLE_RANK
 from flowmesh_gateway.routes import ROUTES
 from flowmesh_proto.registry import ROLES
@@ -15,7 +15,7 @@ from .conftest import Client, Http
 
 pytestmark = pytest.mark.integration
 
-TENANT_ROUTES = [route for route in ROUTES if route.role != PLATFORM]
+TENANT_ROUTES = [route for route in ROUTES if route.role not in (PLATFORM, SIGNATURE)]
 ABOVE_VIEWER = [route for route in TENANT_ROUTES if ROLE_RANK[route.role] > 0]
 SOME_ID = "0190f5a4-0000-7000-8000-00000000abcd"
 
@@ -24,7 +24,9 @@ def concrete(path: str, tenant: str) -> str:
     return (
         path.replace("{tenant}", tenant)
         .replace("{id}", SOME_ID)
+        .replace("{workflow_id}", SOME_ID)
         .replace("{run_id}", SOME_ID)
+        .replace("{trigger_id}", "some-trigger")
         .replace("{n}", "1")
         .replace("{name}", "SOME_NAME")
     )
@@ -60,13 +62,37 @@ async def test_another_tenants_path_is_refused_first(
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
 async def test_no_credentials_is_401_first(client: Client, route: Route) -> None:
+    """A signature route's credential is its signature: none is INVALID_SIGNATURE."""
     status, body, _ = await client.http.request(
         route.method,
         concrete(route.path, client.tenant.id),
         data=b"{broken",
         headers={"Content-Type": "text/plain"},
     )
-    assert status == 401 and body["code"] == "UNAUTHENTICATED"
+    expected = "INVALID_SIGNATURE" if route.role == SIGNATURE else "UNAUTHENTICATED"
+    assert status == 401 and body["code"] == expected
+
+
+@pytest.mark.parametrize(
+    "route", [r for r in ROUTES if r.role == SIGNATURE], ids=lambda r: f"{r.method} {r.path}"
+)
+async def test_a_signature_route_ignores_bearer_credentials(
+    client: Client, other_client: Client, route: Route
+) -> None:
+    """A bearer token, even an admin's of the path's own tenant, opens no signature route;
+    a signature route judges no tenant, role, resource or body before the signature."""
+    for tenant, token in (
+        (client.tenant.id, client.tenant.admin_key),
+        (other_client.tenant.id, client.tenant.admin_key),
+    ):
+        status, body, _ = await client.http.request(
+            route.method,
+            concrete(route.path, tenant),
+            token=token,
+            data=b"{broken",
+            headers={"Content-Type": "text/plain"},
+        )
+        assert status == 401 and body["code"] == "INVALID_SIGNATURE", body
 
 
 async def _raw(http: Http, request: bytes) -> bytes:

@@ -4,6 +4,12 @@ Order of judgement (DESIGN §7): credentials (401) → the tenant in the path (4
 TENANT_MISMATCH, audited) → the role (403 FORBIDDEN, audited) → rate limits (429) → the
 handler, which asks the registry about the resource (404) before it reads the body
 (400/413/415/422). A caller that fails a check learns nothing about the resource or body.
+
+Routes of the ``signature`` role (webhooks) carry no credentials: the request's signature
+is one, and only the handler can check it (it needs the body and the webhook's secret).
+Their handler acts for the path's tenant as the gateway itself, calls :meth:`Call.admit`
+once the signature holds (rate limits), and every 401 it answers counts against the
+client's failed-authentication budget.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import structlog
 from aiohttp import web
 
 from flowmesh_gateway.auth import GATEWAY_PRINCIPAL, Authenticator, Identity
+from flowmesh_gateway.events import EventPublisher
 from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.ratelimit import Decision, RateLimiter, TenantLimits
+from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_gateway.streams import LiveStreams
@@ -32,10 +40,15 @@ log = structlog.get_logger("flowmesh.gateway")
 T = TypeVar("T")
 
 PLATFORM = "platform"  # the role of routes only the platform admin token opens
+SIGNATURE = "signature"  # the role of routes whose credential is the request's signature
 SETTINGS = web.AppKey("settings", GatewaySettings)
 RUNS = web.AppKey("runs", Runs)
 INPUT_SCHEMAS = web.AppKey("input_schemas", InputSchemas)
 STREAMS = web.AppKey("streams", LiveStreams)
+EVENTS = web.AppKey("events", EventPublisher)
+REPLAYS = web.AppKey("replays", Replays)
+
+Admit = Callable[[Identity], Awaitable[None]]
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,13 +70,26 @@ class Call:
     """One authorized request: who asks, for which tenant, and a registry client for them."""
 
     def __init__(
-        self, request: web.Request, identity: Identity | None, registry: RpcClient, rid: str
+        self,
+        request: web.Request,
+        identity: Identity | None,
+        registry: RpcClient,
+        rid: str,
+        admit: Admit | None = None,
     ) -> None:
         self.request = request
         self.identity = identity
         self.tenant = identity.tenant if identity else ""
         self.request_id = rid
         self._registry = registry
+        self._admit = admit
+
+    async def admit(self, credential: str) -> None:
+        """A signature route's caller, once its signature holds: the rate limits of the
+        tenant and of ``credential`` (the webhook) apply (429)."""
+        if self._admit is None or self.identity is None:
+            raise RuntimeError("admit is for routes of the signature role")
+        await self._admit(msgspec.structs.replace(self.identity, credential=credential))
 
     @property
     def body_limit(self) -> int:
@@ -129,6 +155,8 @@ class Guard:
             if route.role == PLATFORM:
                 self._check_admin(request)
                 return await route.handler(Call(request, None, self.registry, rid))
+            if route.role == SIGNATURE:
+                return await self._signed(route, request, rid)
             identity = await self._identify(request)
             await self._check_tenant(request, identity, route, rid)
             await self._check_role(identity, route, rid)
@@ -137,6 +165,24 @@ class Guard:
             return await route.handler(Call(request, identity, self.registry, rid))
 
         return guarded
+
+    async def _signed(self, route: Route, request: web.Request, rid: str) -> web.StreamResponse:
+        """A signature route: the handler verifies; its 401s count as failed authentications."""
+        tenant = request.match_info.get("tenant", "")
+        identity = Identity(
+            tenant=tenant, principal=GATEWAY_PRINCIPAL, role="operator", credential=""
+        )
+        call = Call(request, identity, self.registry, rid, admit=self._admit_signed)
+        try:
+            return await route.handler(call)
+        except FlowmeshError as exc:
+            if exc.code is ErrorCode.INVALID_SIGNATURE:
+                self._count_failure(request)
+            raise
+
+    async def _admit_signed(self, identity: Identity) -> None:
+        await self._check_rate(identity)
+        structlog.contextvars.bind_contextvars(tenant=identity.tenant)
 
     def _client(self, request: web.Request) -> str:
         if self.trust_forwarded and "X-Forwarded-For" in request.headers:

@@ -12,11 +12,23 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from flowmesh_gateway.api import INPUT_SCHEMAS, RUNS, SETTINGS, STREAMS, Guard, Limits, Route
+from flowmesh_gateway.api import (
+    EVENTS,
+    INPUT_SCHEMAS,
+    REPLAYS,
+    RUNS,
+    SETTINGS,
+    STREAMS,
+    Guard,
+    Limits,
+    Route,
+)
 from flowmesh_gateway.auth import Authenticator
+from flowmesh_gateway.events import EventPublisher
 from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.openapi import build_document
 from flowmesh_gateway.problems import REQUEST_ID_KEY, Handler, problems_middleware
+from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.routes import ROUTES
 from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import GatewaySettings
@@ -95,6 +107,8 @@ def init_app(
     health: Health,
     metrics_registry: CollectorRegistry,
     routes: list[Route] | None = None,
+    *,
+    replays: Replays,
 ) -> web.Application:
     app = web.Application(
         middlewares=[_observe(HttpMetrics(metrics_registry)), problems_middleware],
@@ -102,6 +116,8 @@ def init_app(
     )
     app[SETTINGS] = settings
     app[RUNS] = runs
+    app[REPLAYS] = replays
+    app[EVENTS] = EventPublisher.of(registry.nc, settings)
     app[INPUT_SCHEMAS] = InputSchemas(settings.input_schema_cache_size)
     app[STREAMS] = LiveStreams(registry.nc, settings, metrics_registry)
     app.on_shutdown.append(app[STREAMS].close_all)  # streams end before NATS is drained

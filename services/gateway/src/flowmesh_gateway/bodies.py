@@ -57,14 +57,24 @@ async def _raw_body(request: web.Request, limit: int) -> bytes:
 
 async def json_body(request: web.Request, kind: type[T], limit: int) -> T:
     """The body as ``kind`` (a Struct, or ``Any`` for free JSON); JSON only."""
+    require_json(request)
+    data = await _raw_body(request, limit)
+    return decode_json(data, kind)
+
+
+def require_json(request: web.Request) -> None:
+    """415 unless the body is ``application/json`` (or ``application/<...>+json``)."""
     media_type = _media_type(request)
     if not _is_json(media_type):
         raise FlowmeshError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"the body must be application/json, not {media_type or 'missing'}",
         )
-    data = await _raw_body(request, limit)
-    return decode_json(data, kind)
+
+
+async def raw_body(request: web.Request, limit: int) -> bytes:
+    """The body as sent, at most ``limit`` bytes (413 beyond)."""
+    return await _raw_body(request, limit)
 
 
 def decode_json(data: bytes, kind: type[T]) -> T:

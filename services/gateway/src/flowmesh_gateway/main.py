@@ -15,6 +15,7 @@ from flowmesh_gateway.api import Limits
 from flowmesh_gateway.app import init_app
 from flowmesh_gateway.auth import Authenticator, JwtVerifier, KeyCache
 from flowmesh_gateway.ratelimit import RateLimiter, TenantLimits
+from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
 from flowmesh_proto.subjects import Subjects
@@ -49,6 +50,7 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
     stack.push_async_callback(drain, nc, settings.shutdown_timeout)
     registry = RpcClient(nc, Subjects(settings.subject_prefix), timeout=settings.rpc_timeout)
     runs = await Runs.open(nc, settings)
+    replays = await Replays.open(nc, settings)
     jwts = JwtVerifier.from_files(
         settings.jwt_public_key_files,
         hs256_secret=settings.jwt_hs256_secret,
@@ -60,7 +62,14 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
     health = Health()
     health.add_check("nats", nats_connected(nc))
     app = init_app(
-        settings, registry, runs, auth, limits_of(settings), health, service_metrics_registry()
+        settings,
+        registry,
+        runs,
+        auth,
+        limits_of(settings),
+        health,
+        service_metrics_registry(),
+        replays=replays,
     )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
     await runner.setup()

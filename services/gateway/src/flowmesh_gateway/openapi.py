@@ -14,7 +14,7 @@ from typing import Any, get_args
 
 import msgspec
 
-from flowmesh_gateway.api import PLATFORM, Route
+from flowmesh_gateway.api import PLATFORM, SIGNATURE, Route
 from flowmesh_proto.errors import Problem
 from flowmesh_proto.runs import RunEvent
 from flowmesh_proto.workflow import Definition
@@ -41,6 +41,26 @@ CONFLICTS = {
 CANDIDATE = {
     "description": "A candidate definition (see Definition): any JSON value is judged, "
     "and its problems are answered in `errors`",
+}
+#: A webhook's body: any JSON (it becomes the run's input and ``trigger.data``).
+ANY_JSON = {"description": "Any JSON value: the run's input and `trigger.data`"}
+#: The headers of a signed request (the signature itself is the security scheme).
+SIGNED_HEADERS = [
+    {
+        "name": "Flowmesh-Timestamp",
+        "in": "header",
+        "required": True,
+        "description": "When the request was signed (unix seconds); within the gateway's "
+        "tolerance (5 minutes) of now",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+    },
+]
+WEBHOOK_SIGNATURE = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Flowmesh-Signature",
+    "description": "v1=<hex HMAC-SHA256 of '<Flowmesh-Timestamp>.<raw body>' under the "
+    "webhook's secret>; several v1= values may be given, comma-separated",
 }
 _PARAM = re.compile(r"{(\w+)}")
 EVENT_STREAM = "events"  # a Route's response: Server-Sent Events of run events
@@ -75,6 +95,8 @@ def _body(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any] | Non
         }
     if route.body == "candidate":
         schema = CANDIDATE
+    elif route.body == "any":
+        schema = ANY_JSON
     else:
         schema = refs[Definition] if route.body == "definition" else refs[route.body]
     return {"required": route.body_required, "content": {"application/json": {"schema": schema}}}
@@ -139,22 +161,39 @@ def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         {"name": name, "in": "query", "required": False, "schema": _query_schema(kind)}
         for name, kind in route.query
     ]
+    if route.role == SIGNATURE:
+        parameters += SIGNED_HEADERS
     operation: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
-        "description": f"Needs the {route.role} role."
-        if route.role != PLATFORM
-        else "Needs the platform admin token.",
+        "description": _needs(route.role),
         "parameters": parameters,
         "responses": _responses(route, refs),
-        "security": [{"adminToken": []}]
-        if route.role == PLATFORM
-        else [{"apiKey": []}, {"jwt": []}],
+        "security": _security(route.role),
     }
     body = _body(route, refs)
     if body is not None:
         operation["requestBody"] = body
     return operation
+
+
+def _needs(role: str) -> str:
+    if role == PLATFORM:
+        return "Needs the platform admin token."
+    if role == SIGNATURE:
+        return (
+            "Needs a valid signature, no bearer token: a missing, wrong, expired or replayed "
+            "signature, and an unknown workflow or trigger, all answer 401 INVALID_SIGNATURE."
+        )
+    return f"Needs the {role} role."
+
+
+def _security(role: str) -> list[dict[str, list[str]]]:
+    if role == PLATFORM:
+        return [{"adminToken": []}]
+    if role == SIGNATURE:
+        return [{"webhookSignature": []}]
+    return [{"apiKey": []}, {"jwt": []}]
 
 
 def build_document(routes: list[Route]) -> dict[str, Any]:
@@ -190,6 +229,7 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "fm_... API key"},
                 "jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "adminToken": {"type": "http", "scheme": "bearer"},
+                "webhookSignature": WEBHOOK_SIGNATURE,
             },
         },
     }

@@ -56,6 +56,9 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     sse_buffer_bytes: int = 4 * 1024 * 1024
     #: How long the stream of a run that has no event yet waits for its first one.
     sse_wait_for_run_seconds: float = 60.0
+    #: Webhooks: a ``Flowmesh-Timestamp`` further than this from now (either side) is
+    #: refused. Accepted requests are remembered for twice this plus a minute (replays).
+    webhook_tolerance: timedelta = timedelta(minutes=5)
 
     @property
     def max_execute_body_bytes(self) -> int:

@@ -8,9 +8,10 @@ names it, and nothing is stored, audited or announced.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
+import msgspec
 
 from flowmesh_proto.errors import ProblemItem
 from flowmesh_proto.registry import (
@@ -27,8 +28,10 @@ from flowmesh_proto.registry import (
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.problems import field_problem
-from flowmesh_registry.workflows import WorkflowOperations, workflow_uuid
+from flowmesh_registry.workflows import Stored, WorkflowOperations, workflow_uuid
 from flowmesh_shared.errors import FlowmeshError
+
+BatchOp = Literal["create", "update", "upsert", "delete"]
 
 
 async def run_batch(ops: WorkflowOperations, caller: Caller, batch: WorkflowBatch) -> BatchResults:
@@ -49,12 +52,12 @@ async def _apply(
 ) -> BatchResult:
     match operation:
         case BatchCreate(definition=definition):
-            wid = await ops.create_in(conn, caller, definition, action="workflow.create")
-            return BatchResult(op="create", id=str(wid), version=1, created=True)
+            stored = await ops.create_in(conn, caller, definition, action="workflow.create")
+            return _result("create", stored, created=True)
         case BatchUpdate(id=workflow_id, definition=definition, if_version=expected):
             wid = workflow_uuid(workflow_id)
-            version, changed = await ops.update_in(conn, caller, wid, definition, expected)
-            return BatchResult(op="update", id=str(wid), version=version, changed=changed)
+            stored = await ops.update_in(conn, caller, wid, definition, expected)
+            return _result("update", stored)
         case BatchUpsert(definition=definition):
             return await _upsert(ops, conn, caller, definition)
         case BatchDelete(id=workflow_id):
@@ -72,10 +75,19 @@ async def _upsert(
     if isinstance(name, str):
         existing = await conn.fetchval(sql.FIND_LIVE_BY_NAME, caller.tenant, name)
     if existing is None:
-        wid = await ops.create_in(conn, caller, definition, action="workflow.apply")
-        return BatchResult(op="upsert", id=str(wid), version=1, created=True)
-    version, changed = await ops.update_in(conn, caller, existing, definition, None)
-    return BatchResult(op="upsert", id=str(existing), version=version, changed=changed)
+        stored = await ops.create_in(conn, caller, definition, action="workflow.apply")
+        return _result("upsert", stored, created=True)
+    return _result("upsert", await ops.update_in(conn, caller, existing, definition, None))
+
+
+def _result(op: BatchOp, stored: Stored, *, created: bool = False) -> BatchResult:
+    """An operation's result; the webhook secrets it made are shown once, here."""
+    result = BatchResult(
+        op=op, id=str(stored.id), version=stored.version, created=created, changed=stored.changed
+    )
+    if stored.webhook_secrets:
+        result = msgspec.structs.replace(result, webhook_secrets=stored.webhook_secrets)
+    return result
 
 
 def _located(exc: FlowmeshError, index: int, operation: BatchOperation) -> FlowmeshError:

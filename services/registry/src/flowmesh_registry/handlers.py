@@ -21,12 +21,14 @@ from flowmesh_proto.runs import Run
 from flowmesh_registry import audit
 from flowmesh_registry.batch import run_batch
 from flowmesh_registry.caller import Caller
+from flowmesh_registry.catalogue import trigger_catalogue
 from flowmesh_registry.history import RunHistory
 from flowmesh_registry.keys import KeyOperations
 from flowmesh_registry.listing import list_workflows
 from flowmesh_registry.locks import LockOperations
 from flowmesh_registry.secrets import SecretOperations
 from flowmesh_registry.transfer import export_workflow, import_workflow
+from flowmesh_registry.webhooks import WebhookSecretOperations
 from flowmesh_registry.workflows import WorkflowOperations
 from flowmesh_shared.errors import FlowmeshError
 from flowmesh_shared.rpc import CallContext, RpcService
@@ -44,12 +46,14 @@ class RegistryHandlers:
         keys: KeyOperations,
         secrets: SecretOperations,
         history: RunHistory,
+        webhooks: WebhookSecretOperations,
     ) -> None:
         self.workflows = workflows
         self.locks = locks
         self.keys = keys
         self.secrets = secrets
         self.history = history
+        self.webhooks = webhooks
 
     # --- who may ask ---------------------------------------------------------------------
 
@@ -249,6 +253,38 @@ class RegistryHandlers:
     async def workflow_stats(self, req: r.WorkflowStatsGet, ctx: CallContext) -> r.WorkflowStats:
         caller = await self.caller(ctx, "workflow_stats")
         return await self.history.stats(caller.tenant, req.id)
+
+    # --- triggers: the scheduler's catalogue, webhook secrets ------------------------------
+
+    async def trigger_catalogue(self, req: r.TriggerCatalogue, ctx: CallContext) -> r.CataloguePage:
+        """Every tenant's triggers: Flowmesh services only, and no tenant header."""
+        principal = _require_principal(ctx)
+        if not principal.is_service:
+            if principal.tenant is not None:
+                await self._audit_denied(principal, ctx, "trigger_catalogue", ErrorCode.FORBIDDEN)
+            raise FlowmeshError(ErrorCode.FORBIDDEN, "only Flowmesh services read the catalogue")
+        if ctx.tenant is not None:
+            raise FlowmeshError(
+                ErrorCode.VALIDATION_FAILED,
+                "trigger_catalogue lists every tenant: it takes no Fm-Tenant header",
+            )
+        return await trigger_catalogue(self.workflows.db, req)
+
+    async def webhook_secret_rotate(
+        self, req: r.WebhookSecretRotate, ctx: CallContext
+    ) -> r.WebhookSecret:
+        caller = await self.caller(ctx, "webhook_secret_rotate")
+        return await self.webhooks.rotate(caller, req.workflow_id, req.trigger_id)
+
+    async def webhook_secret_get(
+        self, req: r.WebhookSecretGet, ctx: CallContext
+    ) -> r.WebhookSecrets:
+        caller = await self.caller(ctx, "webhook_secret_get")
+        principal = _require_principal(ctx)
+        if not principal.is_service:  # a tenant's own credential: audited in its tenant
+            await self._audit_denied(principal, ctx, "webhook_secret_get", ErrorCode.FORBIDDEN)
+            raise FlowmeshError(ErrorCode.FORBIDDEN, "only Flowmesh services read webhook secrets")
+        return await self.webhooks.get(caller.tenant, req.workflow_id, req.trigger_id)
 
     # --- registration --------------------------------------------------------------------
 

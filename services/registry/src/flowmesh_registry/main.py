@@ -26,6 +26,7 @@ from flowmesh_registry.projection import Projection, ProjectionMetrics
 from flowmesh_registry.retention import RunRetention
 from flowmesh_registry.secrets import SecretOperations
 from flowmesh_registry.settings import ENV_PREFIX, RegistrySettings
+from flowmesh_registry.webhooks import WebhookSecretOperations
 from flowmesh_registry.workflows import WorkflowOperations
 from flowmesh_shared.health import (
     HealthServer,
@@ -122,12 +123,14 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
     keyring = settings.secrets_keyring
     if keyring is None:
         log.warning("registry.secrets_unavailable", reason="no secrets key configured")
+    webhooks = WebhookSecretOperations(db, keyring, settings.webhook_secret_grace)
     handlers = RegistryHandlers(
-        WorkflowOperations(db, settings.limits),
+        WorkflowOperations(db, settings.limits, webhooks),
         LockOperations(db),
         KeyOperations(db),
         SecretOperations(db, keyring),
         RunHistory(db),
+        webhooks,
     )
     rpc = RpcService(
         nc,

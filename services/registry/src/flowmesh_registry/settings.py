@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flowmesh_registry.secretbox import Keyring
 from flowmesh_registry.validate import Limits
 from flowmesh_shared.jetstream import StreamLimits
@@ -53,6 +55,8 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     secrets_key_id: str = "k1"
     #: Keys that only open values they sealed before a rotation: ``id:base64,id:base64``.
     secrets_old_keys: str = ""
+    #: How long a webhook's previous secret still verifies signatures after a rotation.
+    webhook_secret_grace: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         self.secrets_keyring  # noqa: B018 - a key that cannot be used stops the start

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import new_id, parse_uuid
@@ -30,6 +31,7 @@ from flowmesh_registry.preparation import Prepared, prepare
 from flowmesh_registry.problems import checked_version, field_problem
 from flowmesh_registry.resources import workflow_resource
 from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
+from flowmesh_registry.webhooks import WebhookSecretOperations
 from flowmesh_shared.errors import FlowmeshError
 
 
@@ -45,10 +47,29 @@ def workflow_uuid(value: str) -> uuid.UUID:
     return parsed
 
 
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """What a write stored: the workflow, its current version, whether that version is new,
+    and the webhook secrets made for it (:mod:`flowmesh_registry.webhooks`: shown once)."""
+
+    id: uuid.UUID
+    version: int
+    changed: bool = True
+    webhook_secrets: dict[str, str] = {}
+
+
+def shown(row: asyncpg.Record, tenant: str, webhook_secrets: dict[str, str]) -> Workflow:
+    """The resource of a write's answer: with the secrets it made, if any."""
+    workflow = workflow_resource(row, tenant)
+    if not webhook_secrets:
+        return workflow
+    return msgspec.structs.replace(workflow, webhook_secrets=webhook_secrets)
+
+
 class WorkflowOperations:
-    def __init__(self, db: Database, limits: Limits) -> None:
+    def __init__(self, db: Database, limits: Limits, webhooks: WebhookSecretOperations) -> None:
         self.db = db
         self.limits = limits
+        self.webhooks = webhooks
 
     # --- validation (flowmesh_registry.preparation) -----------------------------------------
 
@@ -108,24 +129,24 @@ class WorkflowOperations:
         self, caller: Caller, raw: Any, *, action: str = "workflow.create"
     ) -> Workflow:
         async with self.db.tenant_tx(caller.tenant) as conn:
-            wid = await self.create_in(conn, caller, raw, action=action)
-            row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
-        return workflow_resource(row, caller.tenant)
+            stored = await self.create_in(conn, caller, raw, action=action)
+            row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, stored.id, None)
+        return shown(row, caller.tenant, stored.webhook_secrets)
 
     async def create_in(
         self, conn: asyncpg.Connection, caller: Caller, raw: Any, *, action: str
-    ) -> uuid.UUID:
-        """Create inside the caller's transaction; the new workflow's id."""
+    ) -> Stored:
+        """Create inside the caller's transaction."""
         prepared = await self.prepare(conn, caller.tenant, raw)
-        wid = await self._insert(conn, caller, prepared)
+        wid = new_id()
         await audit.record(conn, caller, action, f"workflow:{wid}", detail={"version": 1})
+        made = await self._insert(conn, caller, wid, prepared)
         await self._announce(conn, caller.tenant, wid, "created", 1, prepared.definition)
-        return wid
+        return Stored(id=wid, version=1, webhook_secrets=made)
 
     async def _insert(
-        self, conn: asyncpg.Connection, caller: Caller, prepared: Prepared
-    ) -> uuid.UUID:
-        wid = new_id()
+        self, conn: asyncpg.Connection, caller: Caller, wid: uuid.UUID, prepared: Prepared
+    ) -> dict[str, str]:
         d = prepared.definition
         await execute_naming(
             conn,
@@ -140,8 +161,7 @@ class WorkflowOperations:
             d.enabled,
             caller.actor,
         )
-        await self._insert_version(conn, caller, wid, 1, prepared)
-        return wid
+        return await self._insert_version(conn, caller, wid, 1, prepared)
 
     async def _insert_version(
         self,
@@ -150,7 +170,8 @@ class WorkflowOperations:
         wid: uuid.UUID,
         version: int,
         prepared: Prepared,
-    ) -> None:
+    ) -> dict[str, str]:
+        """Store a version; the webhook secrets made for its new webhook triggers."""
         await conn.execute(
             sql.INSERT_VERSION,
             caller.tenant,
@@ -162,15 +183,16 @@ class WorkflowOperations:
             prepared.secret_refs,
             caller.actor,
         )
+        return await self.webhooks.mint_missing(conn, caller, wid, prepared.definition)
 
     async def update(
         self, caller: Caller, workflow_id: str, raw: Any, if_version: int | None
     ) -> Workflow:
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(caller.tenant) as conn:
-            await self.update_in(conn, caller, wid, raw, if_version)
+            stored = await self.update_in(conn, caller, wid, raw, if_version)
             row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
-        return workflow_resource(row, caller.tenant)
+        return shown(row, caller.tenant, stored.webhook_secrets)
 
     async def update_in(
         self,
@@ -179,18 +201,18 @@ class WorkflowOperations:
         wid: uuid.UUID,
         raw: Any,
         if_version: int | None,
-    ) -> tuple[int, bool]:
-        """Update inside the caller's transaction: (current version, whether it is new)."""
+    ) -> Stored:
+        """Update inside the caller's transaction."""
         current = await self.lock_for_write(conn, caller, wid, if_version)
         prepared = await self.prepare(conn, caller.tenant, raw)
-        version = await self._new_version(conn, caller, current, prepared)
+        version, made = await self._new_version(conn, caller, current, prepared)
         await audit.record(
             conn, caller, "workflow.update", f"workflow:{wid}", detail={"version": version}
         )
         changed = version != current["current_version"]
         if changed:
             await self._announce(conn, caller.tenant, wid, "updated", version, prepared.definition)
-        return version, changed
+        return Stored(id=wid, version=version, changed=changed, webhook_secrets=made)
 
     async def lock_for_write(
         self,
@@ -222,16 +244,18 @@ class WorkflowOperations:
         caller: Caller,
         current: asyncpg.Record,
         prepared: Prepared,
-    ) -> int:
-        """Store ``prepared`` as version N+1, unless it equals the current content."""
+    ) -> tuple[int, dict[str, str]]:
+        """Store ``prepared`` as version N+1, unless it equals the current content (whose
+        webhook triggers still get the secrets they lack: made without a secrets key)."""
         wid = current["id"]
         existing = await conn.fetchrow(
             sql.GET_VERSION_CONTENT, caller.tenant, wid, current["current_version"]
         )
         if existing is not None and existing["content_hash"] == prepared.hash:
-            return int(current["current_version"])
+            made = await self.webhooks.mint_missing(conn, caller, wid, prepared.definition)
+            return int(current["current_version"]), made
         version = int(current["latest_version"]) + 1
-        await self._insert_version(conn, caller, wid, version, prepared)
+        made = await self._insert_version(conn, caller, wid, version, prepared)
         d = prepared.definition
         await execute_naming(
             conn,
@@ -247,17 +271,18 @@ class WorkflowOperations:
             d.enabled,
             caller.actor,
         )
-        return version
+        return version, made
 
     async def patch(self, caller: Caller, request: WorkflowPatch) -> Workflow:
         wid = workflow_uuid(request.id)
         tags = _checked_tags(request.tags)
         checked_version(request.current_version, "current_version")
+        made: dict[str, str] = {}
         async with self.db.tenant_tx(caller.tenant) as conn:
             current = await self.lock_for_write(conn, caller, wid, request.if_version)
             version = int(current["current_version"])
             if request.current_version is not None and request.current_version != version:
-                version = await self._rollback(conn, caller, current, request.current_version)
+                version, made = await self._rollback(conn, caller, current, request.current_version)
             if request.enabled is not None or tags is not None:
                 await conn.execute(
                     sql.PATCH_METADATA, caller.tenant, wid, request.enabled, tags, caller.actor
@@ -274,11 +299,11 @@ class WorkflowOperations:
             await audit.record(conn, caller, "workflow.patch", f"workflow:{wid}", detail=changes)
             row = await conn.fetchrow(sql.GET_WORKFLOW, caller.tenant, wid, None)
             await self._announce_row(conn, caller.tenant, row, "patched")
-        return workflow_resource(row, caller.tenant)
+        return shown(row, caller.tenant, made)
 
     async def _rollback(
         self, conn: asyncpg.Connection, caller: Caller, current: asyncpg.Record, target: int
-    ) -> int:
+    ) -> tuple[int, dict[str, str]]:
         """Make version ``target`` current again, as a new version with its content."""
         content = await conn.fetchrow(sql.GET_VERSION_CONTENT, caller.tenant, current["id"], target)
         if content is None:

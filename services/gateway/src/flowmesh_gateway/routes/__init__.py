@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from flowmesh_gateway.api import Route
-from flowmesh_gateway.routes import admin, history, keys, runs, secrets, streams, workflows
+from flowmesh_gateway.routes import (
+    admin,
+    events,
+    history,
+    keys,
+    runs,
+    secrets,
+    streams,
+    webhooks,
+    workflows,
+)
 
 ROUTES: list[Route] = [
     *workflows.ROUTES,
     *runs.ROUTES,
     *history.ROUTES,
     *streams.ROUTES,
+    *events.ROUTES,
+    *webhooks.ROUTES,
     *keys.ROUTES,
     *secrets.ROUTES,
     *admin.ROUTES,
