@@ -124,7 +124,7 @@ async def test_the_catalogue_is_for_services_only(registry: Registry, tenant: Te
     entries = await Api(registry, tenant)(
         "audit_list", r.AuditList(action="registry.trigger_catalogue")
     )
-    assert [e.outcome for e in entries.items] == ["denied"]
+    assert [(e.outcome, e.target) for e in entries.items] == [("denied", "tenants:all")]
 
 
 @pytest.mark.parametrize(

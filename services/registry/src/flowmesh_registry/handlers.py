@@ -87,7 +87,7 @@ class RegistryHandlers:
                     conn,
                     home,
                     f"registry.{operation}",
-                    f"tenant:{ctx.tenant}",
+                    f"tenant:{ctx.tenant}" if ctx.tenant else "tenants:all",
                     outcome="denied",
                     detail={"reason": reason.name},
                 )
