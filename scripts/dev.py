@@ -166,6 +166,14 @@ async def main() -> int:
         children.append(executor)
         await wait_ready(f"http://127.0.0.1:{executor_port}/readyz", executor)
         say(f"executor ready (health on :{executor_port})")
+        scheduler_port = free_port()
+        scheduler = await start_service(
+            "flowmesh_scheduler",
+            {**common, "FLOWMESH_SCHEDULER_HTTP_PORT": str(scheduler_port)},
+        )
+        children.append(scheduler)
+        await wait_ready(f"http://127.0.0.1:{scheduler_port}/readyz", scheduler)
+        say(f"scheduler ready (health on :{scheduler_port})")
         gateway = await start_service(
             "flowmesh_gateway",
             {
@@ -193,6 +201,7 @@ async def main() -> int:
             "database_url": database_url,
             "registry_health_url": f"http://127.0.0.1:{registry_port}",
             "executor_health_url": f"http://127.0.0.1:{executor_port}",
+            "scheduler_health_url": f"http://127.0.0.1:{scheduler_port}",
         }
         dev_file.write_text(json.dumps(info, indent=2) + "\n")
         dev_file.chmod(0o600)

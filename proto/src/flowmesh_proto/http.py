@@ -5,7 +5,7 @@ Unknown fields are refused, not ignored. Responses reuse the registry's result S
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -76,11 +76,15 @@ MAX_VERSION = 1_000_000_000
 
 
 class ExecuteBody(_Body, frozen=True):
-    """``POST /workflows/{id}/execute``: every field optional; no input is ``{}``."""
+    """``POST /workflows/{id}/execute``: every field optional; no input is ``{}``.
+    ``delay`` (ISO 8601 duration) or ``run_at`` (RFC 3339 with an offset), not both, make a
+    delayed run: ``202 {"status": "scheduled"}``, started by the scheduler when due."""
 
     input: Any = {}
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
     version: Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)] | None = None
+    delay: timedelta | None = None
+    run_at: datetime | None = None
 
 
 class RunAccepted(msgspec.Struct, frozen=True, kw_only=True):

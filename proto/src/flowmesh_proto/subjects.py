@@ -47,6 +47,8 @@ class StreamNames(msgspec.Struct, frozen=True, kw_only=True):
     timers: str
     #: Key-value bucket of each cron trigger's last fire (``<tenant>.<workflow_id>.<trigger>``).
     cron: str
+    #: Key-value bucket of parked ``wait_for_event`` steps (``<tenant>.<run_id>.<node_id>``).
+    event_waits: str
 
 
 class Subjects(msgspec.Struct, frozen=True):
@@ -127,6 +129,7 @@ def stream_names(prefix: str = "FM") -> StreamNames:
         concurrency=f"{prefix}_CONCURRENCY",
         timers=f"{prefix}_TIMERS",
         cron=f"{prefix}_CRON",
+        event_waits=f"{prefix}_EVENT_WAITS",
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -39,6 +39,32 @@ class Timer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 timer_decoder = msgspec.json.Decoder(Timer)
+
+
+class EventWait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A parked ``wait_for_event`` step, kept in the event-waits bucket under
+    ``<tenant>.<run_id>.<node_id>`` while its run is parked. The scheduler matches trigger
+    events against it (``event`` type, then ``match`` over ``variables`` plus ``event``,
+    the envelope) and, on the first match, publishes ``request`` with ``Nats-Msg-Id:
+    resume:<run_id>:<node_id>:<event id>`` and deletes the entry; the resumed step finds
+    the event itself (it reads events from its attempt's start)."""
+
+    tenant: str
+    run_id: str
+    node_id: str
+    event: str
+    match: str | None = None
+    #: The run's CEL variables the match reads (never ``secrets``: such a wait is not parked).
+    variables: dict[str, Any] = {}
+    request: RunRequest
+    since: datetime
+
+
+event_wait_decoder = msgspec.json.Decoder(EventWait)
+
+
+def event_wait_key(tenant: str, run_id: str, node_id: str) -> str:
+    return f"{tenant}.{run_id}.{node_id}"
 
 
 def derived_run_id(name: str, at: datetime) -> str:

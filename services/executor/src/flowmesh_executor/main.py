@@ -61,6 +61,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
     await provision_streams(js, subjects, streams, settings.streams)
     control = await ensure_bucket(js, streams.run_control, CONTROL_TTL, settings.streams)
     slot_bucket = await ensure_bucket(js, streams.concurrency, timedelta(0), settings.streams)
+    event_waits = await ensure_bucket(js, streams.event_waits, timedelta(0), settings.streams)
     control_plane = RunControl(nc, js, subjects, streams, control)
 
     http = http_session(settings)
@@ -77,6 +78,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         waits=InProcessWaits(),
         children=NatsChildRuns(nc, js, subjects, streams, definitions),
         definitions=definitions,
+        event_waits=event_waits,
     )
     metrics_registry = service_metrics_registry()
     parts = ExecutorParts(

@@ -28,7 +28,7 @@ from flowmesh_executor.control import CancelBook, RunControl
 from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL, UnusableVersion
 from flowmesh_executor.engine import cel_context
 from flowmesh_executor.metrics import ExecutorMetrics
-from flowmesh_executor.nodes.base import Step, StepServices
+from flowmesh_executor.nodes.base import EventInterest, Step, StepServices
 from flowmesh_executor.references import secret_names
 from flowmesh_executor.runlog import RunWriter, read_run
 from flowmesh_executor.runloop import Loop
@@ -51,7 +51,7 @@ from flowmesh_shared.rpc import RpcClient
 
 log = structlog.get_logger("flowmesh.executor.run")
 
-Outcome = Literal["finished", "fenced", "stopped"]
+Outcome = Literal["finished", "fenced", "stopped", "parked"]
 _ENCODER = msgspec.json.Encoder()
 _EVENT_RESERVE = 2  # room kept for the events that end a run
 _FATAL_LOAD_CODES = {ErrorCode.WORKFLOW_NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.VALIDATION_FAILED}
@@ -103,6 +103,10 @@ class RunDriver:
         self._cancel_reason: str | None = None
         self._span: Span | None = None
         self._background: set[asyncio.Task[None]] = set()
+        #: Running steps waiting until a time (node id -> when), for parking.
+        self._long_waits: dict[str, datetime] = {}
+        #: Of those, the ``wait_for_event`` steps and what would end their wait.
+        self._interests: dict[str, EventInterest] = {}
 
     @property
     def key(self) -> str:
@@ -177,7 +181,7 @@ class RunDriver:
             if verdict == "cancel" and self._cancel_reason is None:
                 self._cancel_reason = "the workflow's concurrency limit is reached"
         outcome = await Loop(self, definition, state, context, writer).run()
-        if slot is not None:
+        if slot is not None and outcome != "parked":  # a parked run keeps its slot
             await self.parts.slots.release(slot, self.key)
         return outcome
 

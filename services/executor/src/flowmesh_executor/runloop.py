@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -22,9 +22,10 @@ from flowmesh_executor.engine import (
     step_succeeded,
 )
 from flowmesh_executor.instant import EXPRESSION_ERROR, redact
-from flowmesh_executor.nodes.base import StepCall, StepError
+from flowmesh_executor.nodes.base import EventInterest, StepCall, StepError
 from flowmesh_executor.runlog import RunWriter
 from flowmesh_executor.state import RunState, apply
+from flowmesh_proto import headers as h
 from flowmesh_proto.runs import (
     RunError,
     RunEvent,
@@ -34,6 +35,7 @@ from flowmesh_proto.runs import (
     StepEvent,
     control_key,
 )
+from flowmesh_proto.timers import EventWait, Timer, event_wait_key
 from flowmesh_proto.workflow import Definition, MapNode, WorkflowNode
 from flowmesh_shared import telemetry
 from flowmesh_shared.expressions import ExpressionError, render
@@ -97,7 +99,85 @@ class Loop:
             if not driver._running and wake is None and not driver._results:
                 await self._stuck(now)
                 return "finished"
+            due = self._park_until(wake)
+            if due is not None:
+                await self._park(due)
+                return "parked"
             await self._wait(wake)
+
+    # --- parking -----------------------------------------------------------------------
+
+    def _long_wait(
+        self, node_id: str, due: datetime | None, interest: EventInterest | None
+    ) -> None:
+        """A step of this run is about to wait until ``due`` (None: no end), or until an
+        event ``interest`` describes (called by the step)."""
+        if interest is not None and self.driver.parts.services.event_waits is None:
+            return
+        recheck = utcnow() + timedelta(seconds=self.settings.park_recheck)
+        self.driver._long_waits[node_id] = recheck if due is None else min(due, recheck)
+        if interest is not None:
+            self.driver._interests[node_id] = interest
+        self.driver._signal.set()
+
+    def _park_until(self, wake: datetime | None) -> datetime | None:
+        """When to be asked again if the run is to be parked now, else None: parked when
+        every running step waits until a time (a delay) and so does the engine (a retry's
+        backoff, a deadline: ``wake``), the soonest of them at least ``park_after`` seconds
+        away, and no result or cancel is waiting to be seen."""
+        driver, limit = self.driver, self.settings.park_after
+        if limit <= 0 or driver._results or driver._cancel_reason is not None:
+            return None
+        dues = [driver._long_waits.get(node_id) for node_id in driver._running]
+        if wake is not None:
+            dues.append(wake)
+        if not dues or any(due is None for due in dues):
+            return None
+        due = min(d for d in dues if d is not None)
+        if (due - utcnow()).total_seconds() < limit:
+            return None
+        return due
+
+    async def _park(self, due: datetime) -> None:
+        """Leave the run to a durable timer: the scheduler publishes its request again at
+        ``due`` (``Nats-Msg-Id: resume:<run_id>:<last sequence>``: one resume per park)."""
+        services = self.driver.parts.services
+        request = self.driver.request
+        for node_id in self.driver._running:
+            interest = self.driver._interests.get(node_id)
+            if interest is not None and services.event_waits is not None:
+                wait = EventWait(
+                    tenant=request.tenant,
+                    run_id=request.run_id,
+                    node_id=node_id,
+                    event=interest.event,
+                    match=interest.match,
+                    variables=interest.variables,
+                    request=request,
+                    since=self.state.node(node_id).started_at or utcnow(),
+                )
+                await services.event_waits.put(
+                    event_wait_key(request.tenant, request.run_id, node_id),
+                    msgspec.json.encode(wait),
+                )
+        name = f"{request.run_id}:{self.writer.last_seq}"
+        timer = Timer(
+            id=name,
+            tenant=request.tenant,
+            purpose="resume",
+            due=due,
+            request=request,
+            request_msg_id=f"resume:{name}",
+        )
+        headers = telemetry.inject({h.MSG_ID: f"timer:{name}"})
+        await services.js.publish(
+            services.subjects.timers(request.tenant, "resume"),
+            msgspec.json.encode(timer),
+            stream=services.streams.timers,
+            headers=headers,
+        )
+        self.driver.parts.metrics.runs.labels("parked").inc()
+        log.info("run.parked", until=due.isoformat(), steps=sorted(self.driver._running))
 
     # --- results -----------------------------------------------------------------------
 
@@ -109,6 +189,8 @@ class Loop:
             running = driver._running.get(result.node_id)
             if running is not None and running.attempt == result.attempt:
                 del driver._running[result.node_id]
+                driver._long_waits.pop(result.node_id, None)
+                driver._interests.pop(result.node_id, None)
             if result.error is None:
                 new = step_succeeded(
                     self.state, result.node_id, result.attempt, result.output, now, self.context
@@ -185,6 +267,8 @@ class Loop:
             if node.status != "running" or node.attempt != running.attempt:
                 running.task.cancel()
                 del self.driver._running[node_id]
+                self.driver._long_waits.pop(node_id, None)
+                self.driver._interests.pop(node_id, None)
                 self._cancel_child(node_id, running)
 
     def _cancel_child(self, node_id: str, running: _Running) -> None:
@@ -205,6 +289,8 @@ class Loop:
         from flowmesh_executor.run import _Result, _Running
 
         driver = self.driver
+        driver._long_waits.pop(node_id, None)
+        driver._interests.pop(node_id, None)
         task = asyncio.create_task(
             self._step(node_id, attempt, deadline, _Result), name=f"step:{node_id}:{attempt}"
         )
@@ -271,6 +357,7 @@ class Loop:
             deadline=deadline,
             secrets=self.context.secrets,
             traceparent=telemetry.inject({}).get("traceparent"),
+            long_wait=lambda due, interest: self._long_wait(node_id, due, interest),
         )
         step = self.driver.parts.steps.get(_type_of(node))
         if step is None:

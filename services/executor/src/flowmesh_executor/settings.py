@@ -35,4 +35,11 @@ class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     map_max_items: int = 10_000
     #: Workflow versions kept in memory (they are immutable: cached until evicted).
     definition_cache_size: int = 1024
+    #: Seconds: a run whose running steps all wait longer than this (delays, retry
+    #: backoffs) is parked: a durable timer (FM_TIMERS, served by the scheduler) asks for it
+    #: again when it is due, and its lease is given back. 0 waits in process always.
+    park_after: float = 30.0
+    #: Seconds a parked run waiting with no end (a ``wait_for_event`` without ``timeout``)
+    #: sleeps at most before it is resumed to look again.
+    park_recheck: float = 3600.0
     streams: StreamLimits = StreamLimits()

@@ -9,8 +9,14 @@
   run id (24 h); ``create`` decides who owns a key. A later request with the key finishes a
   start that failed halfway (:meth:`Runs.resume_start`), so a 503 followed by a retry with
   the same key never leaves a run id that does not run.
+- **Delayed runs** (``delay``/``run_at``): ``run.scheduled`` instead of ``run.queued``
+  (fenced the same way), then a :class:`~flowmesh_proto.timers.Timer` on the tenant's
+  timer subject (``Nats-Msg-Id: timer:<run_id>``) holding the request; the scheduler
+  publishes the request when it is due.
 - **Cancel**: the :class:`CancelRequest` is put in the run-control bucket (read by the
-  executor that next picks the run up), then published on the run's control subject.
+  executor that next picks the run up), then published on the run's control subject. A
+  run that is only scheduled is cancelled at once: ``run.cancelled`` is published fenced
+  on its ``run.scheduled``, and when its timer fires the executor finds it finished.
 
 Every NATS failure becomes :class:`Unavailable` (503).
 """
@@ -21,7 +27,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import nats.errors
@@ -43,6 +49,7 @@ from flowmesh_proto.runs import (
     RunFailed,
     RunQueued,
     RunRequest,
+    RunScheduled,
     RunStatus,
     RunSucceeded,
     RunTimedOut,
@@ -50,6 +57,7 @@ from flowmesh_proto.runs import (
     run_event_decoder,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
+from flowmesh_proto.timers import Timer
 from flowmesh_shared import telemetry
 from flowmesh_shared.errors import FlowmeshError, Unavailable
 from flowmesh_shared.jetstream import ensure_bucket
@@ -180,15 +188,101 @@ class Runs:
         await self._request(request.tenant, request.run_id, payload)
         log.info("run.queued", run_id=request.run_id, workflow=request.workflow_id)
 
-    async def resume_start(self, request: RunRequest, queued: RunQueued) -> None:
+    async def schedule(self, request: RunRequest, scheduled: RunScheduled) -> None:
+        """Publish ``scheduled``, then the timer that sends ``request`` at ``run_at``;
+        nothing when the run already has events."""
+        event = self._payload(scheduled)
+        headers = {
+            h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
+            h.MSG_ID: f"scheduled:{request.run_id}",
+        }
+        subject = self._subjects.run_events(request.tenant, request.run_id)
+        with _unavailable("the run's scheduled event"):
+            try:
+                await self._js.publish(
+                    subject, event, stream=self._streams.run_events, headers=headers
+                )
+            except js_errors.BadRequestError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                log.info("run.already_scheduled", run_id=request.run_id)
+                return
+        await self._timer(request, scheduled.run_at)
+        log.info("run.scheduled", run_id=request.run_id, run_at=scheduled.run_at.isoformat())
+
+    async def _timer(self, request: RunRequest, due: datetime) -> None:
+        timer = Timer(
+            id=request.run_id,
+            tenant=request.tenant,
+            purpose="delayed_run",
+            due=due,
+            request=request,
+            request_msg_id=request.run_id,
+        )
+        headers = telemetry.inject({h.MSG_ID: f"timer:{request.run_id}"})
+        with _unavailable("the run's timer"):
+            await self._js.publish(
+                self._subjects.timers(request.tenant, "delayed_run"),
+                self._payload(timer),
+                stream=self._streams.timers,
+                headers=headers,
+            )
+
+    async def resume_start(self, request: RunRequest, first: RunQueued | RunScheduled) -> None:
         """Make sure the run ``request`` names was started: start it if it has no event, and
-        send its request again (deduplicated by its id) while it is only queued."""
+        send its request (or timer) again, deduplicated by its id, while it is only queued
+        (or scheduled)."""
         last = await self.last(request.tenant, request.run_id)
         if last is None:
-            await self.start(request, queued)
+            if isinstance(first, RunScheduled):
+                await self.schedule(request, first)
+            else:
+                await self.start(request, first)
         elif isinstance(last.event, RunQueued):
             again = request_of(last.event, request.idempotency_key)
             await self._request(again.tenant, again.run_id, self._payload(again))
+        elif isinstance(last.event, RunScheduled):
+            event = last.event
+            again = RunRequest(
+                tenant=event.tenant,
+                run_id=event.run_id,
+                workflow_id=event.workflow_id,
+                version=event.version,
+                trigger=event.trigger,
+                input=event.input,
+                idempotency_key=request.idempotency_key,
+                requested_at=request.requested_at,
+                run_at=event.run_at,
+            )
+            await self._timer(again, event.run_at)
+
+    async def cancel_scheduled(self, last: LastEvent, request: CancelRequest) -> bool:
+        """End a run that is only scheduled (``run.cancelled`` fenced on its
+        ``run.scheduled``); False when it moved on meanwhile (cancel it the usual way)."""
+        event = last.event
+        cancelled = RunCancelled(
+            tenant=event.tenant,
+            run_id=event.run_id,
+            workflow_id=event.workflow_id,
+            version=event.version,
+            at=request.at or datetime.now(UTC),
+            reason=request.reason,
+        )
+        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last.seq)}
+        with _unavailable("the run's cancelled event"):
+            try:
+                await self._js.publish(
+                    self._subjects.run_events(event.tenant, event.run_id),
+                    self._payload(cancelled),
+                    stream=self._streams.run_events,
+                    headers=headers,
+                )
+            except js_errors.BadRequestError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                return False
+        log.info("run.cancelled_before_start", run_id=event.run_id, by=request.by)
+        return True
 
     async def _request(self, tenant: str, run_id: str, payload: bytes) -> None:
         headers = telemetry.inject({h.MSG_ID: run_id})
@@ -305,6 +399,42 @@ class Runs:
             await self._control.put(control_key(request.tenant, request.run_id), payload)
             await self._nc.publish(self._subjects.control(request.tenant, request.run_id), payload)
         log.info("run.cancel_requested", run_id=request.run_id, by=request.by)
+
+    async def wake(self, last: LastEvent) -> None:
+        """Ask for a run that has started again (``Nats-Msg-Id: wake:<run_id>:<last seq>``):
+        a parked run (no executor holds it while it waits on a timer) is picked up now and
+        sees its cancel; a run an executor holds keeps it, and the extra request is acked
+        once the run has ended."""
+        event = last.event
+        subject = self._subjects.run_events(event.tenant, event.run_id)
+        with _unavailable("the run's first event"):
+            try:
+                first = await self._js.get_msg(
+                    self._streams.run_events, seq=1, subject=subject, next=True, direct=True
+                )
+            except js_errors.NotFoundError:
+                return
+            opened = run_event_decoder.decode(first.data or b"")
+        if not isinstance(opened, RunQueued | RunScheduled):
+            return
+        request = RunRequest(
+            tenant=opened.tenant,
+            run_id=opened.run_id,
+            workflow_id=opened.workflow_id,
+            version=opened.version,
+            trigger=opened.trigger,
+            input=opened.input,
+            parent_run_id=opened.parent_run_id if isinstance(opened, RunQueued) else None,
+            attempt=opened.attempt if isinstance(opened, RunQueued) else 1,
+        )
+        headers = telemetry.inject({h.MSG_ID: f"wake:{event.run_id}:{last.seq}"})
+        with _unavailable("the run request"):
+            await self._js.publish(
+                self._subjects.run_requests(event.tenant),
+                self._payload(request),
+                stream=self._streams.run_requests,
+                headers=headers,
+            )
 
 
 def request_of(queued: RunQueued, key: str | None) -> RunRequest:

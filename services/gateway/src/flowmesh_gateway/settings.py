@@ -44,6 +44,8 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     max_input_bytes: int = 1024 * 1024
     #: The longest ``?wait=`` of ``execute`` (ISO 8601 duration in the query).
     max_wait: timedelta = timedelta(seconds=60)
+    #: How far ahead ``execute`` may schedule a run (``delay`` or ``run_at``).
+    max_schedule_ahead: timedelta = timedelta(days=366)
     #: How many compiled workflow input schemas are kept.
     input_schema_cache_size: int = 1024
     #: Server-Sent Events (``/runs/{run_id}/events``, ``/events/stream``): a ``: keep-alive``

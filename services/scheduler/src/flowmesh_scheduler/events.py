@@ -5,10 +5,12 @@ trigger's ``filter`` (CEL over ``event``, the envelope) is exactly true. The run
 ``trigger`` is ``{kind: event, trigger_id, data: <the event's data>, event: <the
 envelope>}`` and its input the event's data. The run is named ``event:<workflow>:<trigger>:
 <event id>``, so an event delivered twice (a replica died before acking it, or a publisher
-sent it again) starts one run: the run id is derived from that name and the event's
-``time`` (the message's stream time when it has none). Events of a tenant only ever start
+sent it again, within a day) starts one run: the run id is derived from that name and the
+event's ``time`` (the message's stream time when it has none), and the first one made for
+the name is claimed in the idempotency bucket. Events of a tenant only ever start
 that tenant's workflows: the tenant is the event subject's, and an envelope naming
-another tenant is refused.
+another tenant is refused. The same event also wakes the tenant's parked
+``wait_for_event`` steps it matches (:mod:`.waits`).
 """
 
 from __future__ import annotations
@@ -28,15 +30,22 @@ from flowmesh_scheduler.catalogue import ArmedEvent, Catalogue
 from flowmesh_scheduler.firing import Fire, Starter
 from flowmesh_scheduler.matching import event_view
 from flowmesh_scheduler.metrics import SchedulerMetrics
+from flowmesh_scheduler.waits import EventWaits
 
 log = structlog.get_logger("flowmesh.scheduler.events")
 
 
 class EventTriggers:
     def __init__(
-        self, catalogue: Catalogue, starter: Starter, metrics: SchedulerMetrics, prefix: str
+        self,
+        catalogue: Catalogue,
+        starter: Starter,
+        metrics: SchedulerMetrics,
+        prefix: str,
+        waits: EventWaits | None = None,
     ) -> None:
         self.catalogue, self.starter, self.metrics = catalogue, starter, metrics
+        self.waits = waits
         self._head = f"{prefix}."
 
     async def handle(self, msg: Msg) -> None:
@@ -62,6 +71,8 @@ class EventTriggers:
         ]
         for armed in matched:
             await self._start(armed, envelope.id, envelope.time or published, view, published)
+        if self.waits is not None:
+            await self.waits.on_event(envelope, tenant)
         await msg.ack()
         self.metrics.events.labels("matched" if matched else "unmatched").inc()
 
@@ -85,7 +96,7 @@ class EventTriggers:
             trigger=trigger,
             input=view.get("data"),
         )
-        run_id = await self.starter.start(fire)
+        run_id = await self.starter.start(fire, claim=True)
         lateness = (datetime.now(UTC) - published).total_seconds()
         self.metrics.fires.labels("event").inc()
         self.metrics.fire_lateness.labels("event").observe(max(0.0, lateness))

@@ -12,6 +12,7 @@ died between its two publishes), the request is sent again: a duplicate if it ha
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ import msgspec
 import structlog
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
+from nats.js.kv import KeyValue
 
 from flowmesh_proto import headers as h
 from flowmesh_proto.runs import RunQueued, RunRequest, TriggerInfo, run_event_decoder
@@ -45,12 +47,29 @@ class Fire(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Starter:
-    def __init__(self, js: JetStreamContext, subjects: Subjects, streams: StreamNames) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        streams: StreamNames,
+        claims: KeyValue | None = None,
+    ) -> None:
         self.js, self.subjects, self.streams = js, subjects, streams
+        self.claims = claims
 
-    async def start(self, fire: Fire, headers: dict[str, str] | None = None) -> str:
-        """Start the run ``fire`` names (once, whoever else fires it); its run id."""
+    async def start(
+        self, fire: Fire, headers: dict[str, str] | None = None, *, claim: bool = False
+    ) -> str:
+        """Start the run ``fire`` names (once, whoever else fires it); its run id.
+
+        ``claim``: the name alone must decide the run, whatever ``at`` this fire has (an
+        event sent again with another time): the first run id made for the name is kept
+        in the idempotency bucket (24 h, the gateway's ``idempotency_key`` scheme with the
+        key ``<name>``) and every later fire of the name uses it.
+        """
         run_id = derived_run_id(fire.name, fire.at)
+        if claim and self.claims is not None:
+            run_id = await self._claim(fire, run_id)
         now = datetime.now(UTC)
         queued = RunQueued(
             tenant=fire.tenant,
@@ -94,6 +113,17 @@ class Starter:
             stream=self.streams.run_requests,
             headers={**(headers or {}), h.MSG_ID: msg_id},
         )
+
+    async def _claim(self, fire: Fire, run_id: str) -> str:
+        digest = hashlib.sha256(fire.name.encode()).hexdigest()
+        key = f"{fire.tenant}.{fire.workflow_id}.{digest}"
+        assert self.claims is not None
+        try:
+            await self.claims.create(key, run_id.encode())
+            return run_id
+        except js_errors.KeyWrongLastSequenceError:
+            entry = await self.claims.get(key)
+        return (entry.value or b"").decode() or run_id
 
     async def _only_queued(self, subject: str) -> bool:
         try:

@@ -27,6 +27,7 @@ from flowmesh_scheduler.metrics import SchedulerMetrics
 from flowmesh_scheduler.settings import ENV_PREFIX, SchedulerSettings
 from flowmesh_scheduler.sync import CatalogueSync
 from flowmesh_scheduler.timers import Timers
+from flowmesh_scheduler.waits import EventWaits
 from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
 from flowmesh_shared.jetstream import ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
@@ -36,6 +37,8 @@ from flowmesh_shared.rpc import RpcClient
 log = structlog.get_logger("flowmesh.scheduler")
 
 SERVICE = "scheduler"
+#: The idempotency bucket's key lifetime (as the gateway creates it).
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class SchedulerApp(msgspec.Struct, kw_only=True):
@@ -58,10 +61,12 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
     js = nc.jetstream()
     await provision_streams(js, subjects, streams, settings.streams)
     cron_bucket = await ensure_bucket(js, streams.cron, timedelta(0), settings.streams)
+    claims = await ensure_bucket(js, streams.idempotency, IDEMPOTENCY_TTL, settings.streams)
+    wait_bucket = await ensure_bucket(js, streams.event_waits, timedelta(0), settings.streams)
 
     metrics_registry = service_metrics_registry()
     metrics = SchedulerMetrics(metrics_registry)
-    starter = Starter(js, subjects, streams)
+    starter = Starter(js, subjects, streams, claims)
     catalogue = Catalogue()
     crons = CronLoop(catalogue, starter, cron_bucket, metrics, catch_up_max=settings.catch_up_max)
     sync = CatalogueSync(
@@ -90,12 +95,15 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
     )
     await timers.start()
     stack.push_async_callback(timers.stop, settings.shutdown_timeout)
+    waits = EventWaits(js, wait_bucket, streams.event_waits, subjects, streams, starter, metrics)
+    await waits.start()
+    stack.push_async_callback(waits.stop)
     events = Consuming(
         nc,
         streams.events,
         settings.events_consumer,
         subjects.all_events,
-        EventTriggers(catalogue, starter, metrics, subjects.prefix).handle,
+        EventTriggers(catalogue, starter, metrics, subjects.prefix, waits).handle,
         ack_wait=settings.ack_wait,
         max_in_flight=settings.max_in_flight,
     )

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from flowmesh_executor.settings import ExecutorSettings
 from flowmesh_proto.subjects import StreamNames, Subjects
@@ -52,11 +53,26 @@ class StepCall:
     #: Secret values, to redact from anything the step reports.
     secrets: Mapping[str, str]
     traceparent: str | None = None
+    #: A step about to wait calls this first (until when: None for no end; for an event
+    #: wait, what would end it): a run whose running steps all wait long is parked (a
+    #: durable timer, or the scheduler on a matching event, asks for it again; the lease is
+    #: given back).
+    long_wait: Callable[[datetime | None, EventInterest | None], None] | None = None
+
+
+class EventInterest(NamedTuple):
+    """What ends a ``wait_for_event`` step: an event of type ``event`` for which ``match``
+    holds, evaluated over ``variables`` (the run's variables it reads) and ``event``."""
+
+    event: str
+    match: str | None
+    variables: dict[str, Any]
 
 
 class Waits(Protocol):
-    """Long waits (delay nodes). In process for now; the scheduler's durable timers will
-    let the executor ack and be asked again instead (DESIGN section 5)."""
+    """Waiting until a time (delay nodes), in process. A wait longer than the executor's
+    ``park_after`` parks the run instead (:attr:`StepCall.long_wait`): the run is given
+    back and a durable timer asks for it again when it is due (DESIGN section 5)."""
 
     async def sleep_until(self, at: datetime) -> None: ...
 
@@ -93,6 +109,8 @@ class StepServices:
     waits: Waits
     children: ChildRuns
     definitions: DefinitionSource
+    #: The bucket of parked ``wait_for_event`` steps (None: such steps are not parked).
+    event_waits: KeyValue | None = None
 
 
 Step = Callable[[StepCall, StepServices], Awaitable[Any]]

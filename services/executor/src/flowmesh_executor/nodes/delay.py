@@ -1,7 +1,8 @@
 """``delay``: wait for ``duration`` after the step started, or ``until`` a time.
 
 The wait is counted from the attempt's ``started_at`` (recorded in its ``step.started``), so
-a run resumed by another executor waits only for what is left.
+a run resumed by another executor waits only for what is left. A long wait parks the run
+(:attr:`StepCall.long_wait`): resumed when due, the step finds nothing left to wait for.
 """
 
 from __future__ import annotations
@@ -20,5 +21,7 @@ async def run(call: StepCall, services: StepServices) -> Any:
         due = call.started_at + duration(given["duration"], "duration")
     else:
         raise StepError(INVALID, "a delay needs duration or until")
+    if call.long_wait is not None:
+        call.long_wait(due, None)
     await services.waits.sleep_until(due)
     return None

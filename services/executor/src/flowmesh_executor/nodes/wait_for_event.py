@@ -4,24 +4,36 @@ Events are read from FM_EVENTS starting at the attempt's start time, so an event
 between the step's start and the subscription, or while the run moved to another executor,
 is not missed. ``match`` is a CEL expression over ``event`` (the envelope) and the run's
 variables; ``timeout`` (from the attempt's start) fails the step with ``EventTimeout``.
+
+Once the events stored so far are read and none matched, the step says it waits long
+(:attr:`StepCall.long_wait`, with what would end it): the run may be parked, its wait kept
+in the event-waits bucket for the scheduler, which asks for the run again when a matching
+event arrives (or the timeout comes). A match that reads ``secrets``, or run variables too
+large to keep, is never parked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import structlog
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
+from flowmesh_executor.nodes.base import EventInterest, StepCall, StepError, StepServices
 from flowmesh_executor.nodes.params import INVALID, duration, text
 from flowmesh_proto.events import event_decoder
 from flowmesh_proto.subjects import SubjectError
-from flowmesh_shared.expressions import ExpressionError, evaluate
+from flowmesh_proto.timers import event_wait_key
+from flowmesh_shared.expressions import ExpressionError, compile_expression, evaluate
 
 log = structlog.get_logger("flowmesh.executor.wait_for_event")
+
+#: The run variables a parked wait may keep for its match (bytes of JSON).
+MAX_PARKED_VARIABLES = 64 * 1024
 
 
 async def run(call: StepCall, services: StepServices) -> Any:
@@ -45,19 +57,65 @@ async def run(call: StepCall, services: StepServices) -> Any:
         when = None
         if limit is not None:
             when = loop.time() + max(0.0, (limit - _now(call)).total_seconds())
+
+        async def caught_up() -> None:
+            interest = _interest(event_type, match, call)
+            if interest is not None and call.long_wait is not None:
+                call.long_wait(limit, interest)
+
         try:
             async with asyncio.timeout_at(when):
-                return await _first_match(sub, match, call)
+                event = await _first_match(sub, match, call, caught_up)
         except TimeoutError:
+            await _forget(call, services)
             raise StepError(
                 "EventTimeout", f"no matching {event_type} event within {timeout}"
             ) from None
+        await _forget(call, services)
+        return event
     finally:
         await sub.unsubscribe()
 
 
-async def _first_match(sub: Any, match: Any, call: StepCall) -> Any:
+async def _forget(call: StepCall, services: StepServices) -> None:
+    """The wait is over: a parked copy of it (if any) must wake nothing more. (Cancelled,
+    the step keeps it: that is how a parked run's step ends in this process.)"""
+    if services.event_waits is not None:
+        key = event_wait_key(call.tenant, call.run_id, call.node.id)
+        with contextlib.suppress(Exception):  # KeyNotFoundError: it never parked
+            await services.event_waits.get(key)
+            await services.event_waits.purge(key)
+
+
+def _interest(event_type: str, match: Any, call: StepCall) -> EventInterest | None:
+    """What the scheduler needs to match events for this step, or None (not parkable)."""
+    if match is not None and not isinstance(match, str):
+        return None
+    roots: frozenset[str] = frozenset()
+    if match is not None:
+        try:
+            roots = compile_expression(match).references.variables
+        except ExpressionError:
+            return None
+    if "secrets" in roots:
+        return None
+    variables = {root: call.variables[root] for root in roots if root in call.variables}
+    variables.pop("event", None)
+    if len(msgspec.json.encode(variables)) > MAX_PARKED_VARIABLES:
+        return None
+    return EventInterest(event=event_type, match=match, variables=variables)
+
+
+async def _first_match(
+    sub: Any, match: Any, call: StepCall, caught_up: Callable[[], Awaitable[None]]
+) -> Any:
+    told = False
     while True:
+        if not told and sub.pending_msgs == 0:
+            info = await sub.consumer_info()
+            if info.num_pending == 0:
+                told = True
+                await caught_up()
         msg = await sub.next_msg(timeout=None)
         try:
             envelope = event_decoder.decode(msg.data)

@@ -8,19 +8,26 @@ and query (400/413/415/422), then the state (409), then the input against the ve
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
 
 from flowmesh_gateway.api import INPUT_SCHEMAS, RUNS, SETTINGS, Call, Route
-from flowmesh_gateway.bodies import json_body, json_response, query_duration
+from flowmesh_gateway.bodies import json_body, json_response, query_duration, unprocessable
 from flowmesh_proto import http as h
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import new_id
-from flowmesh_proto.runs import CancelRequest, Run, RunQueued, RunRequest, TriggerInfo
+from flowmesh_proto.runs import (
+    CancelRequest,
+    Run,
+    RunQueued,
+    RunRequest,
+    RunScheduled,
+    TriggerInfo,
+)
 from flowmesh_shared.errors import FlowmeshError, NotFound
 from flowmesh_shared.runview import run_view
 
@@ -39,6 +46,8 @@ class Start(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
     attempt: int = 1
     parent_run_id: str | None = None
+    #: A delayed run's due time (None: now).
+    run_at: datetime | None = None
 
 
 async def execute(call: Call) -> web.Response:
@@ -54,6 +63,7 @@ async def execute(call: Call) -> web.Response:
     if body.version is not None and body.version != workflow.version:
         request = r.WorkflowGet(id=workflow.id, version=body.version)
         workflow = await call.registry("workflow_get", request)
+    run_at = scheduled_time(body, settings.max_schedule_ahead)
     executable(workflow)
     check_input(call, workflow, body.input)
     start = Start(
@@ -61,8 +71,33 @@ async def execute(call: Call) -> web.Response:
         trigger=TriggerInfo(kind="api", data=body.input),
         input=body.input,
         idempotency_key=body.idempotency_key,
+        run_at=run_at,
     )
     return await begin(call, start, None if wait is None else wait.total_seconds())
+
+
+def scheduled_time(body: h.ExecuteBody, ahead: timedelta) -> datetime | None:
+    """When a delayed run is due (None: run now); 422 naming the field otherwise."""
+    if body.delay is not None and body.run_at is not None:
+        raise unprocessable("give delay or run_at, not both", "run_at")
+    now = datetime.now(UTC)
+    if body.delay is not None:
+        if body.delay < timedelta(0):
+            raise unprocessable("delay must not be negative", "delay")
+        if body.delay > ahead:
+            raise unprocessable(f"delay may be at most {_iso(ahead)}", "delay")
+        return now + body.delay if body.delay > timedelta(0) else None
+    if body.run_at is not None:
+        if body.run_at.tzinfo is None:
+            raise unprocessable("run_at must be an RFC 3339 time with an offset", "run_at")
+        if body.run_at - now > ahead:
+            raise unprocessable(f"run_at may be at most {_iso(ahead)} ahead", "run_at")
+        return body.run_at.astimezone(UTC) if body.run_at > now else None
+    return None
+
+
+def _iso(duration: timedelta) -> str:
+    return msgspec.json.encode(duration).decode().strip('"')
 
 
 async def cancel(call: Call) -> web.Response:
@@ -84,7 +119,10 @@ async def cancel(call: Call) -> web.Response:
     request = CancelRequest(
         tenant=call.tenant, run_id=run_id, reason=body.reason, by=by, at=datetime.now(UTC)
     )
-    await runs.cancel(request)
+    if not (isinstance(last.event, RunScheduled) and await runs.cancel_scheduled(last, request)):
+        await runs.cancel(request)
+        if not isinstance(last.event, RunQueued | RunScheduled):
+            await runs.wake(last)  # a parked run is held by no executor: wake it up
     answer = h.CancelAccepted(run_id=run_id, status="cancelling")
     return json_response(answer, 202, {"Location": run_location(call.tenant, run_id)})
 
@@ -199,20 +237,37 @@ async def begin(call: Call, start: Start, wait: float | None) -> web.Response:
         parent_run_id=start.parent_run_id,
     )
 
+    first: RunQueued | RunScheduled = queued
+    if start.run_at is not None:
+        request = msgspec.structs.replace(request, run_at=start.run_at)
+        first = RunScheduled(
+            tenant=tenant,
+            run_id=run_id,
+            workflow_id=workflow.id,
+            version=workflow.version,
+            at=now,
+            trigger=start.trigger,
+            input=start.input,
+            run_at=start.run_at,
+        )
+
     async def send() -> None:
-        if new:
-            await runs.start(request, queued)
+        if not new:
+            await runs.resume_start(request, first)
+        elif isinstance(first, RunScheduled):
+            await runs.schedule(request, first)
         else:
-            await runs.resume_start(request, queued)
+            await runs.start(request, first)
 
     headers = {"Location": run_location(tenant, run_id)}
+    status: Literal["queued", "scheduled"] = "scheduled" if start.run_at else "queued"
     if wait is None:
         await send()
     else:
         events = await runs.wait(tenant, run_id, wait, send, check_first=not new)
         if events is not None:
             return json_response(run_view(events), 200, headers)
-    return json_response(h.RunAccepted(run_id=run_id, status="queued"), 202, headers)
+    return json_response(h.RunAccepted(run_id=run_id, status=status), 202, headers)
 
 
 def path_run_id(call: Call) -> str:
