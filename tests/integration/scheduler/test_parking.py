@@ -6,6 +6,7 @@ runs."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
@@ -196,3 +197,41 @@ async def _keys(kv: Any) -> list[str]:
         return list(await kv.keys())
     except Exception:  # no keys at all
         return []
+
+
+async def test_runs_queued_for_a_slot_are_parked_and_woken_in_turn(parts: Parts, nc: Any) -> None:
+    client = parts.client
+    definition = {
+        "name": "one-at-a-time",
+        "concurrency": {"key": "'all'", "limit": 1, "on_limit": "queue"},
+        "nodes": [{"id": "work", "type": "delay", "parameters": {"duration": "PT0.3S"}}],
+    }
+    code, body, _ = await client("POST", "/workflows", json=definition)
+    assert code == 201, body
+    wid = body["id"]
+    js = nc.jetstream()
+    timers_before = (await js.stream_info(parts.isolated.streams.timers)).state.last_seq
+    run_ids = []
+    for _ in range(3):
+        code, body, _ = await client("POST", f"/workflows/{wid}/execute", json={})
+        assert code == 202, body
+        run_ids.append(body["run_id"])
+
+    async def all_done() -> list[dict[str, Any]] | None:
+        runs = []
+        for run_id in run_ids:
+            _code, run, _ = await client("GET", f"/runs/{run_id}")
+            if run["status"] != "succeeded":
+                return None
+            runs.append(run)
+        return runs
+
+    runs = await until(all_done, timeout=10)
+    spans = sorted(
+        (datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["finished_at"]))
+        for r in runs
+    )
+    for (_, ended), (began, _) in itertools.pairwise(spans):
+        assert began >= ended - timedelta(milliseconds=50), spans  # one at a time
+    timers_after = (await js.stream_info(parts.isolated.streams.timers)).state.last_seq
+    assert timers_after - timers_before >= 2  # the queued runs parked (a recheck timer each)

@@ -8,9 +8,11 @@ cancel, timeout, and executor death (the redelivered run still holds its slot, r
 and releases at its end; a run found already finished releases before its request is
 acked). As a last guard, a full entry drops holders whose runs have ended.
 
-``on_limit``: ``queue`` waits for a slot (in process for now, watching the entry: the
-scheduler's durable wait will replace it); ``cancel_newest`` cancels the run asking;
-``cancel_in_progress`` cancels the oldest holders to make room.
+``on_limit``: ``queue`` waits for a slot: in process, watching the entry, or (``park``)
+parked: the run stays in ``waiting`` and gives its lease back, and whoever releases a slot
+asks for the first waiting run again (``wake``; a durable timer rechecks in case that ask
+was lost); ``cancel_newest`` cancels the run asking; ``cancel_in_progress`` cancels the
+oldest holders to make room.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from flowmesh_proto.workflow import Concurrency
 
 log = structlog.get_logger("flowmesh.executor.concurrency")
 
-Verdict = Literal["acquired", "cancel"]
+Verdict = Literal["acquired", "cancel", "parked"]
 _WATCH_POLL = 0.5
 
 
@@ -56,12 +58,21 @@ class Slots:
     finished: Callable[[str], Awaitable[bool]]
     #: Ask a run to cancel (the control bucket and subject).
     cancel: Callable[[str, str], Awaitable[None]]
+    #: Ask for a parked run again (its request, with a message id naming why).
+    wake: Callable[[str, str], Awaitable[None]] | None = None
 
     async def acquire(
-        self, key: str, run_id: str, policy: Concurrency, stop: Callable[[], bool]
+        self,
+        key: str,
+        run_id: str,
+        policy: Concurrency,
+        stop: Callable[[], bool],
+        *,
+        park: bool = False,
     ) -> Verdict:
         """Take a slot for ``run_id`` (waiting if the policy queues); ``cancel`` when the
-        policy cancels the newest run instead, or when ``stop()`` turns true while queued."""
+        policy cancels the newest run instead, or when ``stop()`` turns true while queued;
+        ``parked`` (with ``park``) when it must wait: it keeps its place in the queue."""
         while True:
             if stop():
                 await self.release(key, run_id)
@@ -90,6 +101,8 @@ class Slots:
                 continue
             elif run_id not in entry.waiting:
                 entry.waiting.append(run_id)
+            elif park:
+                return "parked"
             else:
                 await self._await_change(key, revision)
                 continue
@@ -97,14 +110,21 @@ class Slots:
                 return "acquired"
 
     async def release(self, key: str, run_id: str) -> None:
-        """Give back ``run_id``'s slot (or its place in the queue); idempotent."""
+        """Give back ``run_id``'s slot (or its place in the queue); idempotent. A slot given
+        back wakes the first waiting run (parked runs hold no lease to notice it)."""
         while True:
             entry, revision = await self._read(key)
             if run_id not in entry.holders and run_id not in entry.waiting:
                 return
+            held = run_id in entry.holders
             entry.holders = [h for h in entry.holders if h != run_id]
             entry.waiting = [w for w in entry.waiting if w != run_id]
             if await self._write(key, entry, revision):
+                if held and entry.waiting and self.wake is not None:
+                    try:
+                        await self.wake(entry.waiting[0], f"slot:{revision}")
+                    except Exception as exc:  # its recheck timer still wakes it
+                        log.warning("slot.wake_failed", run=entry.waiting[0], error=str(exc))
                 return
 
     async def _read(self, key: str) -> tuple[SlotEntry, int]:

@@ -16,9 +16,13 @@ from nats.js import errors as js_errors
 from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
 
+from flowmesh_proto import headers as h
 from flowmesh_proto.runs import (
     TERMINAL_RUN_STATUSES,
     CancelRequest,
+    RunQueued,
+    RunRequest,
+    RunScheduled,
     StepBatch,
     control_key,
     run_event_decoder,
@@ -53,6 +57,37 @@ class RunControl:
         if isinstance(event, StepBatch):
             return False
         return type(event).__struct_config__.tag in _TERMINAL_KINDS
+
+    async def wake(self, key: str, why: str) -> None:
+        """Ask for the run named by ``key`` again (a parked run waiting for a slot): its
+        request, rebuilt from its first event, with ``Nats-Msg-Id: <why>:<run_id>``."""
+        tenant, _, run_id = key.partition(".")
+        subject = self.subjects.run_events(tenant, run_id)
+        try:
+            first = await self.js.get_msg(
+                self.streams.run_events, seq=1, subject=subject, next=True, direct=True
+            )
+        except js_errors.NotFoundError:
+            return
+        opened = run_event_decoder.decode(first.data or b"")
+        if not isinstance(opened, RunQueued | RunScheduled):
+            return
+        request = RunRequest(
+            tenant=opened.tenant,
+            run_id=opened.run_id,
+            workflow_id=opened.workflow_id,
+            version=opened.version,
+            trigger=opened.trigger,
+            input=opened.input,
+            parent_run_id=opened.parent_run_id if isinstance(opened, RunQueued) else None,
+            attempt=opened.attempt if isinstance(opened, RunQueued) else 1,
+        )
+        await self.js.publish(
+            self.subjects.run_requests(tenant),
+            _ENCODER.encode(request),
+            stream=self.streams.run_requests,
+            headers={h.MSG_ID: f"{why}:{run_id}"},
+        )
 
     async def cancel(self, key: str, reason: str) -> None:
         tenant, _, run_id = key.partition(".")

@@ -90,7 +90,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         steps=shell_steps(),
         metrics=ExecutorMetrics(metrics_registry),
         name=name,
-        slots=Slots(slot_bucket, control_plane.finished, control_plane.cancel),
+        slots=Slots(slot_bucket, control_plane.finished, control_plane.cancel, control_plane.wake),
         control=control_plane,
     )
     consumer = RunConsumer(parts)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -29,6 +29,7 @@ from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL, UnusableVersion
 from flowmesh_executor.engine import cel_context
 from flowmesh_executor.metrics import ExecutorMetrics
 from flowmesh_executor.nodes.base import EventInterest, Step, StepServices
+from flowmesh_executor.parking import park
 from flowmesh_executor.references import secret_names
 from flowmesh_executor.runlog import RunWriter, read_run
 from flowmesh_executor.runloop import Loop
@@ -176,8 +177,18 @@ class RunDriver:
             return "finished"
         if slot is not None and definition.concurrency is not None:
             verdict = await self.parts.slots.acquire(
-                slot, self.key, definition.concurrency, lambda: self._cancel_reason is not None
+                slot,
+                self.key,
+                definition.concurrency,
+                lambda: self._cancel_reason is not None,
+                park=services.settings.park_after > 0,
             )
+            if verdict == "parked":
+                recheck = datetime.now(UTC) + timedelta(seconds=services.settings.slot_recheck)
+                await park(services, req, writer.last_seq, recheck)
+                self.parts.metrics.runs.labels("parked").inc()
+                log.info("run.parked", waiting_for="a concurrency slot", slot=slot)
+                return "parked"
             if verdict == "cancel" and self._cancel_reason is None:
                 self._cancel_reason = "the workflow's concurrency limit is reached"
         outcome = await Loop(self, definition, state, context, writer).run()

@@ -23,9 +23,9 @@ from flowmesh_executor.engine import (
 )
 from flowmesh_executor.instant import EXPRESSION_ERROR, redact
 from flowmesh_executor.nodes.base import EventInterest, StepCall, StepError
+from flowmesh_executor.parking import park
 from flowmesh_executor.runlog import RunWriter
 from flowmesh_executor.state import RunState, apply
-from flowmesh_proto import headers as h
 from flowmesh_proto.runs import (
     RunError,
     RunEvent,
@@ -35,7 +35,7 @@ from flowmesh_proto.runs import (
     StepEvent,
     control_key,
 )
-from flowmesh_proto.timers import EventWait, Timer, event_wait_key
+from flowmesh_proto.timers import EventWait, event_wait_key
 from flowmesh_proto.workflow import Definition, MapNode, WorkflowNode
 from flowmesh_shared import telemetry
 from flowmesh_shared.expressions import ExpressionError, render
@@ -160,22 +160,7 @@ class Loop:
                     event_wait_key(request.tenant, request.run_id, node_id),
                     msgspec.json.encode(wait),
                 )
-        name = f"{request.run_id}:{self.writer.last_seq}"
-        timer = Timer(
-            id=name,
-            tenant=request.tenant,
-            purpose="resume",
-            due=due,
-            request=request,
-            request_msg_id=f"resume:{name}",
-        )
-        headers = telemetry.inject({h.MSG_ID: f"timer:{name}"})
-        await services.js.publish(
-            services.subjects.timers(request.tenant, "resume"),
-            msgspec.json.encode(timer),
-            stream=services.streams.timers,
-            headers=headers,
-        )
+        await park(services, request, self.writer.last_seq, due)
         self.driver.parts.metrics.runs.labels("parked").inc()
         log.info("run.parked", until=due.isoformat(), steps=sorted(self.driver._running))
 

@@ -42,4 +42,7 @@ class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     #: Seconds a parked run waiting with no end (a ``wait_for_event`` without ``timeout``)
     #: sleeps at most before it is resumed to look again.
     park_recheck: float = 3600.0
+    #: Seconds a run parked in a concurrency queue sleeps at most before it looks again
+    #: (a slot given back wakes the first waiting run at once; this covers a lost wake).
+    slot_recheck: float = 60.0
     streams: StreamLimits = StreamLimits()

@@ -11,7 +11,7 @@ class SchedulerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.fires = Counter(
             "flowmesh_scheduler_fires",
-            "Runs requested, by what fired them (cron, event, timer)",
+            "Runs requested, by what fired them (cron, event, timer, wait: a parked wait woken)",
             ["kind"],
             registry=registry,
         )
