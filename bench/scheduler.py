@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import nats
 from gateway import process_cpu
@@ -66,7 +67,7 @@ async def start_scheduler(fm: Stack) -> tuple[asyncio.subprocess.Process, int]:
         **os.environ,
         "NATS_URL": fm.nats_url,
         "FLOWMESH_SCHEDULER_HTTP_PORT": str(port),
-        "FLOWMESH_SCHEDULER_LOG_LEVEL": "warning",
+        "FLOWMESH_SCHEDULER_LOG_LEVEL": os.environ.get("BENCH_SCHEDULER_LOG", "warning"),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowmesh_scheduler", env=env
@@ -144,6 +145,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
             for chunk in range(0, len(events), 500):
                 await asyncio.gather(*(publish(js, e) for e in events[chunk : chunk + 500]))
             publish_s = time.perf_counter() - began
+            last = (await js.stream_info(STREAMS.events)).state.last_seq
             scheduler, _ = await start_scheduler(fm)
             started = cpu = None
             while True:
@@ -155,11 +157,13 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
                 if started is None:
                     started = time.perf_counter()
                     cpu = process_cpu(scheduler.pid)
-                if info.num_pending == 0 and info.num_ack_pending == 0:
+                done = info.num_pending == 0 and info.num_ack_pending == 0
+                if done and info.ack_floor.stream_seq >= last:
                     break
             seconds = time.perf_counter() - started
             cpu_used = process_cpu(scheduler.pid) - (cpu or 0.0)
             requests = (await js.stream_info(STREAMS.run_requests)).state.messages
+            assert requests == matching, f"{requests} runs requested for {matching} matches"
             await stop(scheduler)
             await stop(registry)
         finally:
@@ -188,22 +192,23 @@ async def latency(args: argparse.Namespace, sync_always: bool) -> dict[str, Any]
         scheduler = None
         try:
             tenants = await triggers(nc, args.tenants, args.per_tenant)
-            scheduler, _ = await start_scheduler(fm)
+            scheduler, port = await start_scheduler(fm)
             js = nc.jetstream()
-            sent: dict[str, float] = {}
-            queued: dict[str, float] = {}
+            sent: dict[str, datetime] = {}
+            queued: dict[str, datetime] = {}
             run_of: dict[str, str] = {}
-            started: dict[str, float] = {}
+            started: dict[str, datetime] = {}
 
             async def on_event(msg: Any) -> None:
-                now = time.perf_counter()
+                # Times are the events' own (``at``: when the scheduler or the executor
+                # made them), not when this busy client got round to reading them.
                 event = run_event_decoder.decode(msg.data)
                 if isinstance(event, RunQueued) and event.trigger.event:
                     event_id = event.trigger.event["id"]
-                    queued[event_id] = now
+                    queued[event_id] = event.at
                     run_of[event.run_id] = event_id
                 elif isinstance(event, RunStarted) and event.run_id in run_of:
-                    started[run_of[event.run_id]] = now
+                    started[run_of[event.run_id]] = event.at
 
             sub = await nc.subscribe(SUBJECTS.all_run_events, cb=on_event)
             rng = random.Random(11)
@@ -217,29 +222,50 @@ async def latency(args: argparse.Namespace, sync_always: bool) -> dict[str, Any]
                     await asyncio.sleep(pause)
                 event = an_event(tenants, args.per_tenant, rng)
                 if event.data["amount"] > 10:
-                    sent[event.id] = time.perf_counter()
+                    sent[event.id] = datetime.now(UTC)
                 await publish(js, event)
             deadline = time.perf_counter() + 10
             while len(started) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110 - a bounded wait on a callback's dict
                 await asyncio.sleep(0.01)
             await sub.unsubscribe()
+            seen_by_scheduler = await lateness(port)
         finally:
             await nc.close()
             if scheduler is not None:
                 await stop(scheduler)
             await stop(executor)
             await stop(registry)
-    to_queued = [(queued[i] - t) * 1000 for i, t in sent.items() if i in queued]
-    to_started = [(started[i] - t) * 1000 for i, t in sent.items() if i in started]
+    to_queued = [(queued[i] - t).total_seconds() for i, t in sent.items() if i in queued]
+    to_started = [(started[i] - t).total_seconds() for i, t in sent.items() if i in started]
     result = {
         "rate_per_s": args.rate,
         "matching_events": len(sent),
         "missing_runs": len(sent) - len(to_started),
         "event_to_run_queued_ms": summary(to_queued),
         "event_to_run_started_ms": summary(to_started),
+        "scheduler_histogram_event_publish_to_request": seen_by_scheduler,
     }
     print("latency", "sync_always" if sync_always else "default", result, flush=True)
     return result
+
+
+async def lateness(port: int) -> dict[str, Any]:
+    """The scheduler's own view: its ``fire_lateness`` histogram for events (publish time
+    in the stream to the run request published), as bucket counts."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+    ):
+        text = await resp.text()
+    buckets = {}
+    for line in text.splitlines():
+        if (
+            line.startswith("flowmesh_scheduler_fire_lateness_seconds_bucket")
+            and 'kind="event"' in line
+        ):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[bound] = float(line.rpartition(" ")[2])
+    return {"cumulative_counts_by_upper_bound_s": buckets}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -100,7 +100,14 @@ class EventTriggers:
         lateness = (datetime.now(UTC) - published).total_seconds()
         self.metrics.fires.labels("event").inc()
         self.metrics.fire_lateness.labels("event").observe(max(0.0, lateness))
-        log.info("event.matched", trigger=armed.key, event_id=event_id, run_id=run_id)
+        log.info(
+            "event.matched",
+            trigger=armed.key,
+            event_id=event_id,
+            run_id=run_id,
+            since_published_ms=round(lateness * 1000, 1),
+            since_event_time_ms=round((datetime.now(UTC) - at).total_seconds() * 1000, 1),
+        )
 
 
 def _published_at(msg: Msg) -> datetime:

@@ -9,8 +9,11 @@ Stopping (SIGTERM): no more timers or events are taken, the ones being handled g
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -107,8 +110,10 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
         ack_wait=settings.ack_wait,
         max_in_flight=settings.max_in_flight,
     )
-    await events.start()
-    stack.push_async_callback(events.stop, settings.shutdown_timeout)
+    # Trigger events wait for the catalogue: one taken before it is loaded would match
+    # nothing and be acked, its runs lost.
+    events_started = asyncio.create_task(_after(sync.ready, events.start))
+    stack.push_async_callback(_stop_events, events_started, events, settings.shutdown_timeout)
 
     health = HealthServer(settings.http_host, settings.http_port, registry=metrics_registry)
     health.add_check("nats", nats_connected(nc))
@@ -119,6 +124,33 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
     return SchedulerApp(
         settings=settings, catalogue=catalogue, sync=sync, crons=crons, health_port=port
     )
+
+
+async def _after(ready: asyncio.Event, start: Callable[[], Awaitable[None]]) -> None:
+    """``start()`` once ``ready`` is set, trying again until it works (NATS may be away)."""
+    await ready.wait()
+    delay = 0.2
+    while True:
+        try:
+            await start()
+            return
+        except Exception as exc:
+            log.warning("scheduler.events_start_failed", error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _stop_events(
+    started: asyncio.Task[None],
+    events: Consuming,
+    timeout: float,  # noqa: ASYNC109
+) -> None:
+    if not started.done():
+        started.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await started
+        return
+    await events.stop(timeout)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -7,8 +7,8 @@ are held and applied after it, in order, so a change never loses to the older st
 reload read; applying one twice changes nothing. The registry's outbox publishes every
 change, so events alone keep the catalogue current; a full reload every
 ``reload_interval`` seconds is the safety net (and what brings a replica back after a long
-NATS outage). Until the first reload succeeds the scheduler fires nothing and ``/readyz``
-says so.
+NATS outage). Until the first reload succeeds the scheduler fires nothing, takes no trigger
+event (an event taken then would match nothing and be lost), and ``/readyz`` says so.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class CatalogueSync:
         self.catalogue, self.metrics = catalogue, metrics
         self.on_change, self.reload_interval = on_change, reload_interval
         self.loaded = False
+        #: Set once the first reload has succeeded (event triggers wait for it).
+        self.ready = asyncio.Event()
         self._held: list[WorkflowChanged] | None = []
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
@@ -119,6 +121,7 @@ class CatalogueSync:
         if not self.loaded:
             log.info("catalogue.loaded", workflows=len(self.catalogue))
         self.loaded = True
+        self.ready.set()
 
     def _release(self) -> None:
         held, self._held = self._held or [], None
