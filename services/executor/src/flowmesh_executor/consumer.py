@@ -35,6 +35,16 @@ from flowmesh_shared.pull import PullFeed
 
 log = structlog.get_logger("flowmesh.executor.consumer")
 
+#: Seconds before a second request for a run driven here is looked at again.
+SECOND_REQUEST_DELAY = 1.0
+
+
+def _stream_seq(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream message (tests): treat as the same one
+        return 0
+
 
 @dataclass(slots=True)
 class _Lease:
@@ -135,8 +145,14 @@ class RunConsumer:
             await msg.term()
             return
         key = control_key(request.tenant, request.run_id)
-        if key in self._held:  # redelivered while still driven here: keep the first lease
-            return
+        lease = self._held.get(key)
+        if lease is not None:
+            if _stream_seq(msg) != _stream_seq(lease.msg):
+                # Another request for a run driven here (a wake sent while it was parking,
+                # a cancel's wake): look again shortly, when this driving may have ended.
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.nak(delay=SECOND_REQUEST_DELAY)
+            return  # the lease's own message redelivered: keep the first lease
         self._observe_lag(msg)
         driver = RunDriver(self.parts, request, headers=dict(msg.headers or {}))
         task = asyncio.create_task(self._drive(key, msg, driver), name=f"run:{request.run_id}")
