@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +32,7 @@ import aiohttp
 import msgspec
 import nats
 from gateway import client, stack  # bench/gateway.py (scripts run from bench/)
-from workload import summary
+from workload import summary, write_results
 
 from flowmesh_proto import headers as h
 from flowmesh_proto.ids import new_run_id
@@ -261,16 +258,7 @@ def main() -> None:
     args = parser.parse_args()
     began = datetime.now(UTC)
     results = asyncio.run(run(args))
-    document = {
-        "command": " ".join(["uv run python bench/executor.py", *sys.argv[1:]]),
-        "started_at": began.isoformat(),
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
-        "results": results,
-    }
-    text = json.dumps(document, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    write_results("executor.py", began, results, args.out)
 
 
 if __name__ == "__main__":

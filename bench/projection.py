@@ -32,9 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -53,7 +51,7 @@ import nats
 from executor import Runner, burst, chain  # bench/executor.py (scripts run from bench/)
 from gateway import process_cpu, profile  # bench/gateway.py
 from nats.js import errors as js_errors
-from workload import summary, wait_ready
+from workload import summary, wait_ready, write_results
 
 from flowmesh_proto import headers as h
 from flowmesh_proto import registry as r
@@ -516,21 +514,14 @@ def main() -> None:
     args = parser.parse_args()
     started = datetime.now(UTC)
     results = asyncio.run(run(args))
-    document = {
-        "command": " ".join(["uv run python bench/projection.py", *sys.argv[1:]]),
-        "started_at": started.isoformat(),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "note": "registry, executor, nats-server, PostgreSQL and this client share them",
-        },
-        "targets": TARGETS,
-        "results": results,
-    }
-    text = json.dumps(document, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    write_results(
+        "projection.py",
+        started,
+        results,
+        args.out,
+        note="registry, executor, nats-server, PostgreSQL and this client share them",
+        targets=TARGETS,
+    )
 
 
 if __name__ == "__main__":

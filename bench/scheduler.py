@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
 import secrets
 import sys
@@ -44,7 +42,7 @@ import nats
 from gateway import process_cpu
 from nats.js import errors as js_errors
 from projection import Stack, infrastructure, start_executor, start_registry, stop
-from workload import summary, wait_ready
+from workload import summary, wait_ready, write_results
 
 from flowmesh_proto import headers as h
 from flowmesh_proto import registry as r
@@ -290,21 +288,13 @@ def main() -> None:
     args = parser.parse_args()
     started = datetime.now(UTC)
     results = asyncio.run(run(args))
-    document = {
-        "command": " ".join(["uv run python bench/scheduler.py", *sys.argv[1:]]),
-        "started_at": started.isoformat(),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "note": "registry, scheduler, executor, nats-server, PostgreSQL and this client "
-            "share them",
-        },
-        "results": results,
-    }
-    text = json.dumps(document, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    write_results(
+        "scheduler.py",
+        started,
+        results,
+        args.out,
+        note="registry, scheduler, executor, nats-server, PostgreSQL and this client share them",
+    )
 
 
 if __name__ == "__main__":

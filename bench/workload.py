@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import platform
 import random
 import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -83,3 +89,30 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process, what: str) -
                 pass
             await asyncio.sleep(0.1)
     raise SystemExit(f"the {what} did not become ready")
+
+
+def write_results(
+    script: str,
+    started: datetime,
+    results: dict[str, Any],
+    out: Path | None,
+    *,
+    note: str = "",
+    **extra: Any,
+) -> None:
+    """Print the results document (the command that made it, when, on what) and write it
+    to ``out`` when given."""
+    machine: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    if note:
+        machine["note"] = note
+    document = {
+        "command": " ".join([f"uv run python bench/{script}", *sys.argv[1:]]),
+        "started_at": started.isoformat(),
+        "machine": machine,
+        **extra,
+        "results": results,
+    }
+    text = json.dumps(document, indent=2)
+    if out:
+        out.write_text(text + "\n")
+    print(text)

@@ -174,6 +174,24 @@ def control_key(tenant: str, run_id: str) -> str:
     return f"{tenant}.{run_id}"
 
 
+def request_of(first: RunQueued | RunScheduled, idempotency_key: str | None = None) -> RunRequest:
+    """The request a run's opening event (``run.queued`` or ``run.scheduled``) stands for:
+    what to publish again to finish a start, or to wake a parked run."""
+    return RunRequest(
+        tenant=first.tenant,
+        run_id=first.run_id,
+        workflow_id=first.workflow_id,
+        version=first.version,
+        trigger=first.trigger,
+        input=first.input,
+        idempotency_key=idempotency_key,
+        parent_run_id=first.parent_run_id if isinstance(first, RunQueued) else None,
+        attempt=first.attempt if isinstance(first, RunQueued) else 1,
+        requested_at=first.at,
+        run_at=first.run_at if isinstance(first, RunScheduled) else None,
+    )
+
+
 run_request_decoder = msgspec.json.Decoder(RunRequest)
 cancel_request_decoder = msgspec.json.Decoder(CancelRequest)
 run_event_decoder = msgspec.json.Decoder(RunEvent)

@@ -21,10 +21,10 @@ from flowmesh_proto.runs import (
     TERMINAL_RUN_STATUSES,
     CancelRequest,
     RunQueued,
-    RunRequest,
     RunScheduled,
     StepBatch,
     control_key,
+    request_of,
     run_event_decoder,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
@@ -72,19 +72,9 @@ class RunControl:
         opened = run_event_decoder.decode(first.data or b"")
         if not isinstance(opened, RunQueued | RunScheduled):
             return
-        request = RunRequest(
-            tenant=opened.tenant,
-            run_id=opened.run_id,
-            workflow_id=opened.workflow_id,
-            version=opened.version,
-            trigger=opened.trigger,
-            input=opened.input,
-            parent_run_id=opened.parent_run_id if isinstance(opened, RunQueued) else None,
-            attempt=opened.attempt if isinstance(opened, RunQueued) else 1,
-        )
         await self.js.publish(
             self.subjects.run_requests(tenant),
-            _ENCODER.encode(request),
+            _ENCODER.encode(request_of(opened)),
             stream=self.streams.run_requests,
             headers={h.MSG_ID: f"{why}:{run_id}"},
         )

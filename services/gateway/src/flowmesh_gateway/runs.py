@@ -54,6 +54,7 @@ from flowmesh_proto.runs import (
     RunSucceeded,
     RunTimedOut,
     control_key,
+    request_of,
     run_event_decoder,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
@@ -171,44 +172,34 @@ class Runs:
 
     async def start(self, request: RunRequest, queued: RunQueued) -> None:
         """Publish ``queued`` and then ``request``; nothing when the run already has events."""
-        event = self._payload(queued)
         payload = self._payload(request)
-        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: f"queued:{request.run_id}"}
-        subject = self._subjects.run_events(request.tenant, request.run_id)
-        with _unavailable("the run's queued event"):
-            try:
-                await self._js.publish(
-                    subject, event, stream=self._streams.run_events, headers=headers
-                )
-            except js_errors.BadRequestError as exc:
-                if exc.err_code != WRONG_LAST_SEQUENCE:
-                    raise
-                log.info("run.already_started", run_id=request.run_id)
-                return
-        await self._request(request.tenant, request.run_id, payload)
-        log.info("run.queued", run_id=request.run_id, workflow=request.workflow_id)
+        if await self._open(queued, "queued"):
+            await self._request(request.tenant, request.run_id, payload)
+            log.info("run.queued", run_id=request.run_id, workflow=request.workflow_id)
 
     async def schedule(self, request: RunRequest, scheduled: RunScheduled) -> None:
         """Publish ``scheduled``, then the timer that sends ``request`` at ``run_at``;
         nothing when the run already has events."""
-        event = self._payload(scheduled)
-        headers = {
-            h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
-            h.MSG_ID: f"scheduled:{request.run_id}",
-        }
-        subject = self._subjects.run_events(request.tenant, request.run_id)
-        with _unavailable("the run's scheduled event"):
+        if await self._open(scheduled, "scheduled"):
+            await self._timer(request, scheduled.run_at)
+            log.info("run.scheduled", run_id=request.run_id, run_at=scheduled.run_at.isoformat())
+
+    async def _open(self, first: RunQueued | RunScheduled, kind: str) -> bool:
+        """Publish a run's first event, fenced on an empty subject (``Nats-Msg-Id:
+        <kind>:<run_id>``); False when the run already has events (someone started it)."""
+        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: f"{kind}:{first.run_id}"}
+        subject = self._subjects.run_events(first.tenant, first.run_id)
+        with _unavailable(f"the run's {kind} event"):
             try:
                 await self._js.publish(
-                    subject, event, stream=self._streams.run_events, headers=headers
+                    subject, self._payload(first), stream=self._streams.run_events, headers=headers
                 )
             except js_errors.BadRequestError as exc:
                 if exc.err_code != WRONG_LAST_SEQUENCE:
                     raise
-                log.info("run.already_scheduled", run_id=request.run_id)
-                return
-        await self._timer(request, scheduled.run_at)
-        log.info("run.scheduled", run_id=request.run_id, run_at=scheduled.run_at.isoformat())
+                log.info("run.already_started", run_id=first.run_id)
+                return False
+        return True
 
     async def _timer(self, request: RunRequest, due: datetime) -> None:
         timer = Timer(
@@ -242,19 +233,8 @@ class Runs:
             again = request_of(last.event, request.idempotency_key)
             await self._request(again.tenant, again.run_id, self._payload(again))
         elif isinstance(last.event, RunScheduled):
-            event = last.event
-            again = RunRequest(
-                tenant=event.tenant,
-                run_id=event.run_id,
-                workflow_id=event.workflow_id,
-                version=event.version,
-                trigger=event.trigger,
-                input=event.input,
-                idempotency_key=request.idempotency_key,
-                requested_at=request.requested_at,
-                run_at=event.run_at,
-            )
-            await self._timer(again, event.run_at)
+            again = request_of(last.event, request.idempotency_key)
+            await self._timer(again, last.event.run_at)
 
     async def cancel_scheduled(self, last: LastEvent, request: CancelRequest) -> bool:
         """End a run that is only scheduled (``run.cancelled`` fenced on its
@@ -417,16 +397,7 @@ class Runs:
             opened = run_event_decoder.decode(first.data or b"")
         if not isinstance(opened, RunQueued | RunScheduled):
             return
-        request = RunRequest(
-            tenant=opened.tenant,
-            run_id=opened.run_id,
-            workflow_id=opened.workflow_id,
-            version=opened.version,
-            trigger=opened.trigger,
-            input=opened.input,
-            parent_run_id=opened.parent_run_id if isinstance(opened, RunQueued) else None,
-            attempt=opened.attempt if isinstance(opened, RunQueued) else 1,
-        )
+        request = request_of(opened)
         headers = telemetry.inject({h.MSG_ID: f"wake:{event.run_id}:{last.seq}"})
         with _unavailable("the run request"):
             await self._js.publish(
@@ -435,22 +406,6 @@ class Runs:
                 stream=self._streams.run_requests,
                 headers=headers,
             )
-
-
-def request_of(queued: RunQueued, key: str | None) -> RunRequest:
-    """The request a ``run.queued`` event was published with."""
-    return RunRequest(
-        tenant=queued.tenant,
-        run_id=queued.run_id,
-        workflow_id=queued.workflow_id,
-        version=queued.version,
-        trigger=queued.trigger,
-        input=queued.input,
-        idempotency_key=key,
-        parent_run_id=queued.parent_run_id,
-        attempt=queued.attempt,
-        requested_at=queued.at,
-    )
 
 
 def _kind(data: bytes) -> str:
