@@ -46,7 +46,7 @@ class EventWait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ``<tenant>.<run_id>.<node_id>`` while its run is parked. The scheduler matches trigger
     events against it (``event`` type, then ``match`` over ``variables`` plus ``event``,
     the envelope) and, on the first match, publishes ``request`` with ``Nats-Msg-Id:
-    resume:<run_id>:<node_id>:<event id>`` and deletes the entry; the resumed step finds
+    resume:<run_id>:<node_id>:<parked_at>:<event id>`` and deletes the entry; the resumed step finds
     the event itself (it reads events from its attempt's start)."""
 
     tenant: str
@@ -58,6 +58,8 @@ class EventWait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     variables: dict[str, Any] = {}
     request: RunRequest
     since: datetime
+    #: The run's last stream sequence when it parked: a run parked again is woken again.
+    parked_at: int = 0
 
 
 event_wait_decoder = msgspec.json.Decoder(EventWait)

@@ -155,6 +155,7 @@ class Loop:
                     variables=interest.variables,
                     request=request,
                     since=self.state.node(node_id).started_at or utcnow(),
+                    parked_at=self.writer.last_seq,
                 )
                 await services.event_waits.put(
                     event_wait_key(request.tenant, request.run_id, node_id),

@@ -5,7 +5,8 @@ The executor keeps a parked step's wait in the event-waits bucket
 (:class:`flowmesh_proto.timers.EventWait`); every scheduler replica watches the bucket and
 indexes the waits by ``(tenant, event type)``. An event (taken from FM_EVENTS by one
 replica, with the event triggers) wakes each wait it matches: the run's request is
-published with ``Nats-Msg-Id: resume:<run_id>:<node_id>:<event id>`` and the wait deleted.
+published with ``Nats-Msg-Id: resume:<run_id>:<node_id>:<parked_at>:<event id>`` (one
+wake per parking) and the wait deleted.
 A wait that appears is also checked against the events already stored since its step
 started (an event may have come between the step's last look and its parking), so no
 wake-up is lost. The resumed step finds the event itself; a wait left behind (its run
@@ -118,7 +119,7 @@ class EventWaits:
         return woken
 
     async def _wake(self, key: str, wait: EventWait, event_id: str) -> None:
-        msg_id = f"resume:{wait.run_id}:{wait.node_id}:{event_id}"
+        msg_id = f"resume:{wait.run_id}:{wait.node_id}:{wait.parked_at}:{event_id}"
         await self.starter.request(wait.request, msg_id)
         for waits in self._by_type.values():
             waits.pop(key, None)

@@ -110,13 +110,18 @@ async def _first_match(
     sub: Any, match: Any, call: StepCall, caught_up: Callable[[], Awaitable[None]]
 ) -> Any:
     told = False
+    read = 0
     while True:
         if not told and sub.pending_msgs == 0:
+            # Caught up: nothing left in the stream for this consumer, and every message it
+            # delivered has been read here (not merely sent: some may still be on the way).
             info = await sub.consumer_info()
-            if info.num_pending == 0:
+            delivered = info.delivered.consumer_seq if info.delivered else -1
+            if info.num_pending == 0 and delivered == read:
                 told = True
                 await caught_up()
         msg = await sub.next_msg(timeout=None)
+        read += 1
         try:
             envelope = event_decoder.decode(msg.data)
         except msgspec.DecodeError:
