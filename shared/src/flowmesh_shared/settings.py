@@ -57,11 +57,17 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """What every service reads; a service's settings subclass this."""
 
     nats_url: str = "nats://127.0.0.1:4222"
+    """The NATS server(s) to connect to (comma-separated URLs)."""
     subject_prefix: str = "fm"
+    """The first token of every subject (``fm.<tenant>.runs.<run_id>``, ``fm.rpc.>``)."""
     stream_prefix: str = "FM"
+    """The prefix of every stream and key-value bucket name (``FM_RUN_EVENTS``)."""
     log_level: str = "info"
+    """``debug``, ``info``, ``warning``, ``error`` or ``critical``."""
     log_format: LogFormat = "auto"
+    """``json`` (one object a line), ``console``, or ``auto``: JSON unless stdout is a terminal."""
     http_host: str = "127.0.0.1"
+    """The address the HTTP server listens on (``0.0.0.0`` for every interface)."""
     http_port: int = 0
     """The port of /healthz, /readyz and /metrics; 0 picks a free one."""
     rpc_timeout: float = 5.0
@@ -69,6 +75,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout: float = 10.0
     """Seconds in-flight work may take to finish once a stop is asked for."""
     otel_service_name: str = ""
+    """The service name of traces; empty means ``flowmesh-<service>``. Traces are exported
+    only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set."""
 
 
 def load_settings(cls: type[S], prefix: str, environ: Mapping[str, str] | None = None) -> S:

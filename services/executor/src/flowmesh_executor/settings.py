@@ -9,6 +9,7 @@ ENV_PREFIX = "FLOWMESH_EXECUTOR"
 
 
 class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
+    #: The port of /healthz, /readyz and /metrics (0 picks a free one).
     http_port: int = 8083
     #: The durable pull consumer every executor replica shares.
     consumer: str = "executors"
@@ -45,4 +46,6 @@ class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     #: Seconds a run parked in a concurrency queue sleeps at most before it looks again
     #: (a slot given back wakes the first waiting run at once; this covers a lost wake).
     slot_recheck: float = 60.0
+    #: Retention limits, storage and replicas of the streams and key-value buckets this
+    #: service creates, or updates, at start.
     streams: StreamLimits = StreamLimits()

@@ -19,21 +19,31 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     jwt_hs256_secret: str = ""
     #: PEM files of RS256/ES256 public keys (comma-separated); empty refuses those tokens.
     jwt_public_key_files: list[str] = []
+    #: The ``aud`` a JWT must carry; empty checks no audience.
     jwt_audience: str = ""
+    #: The ``iss`` a JWT must carry; empty checks no issuer.
     jwt_issuer: str = ""
+    #: Seconds of clock skew allowed when checking a JWT's ``exp``, ``nbf`` and ``iat``.
     jwt_leeway_seconds: float = 30.0
     #: How long a verified API key is trusted before asking the registry again (revocation lag).
     key_cache_seconds: float = 5.0
+    #: The largest request body (bytes); larger is 413 PAYLOAD_TOO_LARGE.
     max_body_bytes: int = 1024 * 1024
-    #: Token buckets: requests per second and burst, per tenant and per credential.
+    #: Requests per second a tenant may make (a token bucket per tenant and gateway),
+    #: unless the tenant has a limit of its own.
     tenant_rate: float = 200.0
+    #: The burst of a tenant's token bucket.
     tenant_burst: int = 400
     #: How long a tenant's own limit (set with PATCH /api/v1/admin/tenants/{id}) is cached.
     tenant_limit_cache_seconds: float = 30.0
+    #: Requests per second one credential (API key or JWT subject) may make.
     key_rate: float = 100.0
+    #: The burst of a credential's token bucket.
     key_burst: int = 200
-    #: Failed authentications allowed per client address (per second, burst).
+    #: Failed authentications (and refused webhook signatures) allowed per client address
+    #: per second; past the burst, 429.
     auth_failure_rate: float = 2.0
+    #: The burst of a client address's failed-authentication bucket.
     auth_failure_burst: int = 20
     #: Trust X-Forwarded-For for the client address (only behind a proxy you run).
     trust_forwarded_for: bool = False

@@ -22,30 +22,45 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     runtime_role: str = "flowmesh_registry"
     #: How the runtime role connects; empty means database_url with the user replaced.
     runtime_database_url: str = ""
+    #: A password set on the runtime role by migrations; empty leaves it as it is.
     runtime_password: str = ""
+    #: Apply missing migrations (and create the runtime role) at start.
     migrate_on_start: bool = True
+    #: Connections the pool keeps open at least.
     pool_min_size: int = 2
+    #: Connections the pool opens at most.
     pool_max_size: int = 10
+    #: The port of /healthz, /readyz and /metrics (0 picks a free one).
     http_port: int = 8081
+    #: Registry requests one process handles at once; more wait their turn.
     rpc_max_in_flight: int = 64
+    #: Seconds between outbox polls (it also wakes on ``NOTIFY``; polling covers a lost one).
     outbox_poll_interval: float = 1.0
+    #: The largest workflow definition (bytes of JSON); larger is 413 PAYLOAD_TOO_LARGE.
     max_definition_bytes: int = 256 * 1024
+    #: Nodes one workflow may have.
     max_nodes: int = 500
+    #: Edges one workflow may have.
     max_edges: int = 2000
+    #: Retention limits, storage and replicas of the streams and key-value buckets this
+    #: service creates, or updates, at start.
     streams: StreamLimits = StreamLimits()
     #: The projection of run events into run history (turn off to run it elsewhere: any
     #: number of registries may project; they share the durable consumer).
     projection_enabled: bool = True
+    #: The durable consumer of run events the projecting registries share.
     projection_consumer: str = "registry-projection"
-    #: Messages per batch (one transaction) at most, and held in memory at most.
+    #: Run events written per batch (one transaction) at most.
     projection_batch_size: int = 500
+    #: Run events held in memory at most (delivered, not yet written).
     projection_max_buffered: int = 2000
     #: Seconds before JetStream redelivers an event the projection has not acked.
     projection_ack_wait: float = 60.0
     #: Days run history is kept for a tenant that has no ``run_retention_days`` of its own.
     run_retention_days: int = 30
-    #: Seconds between retention sweeps, and runs deleted per statement.
+    #: Seconds between retention sweeps (the first runs a minute after start).
     retention_interval: float = 3600.0
+    #: Runs (with their steps) one retention statement deletes at most.
     retention_batch_size: int = 1000
     #: The AES-256 key that seals tenant secrets: base64 of 32 bytes. Empty: the registry
     #: runs, and every secret operation answers 503 UNAVAILABLE.

@@ -9,9 +9,11 @@ ENV_PREFIX = "FLOWMESH_SCHEDULER"
 
 
 class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
+    #: The port of /healthz, /readyz and /metrics (0 picks a free one).
     http_port: int = 8084
-    #: Durable consumers every scheduler replica shares: timers, and trigger events.
+    #: The durable consumer of durable timers (FM_TIMERS) every scheduler replica shares.
     timers_consumer: str = "scheduler-timers"
+    #: The durable consumer of trigger events (FM_EVENTS) every scheduler replica shares.
     events_consumer: str = "scheduler-events"
     #: Seconds before JetStream hands a timer or an event held by a dead replica to another.
     ack_wait: float = 30.0
@@ -23,4 +25,6 @@ class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
     catalogue_reload_interval: float = 300.0
     #: Messages (timers, events) one replica holds at once.
     max_in_flight: int = 256
+    #: Retention limits, storage and replicas of the streams and key-value buckets this
+    #: service creates, or updates, at start.
     streams: StreamLimits = StreamLimits()

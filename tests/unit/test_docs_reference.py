@@ -1,0 +1,116 @@
+"""The reference documents in docs/ match the code they describe: a stale one fails here."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import pytest
+
+from flowmesh_shared.settings import convert
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script(name: str) -> ModuleType:
+    """A module of scripts/ (outside every package), loaded once."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+reference = _script("configuration_reference")
+SERVICES = {service.name: service for service in reference.SERVICES}
+
+
+# --- docs/configuration.md ---------------------------------------------------------------
+
+
+def test_configuration_reference_is_current() -> None:
+    committed = (ROOT / "docs" / "configuration.md").read_text()
+    assert committed == reference.render(), (
+        f"docs/configuration.md is stale: run `{reference.COMMAND}` and commit it"
+    )
+
+
+def _leaf_fields(cls: type[msgspec.Struct]) -> int:
+    """How many variables a settings class reads: its fields, nested Structs expanded."""
+    count = 0
+    for field in msgspec.structs.fields(cls):
+        nested = isinstance(field.type, type) and issubclass(field.type, msgspec.Struct)
+        count += _leaf_fields(field.type) if nested else 1
+    return count
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_field_of_every_settings_class_is_a_documented_row(name: str) -> None:
+    service = SERVICES[name]
+    found = reference.variables(service.settings, service.prefix)
+    assert len(found) == _leaf_fields(service.settings) > 20
+    assert len({variable.name for variable in found}) == len(found)
+    assert [v.name for v in found if not v.description.strip()] == [], (
+        "give these fields a docstring (or a #: comment) in their settings class"
+    )
+    rows = [
+        line for line in reference.render().splitlines() if line.startswith(f"| `{service.prefix}_")
+    ]
+    documented = [row.split("`")[1] for row in rows]
+    assert sorted(documented) == sorted(variable.name for variable in found)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_documented_defaults_read_back_as_the_defaults(name: str) -> None:
+    """What the table shows as a default, set as the variable, gives the default itself."""
+    service = SERVICES[name]
+    for variable in reference.variables(service.settings, service.prefix):
+        value = convert(variable.default_text, variable.kind, variable.name)
+        assert value == variable.default, variable.name
+
+
+def test_common_fallbacks_are_documented_on_top_level_variables_only() -> None:
+    found = reference.variables(SERVICES["registry"].settings, SERVICES["registry"].prefix)
+    fallbacks = {v.name: v.fallback for v in found if v.fallback}
+    assert fallbacks == {
+        "FLOWMESH_REGISTRY_NATS_URL": "NATS_URL",
+        "FLOWMESH_REGISTRY_DATABASE_URL": "DATABASE_URL",
+        "FLOWMESH_REGISTRY_OTEL_SERVICE_NAME": "OTEL_SERVICE_NAME",
+    }
+    assert "FLOWMESH_REGISTRY_STREAMS_REPLICAS" in {v.name for v in found}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (timedelta(0), "PT0S"),
+        (timedelta(seconds=0.5), "PT0.5S"),
+        (timedelta(minutes=2), "PT2M"),
+        (timedelta(hours=24), "P1D"),
+        (timedelta(days=366), "P366D"),
+        (timedelta(days=1, hours=2, seconds=3), "P1DT2H3S"),
+    ],
+)
+def test_durations_are_written_as_iso_8601(value: timedelta, text: str) -> None:
+    assert reference.iso_duration(value) == text
+    assert convert(text, timedelta, "X") == value
+
+
+def test_the_check_mode_fails_on_a_stale_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    stale = tmp_path / "configuration.md"
+    stale.write_text("old\n")
+    monkeypatch.setattr(reference, "OUTPUT", stale)
+    monkeypatch.setattr(reference, "ROOT", tmp_path)
+    assert reference.main(["--check"]) == 1
+    assert reference.COMMAND in capsys.readouterr().err
+    assert reference.main([]) == 0
+    assert reference.main(["--check"]) == 0
