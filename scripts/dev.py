@@ -5,6 +5,11 @@ PostgreSQL (``DATABASE_URL``, else a local cluster under ``$FLOWMESH_HOME``), st
 service as its own process, creates the demo tenant and its admin key, writes
 ``$FLOWMESH_HOME/dev.json`` once the stack is ready, and stops everything it started on
 Ctrl-C (or SIGTERM).
+
+Environment: ``FLOWMESH_HOME`` (default ``.flowmesh``), ``FLOWMESH_GATEWAY_PORT`` (8080),
+``FLOWMESH_ADMIN_TOKEN`` (generated if unset), ``NATS_URL``, ``DATABASE_URL`` (a server to
+use; the database is created on it), and ``FLOWMESH_DEV_DATABASE``, the name of that
+database (default ``flowmesh``), so several stacks can share one PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import sys
@@ -136,7 +142,10 @@ async def main() -> int:
     say(f"PostgreSQL {'started' if postgres.started else 'found'} at {postgres.url}")
     children: list[asyncio.subprocess.Process] = []
     try:
-        database_url = await ensure_database(postgres.url, DATABASE)
+        database = os.environ.get("FLOWMESH_DEV_DATABASE") or DATABASE
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database):
+            raise SystemExit(f"FLOWMESH_DEV_DATABASE={database!r}: use a-z, 0-9 and _ only")
+        database_url = await ensure_database(postgres.url, database)
         registry_port = free_port()
         common = {**os.environ, "NATS_URL": nats.url}
         registry = await start_service(
