@@ -20,6 +20,7 @@ import aiohttp
 import msgspec
 from rich.console import Console
 
+from flowmesh_cli import natsusers
 from flowmesh_cli.config import resolve
 from flowmesh_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 from flowmesh_cli.gateway import Gateway, StreamPolicy
@@ -63,6 +64,8 @@ async def run_cli(
         args = _parser(out, err).parse_args(argv)
     except _ParserExit as exc:
         return exc.code
+    if args.command == "nats-user":
+        return nats_user(args, cwd, out, err)
     try:
         target = resolve({"--url": args.url, "--tenant": args.tenant, "--key": args.key}, env, cwd)
         body = _execute_body(args, cwd) if args.command == "run" else None
@@ -91,6 +94,31 @@ async def run_cli(
         err.write(f"flowmesh: {exc.message}\n")
         err.flush()
         return exc.exit_code
+
+
+def nats_user(args: argparse.Namespace, cwd: Path, out: TextIO, err: TextIO) -> int:
+    """``flowmesh nats-user``: mint, remove or list a tenant's NATS users."""
+    directory = cwd / args.dir
+    try:
+        if args.list:
+            users = natsusers.listing(directory, args.tenant)
+            if args.json:
+                out.write(msgspec.json.encode(users).decode() + "\n")
+            for user in [] if args.json else users:
+                out.write(f"{user.user}\t{user.role}\t{user.created_at}\n")
+        elif args.remove is not None:
+            natsusers.remove(directory, args.tenant, args.remove)
+            err.write(f"removed {args.remove!r}; reload the server: nats-server --signal reload\n")
+        else:
+            minted = natsusers.mint(directory, args.tenant, args.role, args.name)
+            if args.json:
+                out.write(msgspec.json.encode(minted).decode() + "\n")
+            else:
+                natsusers.report(minted, directory, out)
+    except CliError as exc:
+        err.write(f"flowmesh: {exc.message}\n")
+        return exc.exit_code
+    return EXIT_OK
 
 
 def _execute_body(args: argparse.Namespace, cwd: Path) -> ExecuteBody:
@@ -210,4 +238,29 @@ def _parser(out: TextIO, err: TextIO) -> _Parser:
     )
     run_cmd.add_argument("--idempotency-key", help="the same key starts the run only once")
     run_cmd.add_argument("--watch", action="store_true", help="then watch it, as `watch` does")
+    users_cmd = commands.add_parser(
+        "nats-user",
+        help="mint NATS credentials limited to one tenant (see deploy/nats)",
+        description=natsusers.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        out=out,
+        err=err,
+    )
+    users_cmd.add_argument("tenant")
+    users_cmd.add_argument(
+        "--role",
+        choices=natsusers.ROLES,
+        default="publisher",
+        help="publisher: events in; reader: run events out (default publisher)",
+    )
+    users_cmd.add_argument("--name", help="the user's name (default <tenant>-<role>)")
+    users_cmd.add_argument(
+        "--dir",
+        default="deploy/nats",
+        help="the NATS configuration directory holding tenants.conf (default deploy/nats)",
+    )
+    action = users_cmd.add_mutually_exclusive_group()
+    action.add_argument("--remove", metavar="USER", help="remove this user of the tenant")
+    action.add_argument("--list", action="store_true", help="list the tenant's users")
+    users_cmd.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     return parser

@@ -58,7 +58,17 @@ async def tcp_answers(host: str, port: int, within: float = 1.0) -> bool:
 
 
 async def nats_answers(url: str, within: float = 1.0) -> bool:
-    """Whether a NATS server answers at ``url`` (it greets every connection with INFO)."""
+    """Whether a NATS server answers at ``url`` (it greets every connection with INFO).
+
+    ``url`` may list several servers (``nats://a:4222,nats://b:4222``): one is enough.
+    """
+    for server in (part.strip() for part in url.split(",")):
+        if server and await _nats_server_answers(server, within):
+            return True
+    return False
+
+
+async def _nats_server_answers(url: str, within: float) -> bool:
     host, port = _host_port(url, 4222)
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), within)

@@ -1,0 +1,251 @@
+"""The NATS configuration of deploy/nats holds each tenant's users to that tenant.
+
+A server runs the committed configuration unchanged (copied, as an operator would copy
+it); the Flowmesh services' streams are made as the registry's user; users are minted
+with the ``flowmesh nats-user`` command for two tenants. A publisher reaches only its own
+tenant's events (and JetStream acknowledges them across the account boundary, dedup
+included); a reader hears only its own tenant's run events; neither can publish or
+subscribe anywhere else, nor touch the JetStream API, and the server refuses each such
+attempt as a permissions violation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NoStreamResponseError
+
+from flowmesh_cli.main import run_cli
+from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_shared.jetstream import StreamLimits, provision_streams
+from tests.helpers import until
+from tests.natsdeploy import NatsNode, account_passwords, copy_config, single_node
+
+pytestmark = pytest.mark.integration
+
+
+class Violations:
+    """The permission errors the server sent a connection."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def record(self, exc: Exception) -> None:
+        self.seen.append(str(exc))
+
+    def about(self, subject: str) -> bool:
+        return any("permissions violation" in s and f'"{subject.lower()}"' in s for s in self.seen)
+
+
+async def mint(config: Path, tenant: str, role: str, name: str | None = None) -> dict[str, Any]:
+    out, err = io.StringIO(), io.StringIO()
+    named = ["--name", name] if name else []
+    code = await run_cli(
+        ["nats-user", tenant, "--role", role, *named, "--dir", str(config), "--json"],
+        env={},
+        cwd=Path("/"),
+        out=out,
+        err=err,
+    )
+    assert code == 0, err.getvalue()
+    minted: dict[str, Any] = json.loads(out.getvalue())
+    return minted
+
+
+class Deployed:
+    def __init__(self, node: NatsNode, config: Path, passwords: dict[str, str]) -> None:
+        self.node, self.config, self.passwords = node, config, passwords
+        self.users: dict[str, dict[str, Any]] = {}
+
+    async def connect(self, user: str, violations: Violations | None = None) -> Any:
+        if user in self.users:
+            password = self.users[user]["password"]
+        else:
+            password = self.passwords[f"FM_NATS_{user.upper()}_PASSWORD"]
+        return await nats.connect(
+            self.node.url_for(user, password),
+            error_cb=(violations or Violations()).record,
+            allow_reconnect=False,
+        )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def deployed(tmp_path: Path) -> AsyncIterator[Deployed]:
+    config = copy_config(tmp_path)
+    passwords = account_passwords()
+    minted = {}
+    for tenant in ("acme", "globex"):
+        for role in ("publisher", "reader"):
+            user = await mint(config, tenant, role)
+            minted[user["user"]] = user
+    async with single_node(config, passwords) as node:
+        deployed = Deployed(node, config, passwords)
+        deployed.users = minted
+        registry = await deployed.connect("registry")
+        try:
+            await provision_streams(
+                registry.jetstream(), Subjects(), stream_names(), StreamLimits()
+            )
+        finally:
+            await registry.close()
+        yield deployed
+
+
+async def test_a_publisher_publishes_its_own_tenants_events_into_jetstream(
+    deployed: Deployed,
+) -> None:
+    publisher = await deployed.connect("acme-publisher")
+    service = await deployed.connect("registry")
+    try:
+        event_id = secrets.token_hex(8)
+        headers = {"Nats-Msg-Id": f"acme:{event_id}"}
+        body = json.dumps({"id": event_id, "type": "order.created", "data": {"n": 1}}).encode()
+        ack = await publisher.jetstream().publish(
+            "fm.acme.events.order.created", body, headers=headers
+        )
+        again = await publisher.jetstream().publish(
+            "fm.acme.events.order.created", body, headers=headers
+        )
+        assert ack.stream == "FM_EVENTS"
+        assert again.seq == ack.seq and again.duplicate
+        stored = await service.jetstream().get_msg("FM_EVENTS", ack.seq)
+        assert stored.subject == "fm.acme.events.order.created"
+        assert stored.data == body
+    finally:
+        await publisher.close()
+        await service.close()
+
+
+async def test_a_publisher_cannot_publish_outside_its_tenant(deployed: Deployed) -> None:
+    violations = Violations()
+    publisher = await deployed.connect("acme-publisher", violations)
+    service = await deployed.connect("registry")
+    try:
+        js = service.jetstream()
+        before = (await js.stream_info("FM_EVENTS")).state.messages
+        for subject in (
+            "fm.globex.events.order.created",  # another tenant's events
+            "fm.acme.requests.runs",  # its own tenant, but not an event
+            "fm.acme.runs.0190f3c2",  # forging run events
+            "fm.rpc.registry.workflow_get",  # the services' RPC
+            "$JS.API.STREAM.DELETE.FM_EVENTS",  # the JetStream API
+        ):
+            with pytest.raises((NatsTimeout, NoStreamResponseError)):
+                await publisher.request(subject, b"{}", timeout=0.5)
+            await until(lambda s=subject: violations.about(s), timeout=5)
+        assert (await js.stream_info("FM_EVENTS")).state.messages == before
+        for subject in ("fm.acme.runs.*", "fm.globex.events.>", ">"):
+            await publisher.subscribe(subject)
+            await publisher.flush()
+            await until(lambda s=subject: violations.about(s), timeout=5)
+    finally:
+        await publisher.close()
+        await service.close()
+
+
+async def test_a_reader_hears_only_its_own_tenants_runs(deployed: Deployed) -> None:
+    violations = Violations()
+    reader = await deployed.connect("acme-reader", violations)
+    executor = await deployed.connect("executor")
+    try:
+        heard: list[str] = []
+
+        async def hear(msg: Any) -> None:
+            heard.append(msg.subject)
+
+        await reader.subscribe("fm.acme.runs.*", cb=hear)
+        for subject in ("fm.globex.runs.*", "fm.*.runs.*", "fm.acme.events.>", "_INBOX.>"):
+            await reader.subscribe(subject, cb=hear)
+        await reader.flush()
+        for subject in ("fm.globex.runs.*", "fm.*.runs.*", "fm.acme.events.>", "_INBOX.>"):
+            await until(lambda s=subject: violations.about(s), timeout=5)
+        js = executor.jetstream()
+        await js.publish("fm.globex.runs.run-g", b'{"kind": "run.started"}')
+        await js.publish("fm.acme.runs.run-a", b'{"kind": "run.started"}')
+        await until(lambda: "fm.acme.runs.run-a" in heard, timeout=5)
+        await executor.flush()
+        await asyncio.sleep(0.2)  # time for a wrongly routed message to arrive too
+        assert heard == ["fm.acme.runs.run-a"]
+        await reader.publish("fm.acme.events.order.created", b"{}")
+        await reader.flush()
+        await until(lambda: violations.about("fm.acme.events.order.created"), timeout=5)
+    finally:
+        await reader.close()
+        await executor.close()
+
+
+async def test_a_reader_of_one_tenant_cannot_sign_in_as_another(deployed: Deployed) -> None:
+    globex_password = deployed.users["globex-reader"]["password"]
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(
+            deployed.node.url_for("acme-reader", globex_password),
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=2,
+        )
+
+
+async def test_a_new_user_of_a_known_tenant_works_after_a_reload(deployed: Deployed) -> None:
+    minted = await mint(deployed.config, "acme", "publisher", name="acme-billing")
+    assert minted["apply"] == "reload"
+    await deployed.node.reload()
+    nc = await nats.connect(
+        deployed.node.url_for(minted["user"], minted["password"]), allow_reconnect=False
+    )
+    try:
+        ack = await nc.jetstream().publish("fm.acme.events.invoice.paid", b"{}")
+        assert ack.stream == "FM_EVENTS"
+    finally:
+        await nc.close()
+
+
+async def test_a_new_tenant_works_after_a_restart(deployed: Deployed) -> None:
+    minted = await mint(deployed.config, "initech", "publisher")
+    assert minted["apply"] == "restart"  # a new account's imports are not wired on reload
+    await deployed.node.restart()
+    nc = await nats.connect(
+        deployed.node.url_for(minted["user"], minted["password"]), allow_reconnect=False
+    )
+    try:
+        ack = await nc.jetstream().publish("fm.initech.events.hello", b"{}")
+        assert ack.stream == "FM_EVENTS"
+    finally:
+        await nc.close()
+
+
+async def test_the_command_refuses_bad_input(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    before = (config / "tenants.conf").read_text()
+    for argv, message in [
+        (["nats-user", "a.>"], "tenant id"),
+        (["nats-user", "rpc"], "reserved"),
+        (["nats-user", "acme", "--name", "Acme Ops"], "user name"),
+        (["nats-user", "acme", "--remove", "nobody"], "no NATS user"),
+        (["nats-user", "acme", "--role", "admin"], "invalid choice"),
+    ]:
+        out, err = io.StringIO(), io.StringIO()
+        code = await run_cli([*argv, "--dir", str(config)], env={}, cwd=Path("/"), out=out, err=err)
+        assert code == 2, argv
+        assert message in err.getvalue(), (argv, err.getvalue())
+        assert "Traceback" not in err.getvalue()
+    assert (config / "tenants.conf").read_text() == before
+    (config / "tenants.json").write_text("{not json")
+    err = io.StringIO()
+    code = await run_cli(
+        ["nats-user", "acme", "--dir", str(config)],
+        env={},
+        cwd=Path("/"),
+        out=io.StringIO(),
+        err=err,
+    )
+    assert code == 2 and "is not a record of NATS users" in err.getvalue()

