@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import sys
+import typing
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +15,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from flowmesh_proto import schemas
+from flowmesh_proto.registry import OPERATIONS
+from flowmesh_proto.runs import RunEvent
+from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.settings import convert
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +121,92 @@ def test_the_check_mode_fails_on_a_stale_file(
     assert reference.COMMAND in capsys.readouterr().err
     assert reference.main([]) == 0
     assert reference.main(["--check"]) == 0
+
+
+# --- proto/schemas/asyncapi.json ---------------------------------------------------------
+# (Its staleness is tested with the other generated schemas, in test_proto.py.)
+
+ASYNCAPI = schemas.asyncapi()
+
+
+def _pointer(document: Any, ref: str) -> Any:
+    assert ref.startswith("#/"), f"{ref} points outside the document"
+    node = document
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        assert isinstance(node, dict) and part in node, f"{ref} does not resolve"
+        node = node[part]
+    return node
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for item in node for ref in _refs(item)]
+    return []
+
+
+def test_asyncapi_every_ref_resolves_inside_the_document() -> None:
+    refs = _refs(ASYNCAPI)
+    assert len(refs) > 300
+    for ref in sorted(set(refs)):
+        _pointer(ASYNCAPI, ref)
+
+
+def test_asyncapi_every_channel_parameter_is_in_its_address_and_back() -> None:
+    for key, channel in ASYNCAPI["channels"].items():
+        address = channel["address"]
+        named = set(re.findall(r"\{([^}]+)\}", address or ""))
+        assert set(channel.get("parameters", {})) == named, key
+        if address is not None:
+            assert address.startswith("fm."), key
+            assert address.startswith("fm.rpc.") == key.startswith("registry."), key
+
+
+def test_asyncapi_operations_name_their_own_channels_messages() -> None:
+    for key, operation in ASYNCAPI["operations"].items():
+        assert operation["action"] in ("send", "receive"), key
+        channel = operation["channel"]["$ref"]
+        for message in operation["messages"]:
+            assert message["$ref"].startswith(f"{channel}/messages/"), key
+        reply = operation.get("reply")
+        if reply is not None:
+            for message in reply["messages"]:
+                assert message["$ref"].startswith(f"{reply['channel']['$ref']}/messages/"), key
+
+
+def test_asyncapi_component_and_channel_keys_are_valid_identifiers() -> None:
+    keys = [
+        *ASYNCAPI["channels"],
+        *ASYNCAPI["operations"],
+        *ASYNCAPI["components"]["messages"],
+        *ASYNCAPI["components"]["schemas"],
+    ]
+    assert [key for key in keys if not re.fullmatch(r"[A-Za-z0-9._-]+", key)] == []
+
+
+def test_asyncapi_covers_every_subject_and_message_of_the_contract() -> None:
+    channels = ASYNCAPI["channels"]
+    subjects = Subjects("fm")
+    assert channels["runRequests"]["address"] == "fm.{tenant}.requests.runs"
+    assert channels["runEvents"]["address"] == "fm.{tenant}.runs.{run_id}"
+    assert channels["triggerEvents"]["address"] == "fm.{tenant}.events.{type}"
+    assert channels["tasks"]["address"] == "fm.{tenant}.tasks.{queue}"
+    assert channels["control"]["address"] == "fm.{tenant}.control.{run_id}"
+    assert channels["workflowChanged"]["address"] == "fm.{tenant}.registry.workflow.changed"
+    assert channels["timers"]["address"] == "fm.{tenant}.timers.{purpose}"
+    for op in OPERATIONS:
+        assert channels[f"registry.{op}"]["address"] == subjects.rpc("registry", op)
+    kinds = {kind.__struct_config__.tag for kind in typing.get_args(RunEvent)}
+    messages = ASYNCAPI["components"]["messages"]
+    names = {messages[ref.split("/")[-1]]["name"] for ref in _refs(channels["runEvents"])}
+    assert names == kinds == set(schemas.RUN_EVENTS)
+
+
+def test_asyncapi_schemas_keep_to_the_asyncapi_schema_object() -> None:
+    """msgspec writes OpenAPI-style discriminator objects; AsyncAPI's is a property name."""
+    text = json.dumps(ASYNCAPI)
+    assert '"discriminator"' not in text
+    assert '"$defs"' not in text

@@ -28,6 +28,7 @@ def test_committed_schemas_are_current() -> None:
         assert (directory / name).read_text() == text, f"{name} is stale: run `make schemas`"
     definition = json.loads(wanted["workflow-definition.json"])
     assert "Definition" in json.dumps(definition)
+    assert json.loads(wanted[schemas.ASYNCAPI])["asyncapi"] == "3.0.0"  # covered above too
 
 
 @pytest.mark.parametrize("good", ["acme", "a1", "team-7", "0x", "a" * 63])
