@@ -197,7 +197,7 @@ class Flowmesh:
             raise ExampleError(exc.message) from None
         finally:
             await reactions.settle()
-        run = await self._until(lambda: self.run(run_id), lambda r: r["status"] in TERMINAL)
+        run = await self.until(lambda: self.run(run_id), lambda r: r["status"] in TERMINAL)
         say(f"run {run_id} {run['status']}")
         if run.get("error"):
             show("error", run["error"])
@@ -245,7 +245,7 @@ class Flowmesh:
         return None
 
     @staticmethod
-    async def _until(
+    async def until(
         fetch: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], within: float = 10.0
     ) -> Any:
         deadline = asyncio.get_running_loop().time() + within
