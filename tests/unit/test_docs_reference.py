@@ -15,10 +15,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from flowmesh_proto import schemas
+from flowmesh_proto import headers, schemas
+from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.registry import OPERATIONS
 from flowmesh_proto.runs import RunEvent
-from flowmesh_proto.subjects import Subjects
+from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_proto.tasks import REPLY_TO
 from flowmesh_shared.settings import convert
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,3 +212,109 @@ def test_asyncapi_schemas_keep_to_the_asyncapi_schema_object() -> None:
     text = json.dumps(ASYNCAPI)
     assert '"discriminator"' not in text
     assert '"$defs"' not in text
+
+
+# --- docs/http-api.md --------------------------------------------------------------------
+
+HTTP_API = (ROOT / "docs" / "http-api.md").read_text()
+OPENAPI = json.loads((ROOT / "services" / "gateway" / "openapi.json").read_text())
+TENANT_BASE = "/api/v1/{tenant}"
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """An OpenAPI path as a pattern: ``{x}`` stands for any one segment."""
+    return re.compile(
+        "".join(
+            "[^/]+" if p.startswith("{") else re.escape(p) for p in re.split(r"(\{[^}]+\})", path)
+        )
+    )
+
+
+def _operation(method: str, path: str) -> dict[str, Any] | None:
+    for template, operations in OPENAPI["paths"].items():
+        if _template(template).fullmatch(path) and method.lower() in operations:
+            found: dict[str, Any] = operations[method.lower()]
+            return found
+    return None
+
+
+def _absolute(path: str) -> str:
+    return (
+        path
+        if path.startswith(("/api/", "/healthz", "/readyz", "/metrics", "/openapi"))
+        else TENANT_BASE + path
+    )
+
+
+def test_every_method_and_path_in_the_http_guide_is_in_the_openapi_document() -> None:
+    mentioned = re.findall(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`\s?]*)", HTTP_API)
+    assert len(mentioned) > 60
+    missing = [f"{m} {p}" for m, p in mentioned if _operation(m, _absolute(p)) is None]
+    assert missing == [], "docs/http-api.md names operations the gateway does not have"
+
+
+def test_every_curl_url_in_the_http_guide_is_in_the_openapi_document() -> None:
+    urls = re.findall(r"\"(?:\$BASE|http://127\.0\.0\.1:8080/api/v1/demo)(/[^\"?]*)", HTTP_API)
+    assert len(urls) > 10
+    for path in urls:
+        path = TENANT_BASE + path
+        assert any(_template(t).fullmatch(path) for t in OPENAPI["paths"]), path
+
+
+def test_the_endpoint_table_is_complete_and_its_roles_are_the_gateways() -> None:
+    rows = re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/\S*)` \| ([a-z ]+) \|", HTTP_API, re.M)
+    documented = set()
+    for method, path, role in rows:
+        operation = _operation(method, _absolute(path))
+        assert operation is not None, f"{method} {path}"
+        description = operation.get("description", "")
+        if role in ("viewer", "operator", "editor", "admin"):
+            assert f"Needs the {role} role." in description, f"{method} {path}"
+        elif role == "platform admin":
+            assert "platform admin token" in description, f"{method} {path}"
+        elif role == "signature":
+            assert "signature" in description, f"{method} {path}"
+        else:
+            assert role == "none" and not operation.get("security"), f"{method} {path}"
+        documented.add((method.lower(), _absolute(path)))
+    every = {
+        (method, path)
+        for path, operations in OPENAPI["paths"].items()
+        for method in operations
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    assert every - documented == set(), "add these to the endpoint table of docs/http-api.md"
+
+
+def test_the_error_code_table_is_the_contracts() -> None:
+    for code in ErrorCode:
+        row = f"| `{code.name}` | {code.num} | {code.http_status} |"
+        assert row in HTTP_API, f"docs/http-api.md: the row of {code.name} should read {row}"
+
+
+# --- docs/events.md ----------------------------------------------------------------------
+
+EVENTS = (ROOT / "docs" / "events.md").read_text()
+
+
+def test_the_events_guide_describes_every_run_event_kind() -> None:
+    for kind in typing.get_args(RunEvent):
+        assert f"| `{kind.__struct_config__.tag}` |" in EVENTS, kind.__name__
+
+
+def test_the_events_guide_describes_every_header() -> None:
+    names = [value for name, value in vars(headers).items() if name.isupper()]
+    for name in [*names, REPLY_TO]:
+        assert f"`{name}`" in EVENTS, name
+
+
+def test_the_events_guide_names_every_subject_and_stream() -> None:
+    for channel in ASYNCAPI["channels"].values():
+        address = channel["address"]
+        if address is not None and not address.startswith("fm.rpc."):
+            expected = re.sub(
+                r"\{([a-z_]+)\}", lambda m: "<t>" if m[1] == "tenant" else f"<{m[1]}>", address
+            )
+            assert f"`{expected}`" in EVENTS, expected
+    for stream in msgspec.structs.asdict(stream_names("FM")).values():
+        assert f"`{stream}`" in EVENTS, stream
