@@ -147,7 +147,7 @@ class Flowmesh:
             say(f"imported workflow {name!r} (id {workflow['id']}, version 1)")
             return dict(workflow)
         status, workflow = await self.call("PUT", f"workflows/by-name/{name}", json=definition)
-        changed = "created" if status == 201 else f"now at version {workflow['version']}"
+        changed = "created" if status == 201 else f"current version {workflow['version']}"
         say(f"applied workflow {name!r} (id {workflow['id']}; {changed})")
         return dict(workflow)
 

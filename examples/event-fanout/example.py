@@ -39,9 +39,8 @@ async def main(flowmesh: Flowmesh, folder: Path) -> bool:
         run_id = await runs.next(within=15, waiting_for=f"the Berlin {EVENT} event")
         say(f"the Berlin event started run {run_id}")
         run = await flowmesh.follow(run_id)
-    warehouse = run["trigger"]["data"]["warehouse"]
-    say(
-        f"the run's trigger: {run['trigger']['kind']} {run['trigger']['trigger_id']!r}, {warehouse}"
-    )
+    trigger = run["trigger"]
+    warehouse = trigger["data"]["warehouse"]
+    say(f"the run's trigger: {trigger['kind']} {trigger['trigger_id']!r}, warehouse {warehouse}")
     labelled = run["output"]["parcels"] if run["status"] == "succeeded" else 0
     return bool(warehouse == "berlin" and labelled == len(BERLIN["parcels"]))
