@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flowmesh_shared.localstack import LOOPBACK, free_port, nats_server_binary, tcp_answers
 
@@ -62,7 +63,18 @@ class NatsNode:
         return f"nats://{user}:{password}@{LOOPBACK}:{self.client_port}"
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
+        with self.log.with_suffix(".out").open("ab") as output:
+            self.process = await self._spawn(output)
+        deadline = asyncio.get_running_loop().time() + 15
+        while not await tcp_answers(LOOPBACK, self.client_port, within=0.5):
+            if self.process.returncode is not None:
+                raise RuntimeError(f"{self.name} exited: {self._said()}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"{self.name} did not answer: {self._said()}")
+            await asyncio.sleep(0.05)
+
+    async def _spawn(self, output: Any) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             str(nats_server_binary()),
             "-c",
             str(self.config),
@@ -70,17 +82,18 @@ class NatsNode:
             str(self.log),
             *self.args,
             env={**os.environ, **self.env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = asyncio.get_running_loop().time() + 15
-        while not await tcp_answers(LOOPBACK, self.client_port, within=0.5):
-            if self.process.returncode is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"{self.name} did not answer: {self.log.read_text()[-2000:]}")
-            await asyncio.sleep(0.05)
+
+    def _said(self) -> str:
+        """The tail of the node's log and of what it printed."""
+        said = ""
+        for path in (self.log, self.log.with_suffix(".out")):
+            with contextlib.suppress(OSError):
+                said += path.read_text(errors="replace")[-2000:]
+        return said or "(nothing)"
 
     def kill(self) -> None:
         """SIGKILL: the node dies as a crashed machine would, with no goodbye to its peers."""
@@ -105,7 +118,7 @@ class NatsNode:
         deadline = asyncio.get_running_loop().time() + 10
         while self._reloads() == done:
             if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"{self.name} did not reload: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"{self.name} did not reload: {self._said()}")
             await asyncio.sleep(0.02)
 
     async def restart(self) -> None:
