@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from flowmesh_proto import headers, schemas
+from flowmesh_proto import asyncapi, headers
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.registry import OPERATIONS
 from flowmesh_proto.runs import RunEvent
@@ -128,7 +128,7 @@ def test_the_check_mode_fails_on_a_stale_file(
 # --- proto/schemas/asyncapi.json ---------------------------------------------------------
 # (Its staleness is tested with the other generated schemas, in test_proto.py.)
 
-ASYNCAPI = schemas.asyncapi()
+ASYNCAPI = asyncapi.document()
 
 
 def _pointer(document: Any, ref: str) -> Any:
@@ -204,7 +204,7 @@ def test_asyncapi_covers_every_subject_and_message_of_the_contract() -> None:
     kinds = {kind.__struct_config__.tag for kind in typing.get_args(RunEvent)}
     messages = ASYNCAPI["components"]["messages"]
     names = {messages[ref.split("/")[-1]]["name"] for ref in _refs(channels["runEvents"])}
-    assert names == kinds == set(schemas.RUN_EVENTS)
+    assert names == kinds == set(asyncapi.RUN_EVENTS)
 
 
 def test_asyncapi_schemas_keep_to_the_asyncapi_schema_object() -> None:
