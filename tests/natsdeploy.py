@@ -37,7 +37,9 @@ def copy_config(into: Path) -> Path:
 def account_passwords() -> dict[str, str]:
     """Fresh passwords for the users of accounts.conf, as the variables it reads."""
     names = ("sys", *SERVICE_USERS)
-    return {f"FM_NATS_{name.upper()}_PASSWORD": secrets.token_urlsafe(16) for name in names}
+    # A letter first, then hex: nats-server parses a variable's value as a config value,
+    # and one like "-x..." or "9-x..." is not a string to it (see accounts.conf).
+    return {f"FM_NATS_{name.upper()}_PASSWORD": "p" + secrets.token_hex(16) for name in names}
 
 
 @dataclass
@@ -160,7 +162,7 @@ async def cluster(
     config: Path, passwords: Mapping[str, str], *, sync_interval: str = "120s"
 ) -> AsyncIterator[list[NatsNode]]:
     """Three nodes of ``cluster.conf`` with routes to each other, all on loopback."""
-    route_password = secrets.token_urlsafe(16)
+    route_password = "p" + secrets.token_hex(16)
     ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
     routes = {
         f"FM_NATS_ROUTE_{i + 1}": f"nats-route://route:{route_password}@{LOOPBACK}:{p[2]}"
