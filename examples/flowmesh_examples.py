@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import aiohttp
 import yaml
@@ -146,6 +146,8 @@ class Flowmesh:
         if status == 201:
             say(f"imported workflow {name!r} (id {workflow['id']}, version 1)")
             return dict(workflow)
+        if workflow.get("code") != "WORKFLOW_NAME_TAKEN":
+            raise ExampleError(f"POST workflows/import answered {_problem_text(status, workflow)}")
         status, workflow = await self.call("PUT", f"workflows/by-name/{name}", json=definition)
         changed = "created" if status == 201 else f"current version {workflow['version']}"
         say(f"applied workflow {name!r} (id {workflow['id']}; {changed})")
@@ -202,7 +204,7 @@ class Flowmesh:
         if run.get("error"):
             show("error", run["error"])
         show("output", run.get("output"))
-        return run
+        return dict(run)
 
     @contextlib.asynccontextmanager
     async def new_runs(self, workflow: Mapping[str, Any]) -> AsyncIterator[RunsSeen]:
@@ -316,7 +318,7 @@ class _Lines(PlainLines):
     """``flowmesh watch --plain``'s lines, indented, and the reactions to steps starting."""
 
     def __init__(self, progress: Progress, reactions: _Reactions) -> None:
-        super().__init__(progress, _Indented(sys.stdout), sys.stderr)
+        super().__init__(progress, cast(TextIO, _Indented(sys.stdout)), sys.stderr)
         self._reactions = reactions
 
     def changed(self, changes: list[Change]) -> None:
