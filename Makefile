@@ -2,7 +2,7 @@
 UV ?= uv
 export UV_FROZEN := 1
 
-.PHONY: dev test unit integration lint typecheck fmt bench schemas openapi sync clean
+.PHONY: dev test unit integration lint typecheck fmt bench schemas openapi docs sync clean
 
 sync:
 	$(UV) sync --all-packages
@@ -34,13 +34,17 @@ fmt: sync
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
 
-## Regenerate proto/schemas/ (a test fails when they are stale).
+## Regenerate proto/schemas/ (JSON Schemas and asyncapi.json; a test fails when stale).
 schemas: sync
 	$(UV) run python -m flowmesh_proto.schemas
 
 ## Regenerate services/gateway/openapi.json from the route table (a test fails when stale).
 openapi: sync
 	$(UV) run python -m flowmesh_gateway.openapi
+
+## Regenerate docs/configuration.md from the settings classes (a test fails when stale).
+docs: sync
+	$(UV) run python scripts/configuration_reference.py
 
 ## Benchmarks; results are committed under bench/results/.
 bench: sync
