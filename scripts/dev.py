@@ -198,7 +198,8 @@ async def main() -> int:
 
         nc = await connect(nats.url, name="flowmesh-dev")
         try:
-            key = await demo_key(RpcClient(nc, Subjects("fm"), timeout=10), saved)
+            prefix = os.environ.get("FLOWMESH_REGISTRY_SUBJECT_PREFIX", "fm")
+            key = await demo_key(RpcClient(nc, Subjects(prefix), timeout=10), saved)
         finally:
             await nc.drain()
         info = {

@@ -54,9 +54,7 @@ def make_invoice(order: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
 async def main() -> None:
     url = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
     tenant = os.environ.get("FLOWMESH_TENANT", "demo")
-    # One task at a time, so each fetch asks for one message: nats-py's batch fetch can end
-    # in a bare TimeoutError that the SDK does not catch yet (its queue then goes unserved).
-    worker = await Worker.connect(url, tenant=tenant, name="invoicing-worker", concurrency=1)
+    worker = await Worker.connect(url, tenant=tenant, name="invoicing-worker")
 
     @worker.task(QUEUE)
     async def invoice(order: Any, task: TaskContext) -> Any:

@@ -216,7 +216,7 @@ class Worker:
         assert queue.sub is not None
         try:
             return await queue.sub.fetch(batch, timeout=self._poll)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats' own, or a bare one from inside a batch fetch
             return []
         except nats.errors.Error as exc:
             log.warning("worker.fetch_failed", queue=queue.name, error=str(exc) or repr(exc))
