@@ -8,13 +8,14 @@ sub-workflows it calls must be live workflows of the tenant.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.ids import parse_uuid
-from flowmesh_proto.workflow import Definition, definition_to_builtins
+from flowmesh_proto.workflow import Definition, StepTemplate, definition_to_builtins
 from flowmesh_registry import secrets
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.documents import content_hash
@@ -58,10 +59,9 @@ async def missing_subworkflows(
 ) -> list[ProblemItem]:
     """A MISSING_VARIABLE for each sub-workflow id that names no live workflow of the tenant."""
     wanted: dict[str, str] = {}
-    for i, node in enumerate(definition.nodes):
-        ref = getattr(node.parameters, "workflow_id", None)
-        if isinstance(ref, str) and parse_uuid(ref) is not None:
-            wanted.setdefault(ref, f"nodes[{i}].parameters.workflow_id")
+    for ref, path in _subworkflow_refs(definition):
+        if parse_uuid(ref) is not None:
+            wanted.setdefault(ref, path)
     if not wanted:
         return []
     ids = [uuid.UUID(ref) for ref in wanted]
@@ -75,3 +75,18 @@ async def missing_subworkflows(
         for ref, path in wanted.items()
         if str(uuid.UUID(ref)) not in live
     ]
+
+
+def _subworkflow_refs(definition: Definition) -> Iterator[tuple[str, str]]:
+    """Each literal sub-workflow id with its path: a ``workflow`` node's, a ``map``'s own,
+    and the one in a ``map``'s per-item ``workflow`` node template."""
+    for i, node in enumerate(definition.nodes):
+        path = f"nodes[{i}].parameters"
+        ref = getattr(node.parameters, "workflow_id", None)
+        if isinstance(ref, str):
+            yield ref, f"{path}.workflow_id"
+        template = getattr(node.parameters, "node", None)
+        if isinstance(template, StepTemplate) and template.type == "workflow":
+            ref = template.parameters.get("workflow_id")
+            if isinstance(ref, str):
+                yield ref, f"{path}.node.parameters.workflow_id"
