@@ -148,6 +148,34 @@ async def test_wait_for_event_resumes_on_a_matching_event(runs: Runs) -> None:
     assert state.output == {"done": "alice"}
 
 
+async def test_an_event_the_match_fails_on_is_no_match(runs: Runs) -> None:
+    """An event of the type without the field the match reads neither ends nor fails the
+    wait (as for a parked wait and an event trigger's filter); the matching one ends it."""
+    definition = {
+        "name": "guarded-waiter",
+        "nodes": [
+            {
+                "id": "approval",
+                "type": "wait_for_event",
+                "parameters": {
+                    "event": "order.approved",
+                    "match": "event.data.order == trigger.data.order",
+                    "timeout": "PT10S",
+                },
+            }
+        ],
+        "edges": [],
+    }
+    workflow = await runs.workflow(definition)
+    run_id = await runs.start(workflow, {"order": "o-9"})
+    await runs.step_running(run_id, "approval")
+    await _event(runs, "order.approved", {"by": "nobody"})  # no "order": the match errors
+    await _event(runs, "order.approved", {"order": "o-9", "by": "alice"})
+    state = await runs.finished(run_id)
+    assert state.status == "succeeded", state.error
+    assert state.nodes["approval"].output["data"]["by"] == "alice"
+
+
 async def test_wait_for_event_times_out(runs: Runs) -> None:
     definition = {
         "name": "impatient",

@@ -133,12 +133,16 @@ async def _first_match(
 
 
 def _holds(match: Any, event: Any, call: StepCall) -> bool:
+    """Whether ``event`` ends the wait. A ``match`` that fails on an event (a field that
+    event lacks) is no match, as for a parked wait and an event trigger's filter: an
+    event of the right type from some other producer must not fail the waiting run."""
     if not isinstance(match, str):
         raise StepError(INVALID, "match must be an expression")
     try:
         value = evaluate(match, {**call.variables, "event": event})
     except ExpressionError as exc:
-        raise StepError("ExpressionError", str(exc)) from None
+        log.info("wait_for_event.match_failed", node=call.node.id, error=str(exc))
+        return False
     return value is True
 
 
