@@ -147,13 +147,17 @@ class RunDriver:
     async def _drive(self) -> Outcome:
         services, req = self.parts.services, self.request
         subject = services.subjects.run_events(req.tenant, req.run_id)
-        events, seq = await read_run(services.js, services.streams.run_events, subject)
+        direct = services.settings.streams.replicas == 1  # see read_run
+        events, seq = await read_run(
+            services.js, services.streams.run_events, subject, direct=direct
+        )
         writer = RunWriter(
             services.js,
             services.streams.run_events,
             subject,
             seq,
             patience=services.settings.lease_seconds,
+            direct=direct,
         )
         if not events:
             events = [self._queued()]

@@ -41,14 +41,22 @@ class LogUnavailable(Exception):
     """NATS did not take the event within the writer's patience (it keeps the lease's)."""
 
 
-async def read_run(js: JetStreamContext, stream: str, subject: str) -> tuple[list[RunEvent], int]:
+async def read_run(
+    js: JetStreamContext, stream: str, subject: str, *, direct: bool = True
+) -> tuple[list[RunEvent], int]:
     """The run's events in order and the last sequence; ``([], 0)`` for an unknown run.
 
     A run whose only event is its ``run.queued`` (the common case: a fresh request) costs
     one round trip; otherwise the subject is replayed with an ordered consumer.
+
+    ``direct``: read the last event with a direct get, which any replica of the stream
+    answers. With one replica that is the stream itself; with several, a follower may not
+    have stored the latest event yet, and a stale last sequence would fence this executor
+    out of a run nobody else holds (it waits for the lease to come round). So replicated
+    streams are read through the stream leader (``direct=False``).
     """
     try:
-        last = await js.get_last_msg(stream, subject, direct=True)
+        last = await js.get_last_msg(stream, subject, direct=direct)
     except js_errors.NotFoundError:
         return [], 0
     event = run_event_decoder.decode(last.data or b"")
@@ -87,6 +95,8 @@ class RunWriter:
     published: int = 0
     #: Makes this writer's message ids its own (two writers at one sequence never collide).
     token: str = field(default_factory=lambda: secrets.token_hex(6))
+    #: Read the subject's last message with a direct get (see :func:`read_run`).
+    direct: bool = True
 
     async def publish(self, event: RunEvent, extra_headers: dict[str, str] | None = None) -> int:
         """Publish ``event`` after ``last_seq``; returns its sequence. Raises :class:`Fenced`."""
@@ -123,7 +133,7 @@ class RunWriter:
     async def _landed(self, msg_id: str) -> int | None:
         """The sequence of our own message if it is the subject's last one, else None."""
         try:
-            last = await self.js.get_last_msg(self.stream, self.subject, direct=True)
+            last = await self.js.get_last_msg(self.stream, self.subject, direct=self.direct)
         except js_errors.NotFoundError:
             return None
         if (last.headers or {}).get(h.MSG_ID) == msg_id:
