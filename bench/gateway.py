@@ -50,7 +50,13 @@ import aiohttp
 import asyncpg
 from workload import definition, summary, wait_ready  # bench/workload.py (scripts run from bench/)
 
-from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
+from flowmesh_shared.localstack import (
+    NatsHandle,
+    ensure_nats,
+    ensure_nats_cluster,
+    ensure_postgres,
+    free_port,
+)
 
 TARGETS = {"get_p99_ms": 10, "list50_p99_ms": 30}
 # The gateway's default limits (100/s per key, 200/s per tenant) would answer most of a
@@ -349,14 +355,24 @@ class Stack(NamedTuple):
     database: str
     nats_url: str = ""
     executor: asyncio.subprocess.Process | None = None
+    executor_url: str = ""  # its /healthz, /readyz and /metrics
 
 
 @contextlib.asynccontextmanager
 async def stack(
-    keep_database: bool = False, *, executor: bool = False, sync_always: bool = False
+    keep_database: bool = False,
+    *,
+    executor: bool = False,
+    sync_always: bool = False,
+    replicas: int = 1,
 ) -> AsyncIterator[Stack]:
     """PostgreSQL (a fresh database), nats-server, the registry, the gateway and a tenant
-    (and an executor when asked; ``sync_always``: NATS fsyncs every write)."""
+    (and an executor when asked; ``sync_always``: NATS fsyncs every write).
+
+    ``replicas`` above 1: a cluster of that many nats-server nodes on loopback instead of
+    one server, and every service creates its streams and buckets with that many replicas
+    (``nats_pid`` is then None: the nodes' CPU is not told apart from the rest).
+    """
     home = Path.cwd() / ".flowmesh"
     pg = await ensure_postgres(
         home / "bench",
@@ -367,7 +383,11 @@ async def stack(
     await admin.execute(f'CREATE DATABASE "{database}"')
     db_url = pg.url.rsplit("/", 1)[0] + f"/{database}"
     store = Path(tempfile.mkdtemp(prefix="fm-bench-nats-"))
-    nats = await ensure_nats(store, sync_always=sync_always)
+    nats = (
+        await ensure_nats_cluster(store, nodes=replicas, sync_always=sync_always)
+        if replicas > 1
+        else await ensure_nats(store, sync_always=sync_always)
+    )
     registry_port, gateway_port = free_port(), free_port()
     admin_token = "fmadm_" + secrets.token_urlsafe(24)
     registry_env = {
@@ -377,6 +397,7 @@ async def stack(
         "FLOWMESH_REGISTRY_HTTP_PORT": str(registry_port),
         "FLOWMESH_REGISTRY_LOG_LEVEL": "warning",
         "FLOWMESH_REGISTRY_POOL_MAX_SIZE": "10",
+        "FLOWMESH_REGISTRY_STREAMS_REPLICAS": str(replicas),
     }
     gateway_env = {
         **os.environ,
@@ -384,6 +405,7 @@ async def stack(
         "FLOWMESH_GATEWAY_HTTP_PORT": str(gateway_port),
         "FLOWMESH_GATEWAY_ADMIN_TOKEN": admin_token,
         "FLOWMESH_GATEWAY_LOG_LEVEL": "warning",
+        "FLOWMESH_GATEWAY_STREAMS_REPLICAS": str(replicas),
         **UNLIMITED,
     }
     admin_db = await asyncpg.connect(db_url)
@@ -394,23 +416,23 @@ async def stack(
         )
         processes.append(registry)
         await wait_ready(f"http://127.0.0.1:{registry_port}/readyz", registry, "registry")
-        running_executor = None
+        running_executor, executor_url = None, ""
         if executor:
             executor_port = free_port()
+            executor_url = f"http://127.0.0.1:{executor_port}"
             executor_env = {
                 **os.environ,
                 "NATS_URL": nats.url,
                 "FLOWMESH_EXECUTOR_HTTP_PORT": str(executor_port),
                 "FLOWMESH_EXECUTOR_LOG_LEVEL": "warning",
                 "FLOWMESH_EXECUTOR_MAX_EVENTS_PER_RUN": "100000",
+                "FLOWMESH_EXECUTOR_STREAMS_REPLICAS": str(replicas),
             }
             running_executor = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "flowmesh_executor", env=executor_env
             )
             processes.append(running_executor)
-            await wait_ready(
-                f"http://127.0.0.1:{executor_port}/readyz", running_executor, "executor"
-            )
+            await wait_ready(f"{executor_url}/readyz", running_executor, "executor")
         gateway = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "flowmesh_gateway", env=gateway_env
         )
@@ -430,7 +452,7 @@ async def stack(
             created = await resp.json()
             if resp.status != 201:
                 raise SystemExit(f"creating the tenant answered {resp.status}: {created}")
-        nats_pid = nats.process.pid if nats.process is not None else None
+        nats_pid = nats.process.pid if isinstance(nats, NatsHandle) and nats.process else None
         key = created["admin_key"]["key"]
         yield Stack(
             url,
@@ -443,6 +465,7 @@ async def stack(
             database,
             nats_url=nats.url,
             executor=running_executor,
+            executor_url=executor_url,
         )
     finally:
         for process in reversed(processes):

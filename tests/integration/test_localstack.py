@@ -14,6 +14,7 @@ import pytest
 from flowmesh_shared.localstack import (
     NatsHandle,
     ensure_nats,
+    ensure_nats_cluster,
     ensure_postgres,
     nats_answers,
     tcp_answers,
@@ -54,6 +55,30 @@ async def test_embedded_nats_starts_answers_and_stops(home: Path, nats_server: N
     await started.stop()
     assert not await nats_answers(started.url)
     assert not started.store.exists()
+
+
+async def test_nats_cluster_replicates_a_stream_and_stops(home: Path) -> None:
+    cluster = await ensure_nats_cluster(home, nodes=3)
+    try:
+        pids = [node.process.pid for node in cluster.nodes if node.process is not None]
+        stores = [node.store for node in cluster.nodes if node.store is not None]
+        assert len(pids) == len(stores) == 3
+        assert len(cluster.url.split(",")) == 3
+        nc = await connect(cluster.url, "localstack-test")
+        js = nc.jetstream()
+        info = await js.add_stream(name="PROBE", subjects=["probe.>"], num_replicas=3)
+        assert info.cluster is not None
+        assert info.cluster.name == "fm-local"
+        assert len(info.cluster.replicas or []) == 2  # and the leader: three copies
+        assert (await js.publish("probe.x", b"1")).seq == 1
+        await drain(nc, 5.0)
+    finally:
+        await cluster.stop()
+    assert not await nats_answers(cluster.url)
+    assert not any(store.exists() for store in stores)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 @pytest.mark.skipif(shutil.which("runuser") is None and os.geteuid() == 0, reason="needs runuser")

