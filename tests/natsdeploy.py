@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowmesh_shared.localstack import LOOPBACK, free_port, nats_server_binary, tcp_answers
+from flowmesh_shared.localstack import (
+    LOOPBACK,
+    LocalStackError,
+    free_port,
+    nats_server_binary,
+    until_answers,
+)
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "nats"
 SERVICE_USERS = ("registry", "gateway", "executor", "scheduler", "worker")
@@ -67,13 +73,10 @@ class NatsNode:
     async def start(self) -> None:
         with self.log.with_suffix(".out").open("ab") as output:
             self.process = await self._spawn(output)
-        deadline = asyncio.get_running_loop().time() + 15
-        while not await tcp_answers(LOOPBACK, self.client_port, within=0.5):
-            if self.process.returncode is not None:
-                raise RuntimeError(f"{self.name} exited: {self._said()}")
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"{self.name} did not answer: {self._said()}")
-            await asyncio.sleep(0.05)
+        try:
+            await until_answers(LOOPBACK, self.client_port, 15, self.process)
+        except LocalStackError as exc:
+            raise RuntimeError(f"{self.name}: {exc}: {self._said()}") from exc
 
     async def _spawn(self, output: Any) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(

@@ -202,32 +202,29 @@ async def test_a_reader_of_one_tenant_cannot_sign_in_as_another(deployed: Deploy
         gc.collect()  # ... so it is closed here, not in a later test's garbage collection
 
 
+async def publishes(deployed: Deployed, minted: dict[str, Any], subject: str) -> None:
+    """The minted user signs in and JetStream stores its event on ``subject``."""
+    url = deployed.node.url_for(minted["user"], minted["password"])
+    nc = await nats.connect(url, allow_reconnect=False)
+    try:
+        ack = await nc.jetstream().publish(subject, b"{}")
+        assert ack.stream == "FM_EVENTS"
+    finally:
+        await nc.close()
+
+
 async def test_a_new_user_of_a_known_tenant_works_after_a_reload(deployed: Deployed) -> None:
     minted = await mint(deployed.config, "acme", "publisher", name="acme-billing")
     assert minted["apply"] == "reload"
     await deployed.node.reload()
-    nc = await nats.connect(
-        deployed.node.url_for(minted["user"], minted["password"]), allow_reconnect=False
-    )
-    try:
-        ack = await nc.jetstream().publish("fm.acme.events.invoice.paid", b"{}")
-        assert ack.stream == "FM_EVENTS"
-    finally:
-        await nc.close()
+    await publishes(deployed, minted, "fm.acme.events.invoice.paid")
 
 
 async def test_a_new_tenant_works_after_a_restart(deployed: Deployed) -> None:
     minted = await mint(deployed.config, "initech", "publisher")
     assert minted["apply"] == "restart"  # a new account's imports are not wired on reload
     await deployed.node.restart()
-    nc = await nats.connect(
-        deployed.node.url_for(minted["user"], minted["password"]), allow_reconnect=False
-    )
-    try:
-        ack = await nc.jetstream().publish("fm.initech.events.hello", b"{}")
-        assert ack.stream == "FM_EVENTS"
-    finally:
-        await nc.close()
+    await publishes(deployed, minted, "fm.initech.events.hello")
 
 
 async def test_the_command_refuses_bad_input(tmp_path: Path) -> None:

@@ -94,7 +94,9 @@ def _host_port(url: str, default_port: int) -> tuple[str, int]:
     return parts.hostname or LOOPBACK, parts.port or default_port
 
 
-async def _until_answers(host: str, port: int, within: float, process: Process | None) -> None:
+async def until_answers(host: str, port: int, within: float, process: Process | None) -> None:
+    """Until something accepts TCP on ``host:port``; :class:`LocalStackError` when
+    ``process`` exits first or ``within`` seconds pass."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process is not None and process.returncode is not None:
@@ -174,7 +176,7 @@ async def ensure_nats(
         url = f"nats://{LOOPBACK}:{chosen}"
         handle = NatsHandle(url=url, process=process, store=store, temporary=not persistent)
         try:
-            await _until_answers(LOOPBACK, chosen, start_timeout, process)
+            await until_answers(LOOPBACK, chosen, start_timeout, process)
         except LocalStackError:
             await handle.stop()
             if port:
@@ -249,8 +251,8 @@ async def ensure_nats_cluster(
         try:
             for node in handle.nodes:
                 host, port = _host_port(node.url, 4222)
-                await _until_answers(host, port, start_timeout, node.process)
-            await _until_jetstream_answers(handle.url, start_timeout)
+                await until_answers(host, port, start_timeout, node.process)
+            await until_jetstream_answers(handle.url, start_timeout)
         except LocalStackError:
             await handle.stop()
             continue
@@ -277,7 +279,7 @@ async def _start_cluster(
     return NatsClusterHandle(started)
 
 
-async def _until_jetstream_answers(url: str, within: float) -> None:
+async def until_jetstream_answers(url: str, within: float) -> None:
     """Until JetStream answers at ``url``: its nodes have elected a meta leader."""
     deadline = time.monotonic() + within
     try:
@@ -354,7 +356,7 @@ async def ensure_postgres(
     log_file = root / "server.log"
     await _pg(owner, "pg_ctl", "start", "-D", str(data), "-l", str(log_file), "-w",
               "-t", str(int(start_timeout)), "-o", options)  # fmt: skip
-    await _until_answers(LOOPBACK, chosen, start_timeout, None)
+    await until_answers(LOOPBACK, chosen, start_timeout, None)
     handle.url = _local_url(chosen)
     handle.started = True
     return handle

@@ -117,19 +117,23 @@ async def test_publish_emits_one_event(runs: Runs) -> None:
         await sub.unsubscribe()
 
 
+#: Waits for the approval of the run's order (``trigger.data.order``).
+APPROVAL = {
+    "id": "approval",
+    "type": "wait_for_event",
+    "parameters": {
+        "event": "order.approved",
+        "match": "event.data.order == trigger.data.order",
+        "timeout": "PT10S",
+    },
+}
+
+
 async def test_wait_for_event_resumes_on_a_matching_event(runs: Runs) -> None:
     definition = {
         "name": "waiter",
         "nodes": [
-            {
-                "id": "approval",
-                "type": "wait_for_event",
-                "parameters": {
-                    "event": "order.approved",
-                    "match": "event.data.order == trigger.data.order",
-                    "timeout": "PT10S",
-                },
-            },
+            APPROVAL,
             {
                 "id": "done",
                 "type": "transform",
@@ -153,17 +157,7 @@ async def test_an_event_the_match_fails_on_is_no_match(runs: Runs) -> None:
     wait (as for a parked wait and an event trigger's filter); the matching one ends it."""
     definition = {
         "name": "guarded-waiter",
-        "nodes": [
-            {
-                "id": "approval",
-                "type": "wait_for_event",
-                "parameters": {
-                    "event": "order.approved",
-                    "match": "event.data.order == trigger.data.order",
-                    "timeout": "PT10S",
-                },
-            }
-        ],
+        "nodes": [APPROVAL],
         "edges": [],
     }
     workflow = await runs.workflow(definition)
