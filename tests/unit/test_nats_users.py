@@ -88,6 +88,18 @@ async def test_listing_shows_a_tenants_users_without_their_hashes(tmp_path: Path
     )
     assert code == 0
     assert out.getvalue() == "acme-reader\treader\t2026-11-23T12:00:00+00:00\n"
+    out = io.StringIO()
+    code = await run_cli(
+        ["nats-user", "acme", "--list", "--json", "--dir", str(tmp_path)],
+        env={},
+        cwd=Path("/"),
+        out=out,
+        err=io.StringIO(),
+    )
+    assert code == 0
+    assert json.loads(out.getvalue()) == [
+        {"user": "acme-reader", "role": "reader", "created_at": "2026-11-23T12:00:00+00:00"}
+    ]
 
 
 async def test_the_human_report_says_how_to_apply_it(tmp_path: Path) -> None:

@@ -103,9 +103,12 @@ def nats_user(args: argparse.Namespace, cwd: Path, out: TextIO, err: TextIO) -> 
         if args.list:
             users = natsusers.listing(directory, args.tenant)
             if args.json:
-                out.write(msgspec.json.encode(users).decode() + "\n")
-            for user in [] if args.json else users:
-                out.write(f"{user.user}\t{user.role}\t{user.created_at}\n")
+                shown = [
+                    {"user": u.user, "role": u.role, "created_at": u.created_at} for u in users
+                ]
+                out.write(msgspec.json.encode(shown).decode() + "\n")
+            else:
+                out.writelines(f"{u.user}\t{u.role}\t{u.created_at}\n" for u in users)
         elif args.remove is not None:
             natsusers.remove(directory, args.tenant, args.remove)
             err.write(f"removed {args.remove!r}; reload the server: nats-server --signal reload\n")
