@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import os
 import secrets
 import shutil
@@ -21,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats
+
+from flowmesh_cli.main import run_cli
 from flowmesh_shared.localstack import (
     LOOPBACK,
     LocalStackError,
@@ -30,7 +35,7 @@ from flowmesh_shared.localstack import (
 )
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "nats"
-SERVICE_USERS = ("registry", "gateway", "executor", "scheduler", "worker")
+SERVICE_USERS = ("registry", "gateway", "executor", "scheduler")
 
 
 def copy_config(into: Path) -> Path:
@@ -209,3 +214,63 @@ async def cluster(
 def urls_for(nodes: list[NatsNode], user: str, password: str) -> str:
     """A client's server list: every node, with ``user``'s credentials."""
     return ",".join(node.url_for(user, password) for node in nodes)
+
+
+class Violations:
+    """The permission errors the server sent a connection."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def record(self, exc: Exception) -> None:
+        self.seen.append(str(exc))
+
+    def about(self, subject: str) -> bool:
+        return any("permissions violation" in s and f'"{subject.lower()}"' in s for s in self.seen)
+
+
+async def mint(
+    config: Path, tenant: str, role: str, name: str | None = None, *options: str
+) -> dict[str, Any]:
+    """``flowmesh nats-user`` in ``config``: the minted user (password included)."""
+    out, err = io.StringIO(), io.StringIO()
+    named = ["--name", name] if name else []
+    code = await run_cli(
+        ["nats-user", tenant, "--role", role, *named, *options, "--dir", str(config), "--json"],
+        env={},
+        cwd=Path("/"),
+        out=out,
+        err=err,
+    )
+    assert code == 0, err.getvalue()
+    minted: dict[str, Any] = json.loads(out.getvalue())
+    return minted
+
+
+class Deployed:
+    """A node running the committed configuration, with the users minted into it."""
+
+    def __init__(self, node: NatsNode, config: Path, passwords: dict[str, str]) -> None:
+        self.node, self.config, self.passwords = node, config, passwords
+        self.users: dict[str, dict[str, Any]] = {}
+
+    def url(self, user: str) -> str:
+        if user in self.users:
+            password = self.users[user]["password"]
+        else:
+            password = self.passwords[f"FM_NATS_{user.upper()}_PASSWORD"]
+        return self.node.url_for(user, password)
+
+    async def connect(self, user: str, violations: Violations | None = None) -> Any:
+        """``user`` signed in with the inbox prefix it must use (a service's, a worker's)."""
+        minted = self.users.get(user, {})
+        if user in SERVICE_USERS:
+            inbox = f"_INBOX_{user}"
+        else:
+            inbox = minted.get("inbox_prefix") or "_INBOX"
+        return await nats.connect(
+            self.url(user),
+            error_cb=(violations or Violations()).record,
+            allow_reconnect=False,
+            inbox_prefix=inbox,
+        )

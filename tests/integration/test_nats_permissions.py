@@ -31,54 +31,16 @@ from flowmesh_cli.main import run_cli
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_shared.jetstream import StreamLimits, provision_streams
 from tests.helpers import until
-from tests.natsdeploy import NatsNode, account_passwords, copy_config, single_node
+from tests.natsdeploy import (
+    Deployed,
+    Violations,
+    account_passwords,
+    copy_config,
+    mint,
+    single_node,
+)
 
 pytestmark = pytest.mark.integration
-
-
-class Violations:
-    """The permission errors the server sent a connection."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    async def record(self, exc: Exception) -> None:
-        self.seen.append(str(exc))
-
-    def about(self, subject: str) -> bool:
-        return any("permissions violation" in s and f'"{subject.lower()}"' in s for s in self.seen)
-
-
-async def mint(config: Path, tenant: str, role: str, name: str | None = None) -> dict[str, Any]:
-    out, err = io.StringIO(), io.StringIO()
-    named = ["--name", name] if name else []
-    code = await run_cli(
-        ["nats-user", tenant, "--role", role, *named, "--dir", str(config), "--json"],
-        env={},
-        cwd=Path("/"),
-        out=out,
-        err=err,
-    )
-    assert code == 0, err.getvalue()
-    minted: dict[str, Any] = json.loads(out.getvalue())
-    return minted
-
-
-class Deployed:
-    def __init__(self, node: NatsNode, config: Path, passwords: dict[str, str]) -> None:
-        self.node, self.config, self.passwords = node, config, passwords
-        self.users: dict[str, dict[str, Any]] = {}
-
-    async def connect(self, user: str, violations: Violations | None = None) -> Any:
-        if user in self.users:
-            password = self.users[user]["password"]
-        else:
-            password = self.passwords[f"FM_NATS_{user.upper()}_PASSWORD"]
-        return await nats.connect(
-            self.node.url_for(user, password),
-            error_cb=(violations or Violations()).record,
-            allow_reconnect=False,
-        )
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -236,6 +198,12 @@ async def test_the_command_refuses_bad_input(tmp_path: Path) -> None:
         (["nats-user", "acme", "--name", "Acme Ops"], "user name"),
         (["nats-user", "acme", "--remove", "nobody"], "no NATS user"),
         (["nats-user", "acme", "--role", "admin"], "invalid choice"),
+        (["nats-user", "acme", "--role", "worker"], "give --queue"),
+        (["nats-user", "acme", "--role", "worker", "--queue", "a.>"], "queue 'a.>'"),
+        (["nats-user", "acme", "--role", "reader", "--queue", "jobs"], "for a worker"),
+        (["nats-user", "acme", "--max-connections", "0"], "at least 1"),
+        (["nats-user", "acme", "--max-payload", "lots"], "invalid int"),
+        (["nats-user", "acme", "--limits", "--max-payload", "9"], "no NATS user"),
     ]:
         out, err = io.StringIO(), io.StringIO()
         code = await run_cli([*argv, "--dir", str(config)], env={}, cwd=Path("/"), out=out, err=err)

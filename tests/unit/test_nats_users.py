@@ -26,6 +26,63 @@ def test_permissions_hold_each_role_to_its_tenants_subjects() -> None:
     )
     assert natsusers.permissions("fm", "acme", "reader") == ((), ("fm.acme.runs.*",))
     assert natsusers.permissions("fmx", "globex", "reader") == ((), ("fmx.globex.runs.*",))
+    assert natsusers.permissions("fm", "acme", "worker", ["jobs"]) == (
+        (
+            "$JS.API.CONSUMER.MSG.NEXT.FM_TASKS.tasks_acme_jobs",
+            "$JS.ACK.FM_TASKS.tasks_acme_jobs.>",
+            "fm.acme.task-replies.*",
+        ),
+        ("_INBOX_t_acme.>",),
+    )
+
+
+def test_a_worker_imports_only_its_tenants_queues_and_replies(tmp_path: Path) -> None:
+    natsusers.mint(tmp_path, "acme", "publisher", cost=4, now=NOW)
+    first = natsusers.mint(tmp_path, "acme", "worker", queues=["jobs"], cost=4, now=NOW)
+    again = natsusers.mint(tmp_path, "acme", "worker", "acme-two", queues=["jobs"], cost=4, now=NOW)
+    more = natsusers.mint(tmp_path, "acme", "worker", "acme-three", queues=["b"], cost=4, now=NOW)
+    # New imports need a restart; the same ones again only a reload.
+    assert (first.apply, again.apply, more.apply) == ("restart", "reload", "restart")
+    assert first.inbox_prefix == "_INBOX_t_acme" and first.queues == ("jobs",)
+    record = natsusers.load(tmp_path)
+    service = '{{service: {{account: FLOWMESH, subject: "{}"}}}}'.format
+    assert natsusers.imports(record, "acme") == (
+        service("fm.acme.events.>"),
+        '{stream: {account: FLOWMESH, subject: "fm.acme.runs.*"}}',
+        service("fm.acme.task-replies.*"),
+        service("$JS.API.CONSUMER.MSG.NEXT.FM_TASKS.tasks_acme_b"),
+        service("$JS.ACK.FM_TASKS.tasks_acme_b.>"),
+        service("$JS.API.CONSUMER.MSG.NEXT.FM_TASKS.tasks_acme_jobs"),
+        service("$JS.ACK.FM_TASKS.tasks_acme_jobs.>"),
+    )
+    text = (tmp_path / "tenants.conf").read_text()
+    assert "tasks_acme_b" not in text.split("acme-two")[1].split("\n")[0]  # held to its queue
+
+
+def test_consumer_names_of_two_tenants_never_meet() -> None:
+    """With '-' between them, tenant a's queue b-c and tenant a-b's queue c would share one."""
+    from flowmesh_proto.tasks import task_consumer
+
+    assert task_consumer("a", "b-c") != task_consumer("a-b", "c")
+
+
+def test_account_limits_have_defaults_and_are_set_per_tenant(tmp_path: Path) -> None:
+    natsusers.mint(tmp_path, "acme", "reader", cost=4, now=NOW)
+    minted = natsusers.mint(
+        tmp_path, "globex", "reader", limits={"max_connections": 3}, cost=4, now=NOW
+    )
+    assert minted.limits == natsusers.AccountLimits(max_connections=3)
+    changed = natsusers.set_limits(tmp_path, "globex", {"max_payload": 4096})
+    assert changed == natsusers.AccountLimits(max_connections=3, max_payload=4096)
+    text = (tmp_path / "tenants.conf").read_text()
+    assert "limits: {max_connections: 100, max_subscriptions: 1000, max_payload: 1048576}" in text
+    assert "limits: {max_connections: 3, max_subscriptions: 1000, max_payload: 4096}" in text
+    with pytest.raises(natsusers.NatsUserError, match="at least 1"):
+        natsusers.set_limits(tmp_path, "globex", {"max_subscriptions": 0})
+    with pytest.raises(natsusers.NatsUserError, match="no NATS user"):
+        natsusers.set_limits(tmp_path, "initech", {"max_payload": 1})
+    natsusers.remove(tmp_path, "globex", "globex-reader")
+    assert "globex" not in natsusers.load(tmp_path).limits
 
 
 def test_minting_records_a_hash_and_renders_one_account_per_tenant(tmp_path: Path) -> None:
@@ -118,6 +175,7 @@ def test_every_committed_configuration_is_valid(name: str, tmp_path: Path) -> No
     """``nats-server -t`` accepts each file, with the minted tenants included."""
     natsusers.mint(tmp_path, "acme", "publisher", cost=4, now=NOW)
     natsusers.mint(tmp_path, "acme", "reader", cost=4, now=NOW)
+    natsusers.mint(tmp_path, "acme", "worker", queues=["jobs"], cost=4, now=NOW)
     for conf in DEPLOY.glob("*.conf"):
         if conf.name != "tenants.conf":
             (tmp_path / conf.name).write_text(conf.read_text())

@@ -73,6 +73,10 @@ class Subjects(msgspec.Struct, frozen=True):
             raise SubjectError(f"queue {queue!r} is not a valid queue name")
         return f"{self.prefix}.{_tenant(tenant)}.tasks.{queue}"
 
+    def task_replies(self, tenant: str, token: str) -> str:
+        """Where a worker answers one execution of a task step (``token``: fresh per call)."""
+        return f"{self.prefix}.{_tenant(tenant)}.task-replies.{_token(token, 'reply token')}"
+
     def control(self, tenant: str, run_id: str) -> str:
         return f"{self.prefix}.{_tenant(tenant)}.control.{_token(run_id, 'run id')}"
 
@@ -105,6 +109,10 @@ class Subjects(msgspec.Struct, frozen=True):
     @property
     def all_tasks(self) -> str:
         return f"{self.prefix}.*.tasks.*"
+
+    @property
+    def all_task_replies(self) -> str:
+        return f"{self.prefix}.*.task-replies.*"
 
     @property
     def all_timers(self) -> str:

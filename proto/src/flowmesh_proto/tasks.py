@@ -25,8 +25,25 @@ from typing import Any
 
 import msgspec
 
-#: The header naming the subject a worker answers on.
+#: The header naming the subject a worker answers on (``<prefix>.<t>.task-replies.<token>``:
+#: a tenant's workers may publish only there, so no tenant can answer another's task).
 REPLY_TO = "Fm-Reply-To"
+
+
+def task_consumer(tenant: str, queue: str) -> str:
+    """The durable pull consumer serving one tenant's queue on the tasks stream.
+
+    ``tasks_<tenant>_<queue>``: a tenant id never holds ``_``, so no two (tenant, queue)
+    pairs share a name (with ``-`` they could: tenant ``a`` queue ``b-c`` against tenant
+    ``a-b`` queue ``c``), and a tenant's NATS users can be allowed exactly its consumers.
+    The executor creates it; workers only fetch from it and ack.
+    """
+    return f"tasks_{tenant}_{queue}"
+
+
+def worker_inbox_prefix(tenant: str) -> str:
+    """The inbox prefix a tenant's worker connects with (its NATS user may subscribe there)."""
+    return f"_INBOX_t_{tenant}"
 
 
 class TaskRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

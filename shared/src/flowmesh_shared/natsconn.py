@@ -3,6 +3,11 @@
 The first connection is bounded (``initial_timeout``): a service that cannot reach NATS at
 start fails clearly instead of waiting forever. Once connected, the client reconnects
 without limit, and publishes made while disconnected are buffered (up to ``pending_size``).
+
+Each service connects with an inbox prefix of its own (:func:`service_inbox`,
+``_INBOX_<service>``): its request/reply and JetStream API answers arrive there, and the
+server lets only that service's user subscribe there (``deploy/nats/accounts.conf``), so no
+other user reads a reply meant for it (a new tenant's admin key, a resolved secret).
 """
 
 from __future__ import annotations
@@ -18,6 +23,17 @@ from flowmesh_shared.errors import Unavailable
 
 log = structlog.get_logger("flowmesh.nats")
 
+#: NATS's own inbox prefix: for tools and tests, never for a service of a deployment.
+DEFAULT_INBOX_PREFIX = "_INBOX"
+SERVICES = ("registry", "gateway", "executor", "scheduler")
+
+
+def service_inbox(service: str) -> str:
+    """The inbox prefix of ``service`` (one of :data:`SERVICES`): ``_INBOX_<service>``."""
+    if service not in SERVICES:
+        raise ValueError(f"{service!r} is not a Flowmesh service")
+    return f"_INBOX_{service}"
+
 
 async def connect(
     url: str,
@@ -28,8 +44,12 @@ async def connect(
     reconnect_wait: float = 1.0,
     ping_interval: float = 20.0,
     drain_timeout: float = 10.0,
+    inbox_prefix: str = DEFAULT_INBOX_PREFIX,
 ) -> Client:
-    """Connect to ``url`` as ``name``; :class:`Unavailable` when the first connect times out."""
+    """Connect to ``url`` as ``name``; :class:`Unavailable` when the first connect times out.
+
+    Services pass ``inbox_prefix=service_inbox(<service>)``.
+    """
     client = Client()
 
     async def on_error(exc: Exception) -> None:
@@ -60,6 +80,7 @@ async def connect(
         "ping_interval": ping_interval,
         "max_outstanding_pings": 3,
         "drain_timeout": drain_timeout,
+        "inbox_prefix": inbox_prefix,
     }
     try:
         await asyncio.wait_for(client.connect(**options), initial_timeout)

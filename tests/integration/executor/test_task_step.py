@@ -249,8 +249,9 @@ async def test_a_re_run_of_one_attempt_reaches_a_worker_again(
 async def test_heartbeats_keep_a_task_longer_than_ack_wait_with_its_worker(
     nc: Client, subjects: Subjects, streams: StreamNames, services: StepServices, queue: str
 ) -> None:
+    services = dataclasses.replace(services, settings=ExecutorSettings(task_ack_wait=1.0))
     deliveries: list[int] = []
-    worker = worker_for(nc, subjects, streams, ack_wait=1.0)  # heartbeats every 1/3 s
+    worker = worker_for(nc, subjects, streams, heartbeat_interval=0.3)
 
     @worker.task(queue)
     async def long(input: Any, ctx: TaskContext) -> Any:
@@ -283,6 +284,8 @@ async def test_the_worker_heartbeats_to_the_reply_subject_then_answers(
         replies.append(task_reply_decoder.decode(msg.data))
 
     sub = await nc.subscribe(inbox, cb=collect)
+    subject = subjects.tasks(TENANT, queue)
+    await task.ensure_consumer(services, TENANT, queue, subject)
     request = TaskRequest(
         tenant=TENANT,
         queue=queue,
@@ -296,7 +299,7 @@ async def test_the_worker_heartbeats_to_the_reply_subject_then_answers(
     try:
         async with worker:
             await nc.jetstream().publish(
-                subjects.tasks(TENANT, queue),
+                subject,
                 msgspec.json.encode(request),
                 headers={REPLY_TO: inbox},
             )

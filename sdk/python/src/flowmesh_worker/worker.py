@@ -1,10 +1,17 @@
 """A worker: serves the task queues of one tenant, a bounded number of tasks at a time.
 
-Each queue is one durable pull consumer ``worker-<tenant>-<queue>`` on the tasks stream,
+Each queue is one durable pull consumer ``tasks_<tenant>_<queue>`` on the tasks stream,
 filtered to ``<prefix>.<tenant>.tasks.<queue>`` and shared by every process serving that
-queue, so each task goes to one of them. Explicit acks, ``ack_wait`` (a consumer setting:
-the last process to start decides it), unlimited redeliveries: a task whose worker dies
-goes to another one after ``ack_wait``; a running task is kept alive by in-progress acks.
+queue, so each task goes to one of them. The executor creates it (with the first task
+step of that queue: until then a fetch finds nothing); a worker only fetches and acks,
+which is all its NATS user may do (``flowmesh nats-user <tenant> --role worker --queue
+<queue>``). Explicit acks, unlimited redeliveries: a task whose worker dies goes to
+another one after the consumer's ``ack_wait`` (the executor's ``task_ack_wait``, 30 s by
+default); a running task is kept alive by in-progress acks, every ``heartbeat_interval``.
+
+A worker's connection uses the inbox prefix ``_INBOX_t_<tenant>``
+(:func:`flowmesh_proto.tasks.worker_inbox_prefix`): its NATS user may subscribe nowhere
+else. :meth:`Worker.connect` sets it; a connection of your own must too.
 
 Stopping stops fetching, waits for running tasks up to ``stop_grace``, cancels the rest
 (nak'd, so another worker takes them at once), and unsubscribes the pull subscriptions
@@ -25,10 +32,10 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from flowmesh_proto.ids import tenant_id_problem
 from flowmesh_proto.subjects import Subjects
+from flowmesh_proto.tasks import task_consumer, worker_inbox_prefix
 from flowmesh_worker.context import Handler
 from flowmesh_worker.delivery import CANCEL_GRACE, serve
 
@@ -53,7 +60,9 @@ class Worker:
     :meth:`run` until an event is set (or use ``async with worker:``).
 
     ``concurrency`` is the default number of tasks one queue runs at once in this process;
-    ``poll_interval`` bounds how long a stop waits for an idle fetch.
+    ``heartbeat_interval`` (seconds) must stay well under the consumers' ``ack_wait``
+    (the executor's ``task_ack_wait``, 30 s by default); ``poll_interval`` bounds how long
+    a stop waits for an idle fetch.
     """
 
     def __init__(
@@ -64,23 +73,21 @@ class Worker:
         prefix: str = "fm",
         stream: str = "FM_TASKS",
         concurrency: int = 16,
-        ack_wait: float = 30.0,
-        heartbeat_interval: float | None = None,
+        heartbeat_interval: float = 10.0,
         poll_interval: float = 1.0,
         stop_grace: float = 30.0,
     ) -> None:
         problem = tenant_id_problem(tenant)
         if problem is not None:
             raise ValueError(problem)
-        if concurrency < 1 or ack_wait <= 0 or poll_interval <= 0 or stop_grace < 0:
-            raise ValueError("concurrency, ack_wait and poll_interval must be positive")
+        if concurrency < 1 or heartbeat_interval <= 0 or poll_interval <= 0 or stop_grace < 0:
+            raise ValueError("concurrency, heartbeat_interval and poll_interval must be positive")
         self.tenant = tenant
         self._nc = nc
         self._subjects = Subjects(prefix)
         self._stream = stream
         self._concurrency = concurrency
-        self._ack_wait = ack_wait
-        self._heartbeat_interval = heartbeat_interval or min(ack_wait / 3, 10.0)
+        self._heartbeat_interval = heartbeat_interval
         self._poll = poll_interval
         self._stop_grace = stop_grace
         self._queues: dict[str, _Queue] = {}
@@ -92,8 +99,17 @@ class Worker:
     async def connect(
         cls, url: str, *, tenant: str, name: str = "flowmesh-worker", **options: Any
     ) -> Worker:
-        """A worker on its own connection to ``url``, drained when the worker stops."""
-        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1)
+        """A worker on its own connection to ``url``, drained when the worker stops.
+
+        ``url`` holds the tenant's worker user (``nats://<user>:<password>@host:4222``);
+        the connection uses the tenant's worker inbox prefix.
+        """
+        problem = tenant_id_problem(tenant)
+        if problem is not None:
+            raise ValueError(problem)
+        nc = await nats.connect(
+            url, name=name, max_reconnect_attempts=-1, inbox_prefix=worker_inbox_prefix(tenant)
+        )
         try:
             worker = cls(nc, tenant=tenant, **options)
         except BaseException:
@@ -118,7 +134,7 @@ class Worker:
         return register
 
     async def start(self) -> None:
-        """Create (or update) each queue's consumer and start fetching."""
+        """Start fetching from each queue's consumer."""
         if self._started:
             raise RuntimeError("the worker has already started")
         if not self._queues:
@@ -127,9 +143,8 @@ class Worker:
         js = self._nc.jetstream()
         try:
             for queue in self._queues.values():
-                durable = f"worker-{self.tenant}-{queue.name}"
-                await js.add_consumer(self._stream, self._consumer(durable, queue.subject))
-                queue.sub = await js.pull_subscribe_bind(durable, stream=self._stream)
+                consumer = task_consumer(self.tenant, queue.name)
+                queue.sub = await js.pull_subscribe_bind(consumer, stream=self._stream)
                 queue.intake = asyncio.create_task(self._intake(queue), name=f"intake-{queue.name}")
         except BaseException:
             await self.stop()
@@ -185,17 +200,6 @@ class Worker:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
-
-    def _consumer(self, durable: str, subject: str) -> ConsumerConfig:
-        return ConsumerConfig(
-            name=durable,
-            durable_name=durable,
-            filter_subject=subject,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self._ack_wait,
-            max_deliver=-1,
-        )
 
     async def _intake(self, queue: _Queue) -> None:
         stopping = asyncio.create_task(self._stopping.wait())

@@ -31,7 +31,7 @@ from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
 from flowmesh_shared.jetstream import ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
-from flowmesh_shared.natsconn import connect, drain
+from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
 
 log = structlog.get_logger("flowmesh.executor")
@@ -53,7 +53,9 @@ class ExecutorApp(msgspec.Struct, kw_only=True):
 async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> ExecutorApp:
     """Open every resource into ``stack`` (closed in reverse) and start taking runs."""
     name = f"{socket.gethostname()}:{os.getpid()}"
-    nc = await connect(settings.nats_url, name=f"flowmesh-executor-{name}")
+    nc = await connect(
+        settings.nats_url, name=f"flowmesh-executor-{name}", inbox_prefix=service_inbox("executor")
+    )
     stack.push_async_callback(drain, nc, settings.shutdown_timeout)
     subjects = Subjects(settings.subject_prefix)
     streams = stream_names(settings.stream_prefix)

@@ -46,6 +46,13 @@ class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     #: Seconds a run parked in a concurrency queue sleeps at most before it looks again
     #: (a slot given back wakes the first waiting run at once; this covers a lost wake).
     slot_recheck: float = 60.0
+    #: task steps: seconds JetStream waits for a worker's ack or heartbeat before it hands
+    #: the task to another worker (the ``ack_wait`` of each queue's consumer, which the
+    #: executor creates; workers heartbeat every 10 s by default).
+    task_ack_wait: float = 30.0
+    #: task steps: seconds a queue's consumer lives with no worker fetching and no task
+    #: step publishing (then JetStream deletes it; the next task step makes it again).
+    task_consumer_idle: float = 86_400.0
     #: Retention limits, storage and replicas of the streams and key-value buckets this
     #: service creates, or updates, at start.
     streams: StreamLimits = StreamLimits()

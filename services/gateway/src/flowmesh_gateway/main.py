@@ -21,7 +21,7 @@ from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.health import Health, nats_connected, service_metrics_registry
 from flowmesh_shared.lifecycle import service_cli
-from flowmesh_shared.natsconn import connect, drain
+from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
 
 log = structlog.get_logger("flowmesh.gateway")
@@ -46,7 +46,9 @@ def limits_of(settings: GatewaySettings) -> Limits:
 
 async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> GatewayApp:
     """Open every resource into ``stack`` (closed in reverse) and start serving HTTP."""
-    nc = await connect(settings.nats_url, name="flowmesh-gateway")
+    nc = await connect(
+        settings.nats_url, name="flowmesh-gateway", inbox_prefix=service_inbox("gateway")
+    )
     stack.push_async_callback(drain, nc, settings.shutdown_timeout)
     registry = RpcClient(nc, Subjects(settings.subject_prefix), timeout=settings.rpc_timeout)
     runs = await Runs.open(nc, settings)

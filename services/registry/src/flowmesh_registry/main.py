@@ -37,7 +37,7 @@ from flowmesh_shared.health import (
 from flowmesh_shared.jetstream import provision_streams
 from flowmesh_shared.lifecycle import serve
 from flowmesh_shared.logging import configure_logging
-from flowmesh_shared.natsconn import connect, drain
+from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcService
 from flowmesh_shared.settings import SettingsError, load_settings
 
@@ -77,7 +77,9 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
     )
     stack.push_async_callback(db.close)
 
-    nc = await connect(settings.nats_url, name="flowmesh-registry")
+    nc = await connect(
+        settings.nats_url, name="flowmesh-registry", inbox_prefix=service_inbox("registry")
+    )
     stack.push_async_callback(drain, nc, settings.shutdown_timeout)
     subjects = Subjects(settings.subject_prefix)
     js = nc.jetstream()

@@ -34,7 +34,7 @@ from flowmesh_scheduler.waits import EventWaits
 from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
 from flowmesh_shared.jetstream import ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
-from flowmesh_shared.natsconn import connect, drain
+from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
 
 log = structlog.get_logger("flowmesh.scheduler")
@@ -57,7 +57,11 @@ class SchedulerApp(msgspec.Struct, kw_only=True):
 async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) -> SchedulerApp:
     """Open every resource into ``stack`` (closed in reverse) and start firing."""
     name = f"{socket.gethostname()}:{os.getpid()}"
-    nc = await connect(settings.nats_url, name=f"flowmesh-scheduler-{name}")
+    nc = await connect(
+        settings.nats_url,
+        name=f"flowmesh-scheduler-{name}",
+        inbox_prefix=service_inbox("scheduler"),
+    )
     stack.push_async_callback(drain, nc, settings.shutdown_timeout)
     subjects = Subjects(settings.subject_prefix)
     streams = stream_names(settings.stream_prefix)

@@ -1,19 +1,24 @@
 """``task``: hand ``input`` to an external worker serving ``queue``, and await its answer.
 
 The request goes to ``<prefix>.<t>.tasks.<queue>`` (stream FM_TASKS, a work queue: one
-worker takes it, and it waits there until some worker comes). The worker answers on a
-core NATS inbox named by the ``Fm-Reply-To`` header, subscribed before the publish:
-``heartbeat`` (keep waiting), then ``result`` (the step's output) or ``error`` (the step
-fails with the worker's error class). No reply at all means no worker yet: keep waiting.
+worker takes it, and it waits there until some worker comes). Workers fetch it from the
+queue's durable consumer ``tasks_<t>_<queue>``, which the executor creates (or updates)
+before it publishes: tenants' workers may only fetch and ack, never make consumers. The
+worker answers on ``<prefix>.<t>.task-replies.<token>`` (a fresh token per call, named by
+the ``Fm-Reply-To`` header and subscribed before the publish): a tenant's workers may
+publish there for their own tenant only, so none can answer another tenant's task. It
+sends ``heartbeat`` (keep waiting), then ``result`` (the step's output) or ``error`` (the
+step fails with the worker's error class). No reply at all means no worker yet: keep
+waiting.
 The node's ``timeout`` bounds the whole wait (``TaskTimeout``); the shell also cancels the
 step at the attempt's deadline.
 
-Redelivery. The inbox lives only as long as this call, so every execution must publish a
+Redelivery. The reply subject lives only as long as this call, so every execution must publish a
 request that some worker will still answer. ``Nats-Msg-Id`` is therefore
 ``<idempotency key>:<attempt>:<token>`` with a token fresh per execution: it makes this
 call's own publish retries (an ack lost to a timeout) land once, while a re-run of the same
 attempt by another executor (the first one died) publishes a new request instead of being
-deduplicated against a request whose answer would go to a dead inbox. A worker may thus
+deduplicated against a request whose answer would go to a dead subject. A worker may thus
 see one attempt twice (steps are at-least-once, DESIGN section 5); ``idempotency_key`` is
 what lets it make its side effects idempotent, and the request's ``deadline`` lets it drop
 a request nobody waits for any more.
@@ -32,6 +37,7 @@ import structlog
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.params import INVALID, duration, text
@@ -43,6 +49,7 @@ from flowmesh_proto.tasks import (
     TaskHeartbeat,
     TaskRequest,
     TaskResult,
+    task_consumer,
     task_reply_decoder,
 )
 
@@ -70,12 +77,13 @@ async def run(call: StepCall, services: StepServices) -> Any:
     loop = asyncio.get_running_loop()
     when = None if timeout is None else loop.time() + timeout.total_seconds()
     request = _request(call, queue, datetime.now(UTC), timeout)
-    inbox = services.nc.new_inbox()
-    sub = await services.nc.subscribe(inbox)
+    reply_to = services.subjects.task_replies(call.tenant, secrets.token_hex(12))
+    sub = await services.nc.subscribe(reply_to)
     scope = asyncio.timeout_at(when)
     try:
         async with scope:
-            await _publish(services.js, subject, request, inbox, call)
+            await ensure_consumer(services, call.tenant, queue, subject)
+            await _publish(services.js, subject, request, reply_to, call)
             return await _answer(sub, call)
     except TimeoutError:
         if not scope.expired():
@@ -85,6 +93,25 @@ async def run(call: StepCall, services: StepServices) -> Any:
         raise StepError(UNAVAILABLE, f"lost NATS while waiting for the task: {exc}") from None
     finally:
         await sub.unsubscribe()
+
+
+async def ensure_consumer(services: StepServices, tenant: str, queue: str, subject: str) -> None:
+    """Create or update the queue's consumer; a failure is logged, the task still queued."""
+    name = task_consumer(tenant, queue)
+    config = ConsumerConfig(
+        name=name,
+        durable_name=name,
+        filter_subject=subject,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=services.settings.task_ack_wait,
+        max_deliver=-1,
+        inactive_threshold=services.settings.task_consumer_idle,
+    )
+    try:
+        await services.js.add_consumer(services.streams.tasks, config)
+    except (nats.errors.Error, js_errors.Error) as exc:
+        log.warning("task.consumer_failed", consumer=name, error=str(exc) or repr(exc))
 
 
 def _request(call: StepCall, queue: str, now: datetime, timeout: timedelta | None) -> TaskRequest:
@@ -105,11 +132,11 @@ def _request(call: StepCall, queue: str, now: datetime, timeout: timedelta | Non
 
 
 async def _publish(
-    js: JetStreamContext, subject: str, request: TaskRequest, inbox: str, call: StepCall
+    js: JetStreamContext, subject: str, request: TaskRequest, reply_to: str, call: StepCall
 ) -> None:
     """Publish ``request``, retrying lost acks under one message id (see the module doc)."""
     msg_id = f"{call.idempotency_key}:{call.attempt}:{secrets.token_hex(8)}"
-    headers = {REPLY_TO: inbox, h.MSG_ID: msg_id}
+    headers = {REPLY_TO: reply_to, h.MSG_ID: msg_id}
     if call.traceparent:
         headers[h.TRACEPARENT] = call.traceparent
     payload = _ENCODER.encode(request)
