@@ -239,6 +239,15 @@ NODE_TYPES: dict[str, type[_NodeBase]] = {
     )
 }
 
+#: Where ``secrets.<NAME>`` may be read (DESIGN section 12): only in the parameters that make
+#: up the request an ``http`` node sends (a map's per-item ``http`` template included, being
+#: an http call too). Anywhere else a secret could flow into an output, an event, a task or
+#: a log; the validator refuses it (``SECRET_NOT_ALLOWED``) and the executor never resolves
+#: secrets into any other context.
+SECRET_PARAMETERS: dict[str, frozenset[str]] = {
+    "http": frozenset({"url", "headers", "query", "body"}),
+}
+
 
 class Edge(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     from_: str = msgspec.field(name="from")
