@@ -61,6 +61,8 @@ def test_an_http_request_is_rendered_with_secrets_in_url_headers_query_and_body(
     ("type_name", "raw"),
     [
         ("http", {"url": "https://a.example", "method": "{{ secrets.TOKEN }}"}),
+        ("http", {"url": "https://a.example/{{ bytes(secrets.TOKEN) }}"}),
+        ("http", {"url": "https://a.example", "headers": {"X": "{{ size(secrets.TOKEN) }}"}}),
         ("publish", {"event": "e", "data": {"t": "{{ bytes(secrets.TOKEN) }}"}}),
         ("task", {"queue": "q", "input": "{{ size(secrets.TOKEN) }}"}),
         ("workflow", {"workflow_id": "w", "input": "{{ secrets.TOKEN.startsWith('sk') }}"}),

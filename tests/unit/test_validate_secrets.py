@@ -186,7 +186,8 @@ def test_the_secret_is_not_counted_as_a_dependency_where_refused() -> None:
         {"url": "https://api.example", "headers": {"Authorization": "Bearer {{ secrets.TOKEN }}"}},
         {"url": "https://api.example", "query": {"key": "{{ secrets.TOKEN }}"}},
         {"url": "https://api.example", "body": {"auth": {"t": ["{{ secrets.TOKEN }}"]}}},
-        {"url": "https://api.example", "body": "{{ bytes(secrets.TOKEN) }}"},
+        {"url": "https://api.example", "body": "{{secrets.TOKEN}}"},
+        {"url": "{{ secrets.TOKEN }}"},
     ],
 )
 def test_an_http_request_may_carry_secrets(parameters: dict[str, Any]) -> None:
@@ -194,6 +195,29 @@ def test_an_http_request_may_carry_secrets(parameters: dict[str, Any]) -> None:
     report = validate_definition(doc, known_secrets=KNOWN)
     assert report.problems == []
     assert report.secret_refs == ["TOKEN"]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "path"),
+    [
+        ({"url": "https://a.example/{{ bytes(secrets.TOKEN) }}"}, "url"),
+        ({"url": "https://a.example/{{ string(size(secrets.TOKEN)) }}"}, "url"),
+        (
+            {"url": "https://a.example", "headers": {"X": "{{ secrets.TOKEN > 'm' ? 1 : 2 }}"}},
+            "headers.X",
+        ),
+        (
+            {"url": "https://a.example", "query": {"q": "{{ secrets.TOKEN.startsWith('s') }}"}},
+            "query.q",
+        ),
+        ({"url": "https://a.example", "body": {"b": "{{ secrets.TOKEN + 'x' }}"}}, "body.b"),
+    ],
+)
+def test_a_request_sends_a_secret_as_it_is_not_a_value_computed_from_it(
+    parameters: dict[str, Any], path: str
+) -> None:
+    doc = chain(node("send", "http", **parameters))
+    assert found(doc) == {(f"nodes[1].parameters.{path}", NOT_ALLOWED)}
 
 
 def test_a_maps_per_item_http_template_may_carry_secrets() -> None:

@@ -25,8 +25,9 @@ from flowmesh_proto.workflow import (
     NoopNode,
     SwitchNode,
     TransformNode,
+    is_plain_secret_read,
 )
-from flowmesh_shared.expressions import ExpressionError, evaluate, render
+from flowmesh_shared.expressions import ExpressionError, evaluate, find_templates, render
 
 __all__ = [
     "REDACTED",
@@ -80,14 +81,28 @@ def render_parameters(
     """A step's parameters with every template rendered; raises ExpressionError.
 
     Only the parameters a ``type_name`` node sends secrets in (:data:`SECRET_PARAMETERS`)
-    are rendered with ``secrets``; every other one sees ``secrets`` empty.
+    are rendered with ``secrets``, and only when each of their expressions that reads one
+    reads it as it is (:func:`is_plain_secret_read`); every other one sees ``secrets`` empty.
     """
     sending = SECRET_PARAMETERS.get(type_name, frozenset())
     with_secrets = {**variables, "secrets": dict(secrets)} if sending else variables
     return {
-        key: render(value, with_secrets if key in sending else variables)
+        key: render(value, with_secrets if key in sending and _plain(value) else variables)
         for key, value in parameters.items()
     }
+
+
+def _plain(value: Any) -> bool:
+    """Whether every secret ``value``'s templates read is read as it is."""
+    for _, found in find_templates(value):
+        if isinstance(found, ExpressionError):
+            continue  # rendering reports it
+        for expression in found.expressions:
+            if "secrets" in expression.references.variables and not is_plain_secret_read(
+                expression.source
+            ):
+                return False
+    return True
 
 
 def evaluate_instant(node: Node, context: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:

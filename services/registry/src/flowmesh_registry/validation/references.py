@@ -12,7 +12,12 @@ from flowmesh_proto.ids import SECRET_NAME_PATTERN, is_secret_name
 from flowmesh_proto.workflow import NODE_TYPES, EventTrigger, MapNode, Trigger
 from flowmesh_registry.validation.graph import Graph
 from flowmesh_registry.validation.problems import Problems, shown
-from flowmesh_registry.validation.secret_placement import SECRETS, refuse_secret, secrets_allowed
+from flowmesh_registry.validation.secret_placement import (
+    SECRETS,
+    refuse_computed_secrets,
+    refuse_secret,
+    secrets_allowed,
+)
 from flowmesh_registry.validation.shape import NodeEntry, node_type
 from flowmesh_shared.expressions import (
     EvaluationError,
@@ -124,6 +129,8 @@ class ReferenceCheck:
                 inner = replace(scope, roots=scope.roots | {SECRETS})
             for suffix, found in find_templates({key: value}):
                 self._template(path + suffix, found, inner)
+                if inner is not scope:
+                    refuse_computed_secrets(path + suffix, found, self.problems)
 
     def _template(self, path: str, found: Template | ExpressionError, scope: Scope) -> None:
         if isinstance(found, ExpressionError):
