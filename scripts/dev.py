@@ -7,9 +7,15 @@ service as its own process, creates the demo tenant and its admin key, writes
 Ctrl-C (or SIGTERM).
 
 Environment: ``FLOWMESH_HOME`` (default ``.flowmesh``), ``FLOWMESH_GATEWAY_PORT`` (8080),
-``FLOWMESH_ADMIN_TOKEN`` (generated if unset), ``NATS_URL``, ``DATABASE_URL`` (a server to
+``FLOWMESH_ADMIN_TOKEN`` (generated if unset; 32 characters at least), ``NATS_URL``,
+``DATABASE_URL`` (a server to
 use; the database is created on it), and ``FLOWMESH_DEV_DATABASE``, the name of that
 database (default ``flowmesh``), so several stacks can share one PostgreSQL server.
+
+The executor's SSRF guard stays on: its http steps may reach this machine (loopback,
+``FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS``, default :data:`DEV_ALLOW_NETWORKS`) and public
+addresses, never another private, link-local or metadata address (``10.x``, ``169.254.x``,
+``192.168.x`` ...). ``FLOWMESH_EXECUTOR_HTTP_ALLOW_PRIVATE=true`` turns the guard off.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import re
 import secrets
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,6 +47,10 @@ DEMO_TENANT = "demo"
 DATABASE = "flowmesh"
 PRINCIPAL = "platform:make-dev"
 SERVICE_PRINCIPAL = "service:make-dev"
+#: The private networks the executor's http steps may reach under ``make dev``: loopback.
+DEV_ALLOW_NETWORKS = "127.0.0.0/8,::1/128"
+#: The gateway refuses a shorter platform admin token.
+MIN_ADMIN_TOKEN = 32
 
 
 def say(message: str) -> None:
@@ -122,6 +133,30 @@ async def demo_key(client: RpcClient, saved: dict[str, str]) -> str:
     return fresh.key
 
 
+def ssrf_guard(environ: Mapping[str, str]) -> dict[str, str]:
+    """The executor's SSRF settings under ``make dev``: the guard on, loopback allowed (the
+    examples' local services), unless the environment says otherwise."""
+    return {
+        "FLOWMESH_EXECUTOR_HTTP_ALLOW_PRIVATE": environ.get(
+            "FLOWMESH_EXECUTOR_HTTP_ALLOW_PRIVATE", "false"
+        ),
+        "FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS": environ.get(
+            "FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS", DEV_ALLOW_NETWORKS
+        ),
+    }
+
+
+def guard_line(guard: Mapping[str, str]) -> str:
+    """What the executor's http steps may reach, in one line."""
+    if guard["FLOWMESH_EXECUTOR_HTTP_ALLOW_PRIVATE"].strip().lower() in ("1", "true", "yes", "on"):
+        return "SSRF guard OFF: http steps may reach any address (HTTP_ALLOW_PRIVATE=true)"
+    networks = guard["FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS"] or "none"
+    return (
+        f"SSRF guard on: http steps may reach public addresses and, of private ones, only "
+        f"{networks} (FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS)"
+    )
+
+
 async def main() -> int:
     home = Path.cwd() / os.environ.get("FLOWMESH_HOME", ".flowmesh")
     home.mkdir(parents=True, exist_ok=True)
@@ -129,6 +164,11 @@ async def main() -> int:
     saved = json.loads(dev_file.read_text()) if dev_file.exists() else {}
     admin_token = os.environ.get("FLOWMESH_ADMIN_TOKEN") or saved.get("admin_token")
     admin_token = admin_token or "fmadm_" + secrets.token_urlsafe(24)
+    if len(admin_token) < MIN_ADMIN_TOKEN:
+        raise SystemExit(
+            f"FLOWMESH_ADMIN_TOKEN (or admin_token in {dev_file}) has {len(admin_token)} "
+            f"characters; the gateway needs at least {MIN_ADMIN_TOKEN}"
+        )
     gateway_port = int(os.environ.get("FLOWMESH_GATEWAY_PORT", "8080"))
 
     stop = asyncio.Event()
@@ -161,20 +201,14 @@ async def main() -> int:
         await wait_ready(f"http://127.0.0.1:{registry_port}/readyz", registry)
         say(f"registry ready (health on :{registry_port})")
         executor_port = free_port()
+        guard = ssrf_guard(os.environ)
         executor = await start_service(
             "flowmesh_executor",
-            {
-                **common,
-                "FLOWMESH_EXECUTOR_HTTP_PORT": str(executor_port),
-                # the demo's http steps may call services on this machine
-                "FLOWMESH_EXECUTOR_HTTP_ALLOW_PRIVATE": os.environ.get(
-                    "FLOWMESH_EXECUTOR_HTTP_ALLOW_PRIVATE", "true"
-                ),
-            },
+            {**common, "FLOWMESH_EXECUTOR_HTTP_PORT": str(executor_port), **guard},
         )
         children.append(executor)
         await wait_ready(f"http://127.0.0.1:{executor_port}/readyz", executor)
-        say(f"executor ready (health on :{executor_port})")
+        say(f"executor ready (health on :{executor_port}); {guard_line(guard)}")
         scheduler_port = free_port()
         scheduler = await start_service(
             "flowmesh_scheduler",

@@ -31,7 +31,7 @@ def test_child_run_ids_are_uuid7_and_fixed_by_their_inputs() -> None:
     assert millis == int(STARTED.timestamp() * 1000)
 
 
-def test_secret_names_come_from_templates_and_expressions() -> None:
+def test_secret_names_come_from_the_http_requests_only() -> None:
     definition = definition_from_builtins(
         {
             "name": "s",
@@ -53,7 +53,7 @@ def test_secret_names_come_from_templates_and_expressions() -> None:
             "edges": [{"from": "call", "to": "check"}],
         }
     )
-    assert secret_names(definition) == {"PATH", "TOKEN", "FLAG"}
+    assert secret_names(definition) == {"PATH", "TOKEN"}  # FLAG: never resolved there
     assert (
         secret_names(
             definition_from_builtins({"name": "n", "nodes": [{"id": "a", "type": "noop"}]})

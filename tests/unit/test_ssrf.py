@@ -7,13 +7,19 @@ from ipaddress import ip_address
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
+from flowmesh_executor.nodes.base import StepError
+from flowmesh_executor.nodes.http import check_destination
 from flowmesh_executor.nodes.ssrf import (
     AddressNotAllowedError,
     PublicAddressResolver,
     address_allowed,
     literal_address,
+    parse_networks,
 )
+from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
+from flowmesh_shared.settings import SettingsError, load_settings
 
 REFUSED = [
     # IPv4
@@ -151,3 +157,66 @@ async def test_resolver_closes_the_resolver_it_wraps() -> None:
     inner = FixedResolver("8.8.8.8")
     await PublicAddressResolver(inner).close()
     assert inner.closed
+
+
+# --- allowed networks (FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS; make dev: loopback) ---------
+
+LOOPBACK = parse_networks(["127.0.0.0/8", "::1/128"])
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1", "8.8.8.8", "2606:4700::1"]
+)
+def test_loopback_allowed_reaches_loopback_and_public_addresses(address: str) -> None:
+    assert address_allowed(ip_address(address), LOOPBACK)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.1",
+        "10.255.0.9",
+        "169.254.169.254",  # cloud metadata
+        "192.168.1.1",
+        "172.16.0.1",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+    ],
+)
+def test_loopback_allowed_still_refuses_every_other_private_address(address: str) -> None:
+    assert not address_allowed(ip_address(address), LOOPBACK)
+
+
+async def test_the_resolver_keeps_addresses_of_allowed_networks() -> None:
+    answers = FixedResolver("127.0.0.1", "10.0.0.1", "::1", "169.254.169.254")
+    resolver = PublicAddressResolver(answers, LOOPBACK)
+    assert [r["host"] for r in await resolver.resolve("localhost", 80)] == ["127.0.0.1", "::1"]
+    with pytest.raises(AddressNotAllowedError):
+        await PublicAddressResolver(FixedResolver("192.168.0.1"), LOOPBACK).resolve("nas", 80)
+
+
+def test_a_literal_host_in_an_allowed_network_passes_the_step_check() -> None:
+    settings = ExecutorSettings(http_allow_networks=("127.0.0.0/8", "::1/128"))
+    check_destination(URL("http://127.0.0.1:8090/charges"), settings)
+    check_destination(URL("http://[::1]:8090/charges"), settings)
+    for refused in ("http://10.0.0.1/", "http://169.254.169.254/latest", "http://192.168.1.1/"):
+        with pytest.raises(StepError) as caught:
+            check_destination(URL(refused), settings)
+        assert caught.value.error_class == "AddressNotAllowed"
+        assert "FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS" in caught.value.message
+
+
+def test_the_setting_reads_cidrs_and_refuses_what_is_no_network() -> None:
+    env = {"FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128"}
+    settings = load_settings(ExecutorSettings, ENV_PREFIX, env)
+    assert settings.http_allow_networks == ("127.0.0.0/8", "::1/128")
+    assert load_settings(ExecutorSettings, ENV_PREFIX, {}).http_allow_networks == ()
+    for bad in ("10.0.0.1/8", "localhost", "300.0.0.0/8"):
+        env = {"FLOWMESH_EXECUTOR_HTTP_ALLOW_NETWORKS": bad}
+        with pytest.raises(SettingsError, match="HTTP_ALLOW_NETWORKS"):
+            load_settings(ExecutorSettings, ENV_PREFIX, env)

@@ -23,6 +23,7 @@ class ErrorCode(enum.Enum):
     ORPHANED_NODE = (4223, 422)
     MISSING_VARIABLE = (4224, 422)
     INVALID_VARIABLE_TYPE = (4225, 422)
+    SECRET_NOT_ALLOWED = (4227, 422)
     WORKFLOW_LOCKED = (4231, 423)
     LOCK_ACQUISITION_FAILED = (4232, 409)
     LOCK_NOT_OWNED = (4233, 409)
@@ -64,6 +65,7 @@ DEFINITION_CODES = frozenset(
         ErrorCode.ORPHANED_NODE,
         ErrorCode.MISSING_VARIABLE,
         ErrorCode.INVALID_VARIABLE_TYPE,
+        ErrorCode.SECRET_NOT_ALLOWED,
         ErrorCode.VALIDATION_FAILED,
         ErrorCode.PAYLOAD_TOO_LARGE,
     }

@@ -11,6 +11,7 @@ and are checked by the validator when they hold no template.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
@@ -238,6 +239,25 @@ NODE_TYPES: dict[str, type[_NodeBase]] = {
         WaitForEventNode,
     )
 }
+
+#: Where ``secrets.<NAME>`` may be read (DESIGN section 12): only in the parameters that make
+#: up the request an ``http`` node sends (a map's per-item ``http`` template included, being
+#: an http call too). Anywhere else a secret could flow into an output, an event, a task or
+#: a log; the validator refuses it (``SECRET_NOT_ALLOWED``) and the executor never resolves
+#: secrets into any other context.
+SECRET_PARAMETERS: dict[str, frozenset[str]] = {
+    "http": frozenset({"url", "headers", "query", "body"}),
+}
+#: Even there, an expression that reads a secret reads it as it is (``secrets.NAME``, in a
+#: template such as ``"Bearer {{ secrets.NAME }}"``): a value computed from it
+#: (``bytes(...)``, ``size(...)``, a comparison) could come back in an error message (a URL
+#: that cannot be reached) where exact-value redaction would not recognise it.
+_PLAIN_SECRET_READ = re.compile(r"\s*secrets\s*\.\s*[A-Za-z_][A-Za-z0-9_]*\s*")
+
+
+def is_plain_secret_read(source: str) -> bool:
+    """Whether a CEL expression is nothing but one ``secrets.NAME``."""
+    return _PLAIN_SECRET_READ.fullmatch(source) is not None
 
 
 class Edge(_Strict, frozen=True, kw_only=True, omit_defaults=True):

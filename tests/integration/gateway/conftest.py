@@ -30,7 +30,7 @@ from flowmesh_registry.settings import RegistrySettings
 from flowmesh_shared.rpc import RpcClient
 from tests.integration.harness import Registry, TenantHandle, new_tenant, simple_definition
 
-ADMIN_TOKEN = "test-platform-admin-token"
+ADMIN_TOKEN = "test-platform-admin-token-long-enough-to-start"
 HS256_SECRET = "test-hs256-secret-that-is-long-enough-for-hmac"
 
 

@@ -19,7 +19,9 @@ import structlog
 from nats.aio.client import Client as Nats
 
 from flowmesh_gateway.replays import replay_key
+from flowmesh_gateway.routes.webhooks import REFUSED
 from flowmesh_gateway.signatures import message_digest, signature_header
+from flowmesh_proto.errors import ErrorCode, problem
 from flowmesh_proto.runs import RunQueued
 from flowmesh_proto.subjects import stream_names
 from flowmesh_registry.settings import RegistrySettings
@@ -110,11 +112,30 @@ async def a_hook(client: Client, **definition: Any) -> Hook:
     return Hook(client=client, workflow=workflow, secret=workflow["webhook_secrets"]["hook"])
 
 
+#: Every webhook refusal answers this body (and its request_id).
+REFUSED_BODY = msgspec.to_builtins(problem(ErrorCode.INVALID_SIGNATURE, REFUSED))
+#: Response headers that may differ between two answers.
+_PER_ANSWER = frozenset({"date", "x-request-id"})
+
+
+async def refusal(hook: Hook, body: Any = None, **kwargs: Any) -> tuple[str, Any]:
+    """Why the call was refused (from the log: the answer never says), and the answer's
+    body and headers without what is different in every answer."""
+    with structlog.testing.capture_logs() as logs:
+        status, answer, headers = await hook.send({"n": 1} if body is None else body, **kwargs)
+    assert status == 401, answer
+    assert set(answer) == set(REFUSED_BODY) | {"request_id"} and answer["request_id"]
+    shown = {k.lower(): v for k, v in headers.items() if k.lower() not in _PER_ANSWER}
+    reasons = [entry["reason"] for entry in logs if entry["event"] == "webhook.refused"]
+    assert len(reasons) == 1, logs
+    return reasons[0], ({k: v for k, v in answer.items() if k != "request_id"}, shown)
+
+
 async def refused(hook: Hook, body: Any = None, **kwargs: Any) -> str:
-    status, problem, _ = await hook.send({"n": 1} if body is None else body, **kwargs)
-    assert (status, problem["code"], problem["code_num"]) == (401, "INVALID_SIGNATURE", 4011)
-    detail: str = problem["detail"]
-    return detail
+    """The reason of a refusal, whose answer is the same as every other refusal's."""
+    reason, (answer, _) = await refusal(hook, body, **kwargs)
+    assert answer == REFUSED_BODY
+    return reason
 
 
 # --- the happy path ------------------------------------------------------------------------
@@ -244,10 +265,54 @@ async def test_unknown_workflows_and_triggers(client: Client, other_client: Clie
     # Another tenant's path with this workflow id: no such webhook there.
     foreign = Hook(client=other_client, workflow=hook.workflow, secret=hook.secret)
     assert "unknown workflow" in await refused(foreign)
-    status, problem, _ = await client.http.request(
-        "POST", f"/api/v1/no-such-tenant/webhooks/{wid}/hook", data=b"{}"
+    nowhere = Hook(client=client, workflow=hook.workflow, secret=hook.secret)
+    nowhere.client = Client(client.http, msgspec.structs.replace(client.tenant, id="no-such-t"))
+    assert "unknown workflow" in await refused(nowhere)
+
+
+async def test_every_refusal_is_the_same_answer(
+    client: Client, other_client: Client, bus: Bus
+) -> None:
+    """Missing, malformed, wrong, expired or replayed signatures, unknown tenants, workflows
+    and triggers: one body (but its request_id) and the same headers; only the log and the
+    audit know why."""
+    hook = await a_hook(client)
+    wid, now = hook.workflow["id"], int(time.time())
+    assert (await hook.send({"once": 1}, timestamp=now))[0] == 202
+    foreign = Hook(client=other_client, workflow=hook.workflow, secret=hook.secret)
+    nowhere = Hook(
+        client=Client(client.http, msgspec.structs.replace(client.tenant, id="nowhere")),
+        workflow=hook.workflow,
+        secret=hook.secret,
     )
-    assert (status, problem["code"]) == (401, "INVALID_SIGNATURE")
+    cases: list[tuple[Hook, dict[str, Any], str]] = [
+        (hook, {"headers": {"Flowmesh-Signature": ""}}, "header is missing"),
+        (hook, {"headers": {"Flowmesh-Timestamp": ""}}, "header is missing"),
+        (hook, {"headers": {"Flowmesh-Signature": "v1=zz"}}, "64 hexadecimal"),
+        (hook, {"secrets": ["whsec_wrong"]}, "does not match"),
+        (hook, {"timestamp": now - 400}, "expired"),
+        (hook, {"timestamp": now + 400}, "in the future"),
+        (hook, {"body": {"once": 1}, "timestamp": now}, "replayed"),
+        (hook, {"path": "/webhooks/0190f5a4-0000-7000-8000-00000000abcd/hook"}, "unknown workflow"),
+        (hook, {"path": "/webhooks/not-a-uuid/hook"}, "unknown workflow"),
+        (hook, {"path": f"/webhooks/{wid}/nope"}, "unknown trigger"),
+        (hook, {"path": f"/webhooks/{wid}/nightly"}, "unknown trigger"),
+        (foreign, {}, "unknown workflow"),
+        (nowhere, {}, "unknown workflow"),
+    ]
+    answers = []
+    for target, options, why in cases:
+        reason, answer = await refusal(target, **options)
+        assert why in reason, (options, reason)
+        answers.append(answer)
+    assert answers[0][0] == REFUSED_BODY
+    assert all(answer == answers[0] for answer in answers), answers
+    status, audit, _ = await client("GET", "/audit?limit=100&action=http.webhook_receive")
+    assert status == 200
+    reasons = [entry["detail"]["reason"] for entry in audit["items"]]
+    assert any("does not match" in reason for reason in reasons)
+    assert any("replayed" in reason for reason in reasons)
+    assert hook.secret not in str(audit)
 
 
 async def test_a_trigger_removed_from_the_current_version(client: Client) -> None:

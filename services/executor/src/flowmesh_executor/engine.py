@@ -189,7 +189,6 @@ def _cel_context(
             "attempt": state.attempt,
             "started_at": state.started_at,
         },
-        secrets=context.secrets,
     )
 
 

@@ -2,8 +2,15 @@
 
 Instantaneous nodes (noop, transform, condition, switch) are evaluated by the engine itself;
 every other node type is a step the shell runs, rendering its parameters with the same
-:func:`expression_context`. Expressions compile once per source (the expressions module
-caches them), so a workflow version's expressions compile once per process.
+:func:`expression_context` through :func:`render_parameters`. Expressions compile once per
+source (the expressions module caches them), so a workflow version's expressions compile
+once per process.
+
+Secrets (DESIGN section 12): :func:`expression_context` never holds them (``secrets`` is
+empty there); only :func:`render_parameters` adds them, and only to the parameters of
+:data:`SECRET_PARAMETERS` (an http node's ``url``, ``headers``, ``query`` and ``body``). So
+even a definition that escaped validation cannot compute anything from a secret into an
+output, an event, a task or a condition: there, ``secrets.X`` is a missing key.
 """
 
 from __future__ import annotations
@@ -11,10 +18,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flowmesh_proto.workflow import ConditionNode, Node, NoopNode, SwitchNode, TransformNode
-from flowmesh_shared.expressions import ExpressionError, evaluate, render
+from flowmesh_proto.workflow import (
+    SECRET_PARAMETERS,
+    ConditionNode,
+    Node,
+    NoopNode,
+    SwitchNode,
+    TransformNode,
+    is_plain_secret_read,
+)
+from flowmesh_shared.expressions import ExpressionError, evaluate, find_templates, render
 
-__all__ = ["REDACTED", "EvaluationFailed", "evaluate_instant", "expression_context", "redact"]
+__all__ = [
+    "REDACTED",
+    "EvaluationFailed",
+    "evaluate_instant",
+    "expression_context",
+    "redact",
+    "render_parameters",
+]
 
 REDACTED = "[redacted]"
 EXPRESSION_ERROR = "ExpressionError"
@@ -34,9 +56,9 @@ def expression_context(
     nodes: Mapping[str, Any],
     variables: Mapping[str, Any],
     run: Mapping[str, Any],
-    secrets: Mapping[str, str],
 ) -> dict[str, Any]:
-    """The CEL variables: ``trigger``, ``nodes.<id>.output``, ``vars``, ``run``, ``secrets``.
+    """The CEL variables: ``trigger``, ``nodes.<id>.output``, ``vars``, ``run``, and
+    ``secrets`` always empty (see :func:`render_parameters`).
 
     ``nodes`` maps the ids of the nodes that are done to their outputs (a failed node with
     ``on_error: continue`` has output null; one rescued by a fallback has its fallback's).
@@ -46,8 +68,41 @@ def expression_context(
         "nodes": {node_id: {"output": output} for node_id, output in nodes.items()},
         "vars": dict(variables),
         "run": dict(run),
-        "secrets": dict(secrets),
+        "secrets": {},
     }
+
+
+def render_parameters(
+    type_name: str,
+    parameters: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    secrets: Mapping[str, str],
+) -> dict[str, Any]:
+    """A step's parameters with every template rendered; raises ExpressionError.
+
+    Only the parameters a ``type_name`` node sends secrets in (:data:`SECRET_PARAMETERS`)
+    are rendered with ``secrets``, and only when each of their expressions that reads one
+    reads it as it is (:func:`is_plain_secret_read`); every other one sees ``secrets`` empty.
+    """
+    sending = SECRET_PARAMETERS.get(type_name, frozenset())
+    with_secrets = {**variables, "secrets": dict(secrets)} if sending else variables
+    return {
+        key: render(value, with_secrets if key in sending and _plain(value) else variables)
+        for key, value in parameters.items()
+    }
+
+
+def _plain(value: Any) -> bool:
+    """Whether every secret ``value``'s templates read is read as it is."""
+    for _, found in find_templates(value):
+        if isinstance(found, ExpressionError):
+            continue  # rendering reports it
+        for expression in found.expressions:
+            if "secrets" in expression.references.variables and not is_plain_secret_read(
+                expression.source
+            ):
+                return False
+    return True
 
 
 def evaluate_instant(node: Node, context: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:

@@ -1,22 +1,22 @@
-"""What a definition needs resolved before it runs: the secret names its expressions read.
+"""What a definition needs resolved before it runs: the secret names its http requests read.
 
-Pure. Computed once per definition (cached by identity, like plans).
+Pure. Computed once per definition (cached by identity, like plans). Only the parameters a
+secret may be sent in (:data:`SECRET_PARAMETERS`: an http node's, or a map's per-item http
+template's, ``url``, ``headers``, ``query`` and ``body``) are looked at: a secret named
+anywhere else (a version stored before that rule) is never resolved, so it cannot be read
+there even by mistake (:func:`flowmesh_executor.instant.render_parameters`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import msgspec
 
-from flowmesh_proto.workflow import (
-    ConditionNode,
-    Definition,
-    MapNode,
-    SwitchNode,
-    WaitForEventNode,
-)
-from flowmesh_shared.expressions import ExpressionError, compile_expression, find_templates
+from flowmesh_proto.workflow import SECRET_PARAMETERS, Definition, MapNode
+from flowmesh_shared.expressions import ExpressionError, find_templates
 
 __all__ = ["secret_names"]
 
@@ -44,23 +44,20 @@ class _Identity:
 def _secret_names(key: _Identity) -> frozenset[str]:
     names: set[str] = set()
     for node in key.definition.nodes:
-        for _, template in find_templates(msgspec.to_builtins(node.parameters)):
-            if not isinstance(template, ExpressionError):
-                names |= template.references.secrets
-        for source in _expressions(node):
-            try:
-                names |= compile_expression(source).references.secrets
-            except ExpressionError:
-                continue
+        tag: str = node.__struct_config__.tag  # type: ignore[assignment]
+        names |= _sent(tag, msgspec.to_builtins(node.parameters))
+        template = node.parameters.node if isinstance(node, MapNode) else None
+        if template is not None:
+            names |= _sent(template.type, template.parameters)
     return frozenset(names)
 
 
-def _expressions(node: object) -> list[str]:
-    match node:
-        case ConditionNode(parameters=p) | SwitchNode(parameters=p):
-            return [p.expression]
-        case MapNode(parameters=p):
-            return [p.items]
-        case WaitForEventNode(parameters=p):
-            return [p.match] if p.match else []
-    return []
+def _sent(type_name: str, parameters: Mapping[str, Any]) -> set[str]:
+    """The secrets read by the parameters of a ``type_name`` node that send them."""
+    sending = SECRET_PARAMETERS.get(type_name, frozenset())
+    names: set[str] = set()
+    for key in sending & parameters.keys():
+        for _, template in find_templates(parameters[key]):
+            if not isinstance(template, ExpressionError):
+                names |= template.references.secrets
+    return names

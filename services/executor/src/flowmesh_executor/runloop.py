@@ -21,7 +21,7 @@ from flowmesh_executor.engine import (
     step_failed,
     step_succeeded,
 )
-from flowmesh_executor.instant import EXPRESSION_ERROR, redact
+from flowmesh_executor.instant import EXPRESSION_ERROR, redact, render_parameters
 from flowmesh_executor.nodes.base import EventInterest, StepCall, StepError
 from flowmesh_executor.parking import park
 from flowmesh_executor.runlog import RunWriter
@@ -38,7 +38,7 @@ from flowmesh_proto.runs import (
 from flowmesh_proto.timers import EventWait, event_wait_key
 from flowmesh_proto.workflow import Definition, MapNode, WorkflowNode
 from flowmesh_shared import telemetry
-from flowmesh_shared.expressions import ExpressionError, render
+from flowmesh_shared.expressions import ExpressionError
 
 if TYPE_CHECKING:
     from flowmesh_executor.run import Outcome, RunDriver, _Result, _Running
@@ -324,7 +324,7 @@ class Loop:
         raw = msgspec.to_builtins(node.parameters)
         keep = raw.pop("node", None) if isinstance(node, MapNode) else None
         try:
-            parameters = render(raw, variables)
+            parameters = render_parameters(_type_of(node), raw, variables, self.context.secrets)
         except ExpressionError as exc:
             raise StepError(EXPRESSION_ERROR, redact(str(exc), self.context.secrets)) from None
         if keep is not None:

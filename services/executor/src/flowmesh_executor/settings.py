@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flowmesh_executor.nodes.ssrf import parse_networks
 from flowmesh_shared.jetstream import StreamLimits
 from flowmesh_shared.settings import CommonSettings
 
@@ -28,6 +29,10 @@ class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     max_events_per_run: int = 10_000
     #: http steps: private, loopback and link-local addresses are refused unless allowed.
     http_allow_private: bool = False
+    #: http steps: networks (CIDRs, comma-separated: ``127.0.0.0/8,::1/128``) a step may
+    #: reach although the SSRF guard refuses private addresses; every other private,
+    #: loopback and link-local address stays refused. ``make dev`` allows loopback only.
+    http_allow_networks: tuple[str, ...] = ()
     #: http steps: response bodies over this many bytes fail the step.
     http_max_response_bytes: int = 1024 * 1024
     #: http steps: the per-attempt timeout when the node sets none (seconds).
@@ -56,3 +61,9 @@ class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     #: Retention limits, storage and replicas of the streams and key-value buckets this
     #: service creates, or updates, at start.
     streams: StreamLimits = StreamLimits()
+
+    def __post_init__(self) -> None:
+        try:  # a network that is none stops the start
+            parse_networks(self.http_allow_networks)
+        except ValueError as exc:
+            raise ValueError(f"{ENV_PREFIX}_HTTP_ALLOW_NETWORKS: {exc}") from None

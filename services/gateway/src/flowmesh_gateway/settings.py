@@ -8,14 +8,18 @@ from flowmesh_shared.jetstream import StreamLimits
 from flowmesh_shared.settings import CommonSettings
 
 ENV_PREFIX = "FLOWMESH_GATEWAY"
+#: The fewest characters of the platform admin token and of the HS256 secret (when set).
+MIN_SECRET_LENGTH = 32
 
 
 class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     #: The API's port; /healthz, /readyz and /metrics are served on it too.
     http_port: int = 8080
     #: The platform admin token for /api/v1/admin/*; empty disables those routes (401).
+    #: At least 32 characters: a shorter one stops the start.
     admin_token: str = ""
-    #: HS256 shared secret for JWTs; empty refuses HS256 tokens.
+    #: HS256 shared secret for JWTs; empty refuses HS256 tokens. At least 32 characters: a
+    #: shorter one stops the start.
     jwt_hs256_secret: str = ""
     #: PEM files of RS256/ES256 public keys (comma-separated); empty refuses those tokens.
     jwt_public_key_files: list[str] = []
@@ -72,7 +76,26 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     #: refused. Accepted requests are remembered for twice this plus a minute (replays).
     webhook_tolerance: timedelta = timedelta(minutes=5)
 
+    def __post_init__(self) -> None:
+        short_secret_check(self)
+
     @property
     def max_execute_body_bytes(self) -> int:
         """An ``execute`` body holds the input and a little more (key, version)."""
         return max(self.max_body_bytes, self.max_input_bytes + 64 * 1024)
+
+
+def short_secret_check(settings: GatewaySettings) -> None:
+    """ValueError naming the variable when a credential is set but shorter than
+    :data:`MIN_SECRET_LENGTH` (guessable: a platform admin opens every tenant's creation, an
+    HS256 secret signs any tenant's tokens)."""
+    for field, disabled in (
+        ("admin_token", "the admin routes"),
+        ("jwt_hs256_secret", "HS256 tokens"),
+    ):
+        value: str = getattr(settings, field)
+        if value and len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"{ENV_PREFIX}_{field.upper()} has {len(value)} characters; it needs at least "
+                f"{MIN_SECRET_LENGTH} (or leave it empty to turn {disabled} off)"
+            )

@@ -46,11 +46,13 @@ class StepCall:
     idempotency_key: str
     #: The node's parameters with every template rendered (map: all but ``node``).
     parameters: Mapping[str, Any]
-    #: The CEL variables the parameters were rendered with (map renders per item with them).
+    #: The CEL variables the parameters were rendered with (map renders per item with them);
+    #: ``secrets`` is empty there (only an http request's parameters see secrets).
     variables: Mapping[str, Any]
     started_at: datetime
     deadline: datetime | None
-    #: Secret values, to redact from anything the step reports.
+    #: Secret values, to redact from anything the step reports (and for a map to render
+    #: its per-item http requests with, :func:`flowmesh_executor.instant.render_parameters`).
     secrets: Mapping[str, str]
     traceparent: str | None = None
     #: A step about to wait calls this first (until when: None for no end; for an event

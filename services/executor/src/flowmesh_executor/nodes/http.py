@@ -37,6 +37,7 @@ from flowmesh_executor.nodes.ssrf import (
     AddressNotAllowedError,
     PublicAddressResolver,
     address_allowed,
+    allowed_networks,
     literal_address,
 )
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
@@ -49,6 +50,7 @@ _EXCERPT_READ = 1024
 _CHUNK = 64 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ALLOW_PRIVATE = variable_name(ENV_PREFIX, "http_allow_private")
+_ALLOW_NETWORKS = variable_name(ENV_PREFIX, "http_allow_networks")
 _REDACTED = "[redacted]"
 
 
@@ -60,7 +62,7 @@ def http_session(settings: ExecutorSettings) -> aiohttp.ClientSession:
     """
     resolver: AbstractResolver = ThreadedResolver()
     if not settings.http_allow_private:
-        resolver = PublicAddressResolver(resolver)
+        resolver = PublicAddressResolver(resolver, allowed_networks(settings.http_allow_networks))
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver),
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -126,7 +128,8 @@ def check_destination(url: URL, settings: ExecutorSettings) -> None:
         address = literal_address(host)
     except ValueError as exc:
         raise StepError("InvalidParameters", f"url: {exc}") from None
-    if address is not None and not address_allowed(address):
+    allowed = allowed_networks(settings.http_allow_networks)
+    if address is not None and not address_allowed(address, allowed):
         raise StepError("AddressNotAllowed", _refusal(host))
 
 
@@ -208,7 +211,10 @@ def _connect_error(request: HttpRequest, exc: aiohttp.ClientConnectorError) -> S
 
 
 def _refusal(host: str) -> str:
-    return f"{host} resolves to a private address; set {_ALLOW_PRIVATE}=true to allow it"
+    return (
+        f"{host} resolves to a private address; set {_ALLOW_PRIVATE}=true to allow it, "
+        f"or name its network in {_ALLOW_NETWORKS}"
+    )
 
 
 # --- parameters -------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from typing import Any
 
 import msgspec
 
-from flowmesh_executor.instant import EvaluationFailed, evaluate_instant
+from flowmesh_executor.instant import EvaluationFailed, evaluate_instant, render_parameters
 from flowmesh_executor.nodes.base import Step, StepCall, StepError, StepServices
 from flowmesh_executor.nodes.params import INVALID
 from flowmesh_executor.plan import INSTANT_TYPES
 from flowmesh_proto.workflow import MapNode, Node
-from flowmesh_shared.expressions import ExpressionError, evaluate, render
+from flowmesh_shared.expressions import ExpressionError, evaluate
 
 _NODE = msgspec.json.Decoder(Node)
 
@@ -94,12 +94,13 @@ def _instant(call: StepCall, node: Node, item: Any, index: int) -> Any:
 async def _step(call: StepCall, services: StepServices, node: Node, item: Any, index: int) -> Any:
     from flowmesh_executor.nodes.registry import shell_steps
 
-    step: Step | None = shell_steps().get(node.__struct_config__.tag)  # type: ignore[arg-type]
+    step: Step | None = shell_steps().get(_tag(node))
     if step is None:
-        raise StepError(INVALID, f"a map cannot run {node.__struct_config__.tag} nodes")
+        raise StepError(INVALID, f"a map cannot run {_tag(node)} nodes")
     variables = _variables(call, item, index)
     try:
-        parameters = render(msgspec.to_builtins(node.parameters), variables)
+        raw = msgspec.to_builtins(node.parameters)
+        parameters = render_parameters(_tag(node), raw, variables, call.secrets)
     except ExpressionError as exc:
         raise StepError("ExpressionError", f"item {index}: {exc}") from None
     item_call = dataclasses.replace(
@@ -110,6 +111,11 @@ async def _step(call: StepCall, services: StepServices, node: Node, item: Any, i
         idempotency_key=f"{call.idempotency_key}[{index}]",
     )
     return await step(item_call, services)
+
+
+def _tag(node: Node) -> str:
+    tag: str = node.__struct_config__.tag  # type: ignore[assignment]
+    return tag
 
 
 async def _fan_out(items: list[Any], concurrency: int, work: Any) -> list[Any]:

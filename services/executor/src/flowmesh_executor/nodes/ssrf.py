@@ -1,8 +1,10 @@
 """The SSRF guard of ``http`` steps: which addresses a step may connect to.
 
 Unless the deployment allows private destinations (``http_allow_private``), a step may only
-reach public unicast addresses. The check happens where the address is chosen, so DNS
-rebinding cannot defeat it:
+reach public unicast addresses, and the networks the deployment names in
+``http_allow_networks`` (``make dev``: loopback only, ``127.0.0.0/8,::1/128``; every other
+private, link-local or metadata address stays refused). The check happens where the address
+is chosen, so DNS rebinding cannot defeat it:
 
 - a host name goes through :class:`PublicAddressResolver`, the resolver of the session's
   connector: it resolves the name and keeps only the allowed addresses, so the address the
@@ -17,11 +19,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
 
 #: The well-known NAT64 prefix: a translator connects to the IPv4 address in the low bits.
 _NAT64 = IPv6Network("64:ff9b::/96")
@@ -29,17 +34,38 @@ _NAT64 = IPv6Network("64:ff9b::/96")
 _SHARED = IPv4Network("100.64.0.0/10")
 
 
-def address_allowed(address: IPAddress) -> bool:
+def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """The networks of ``http_allow_networks`` (``127.0.0.0/8``, ``::1/128``; an address
+    alone is one host); ValueError names one that is not a network (``10.0.0.1/8``)."""
+    networks: list[IPNetwork] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip()))
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a network (CIDR): {exc}") from None
+    return tuple(networks)
+
+
+@lru_cache(maxsize=8)
+def allowed_networks(values: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """:func:`parse_networks`, once per setting value."""
+    return parse_networks(values)
+
+
+def address_allowed(address: IPAddress, allowed: Sequence[IPNetwork] = ()) -> bool:
     """Whether a step may connect to ``address`` when private destinations are not allowed.
 
+    Allowed: public unicast addresses, and those inside one of the ``allowed`` networks.
     Refused: private, loopback, link-local, multicast, reserved, unspecified and shared
     (100.64.0.0/10) addresses, IPv6 site-local ones, and the IPv6 forms that carry such an
     IPv4 address (IPv4-mapped, NAT64, 6to4). Teredo addresses are refused outright.
     """
+    if any(address.version == net.version and address in net for net in allowed):
+        return True
     if isinstance(address, IPv6Address):
         embedded = _embedded_ipv4(address)
         if embedded is not None:
-            return address_allowed(embedded)
+            return address_allowed(embedded, allowed)
         if address.teredo is not None or address.is_site_local:
             return False
     refused = (
@@ -93,14 +119,15 @@ class PublicAddressResolver(AbstractResolver):
     ``ClientConnectorDNSError`` whose ``os_error`` it is) when none is left.
     """
 
-    def __init__(self, inner: AbstractResolver) -> None:
+    def __init__(self, inner: AbstractResolver, allowed: Sequence[IPNetwork] = ()) -> None:
         self._inner = inner
+        self._allowed = tuple(allowed)
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        allowed = [result for result in results if _result_allowed(result)]
+        allowed = [result for result in results if _result_allowed(result, self._allowed)]
         if not allowed:
             raise AddressNotAllowedError(host)
         return allowed
@@ -109,9 +136,9 @@ class PublicAddressResolver(AbstractResolver):
         await self._inner.close()
 
 
-def _result_allowed(result: ResolveResult) -> bool:
+def _result_allowed(result: ResolveResult, allowed: Sequence[IPNetwork]) -> bool:
     try:
         address = ipaddress.ip_address(result["host"])
     except ValueError:
         return False
-    return address_allowed(address)
+    return address_allowed(address, allowed)

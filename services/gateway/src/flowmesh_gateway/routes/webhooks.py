@@ -6,17 +6,23 @@ secret.
 Order of judgement of a webhook call:
 
 1. a body over the limit: 413 (it cannot be verified, and the limit tells nothing);
-2. the signature (401 ``INVALID_SIGNATURE``, the detail says which of these): headers
-   missing or malformed, a timestamp outside the tolerance, an unknown tenant, workflow or
-   webhook trigger, a webhook with no secret, a signature that matches none of the
-   webhook's secrets (the current one, and the previous one in its grace period). Each
-   counts against the client's failed-authentication budget (429 once spent);
+2. the signature (401 ``INVALID_SIGNATURE``): headers missing or malformed, a timestamp
+   outside the tolerance, an unknown tenant, workflow or webhook trigger, a webhook with no
+   secret, a signature that matches none of the webhook's secrets (the current one, and the
+   previous one in its grace period). Each counts against the client's failed-authentication
+   budget (429 once spent);
 3. rate limits of the tenant and of the webhook (429);
 4. the body: JSON only (415), well-formed (400);
 5. the state: the workflow disabled or the trigger disabled (409 ``WORKFLOW_DISABLED``),
    the current version invalid (409 ``VALIDATION_STATUS_INVALID``);
 6. the input (the body) against the version's ``input_schema`` (413/422);
 7. a replay: the same timestamp and body already started a run (401 ``INVALID_SIGNATURE``).
+
+Every 401 is the same answer, :data:`REFUSED` (DESIGN section 7): an unauthenticated caller
+learns nothing about which tenants, workflows or triggers exist, nor which check failed.
+The reason goes to the log (``webhook.refused``) and to the path tenant's audit log. An
+unknown webhook costs the same work as a wrong signature: its body is read and signed with
+a stand-in secret, so its answer comes no sooner.
 
 Then the run starts as ``execute`` starts one, with ``trigger: {kind: webhook, trigger_id,
 data: <the body>, headers: <a few safe request headers>}`` and the body as input:
@@ -32,10 +38,12 @@ start that failed halfway, or two gateways racing, never makes two runs.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from flowmesh_gateway.api import REPLAYS, SETTINGS, SIGNATURE, Call, Route
@@ -46,6 +54,7 @@ from flowmesh_gateway.signatures import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SignatureError,
+    SignedHeaders,
     check_window,
     message_digest,
     parse_headers,
@@ -58,6 +67,8 @@ from flowmesh_proto.ids import is_tenant_id, is_trigger_id, parse_uuid
 from flowmesh_proto.runs import TriggerInfo
 from flowmesh_shared.errors import FlowmeshError
 
+log = structlog.get_logger("flowmesh.gateway.webhooks")
+
 PATH = "/api/v1/{tenant}/webhooks/{workflow_id}/{trigger_id}"
 ROTATE_PATH = "/api/v1/{tenant}/workflows/{id}/triggers/{trigger_id}/secret"
 
@@ -69,8 +80,19 @@ MAX_SHOWN_HEADERS = 32
 MAX_HEADER_VALUE = 1024
 
 
-def invalid(detail: str) -> FlowmeshError:
-    return FlowmeshError(ErrorCode.INVALID_SIGNATURE, detail)
+#: The detail of every webhook 401, whatever its reason.
+REFUSED = "the request is not signed by a webhook that accepts it"
+#: Signs the body of a call naming no webhook, so that it costs what a wrong signature does.
+_STAND_IN = "whsec_" + secrets.token_urlsafe(32)
+_UNSIGNED = SignedHeaders(timestamp=0, signatures=(bytes(32),))
+
+
+class Refused(Exception):
+    """A webhook call refused for ``reason`` (logged and audited, never answered)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def trigger_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -89,28 +111,21 @@ def trigger_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 async def receive(call: Call) -> web.Response:
+    """Start a run for a signed call; every refusal is the same 401 (:data:`REFUSED`)."""
+    try:
+        return await _receive(call)
+    except Refused as exc:
+        await _record_refusal(call, exc.reason)
+        raise FlowmeshError(ErrorCode.INVALID_SIGNATURE, REFUSED) from None
+
+
+async def _receive(call: Call) -> web.Response:
     request = call.request
-    settings = request.app[SETTINGS]
     wid, tid = request.match_info["workflow_id"], request.match_info["trigger_id"]
     limit = call.body_limit
     if request.content_length is not None and request.content_length > limit:
         raise FlowmeshError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is larger than {limit} bytes")
-    try:
-        signed = parse_headers(
-            request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER)
-        )
-        check_window(signed.timestamp, time.time(), settings.webhook_tolerance.total_seconds())
-    except SignatureError as exc:
-        raise invalid(str(exc)) from None
-    keys = await _webhook(call, wid, tid)
-    body = await raw_body(request, limit)
-    try:
-        verify(signed, [key.secret for key in keys.secrets], body)
-    except SignatureError as exc:
-        detail = str(exc)
-        if not keys.secrets:
-            detail += ": it was made while the registry had no secrets key; rotate it"
-        raise invalid(detail) from None
+    signed, body, keys = await _verified(call, wid, tid)
     await call.admit(f"webhook:{keys.workflow_id}:{tid}")
     require_json(request)
     payload: Any = decode_json(body, Any)
@@ -128,7 +143,7 @@ async def receive(call: Call) -> web.Response:
     replays = request.app[REPLAYS]
     key = replay_key(call.tenant, keys.workflow_id, tid, digest)
     if not await replays.claim(key):
-        raise invalid("the request was replayed: this timestamp and body already started a run")
+        raise Refused("the request was replayed: this timestamp and body already started a run")
     try:
         return await begin(call, start, None)
     except BaseException:
@@ -136,24 +151,74 @@ async def receive(call: Call) -> web.Response:
         raise
 
 
-async def _webhook(call: Call, workflow_id: str, trigger_id: str) -> r.WebhookSecrets:
-    """The webhook's secrets and state; 401 for anything that names no webhook."""
+async def _verified(
+    call: Call, workflow_id: str, trigger_id: str
+) -> tuple[SignedHeaders, bytes, r.WebhookSecrets]:
+    """The signed headers, the body and the webhook, once the signature holds; else
+    :class:`Refused` with the first reason, after the same work whatever the reason."""
+    request = call.request
+    tolerance = request.app[SETTINGS].webhook_tolerance.total_seconds()
+    reason: str | None = None
+    signed = _UNSIGNED
+    try:
+        signed = parse_headers(
+            request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER)
+        )
+        check_window(signed.timestamp, time.time(), tolerance)
+    except SignatureError as exc:
+        reason = str(exc)
+    keys, unknown = await _webhook(call, workflow_id, trigger_id)
+    reason = reason or unknown
+    body = await raw_body(request, call.body_limit)
+    held = [key.secret for key in keys.secrets] if keys is not None else []
+    try:
+        verify(signed, held or [_STAND_IN], body)
+    except SignatureError as exc:
+        if reason is None and keys is not None and not held:
+            reason = "the webhook has no secret (made while the registry had no secrets key)"
+        reason = reason or str(exc)
+    if reason is not None or keys is None:
+        raise Refused(reason or "no such webhook")
+    return signed, body, keys
+
+
+async def _webhook(
+    call: Call, workflow_id: str, trigger_id: str
+) -> tuple[r.WebhookSecrets | None, str | None]:
+    """The webhook's secrets and state, or None and why no webhook is there."""
     if not is_tenant_id(call.tenant) or parse_uuid(workflow_id) is None:
-        raise invalid("no such webhook: unknown workflow")
+        return None, "no such webhook: unknown workflow"
     if not is_trigger_id(trigger_id):
-        raise invalid("no such webhook: unknown trigger")
+        return None, "no such webhook: unknown trigger"
     try:
         request = r.WebhookSecretGet(workflow_id=workflow_id, trigger_id=trigger_id)
         keys: r.WebhookSecrets = await call.registry("webhook_secret_get", request)
     except FlowmeshError as exc:
         if exc.code is ErrorCode.WORKFLOW_NOT_FOUND:
-            raise invalid("no such webhook: unknown workflow") from None
+            return None, "no such webhook: unknown workflow"
         if exc.code is ErrorCode.NOT_FOUND:
-            raise invalid("no such webhook: unknown trigger") from None
+            return None, "no such webhook: unknown trigger"
         raise
     if not keys.trigger_exists:
-        raise invalid("no such webhook: the workflow's current version has no such trigger")
-    return keys
+        return None, "no such webhook: the workflow's current version has no such trigger"
+    return keys, None
+
+
+async def _record_refusal(call: Call, reason: str) -> None:
+    """Log why a webhook call was refused, and audit it in the path's tenant (if one could
+    be named; a failure to record is logged)."""
+    info = call.request.match_info
+    target = f"webhook:{info['workflow_id'][:64]}/{info['trigger_id'][:64]}"
+    log.info("webhook.refused", tenant=call.tenant[:64], target=target, reason=reason)
+    if not is_tenant_id(call.tenant):
+        return
+    entry = r.AuditRecord(
+        action="http.webhook_receive", target=target, outcome="denied", detail={"reason": reason}
+    )
+    try:
+        await call.registry("audit_record", entry)
+    except FlowmeshError as exc:
+        log.warning("audit.denied_not_recorded", error=exc.detail, reason=reason)
 
 
 async def _version(call: Call, keys: r.WebhookSecrets) -> r.Workflow:

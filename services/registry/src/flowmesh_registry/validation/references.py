@@ -12,6 +12,12 @@ from flowmesh_proto.ids import SECRET_NAME_PATTERN, is_secret_name
 from flowmesh_proto.workflow import NODE_TYPES, EventTrigger, MapNode, Trigger
 from flowmesh_registry.validation.graph import Graph
 from flowmesh_registry.validation.problems import Problems, shown
+from flowmesh_registry.validation.secret_placement import (
+    SECRETS,
+    refuse_computed_secrets,
+    refuse_secret,
+    secrets_allowed,
+)
 from flowmesh_registry.validation.shape import NodeEntry, node_type
 from flowmesh_shared.expressions import (
     EvaluationError,
@@ -26,7 +32,8 @@ from flowmesh_shared.expressions import (
 
 MISSING = ErrorCode.MISSING_VARIABLE
 WRONG_TYPE = ErrorCode.INVALID_VARIABLE_TYPE
-NODE_ROOTS = frozenset({"trigger", "nodes", "vars", "secrets", "run"})
+#: ``secrets`` is added only where secrets may be read (:mod:`.secret_placement`).
+NODE_ROOTS = frozenset({"trigger", "nodes", "vars", "run"})
 DEFINITION_ROOTS = frozenset({"trigger", "vars", "run"})
 TRIGGER_FIELDS = ("kind", "data", "headers", "event")
 RUN_FIELDS = ("id", "attempt", "started_at")
@@ -116,8 +123,14 @@ class ReferenceCheck:
                 self.expression(f"{path}.{name}", source, replace(scope, roots=roots), slot)
         skipped = bare.keys() | LITERAL.get(type_name, frozenset())
         rest = {key: value for key, value in parameters.items() if key not in skipped}
-        for suffix, found in find_templates(rest):
-            self._template(path + suffix, found, scope)
+        for key, value in rest.items():
+            inner = scope
+            if secrets_allowed(type_name, key):
+                inner = replace(scope, roots=scope.roots | {SECRETS})
+            for suffix, found in find_templates({key: value}):
+                self._template(path + suffix, found, inner)
+                if inner is not scope:
+                    refuse_computed_secrets(path + suffix, found, self.problems)
 
     def _template(self, path: str, found: Template | ExpressionError, scope: Scope) -> None:
         if isinstance(found, ExpressionError):
@@ -131,6 +144,9 @@ class ReferenceCheck:
 
     def _references(self, path: str, refs: References, scope: Scope) -> None:
         for name in sorted(refs.variables - scope.roots):
+            if name == SECRETS:
+                refuse_secret(path, self.problems)
+                continue
             available = ", ".join(sorted(scope.roots))
             self.problems.add(path, MISSING, f"unknown variable {shown(name)}; here: {available}")
         for root, example in (("nodes", "nodes.<id>.output"), ("secrets", "secrets.API_TOKEN")):
