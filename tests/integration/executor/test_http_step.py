@@ -171,6 +171,7 @@ async def _step(allow_private: bool, **overrides: Any) -> AsyncIterator[Step]:
         waits=unused,
         children=unused,
         definitions=unused,
+        event_ids=unused,
     )
     try:
         yield Step(settings, services)

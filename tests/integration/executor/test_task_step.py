@@ -50,6 +50,7 @@ async def services(nc: Client, subjects: Subjects, streams: StreamNames) -> Step
         waits=stand_in,
         children=stand_in,
         definitions=stand_in,
+        event_ids=stand_in,
     )
 
 

@@ -28,6 +28,7 @@ from flowmesh_executor.run import ExecutorParts
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
 from flowmesh_executor.waits import InProcessWaits
 from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
 from flowmesh_shared.jetstream import ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
@@ -80,6 +81,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         waits=InProcessWaits(),
         children=NatsChildRuns(nc, js, subjects, streams, definitions),
         definitions=definitions,
+        event_ids=EventIds(js, streams.idempotency, settings.streams),
         event_waits=event_waits,
     )
     metrics_registry = service_metrics_registry()

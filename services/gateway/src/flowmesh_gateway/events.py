@@ -1,10 +1,12 @@
 """Trigger events published through the gateway (``POST /events``), on
 ``<prefix>.<t>.events.<type>`` in stream FM_EVENTS, as other services publish them over NATS.
 
-Each message's ``Nats-Msg-Id`` is ``<tenant>:<event id>``: an event sent again within the
-stream's duplicate window (``STREAMS_EVENTS_DUPLICATE_WINDOW``, 2 minutes) is stored once,
-and one tenant's event ids never deduplicate another's. Every NATS failure becomes
-:class:`Unavailable` (503); a message NATS cannot take is 413.
+An event is ``(tenant, id)``, recorded in the event-ids ledger
+(:class:`flowmesh_shared.event_ids.EventIds`): one sent again within a day is not stored
+again, and its triggered run starts once. No ``Nats-Msg-Id`` is set: the stream's duplicate
+window is shared by every tenant, and another tenant's publisher may set any header
+(docs/events.md). Every NATS failure becomes :class:`Unavailable` (503); a message NATS
+cannot take is 413.
 """
 
 from __future__ import annotations
@@ -17,40 +19,44 @@ from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
 from flowmesh_gateway.settings import GatewaySettings
-from flowmesh_proto import headers as h
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.events import EventEnvelope
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_shared import telemetry
 from flowmesh_shared.errors import FlowmeshError, Unavailable
+from flowmesh_shared.event_ids import EventIds
 
 log = structlog.get_logger("flowmesh.gateway.events")
 
 _encoder = msgspec.json.Encoder()
 
 
-def message_id(envelope: EventEnvelope) -> str:
-    """The event's ``Nats-Msg-Id``: its id, within its tenant."""
-    return f"{envelope.tenant}:{envelope.id}"
-
-
 class EventPublisher:
     """Publishes trigger events to JetStream (one per gateway process)."""
 
     def __init__(
-        self, js: JetStreamContext, subjects: Subjects, stream: str, max_message_bytes: int
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        stream: str,
+        max_message_bytes: int,
+        ids: EventIds,
     ) -> None:
         self._js, self._subjects, self._stream = js, subjects, stream
         self._max_message_bytes = max_message_bytes
+        self._ids = ids
 
     @classmethod
     def of(cls, nc: Client, settings: GatewaySettings) -> EventPublisher:
         limit = settings.streams.max_msg_size
+        js = nc.jetstream(timeout=settings.rpc_timeout)
+        streams = stream_names(settings.stream_prefix)
         return cls(
-            nc.jetstream(timeout=settings.rpc_timeout),
+            js,
             Subjects(settings.subject_prefix),
-            stream_names(settings.stream_prefix).events,
+            streams.events,
             min(nc.max_payload, limit) if limit > 0 else nc.max_payload,
+            EventIds(js, streams.idempotency, settings.streams),
         )
 
     async def publish(self, envelope: EventEnvelope) -> bool:
@@ -63,14 +69,24 @@ class EventPublisher:
                 f"{self._max_message_bytes}",
             )
         subject = self._subjects.events(envelope.tenant, envelope.type)
-        headers = telemetry.inject({h.MSG_ID: message_id(envelope)})
+        headers = telemetry.inject({})
         try:
-            ack = await self._js.publish(subject, payload, stream=self._stream, headers=headers)
+            seq, stored = await self._ids.publish_once(
+                self._js,
+                subject,
+                payload,
+                tenant=envelope.tenant,
+                event_id=envelope.id,
+                stream=self._stream,
+                headers=headers,
+            )
         except js_errors.APIError as exc:
             log.warning("jetstream.refused", what="event", error=repr(exc))
             raise Unavailable(f"JetStream cannot store the event now: {exc.description}") from exc
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("nats.unavailable", what="event", error=repr(exc))
             raise Unavailable("NATS JetStream did not answer in time (the event)") from exc
-        log.info("event.published", type=envelope.type, event_id=envelope.id, dup=ack.duplicate)
-        return not ack.duplicate
+        log.info(
+            "event.published", type=envelope.type, event_id=envelope.id, seq=seq, dup=not stored
+        )
+        return stored

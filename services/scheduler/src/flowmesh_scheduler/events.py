@@ -3,9 +3,11 @@
 An event matches a tenant's trigger when its type is the trigger's ``event`` and the
 trigger's ``filter`` (CEL over ``event``, the envelope) is exactly true. The run's
 ``trigger`` is ``{kind: event, trigger_id, data: <the event's data>, event: <the
-envelope>}`` and its input the event's data. The run is named ``event:<workflow>:<trigger>:
-<event id>``, so an event delivered twice (a replica died before acking it, or a publisher
-sent it again, within a day) starts one run: the run id is derived from that name and the
+envelope>}`` and its input the event's data. An event is ``(tenant of its subject, id)``: a
+stored copy of one the event-ids ledger already counts (a publisher sent it again within a
+day) is acked and does nothing, whatever its ``Nats-Msg-Id`` (docs/events.md). The run is
+named ``event:<workflow>:<trigger>:<event id>``, so an event delivered twice (a replica died
+before acking it) starts one run: the run id is derived from that name and the
 event's ``time`` (the message's stream time when it has none), and the first one made for
 the name is claimed in the idempotency bucket. Events of a tenant only ever start
 that tenant's workflows: the tenant is the event subject's, and an envelope naming
@@ -31,6 +33,7 @@ from flowmesh_scheduler.firing import Fire, Starter
 from flowmesh_scheduler.matching import event_view
 from flowmesh_scheduler.metrics import SchedulerMetrics
 from flowmesh_scheduler.waits import EventWaits
+from flowmesh_shared.event_ids import EventIds
 
 log = structlog.get_logger("flowmesh.scheduler.events")
 
@@ -42,10 +45,11 @@ class EventTriggers:
         starter: Starter,
         metrics: SchedulerMetrics,
         prefix: str,
+        ids: EventIds,
         waits: EventWaits | None = None,
     ) -> None:
         self.catalogue, self.starter, self.metrics = catalogue, starter, metrics
-        self.waits = waits
+        self.ids, self.waits = ids, waits
         self._head = f"{prefix}."
 
     async def handle(self, msg: Msg) -> None:
@@ -61,6 +65,11 @@ class EventTriggers:
             self.metrics.events.labels("refused").inc()
             with contextlib.suppress(nats.errors.Error):
                 await msg.term()
+            return
+        if await self.ids.is_copy(tenant, envelope.id, msg.metadata.sequence.stream):
+            log.info("event.copy_ignored", tenant=tenant, event_id=envelope.id)
+            self.metrics.events.labels("copy").inc()
+            await msg.ack()
             return
         published = _published_at(msg)
         view = event_view(envelope)

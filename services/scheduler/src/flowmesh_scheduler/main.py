@@ -31,6 +31,7 @@ from flowmesh_scheduler.settings import ENV_PREFIX, SchedulerSettings
 from flowmesh_scheduler.sync import CatalogueSync
 from flowmesh_scheduler.timers import Timers
 from flowmesh_scheduler.waits import EventWaits
+from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
 from flowmesh_shared.jetstream import ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
@@ -102,7 +103,10 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
     )
     await timers.start()
     stack.push_async_callback(timers.stop, settings.shutdown_timeout)
-    waits = EventWaits(js, wait_bucket, streams.event_waits, subjects, streams, starter, metrics)
+    ids = EventIds(js, streams.idempotency, settings.streams, claims)
+    waits = EventWaits(
+        js, wait_bucket, streams.event_waits, subjects, streams, starter, metrics, ids
+    )
     await waits.start()
     stack.push_async_callback(waits.stop)
     events = Consuming(
@@ -110,7 +114,7 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
         streams.events,
         settings.events_consumer,
         subjects.all_events,
-        EventTriggers(catalogue, starter, metrics, subjects.prefix, waits).handle,
+        EventTriggers(catalogue, starter, metrics, subjects.prefix, ids, waits).handle,
         ack_wait=settings.ack_wait,
         max_in_flight=settings.max_in_flight,
     )

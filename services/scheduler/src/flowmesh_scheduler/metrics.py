@@ -25,7 +25,8 @@ class SchedulerMetrics:
         self.events = Counter(
             "flowmesh_scheduler_events",
             "Trigger events taken, by outcome (matched: started at least one run; "
-            "unmatched; refused: not an event of its subject's tenant)",
+            "unmatched; refused: not an event of its subject's tenant; copy: an event stored "
+            "again, ignored)",
             ["outcome"],
             registry=registry,
         )

@@ -7,10 +7,11 @@ indexes the waits by ``(tenant, event type)``. An event (taken from FM_EVENTS by
 replica, with the event triggers) wakes each wait it matches: the run's request is
 published with ``Nats-Msg-Id: resume:<run_id>:<node_id>:<parked_at>:<event id>`` (one
 wake per parking) and the wait deleted.
-A wait that appears is also checked against the events already stored since its step
-started (an event may have come between the step's last look and its parking), so no
-wake-up is lost. The resumed step finds the event itself; a wait left behind (its run
-ended) wakes nothing but a request the executor acks at once.
+Only the copy of an event the event-ids ledger counts wakes anything (a copy stored again
+is ignored, :mod:`.events`). A wait that appears is also checked against the events already
+stored since its step started (an event may have come between the step's last look and its
+parking), so no wake-up is lost. The resumed step finds the event itself; a wait left
+behind (its run ended) wakes nothing but a request the executor acks at once.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import EventWait, event_wait_decoder, event_wait_key
 from flowmesh_scheduler.firing import Starter
 from flowmesh_scheduler.metrics import SchedulerMetrics
+from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.expressions import ExpressionError, evaluate
 
 log = structlog.get_logger("flowmesh.scheduler.waits")
@@ -59,7 +61,9 @@ class EventWaits:
         streams: StreamNames,
         starter: Starter,
         metrics: SchedulerMetrics,
+        ids: EventIds,
     ) -> None:
+        self.ids = ids
         self.js, self.bucket, self.bucket_name = js, bucket, bucket_name
         self.subjects, self.streams = subjects, streams
         self.starter, self.metrics = starter, metrics
@@ -150,7 +154,12 @@ class EventWaits:
                     envelope = event_decoder.decode(msg.data)
                 except msgspec.DecodeError:
                     continue
+                if envelope.tenant != wait.tenant:
+                    continue
                 if matches(wait, msgspec.to_builtins(envelope)):
+                    seq = msg.metadata.sequence.stream
+                    if await self.ids.is_copy(wait.tenant, envelope.id, seq):
+                        continue
                     if key in self._by_type.get((wait.tenant, wait.event), {}):
                         await self._wake(key, wait, envelope.id)
                     return

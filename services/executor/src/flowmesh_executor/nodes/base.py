@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 from flowmesh_executor.settings import ExecutorSettings
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.workflow import Definition, Node
+from flowmesh_shared.event_ids import EventIds
 
 
 class StepError(Exception):
@@ -111,6 +112,8 @@ class StepServices:
     waits: Waits
     children: ChildRuns
     definitions: DefinitionSource
+    #: Which stored copy of a tenant's event counts (``publish``, ``wait_for_event``).
+    event_ids: EventIds
     #: The bucket of parked ``wait_for_event`` steps (None: such steps are not parked).
     event_waits: KeyValue | None = None
 

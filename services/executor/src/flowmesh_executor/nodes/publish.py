@@ -1,7 +1,9 @@
 """``publish``: emit an event on ``<prefix>.<t>.events.<type>`` (stream FM_EVENTS).
 
-The event id is derived from the step's idempotency key, and is the message's
-``Nats-Msg-Id``: a step that runs twice (its executor died) emits one event.
+The event id is derived from the step's idempotency key, and the event is stored once per
+``(tenant, id)`` through the event-ids ledger (:class:`flowmesh_shared.event_ids.EventIds`):
+a step that runs twice (its executor died) emits one event, and a second copy stored by a
+race is ignored by every consumer. No ``Nats-Msg-Id`` is set (docs/events.md).
 """
 
 from __future__ import annotations
@@ -42,11 +44,16 @@ async def run(call: StepCall, services: StepServices) -> Any:
         time=datetime.now(UTC),
         data=call.parameters.get("data"),
     )
-    headers = {h.MSG_ID: envelope.id}
-    if call.traceparent:
-        headers[h.TRACEPARENT] = call.traceparent
+    headers = {h.TRACEPARENT: call.traceparent} if call.traceparent else {}
     try:
-        await services.js.publish(subject, _ENCODER.encode(envelope), headers=headers)
+        await services.event_ids.publish_once(
+            services.js,
+            subject,
+            _ENCODER.encode(envelope),
+            tenant=call.tenant,
+            event_id=envelope.id,
+            headers=headers,
+        )
     except (TimeoutError, nats.errors.Error, js_errors.Error) as exc:
         raise StepError("PublishFailed", f"the event could not be published: {exc}") from None
     return {"event_id": envelope.id}

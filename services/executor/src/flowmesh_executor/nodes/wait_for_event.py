@@ -4,6 +4,8 @@ Events are read from FM_EVENTS starting at the attempt's start time, so an event
 between the step's start and the subscription, or while the run moved to another executor,
 is not missed. ``match`` is a CEL expression over ``event`` (the envelope) and the run's
 variables; ``timeout`` (from the attempt's start) fails the step with ``EventTimeout``.
+A stored copy of an event the event-ids ledger already counts (same tenant and id, stored
+again) is not an event: the step never takes a tenant's event twice (docs/events.md).
 
 Once the events stored so far are read and none matched, the step says it waits long
 (:attr:`StepCall.long_wait`, with what would end it): the run may be parked, its wait kept
@@ -65,7 +67,7 @@ async def run(call: StepCall, services: StepServices) -> Any:
 
         try:
             async with asyncio.timeout_at(when):
-                event = await _first_match(sub, match, call, caught_up)
+                event = await _first_match(sub, match, call, caught_up, services)
         except TimeoutError:
             await _forget(call, services)
             raise StepError(
@@ -107,7 +109,11 @@ def _interest(event_type: str, match: Any, call: StepCall) -> EventInterest | No
 
 
 async def _first_match(
-    sub: Any, match: Any, call: StepCall, caught_up: Callable[[], Awaitable[None]]
+    sub: Any,
+    match: Any,
+    call: StepCall,
+    caught_up: Callable[[], Awaitable[None]],
+    services: StepServices,
 ) -> Any:
     told = False
     read = 0
@@ -127,8 +133,14 @@ async def _first_match(
         except msgspec.DecodeError:
             log.warning("wait_for_event.undecodable", subject=msg.subject)
             continue
+        if envelope.tenant != call.tenant:
+            continue
         event = msgspec.to_builtins(envelope)
         if match is None or _holds(match, event, call):
+            seq = msg.metadata.sequence.stream
+            if await services.event_ids.is_copy(call.tenant, envelope.id, seq):
+                log.info("wait_for_event.copy_ignored", node=call.node.id, event_id=envelope.id)
+                continue
             return event
 
 
