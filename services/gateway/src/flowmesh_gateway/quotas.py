@@ -85,8 +85,12 @@ def digest(tenant: str, credential: str) -> str:
 
 
 class Spare(msgspec.Struct):
+    """Tokens a replica drew and may spend until ``until`` (or, ``refill_at`` set, a
+    bucket it found empty: refused locally until ``until``, refilled at ``refill_at``)."""
+
     tokens: int
     until: float
+    refill_at: float | None = None
 
 
 class Quotas:
@@ -109,6 +113,7 @@ class Quotas:
         self._spare: OrderedDict[str, Spare] = OrderedDict()
         self._mine: dict[str, dict[str, int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._rate_locks: OrderedDict[str, asyncio.Lock] = OrderedDict()
         self._unsaid: set[str] = set()  # tenants whose part the store has not heard yet
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -117,24 +122,66 @@ class Quotas:
 
     async def take(self, key: str, rate: float, burst: int, fallback: RateLimiter) -> Decision:
         """One request against the shared bucket ``key`` (``rate``/s, ``burst``)."""
+        known = self._known(key)
+        if known is not None:
+            return known
+        # One draw per key at a time in this replica: the others wait for its tokens rather
+        # than contend for the same value (compare-and-set conflicts are between replicas).
+        async with self._rate_lock(key):
+            known = self._known(key)
+            if known is not None:
+                return known
+            want = max(1, min(self.chunk, burst // 20, int(rate)))
+            try:
+                drawn = await self._draw(key, rate, burst, want)
+            except StoreUnavailable as exc:
+                self._fell_back("rate", exc)
+                return fallback.take(key, time.monotonic(), rate=rate, burst=burst)
         now = time.monotonic()
+        if drawn.granted == 0:  # none before retry_after: no replica can refill it sooner
+            until = now + min(drawn.retry_after, SPARE_SECONDS)
+            self._remember(key, Spare(0, until, now + drawn.retry_after))
+            return Decision(allowed=False, retry_after=drawn.retry_after)
+        self._remember(key, Spare(drawn.granted - 1, now + SPARE_SECONDS))
+        return Decision(allowed=True)
+
+    def _known(self, key: str) -> Decision | None:
+        """The decision this replica can take alone: a token it drew earlier and may still
+        spend, or a bucket it found empty a moment ago; None: ask the store."""
         spare = self._spare.get(key)
-        if spare is not None and spare.tokens > 0 and spare.until > now:
+        now = time.monotonic()
+        if spare is None or spare.until <= now:
+            return None
+        if spare.tokens > 0:
             spare.tokens -= 1
             return Decision(allowed=True)
-        want = max(1, min(self.chunk, burst // 20, int(rate)))
-        try:
-            drawn = await self._draw(key, rate, burst, want)
-        except StoreUnavailable as exc:
-            self._fell_back("rate", exc)
-            return fallback.take(key, now, rate=rate, burst=burst)
-        if drawn.granted == 0:
-            return Decision(allowed=False, retry_after=drawn.retry_after)
-        self._spare[key] = Spare(drawn.granted - 1, now + SPARE_SECONDS)
+        if spare.refill_at is not None:
+            return Decision(allowed=False, retry_after=spare.refill_at - now)
+        return None
+
+    def _remember(self, key: str, spare: Spare) -> None:
+        self._spare[key] = spare
         self._spare.move_to_end(key)
         if len(self._spare) > 100_000:
             self._spare.popitem(last=False)
-        return Decision(allowed=True)
+
+    def _rate_lock(self, key: str) -> asyncio.Lock:
+        lock = self._rate_locks.get(key)
+        if lock is None:
+            lock = self._rate_locks[key] = asyncio.Lock()
+            if len(self._rate_locks) > 100_000:
+                self._rate_locks.popitem(last=False)
+        else:
+            self._rate_locks.move_to_end(key)
+        return lock
+
+    def _spend(self, key: str) -> bool:
+        """Spend a token this replica drew earlier, if it has one still good."""
+        spare = self._spare.get(key)
+        if spare is None or spare.tokens <= 0 or spare.until <= time.monotonic():
+            return False
+        spare.tokens -= 1
+        return True
 
     async def _draw(self, key: str, rate: float, burst: int, want: int) -> Drawn:
         for _ in range(ATTEMPTS):
