@@ -12,7 +12,13 @@ import msgspec
 
 from flowmesh_proto.errors import ProblemItem
 from flowmesh_proto.ids import EVENT_TYPE_PATTERN
-from flowmesh_proto.registry import MAX_RUN_RETENTION_DAYS, RateLimit, Role
+from flowmesh_proto.registry import (
+    MAX_RUN_RETENTION_DAYS,
+    MAX_TENANT_HOLDS,
+    MAX_TENANT_QUEUED_RUNS,
+    RateLimit,
+    Role,
+)
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -46,12 +52,21 @@ class TenantBody(_Body, frozen=True):
 
 class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
     """``PATCH /api/v1/admin/tenants/{id}``: ``rate_limit: null`` returns to the default;
-    ``run_retention_days`` (1..3650): how long run history is kept (``null``: the default)."""
+    ``run_retention_days`` (1..3650): how long run history is kept (``null``: the default);
+    ``max_holds``: concurrent SSE streams and ``?wait`` executes of the tenant, across
+    gateways; ``max_queued_runs``: runs queued before ``execute`` answers 429 (each
+    ``null``: the gateway's default)."""
 
     name: str | None = None
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
     run_retention_days: (
         Annotated[int, msgspec.Meta(ge=1, le=MAX_RUN_RETENTION_DAYS)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+    max_holds: (
+        Annotated[int, msgspec.Meta(ge=0, le=MAX_TENANT_HOLDS)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+    max_queued_runs: (
+        Annotated[int, msgspec.Meta(ge=0, le=MAX_TENANT_QUEUED_RUNS)] | msgspec.UnsetType | None
     ) = msgspec.UNSET
 
 

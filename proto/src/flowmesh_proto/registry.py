@@ -52,27 +52,38 @@ class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 #: Run history is kept at most this many days (a tenant setting).
 MAX_RUN_RETENTION_DAYS = 3650
+#: The largest ``max_holds`` a tenant may be given (concurrent SSE streams and waits).
+MAX_TENANT_HOLDS = 100_000
+#: The largest ``max_queued_runs`` a tenant may be given.
+MAX_TENANT_QUEUED_RUNS = 100_000_000
 
 
 class TenantUpdate(_Request, frozen=True, omit_defaults=True):
     """Platform admins only. ``rate_limit: null`` returns to the gateway's default;
     ``run_retention_days`` (1..3650) sets how long run history is kept, ``null`` returns
-    to the registry's default."""
+    to the registry's default; ``max_holds`` (0..100000, concurrent SSE streams and waits)
+    and ``max_queued_runs`` (0..100000000) are the tenant's quotas, ``null`` the gateway's
+    defaults."""
 
     id: str
     name: str | None = None
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
     run_retention_days: int | msgspec.UnsetType | None = msgspec.UNSET
+    max_holds: int | msgspec.UnsetType | None = msgspec.UNSET
+    max_queued_runs: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Tenant(_Result, frozen=True):
-    """``run_retention_days: null``: the registry's default applies."""
+    """``run_retention_days: null``: the registry's default applies; ``max_holds`` and
+    ``max_queued_runs`` ``null``: the gateway's defaults."""
 
     id: str
     name: str
     created_at: datetime
     rate_limit: RateLimit | None = None
     run_retention_days: int | None = None
+    max_holds: int | None = None
+    max_queued_runs: int | None = None
 
 
 class ApiKeySecret(_Result, frozen=True):

@@ -49,6 +49,9 @@ class StreamNames(msgspec.Struct, frozen=True, kw_only=True):
     cron: str
     #: Key-value bucket of parked ``wait_for_event`` steps (``<tenant>.<run_id>.<node_id>``).
     event_waits: str
+    #: Key-value bucket the gateway replicas share their rate limits and concurrent holds
+    #: in (``rate.tenant.<t>``, ``rate.credential.<digest>``, ``holds.<t>``).
+    quotas: str
 
 
 class Subjects(msgspec.Struct, frozen=True):
@@ -138,6 +141,7 @@ def stream_names(prefix: str = "FM") -> StreamNames:
         timers=f"{prefix}_TIMERS",
         cron=f"{prefix}_CRON",
         event_waits=f"{prefix}_EVENT_WAITS",
+        quotas=f"{prefix}_QUOTAS",
     )
 
 

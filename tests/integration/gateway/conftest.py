@@ -117,6 +117,8 @@ def gateway_settings(registry: Registry, files: list[str], **overrides: Any) -> 
         "key_burst": 10_000,
         "auth_failure_rate": 1000.0,
         "auth_failure_burst": 1000,
+        "credential_max_holds": 10_000,
+        "tenant_max_holds": 10_000,
         "log_level": "warning",
     }
     values.update(overrides)
@@ -142,7 +144,7 @@ async def http(
 async def delete_buckets(nc: Nats, prefix: str) -> None:
     """The gateway's buckets outlive it on the server: the session's are removed at its end."""
     names = stream_names(prefix)
-    for bucket in (names.run_control, names.idempotency, names.webhook_replays):
+    for bucket in (names.run_control, names.idempotency, names.webhook_replays, names.quotas):
         with contextlib.suppress(NotFoundError):
             await nc.jetstream().delete_key_value(bucket)
 

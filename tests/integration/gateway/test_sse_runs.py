@@ -34,7 +34,6 @@ from .sse_client import ExecutorDouble, kind_of, run_base, script, sse
 pytestmark = pytest.mark.integration
 
 HEARTBEAT = 0.2
-WAIT_FOR_RUN = 1.0
 
 
 class Stack(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,7 +53,6 @@ async def stack(registry: Registry, jwt_keys: tuple[Keys, list[str]]) -> AsyncIt
         registry,
         files,
         sse_heartbeat_seconds=HEARTBEAT,
-        sse_wait_for_run_seconds=WAIT_FOR_RUN,
         sse_write_timeout_seconds=2.0,
     )
     async with AsyncExitStack() as exits:
@@ -209,34 +207,29 @@ async def test_reconnecting_after_every_event_of_a_live_run_loses_and_repeats_no
     assert status == 204
 
 
-async def test_a_run_without_events_is_waited_for(
+async def test_an_unknown_run_is_a_404_at_once_and_a_run_streams_from_its_first_event(
     stack: Stack, client: Client, double: ExecutorDouble
 ) -> None:
+    """No open stream for a run id with no event on the tenant's own subject of it; once
+    its ``run.queued`` is stored (execute answers after that), its stream works at once."""
     base = run_base(client.tenant.id, str(new_id()))
     events = script(base)
-    async with sse(
-        stack.session, run_url(stack, client, base["run_id"]), client.tenant.admin_key
-    ) as stream:
-        assert stream.response.status == 200  # the id is known before run.queued is stored
-        first = asyncio.create_task(stream.next())
-        await until(lambda: stream.comments >= 2, timeout=3)  # heartbeats meanwhile
-        seq = await double.publish(events[0])
-        event = await asyncio.wait_for(first, 3)
+    url = run_url(stack, client, base["run_id"])
+    began = time.monotonic()
+    async with sse(stack.session, url, client.tenant.admin_key) as stream:
+        assert stream.response.status == 404
+        assert stream.response.content_type == "application/problem+json"
+        body = msgspec.json.decode(await stream.response.read())
+        assert body["code"] == "NOT_FOUND"
+    assert time.monotonic() - began < 1.0
+    seq = await double.publish(events[0])
+    async with sse(stack.session, url, client.tenant.admin_key) as stream:
+        assert stream.response.status == 200
+        event = await asyncio.wait_for(stream.next(), 3)
         assert event is not None and (event.id, event.kind) == (seq, "run.queued")
         for event in events[1:]:
             await double.publish(event)
         assert [e.kind for e in await stream.rest(timeout=3)][-1] == "run.succeeded"
-
-
-async def test_a_run_that_never_gets_an_event_ends_after_the_wait(
-    stack: Stack, client: Client
-) -> None:
-    began = time.monotonic()
-    url = run_url(stack, client, str(new_run_id()))
-    async with sse(stack.session, url, client.tenant.admin_key) as stream:
-        assert await stream.rest(timeout=WAIT_FOR_RUN + 3) == []
-        assert stream.ended and stream.comments >= WAIT_FOR_RUN / HEARTBEAT - 1
-    assert WAIT_FOR_RUN <= time.monotonic() - began < WAIT_FOR_RUN + 2
 
 
 async def test_a_quiet_run_gets_heartbeats_between_events(
@@ -355,12 +348,17 @@ async def test_streams_never_show_another_tenants_events(
         assert {e.data["tenant"] for e in await other_stream.events(len(theirs))} == {
             other_client.tenant.id
         }
-    # Another tenant's run id on our own path is a run with no events: nothing, then the end.
+    # Another tenant's run id on our own path is a missing run: 404 at once, never a stream.
     their_run = theirs[0].run_id
-    async with sse(
-        stack.session, run_url(stack, client, their_run), client.tenant.admin_key
-    ) as stream:
-        assert await stream.rest(timeout=WAIT_FOR_RUN + 3) == []
+    for query in ("", "?last_event_id=0"):
+        began = time.monotonic()
+        status, body, _ = await client("GET", f"/runs/{their_run}/events{query}")
+        assert (status, body["code"]) == (404, "NOT_FOUND")
+        assert time.monotonic() - began < 1.0
+    their_url = run_url(stack, other_client, their_run)
+    async with sse(stack.session, their_url, other_client.tenant.admin_key) as stream:
+        assert stream.response.status == 200  # its own tenant still reads it, to the end
+        assert [e.kind for e in await stream.rest(timeout=3)][-1] == "run.succeeded"
 
 
 async def test_credentials_tenant_and_roles_come_first(
@@ -421,8 +419,8 @@ async def test_bad_ids_are_404_and_422(client: Client) -> None:
 async def test_every_stream_ends_with_its_consumer_gone(
     stack: Stack, client: Client, double: ExecutorDouble
 ) -> None:
-    """Whatever ends a stream (the run's end, the client leaving, the wait for a run running
-    out), its JetStream consumer goes, and the open-streams gauge comes back down."""
+    """Whatever ends a stream (the run's end, the client leaving), its JetStream consumer
+    goes, and the open-streams gauge comes back down; an unknown run opens none."""
     tenant = client.tenant.id
     base = run_base(tenant, str(new_id()))
     events = script(base)
@@ -440,14 +438,14 @@ async def test_every_stream_ends_with_its_consumer_gone(
         nothing = await streams.enter_async_context(
             sse(stack.session, run_url(stack, client, str(new_run_id())), key)
         )
-        for stream in (run, left, nothing):
+        assert nothing.response.status == 404
+        for stream in (run, left):
             await until(lambda s=stream: s.response.content.total_bytes > 0, timeout=3)
-        assert await double.consumers_on(tenant) == 3
-        assert await metric(stack, gauge) == 3
+        assert await double.consumers_on(tenant) == 2
+        assert await metric(stack, gauge) == 2
         left.response.close()  # the client goes away
         await double.publish_all(events[1:])
         assert [e.kind for e in await run.rest(timeout=3)][-1] == "run.succeeded"
-        assert await nothing.rest(timeout=WAIT_FOR_RUN + 3) == []
         await until(lambda: _equals(metric(stack, gauge), 0), timeout=5)
     await until(lambda: _equals(double.consumers_on(tenant), 0), timeout=10)
 

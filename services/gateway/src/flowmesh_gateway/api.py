@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import msgspec
@@ -24,8 +25,16 @@ from aiohttp import web
 
 from flowmesh_gateway.auth import GATEWAY_PRINCIPAL, Authenticator, Identity
 from flowmesh_gateway.events import EventPublisher
+from flowmesh_gateway.holds import HoldLimits
 from flowmesh_gateway.inputs import InputSchemas
-from flowmesh_gateway.ratelimit import Decision, RateLimiter, TenantLimits
+from flowmesh_gateway.quotas import Quotas, digest, rate_key
+from flowmesh_gateway.ratelimit import (
+    DEFAULT_QUOTA,
+    Decision,
+    RateLimiter,
+    TenantLimits,
+    TenantQuota,
+)
 from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import GatewaySettings
@@ -47,15 +56,20 @@ INPUT_SCHEMAS = web.AppKey("input_schemas", InputSchemas)
 STREAMS = web.AppKey("streams", LiveStreams)
 EVENTS = web.AppKey("events", EventPublisher)
 REPLAYS = web.AppKey("replays", Replays)
+QUOTAS = web.AppKey("quotas", Quotas)
 
-Admit = Callable[[Identity], Awaitable[None]]
+Admit = Callable[[Identity], Awaitable[TenantQuota]]
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """The rate limits: ``tenant`` and ``key`` are this replica's own buckets, used when
+    ``shared`` (every replica's) cannot be reached or is None (one gateway alone)."""
+
     tenant: RateLimiter
     key: RateLimiter
     auth_failures: RateLimiter
     tenant_overrides: TenantLimits
+    shared: Quotas | None = None
 
 
 class RateLimited(FlowmeshError):
@@ -83,13 +97,29 @@ class Call:
         self.request_id = rid
         self._registry = registry
         self._admit = admit
+        #: The tenant's own limits (known once the guard has checked its rate).
+        self.quota: TenantQuota = DEFAULT_QUOTA
+
+    def holding(self) -> AbstractAsyncContextManager[None]:
+        """One concurrent hold (an SSE stream, a ``?wait``) of this caller for the block's
+        duration: 429 past the credential's or the tenant's limit (DESIGN section 12)."""
+        settings = self.request.app[SETTINGS]
+        limits = HoldLimits(
+            per_credential=settings.credential_max_holds,
+            per_tenant=settings.tenant_max_holds
+            if self.quota.max_holds is None
+            else self.quota.max_holds,
+        )
+        credential = self.identity.credential if self.identity else ""
+        return self.request.app[QUOTAS].hold(self.tenant, credential, limits)
 
     async def admit(self, credential: str) -> None:
         """A signature route's caller, once its signature holds: the rate limits of the
         tenant and of ``credential`` (the webhook) apply (429)."""
         if self._admit is None or self.identity is None:
             raise RuntimeError("admit is for routes of the signature role")
-        await self._admit(msgspec.structs.replace(self.identity, credential=credential))
+        identity = msgspec.structs.replace(self.identity, credential=credential)
+        self.quota = await self._admit(identity)
 
     @property
     def body_limit(self) -> int:
@@ -160,9 +190,11 @@ class Guard:
             identity = await self._identify(request)
             await self._check_tenant(request, identity, route, rid)
             await self._check_role(identity, route, rid)
-            await self._check_rate(identity)
+            quota = await self._check_rate(identity)
             structlog.contextvars.bind_contextvars(tenant=identity.tenant)
-            return await route.handler(Call(request, identity, self.registry, rid))
+            call = Call(request, identity, self.registry, rid)
+            call.quota = quota
+            return await route.handler(call)
 
         return guarded
 
@@ -180,9 +212,10 @@ class Guard:
                 self._count_failure(request)
             raise
 
-    async def _admit_signed(self, identity: Identity) -> None:
-        await self._check_rate(identity)
+    async def _admit_signed(self, identity: Identity) -> TenantQuota:
+        quota = await self._check_rate(identity)
         structlog.contextvars.bind_contextvars(tenant=identity.tenant)
+        return quota
 
     def _client(self, request: web.Request) -> str:
         if self.trust_forwarded and "X-Forwarded-For" in request.headers:
@@ -227,18 +260,31 @@ class Guard:
                 f"this needs the {route.role} role; the caller is {identity.role}",
             )
 
-    async def _check_rate(self, identity: Identity) -> None:
-        now = time.monotonic()
-        decision = self.limits.key.take(identity.credential, now)
+    async def _check_rate(self, identity: Identity) -> TenantQuota:
+        """The credential's and the tenant's rate limits (429); the tenant's own limits."""
+        limits = self.limits
+        credential = digest(identity.tenant, identity.credential)
+        decision = await self._take(
+            rate_key("credential", credential), limits.key, limits.key.rate, limits.key.burst
+        )
         if not decision.allowed:
             raise RateLimited(decision, "credential")
-        rate, burst = await self._tenant_limit(identity.tenant, now)
-        decision = self.limits.tenant.take(identity.tenant, now, rate=rate, burst=burst)
+        quota = await self._tenant_quota(identity.tenant)
+        rate, burst = quota.rate or limits.tenant.rate, quota.burst or limits.tenant.burst
+        decision = await self._take(rate_key("tenant", identity.tenant), limits.tenant, rate, burst)
         if not decision.allowed:
             raise RateLimited(decision, "tenant")
+        return quota
 
-    async def _tenant_limit(self, tenant: str, now: float) -> tuple[float, int]:
-        """The tenant's own limit, (0, 0) for the default; asked of the registry now and then."""
+    async def _take(self, key: str, local: RateLimiter, rate: float, burst: int) -> Decision:
+        if self.limits.shared is None:
+            return local.take(key, time.monotonic(), rate=rate, burst=burst)
+        return await self.limits.shared.take(key, rate, burst, local)
+
+    async def _tenant_quota(self, tenant: str) -> TenantQuota:
+        """The tenant's own limits (the defaults where it has none), asked of the registry
+        now and then."""
+        now = time.monotonic()
         known = self.limits.tenant_overrides.get(tenant, now)
         if known is not None:
             return known
@@ -248,11 +294,16 @@ class Guard:
             )
         except FlowmeshError as exc:  # no answer: the default, asked again soon
             log.warning("ratelimit.tenant_unknown", tenant=tenant, error=exc.detail)
-            return 0.0, 0
+            return DEFAULT_QUOTA
         limit = found.rate_limit
-        rate, burst = (limit.rate, limit.burst) if limit is not None else (0.0, 0)
-        self.limits.tenant_overrides.put(tenant, rate, burst, now)
-        return rate, burst
+        quota = TenantQuota(
+            rate=limit.rate if limit is not None else 0.0,
+            burst=limit.burst if limit is not None else 0,
+            max_holds=found.max_holds,
+            max_queued_runs=found.max_queued_runs,
+        )
+        self.limits.tenant_overrides.put(tenant, quota, now)
+        return quota
 
     async def _audit_denied(
         self, identity: Identity, route: Route, rid: str, target: str, reason: str

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from flowmesh_gateway.api import (
     EVENTS,
     INPUT_SCHEMAS,
+    QUOTAS,
     REPLAYS,
     RUNS,
     SETTINGS,
@@ -28,6 +29,7 @@ from flowmesh_gateway.events import EventPublisher
 from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.openapi import build_document
 from flowmesh_gateway.problems import REQUEST_ID_KEY, Handler, problems_middleware
+from flowmesh_gateway.quotas import Quotas
 from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.routes import ROUTES
 from flowmesh_gateway.runs import Runs
@@ -109,6 +111,7 @@ def init_app(
     routes: list[Route] | None = None,
     *,
     replays: Replays,
+    quotas: Quotas,
 ) -> web.Application:
     app = web.Application(
         middlewares=[_observe(HttpMetrics(metrics_registry)), problems_middleware],
@@ -117,6 +120,7 @@ def init_app(
     app[SETTINGS] = settings
     app[RUNS] = runs
     app[REPLAYS] = replays
+    app[QUOTAS] = quotas
     app[EVENTS] = EventPublisher.of(registry.nc, settings)
     app[INPUT_SCHEMAS] = InputSchemas(settings.input_schema_cache_size)
     app[STREAMS] = LiveStreams(registry.nc, settings, metrics_registry)

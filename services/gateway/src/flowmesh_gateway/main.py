@@ -6,20 +6,27 @@
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 import msgspec
 import structlog
 from aiohttp import web
+from nats.aio.client import Client
+from prometheus_client import CollectorRegistry
 
 from flowmesh_gateway.api import Limits
 from flowmesh_gateway.app import init_app
 from flowmesh_gateway.auth import Authenticator, JwtVerifier, KeyCache
+from flowmesh_gateway.counters import KvCounters
+from flowmesh_gateway.quotas import Quotas
 from flowmesh_gateway.ratelimit import RateLimiter, TenantLimits
 from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
-from flowmesh_proto.subjects import Subjects
+from flowmesh_proto.ids import new_id
+from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_shared.health import Health, nats_connected, service_metrics_registry
+from flowmesh_shared.jetstream import ensure_bucket
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
@@ -35,13 +42,34 @@ class GatewayApp(msgspec.Struct, kw_only=True):
     app: web.Application
 
 
-def limits_of(settings: GatewaySettings) -> Limits:
+#: How long an untouched key of the quotas bucket lives (every value in it is renewed far
+#: more often while it matters: buckets refill in seconds, holds are leased).
+QUOTAS_TTL = timedelta(hours=1)
+
+
+def limits_of(settings: GatewaySettings, shared: Quotas | None = None) -> Limits:
     return Limits(
         tenant=RateLimiter(settings.tenant_rate, settings.tenant_burst),
         key=RateLimiter(settings.key_rate, settings.key_burst),
         auth_failures=RateLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
         tenant_overrides=TenantLimits(settings.tenant_limit_cache_seconds),
+        shared=shared,
     )
+
+
+async def open_quotas(
+    nc: Client, settings: GatewaySettings, metrics: CollectorRegistry, stack: AsyncExitStack
+) -> Quotas:
+    """The replicas' shared quotas in the ``<prefix>_QUOTAS`` bucket, renewed until closed."""
+    bucket = stream_names(settings.stream_prefix).quotas
+    js = nc.jetstream(timeout=settings.rpc_timeout)
+    await ensure_bucket(js, bucket, QUOTAS_TTL, settings.streams)
+    quick = nc.jetstream(timeout=settings.quota_store_timeout_seconds)
+    counters = KvCounters(await quick.key_value(bucket))
+    quotas = Quotas(counters, settings, metrics, replica=new_id().hex)
+    quotas.start()
+    stack.push_async_callback(quotas.close)
+    return quotas
 
 
 async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> GatewayApp:
@@ -63,15 +91,18 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
     auth = Authenticator(registry, jwts, KeyCache(settings.key_cache_seconds), settings.admin_token)
     health = Health()
     health.add_check("nats", nats_connected(nc))
+    metrics = service_metrics_registry()
+    quotas = await open_quotas(nc, settings, metrics, stack)
     app = init_app(
         settings,
         registry,
         runs,
         auth,
-        limits_of(settings),
+        limits_of(settings, quotas),
         health,
-        service_metrics_registry(),
+        metrics,
         replays=replays,
+        quotas=quotas,
     )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
     await runner.setup()

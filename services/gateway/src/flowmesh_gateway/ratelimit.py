@@ -2,7 +2,11 @@
 
 :class:`RateLimiter` keeps one bucket per key (tenant, credential, client address) and
 forgets idle ones, so memory stays bounded. Time is an argument: tests use plain numbers.
-Limits are per gateway process; with N gateways a tenant may get N times the rate.
+
+:func:`draw` is the bucket every gateway replica shares (held in a key-value store by
+:mod:`flowmesh_gateway.quotas`): a replica draws a few whole tokens at once and spends them
+locally, so the replicas together never admit more than the one bucket allows. The local
+:class:`RateLimiter` is what a replica falls back on when the store cannot be reached.
 """
 
 from __future__ import annotations
@@ -42,24 +46,69 @@ class TokenBucket:
         return Decision(allowed=False, retry_after=wait)
 
 
+class SharedBucket(msgspec.Struct, frozen=True, array_like=True):
+    """A token bucket as the replicas share it: ``tokens`` left at the wall-clock time ``at``."""
+
+    tokens: float
+    at: float
+
+
+class Drawn(msgspec.Struct, frozen=True):
+    """What :func:`draw` decided: the bucket to store, the whole tokens granted (0 or more),
+    and, when none were, how long until one is there."""
+
+    bucket: SharedBucket
+    granted: int
+    retry_after: float = 0.0
+
+
+def draw(bucket: SharedBucket | None, *, rate: float, burst: int, now: float, want: int) -> Drawn:
+    """Refill ``bucket`` (None: a full one) to ``now`` and take up to ``want`` whole tokens.
+
+    A clock that went backwards refills nothing (replicas' clocks differ a little)."""
+    if bucket is None:
+        tokens = float(burst)
+    else:
+        elapsed = max(0.0, now - bucket.at)
+        tokens = min(float(burst), bucket.tokens + elapsed * rate)
+    at = max(now, bucket.at) if bucket is not None else now
+    granted = min(max(1, want), int(tokens))
+    if granted < 1:
+        wait = (1.0 - tokens) / rate if rate > 0 else math.inf
+        return Drawn(SharedBucket(tokens, at), 0, wait)
+    return Drawn(SharedBucket(tokens - granted, at), granted)
+
+
+class TenantQuota(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's own limits from the registry; 0 (or None) for "the gateway's default"."""
+
+    rate: float = 0.0
+    burst: int = 0
+    max_holds: int | None = None
+    max_queued_runs: int | None = None
+
+
+DEFAULT_QUOTA = TenantQuota()
+
+
 class TenantLimits:
-    """Each tenant's own limit (from the registry), remembered for ``ttl`` seconds."""
+    """Each tenant's own limits (from the registry), remembered for ``ttl`` seconds."""
 
     def __init__(self, ttl: float = 30.0) -> None:
         self.ttl = ttl
-        self._known: dict[str, tuple[float, float, int]] = {}
+        self._known: dict[str, tuple[float, TenantQuota]] = {}
 
-    def get(self, tenant: str, now: float) -> tuple[float, int] | None:
-        """(rate, burst), (0, 0) for "the default", or None when it must be asked again."""
+    def get(self, tenant: str, now: float) -> TenantQuota | None:
+        """The tenant's quota, or None when it must be asked again."""
         found = self._known.get(tenant)
         if found is None or found[0] <= now:
             return None
-        return found[1], found[2]
+        return found[1]
 
-    def put(self, tenant: str, rate: float, burst: int, now: float) -> None:
+    def put(self, tenant: str, quota: TenantQuota, now: float) -> None:
         if len(self._known) > 100_000:
             self._known.clear()
-        self._known[tenant] = (now + self.ttl, rate, burst)
+        self._known[tenant] = (now + self.ttl, quota)
 
 
 class RateLimiter:

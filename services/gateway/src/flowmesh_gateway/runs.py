@@ -106,6 +106,8 @@ class Claim(msgspec.Struct, frozen=True):
 
     run_id: str
     new: bool
+    #: The key's revision in the bucket when this request took it (0 otherwise).
+    revision: int = 0
 
 
 def idempotency_key(tenant: str, workflow_id: str, key: str) -> str:
@@ -164,11 +166,17 @@ class Runs:
         name = idempotency_key(tenant, workflow_id, key)
         with _unavailable("the idempotency key"):
             try:
-                await self._keys.create(name, run_id.encode())
-                return Claim(run_id, new=True)
+                revision = await self._keys.create(name, run_id.encode())
+                return Claim(run_id, new=True, revision=revision)
             except js_errors.KeyWrongLastSequenceError:
                 entry = await self._keys.get(name)
         return Claim((entry.value or b"").decode(errors="replace"), new=False)
+
+    async def unclaim(self, tenant: str, workflow_id: str, key: str, claim: Claim) -> None:
+        """Give back a key this request took and will not start a run for (a refusal)."""
+        name = idempotency_key(tenant, workflow_id, key)
+        with _unavailable("the idempotency key"), suppress(js_errors.KeyWrongLastSequenceError):
+            await self._keys.delete(name, last=claim.revision)
 
     async def start(self, request: RunRequest, queued: RunQueued) -> None:
         """Publish ``queued`` and then ``request``; nothing when the run already has events."""
@@ -283,6 +291,23 @@ class Runs:
                 f"{self._max_message_bytes}: make the input smaller",
             )
         return payload
+
+    # --- counting ---
+
+    async def queued(self, tenant: str) -> int:
+        """The tenant's runs requested and not yet finished: its messages in the run-request
+        work queue (an executor holds a run's request until the run ends; a parked run's
+        is acked, and counted again when it wakes) plus its delayed runs' timers."""
+        counts = (
+            (self._streams.run_requests, self._subjects.run_requests(tenant)),
+            (self._streams.timers, self._subjects.timers(tenant, "delayed_run")),
+        )
+        found = 0
+        with _unavailable("the tenant's queued runs"):
+            for stream, subject in counts:
+                info = await self._js.stream_info(stream, subjects_filter=subject)
+                found += sum((info.state.subjects or {}).values())
+        return found
 
     # --- reading ---
 

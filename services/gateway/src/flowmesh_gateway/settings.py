@@ -40,6 +40,25 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     tenant_burst: int = 400
     #: How long a tenant's own limit (set with PATCH /api/v1/admin/tenants/{id}) is cached.
     tenant_limit_cache_seconds: float = 30.0
+    #: Concurrent holds (open SSE streams and ``?wait`` executes) one credential may have,
+    #: across every gateway replica; past it, 429 RATE_LIMITED with ``Retry-After``.
+    credential_max_holds: int = 64
+    #: Concurrent holds a tenant may have across every replica, unless it has a limit of
+    #: its own (``max_holds`` of PATCH /api/v1/admin/tenants/{id}).
+    tenant_max_holds: int = 256
+    #: Runs a tenant may have queued (requested and not yet finished, delayed runs
+    #: included) before ``execute`` and ``retry`` answer 429, unless it has a limit of its
+    #: own (``max_queued_runs`` of PATCH /api/v1/admin/tenants/{id}).
+    tenant_max_queued_runs: int = 10_000
+    #: A replica renews its holds in the shared store every third of this; the holds of a
+    #: replica that died count for nothing this long after its last renewal.
+    hold_lease_seconds: float = 30.0
+    #: The most tokens a replica draws from a shared rate-limit bucket at once (also at
+    #: most a twentieth of the burst and a second's refill); 1 makes every request ask.
+    shared_rate_chunk: int = 10
+    #: How long a quota decision waits for the shared store (NATS KV) before this replica
+    #: decides with its own counts alone.
+    quota_store_timeout_seconds: float = 0.5
     #: Requests per second one credential (API key or JWT subject) may make.
     key_rate: float = 100.0
     #: The burst of a credential's token bucket.

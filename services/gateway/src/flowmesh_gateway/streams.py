@@ -55,8 +55,7 @@ HEADERS = {
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
     """What one stream sends: ``subject``'s events after the stream sequence ``after``
     (None: from the first one if ``from_start``, else only new ones), of ``workflow_id``
-    only if given; ending after the terminal event if ``ends``; ending after ``wait_first``
-    seconds if no event has come by then."""
+    only if given; ending after the terminal event if ``ends``."""
 
     scope: str
     subject: str
@@ -65,7 +64,6 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     from_start: bool = True
     workflow_id: str | None = None
     ends: bool = False
-    wait_first: float | None = None
 
 
 class Pacing(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,13 +223,10 @@ class LiveStreams:
     async def _pump(self, response: web.StreamResponse, feed: Feed, plan: Plan) -> str:
         """Write the feed's events as they come, a heartbeat after each quiet spell; the
         reason the stream ended."""
-        loop = asyncio.get_running_loop()
-        deadline = None if plan.wait_first is None else loop.time() + plan.wait_first
         heartbeat = self.pacing.heartbeat
         while True:
-            quiet = heartbeat if deadline is None else min(heartbeat, deadline - loop.time())
             with suppress(TimeoutError):
-                async with asyncio.timeout(max(quiet, 0.0)):
+                async with asyncio.timeout(heartbeat):
                     await feed.wake.wait()
             feed.wake.clear()
             if feed.stopped:
@@ -240,13 +235,10 @@ class LiveStreams:
                 raise SlowClient("lagging")
             waiting = feed.take()
             if not waiting:
-                if deadline is not None and loop.time() >= deadline:
-                    return "no_events"
                 await self._write(response, HEARTBEAT)
                 continue
             rendered = render(waiting, workflow_id=plan.workflow_id, end_at_terminal=plan.ends)
             if rendered.events:
-                deadline = None
                 await self._write(response, rendered.chunk)
                 self.metrics.events.labels(plan.scope).inc(rendered.events)
             if rendered.skipped and plan.workflow_id is None:

@@ -20,6 +20,8 @@ from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.ids import new_id, parse_uuid, tenant_id_problem
 from flowmesh_proto.registry import (
     MAX_RUN_RETENTION_DAYS,
+    MAX_TENANT_HOLDS,
+    MAX_TENANT_QUEUED_RUNS,
     ApiKey,
     ApiKeyIdentity,
     ApiKeyPage,
@@ -49,6 +51,7 @@ SET name = coalesce($2, name),
                 ELSE '{}'::jsonb END
         || CASE WHEN $5::boolean THEN jsonb_build_object('run_retention_days', $6::integer)
                 ELSE '{}'::jsonb END
+        || $7::jsonb
 WHERE tenant_id = $1
 RETURNING tenant_id, name, created_at, settings"""
 INSERT_KEY = """
@@ -138,6 +141,7 @@ class KeyOperations:
                     ProblemItem(path="rate_limit", code="VALIDATION_FAILED", message="out of range")
                 ],
             )
+        quotas = _quota_changes(request)
         if request.name is not None and not 1 <= len(request.name) <= 200:
             raise FlowmeshError(ErrorCode.VALIDATION_FAILED, "name must be 1..200 characters")
         setting = None if limit is msgspec.UNSET or limit is None else msgspec.to_builtins(limit)
@@ -150,12 +154,14 @@ class KeyOperations:
                 setting,
                 retention is not msgspec.UNSET,
                 None if isinstance(retention, msgspec.UnsetType) else retention,
+                quotas,
             )
             if row is None:
                 raise FlowmeshError(ErrorCode.NOT_FOUND, f"tenant {request.id!r} was not found")
             changes: dict[str, object] = {"name": request.name, "rate_limit": setting}
             if not isinstance(retention, msgspec.UnsetType):
                 changes["run_retention_days"] = retention
+            changes.update(quotas)
             await audit.record(
                 conn, caller, "tenant.update", f"tenant:{request.id}", detail=changes
             )
@@ -233,7 +239,26 @@ def _tenant(row: asyncpg.Record, tenant: str) -> Tenant:
         created_at=row["created_at"],
         rate_limit=msgspec.convert(limit, RateLimit) if limit else None,
         run_retention_days=settings.get("run_retention_days"),
+        max_holds=settings.get("max_holds"),
+        max_queued_runs=settings.get("max_queued_runs"),
     )
+
+
+#: A tenant's quotas (the gateway enforces them) and their largest values.
+_QUOTA_BOUNDS = {"max_holds": MAX_TENANT_HOLDS, "max_queued_runs": MAX_TENANT_QUEUED_RUNS}
+
+
+def _quota_changes(request: TenantUpdate) -> dict[str, int | None]:
+    """The quotas ``request`` sets (``None``: back to the gateway's default); 422 out of range."""
+    changes: dict[str, int | None] = {}
+    for name, most in _QUOTA_BOUNDS.items():
+        value = getattr(request, name)
+        if isinstance(value, msgspec.UnsetType):
+            continue
+        if value is not None and not 0 <= value <= most:
+            raise field_problem(name, f"{name} must be between 0 and {most}")
+        changes[name] = value
+    return changes
 
 
 def _api_key(row: asyncpg.Record, tenant: str) -> ApiKey:

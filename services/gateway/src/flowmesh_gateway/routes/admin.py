@@ -28,6 +28,8 @@ async def patch_tenant(call: Call) -> web.Response:
         name=body.name,
         rate_limit=body.rate_limit,
         run_retention_days=body.run_retention_days,
+        max_holds=body.max_holds,
+        max_queued_runs=body.max_queued_runs,
     )
     return json_response(await call.registry("tenant_update", request))
 
@@ -59,7 +61,7 @@ ROUTES = [
         path="/api/v1/admin/tenants/{id}",
         handler=patch_tenant,
         role=PLATFORM,
-        summary="Rename a tenant, set its rate limit or run retention (null: the default)",
+        summary="Rename a tenant, set its rate limit, run retention or quotas (null: the default)",
         operation_id="tenant_update",
         body=h.TenantPatchBody,
         response=r.Tenant,

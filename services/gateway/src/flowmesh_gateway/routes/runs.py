@@ -14,8 +14,9 @@ from typing import Any, Literal
 import msgspec
 from aiohttp import web
 
-from flowmesh_gateway.api import INPUT_SCHEMAS, RUNS, SETTINGS, Call, Route
+from flowmesh_gateway.api import INPUT_SCHEMAS, QUOTAS, RUNS, SETTINGS, Call, Route
 from flowmesh_gateway.bodies import json_body, json_response, query_duration, unprocessable
+from flowmesh_gateway.quotas import QuotaExceeded
 from flowmesh_proto import http as h
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
@@ -35,6 +36,8 @@ WORKFLOWS = "/api/v1/{tenant}/workflows"
 RUNS_PATH = "/api/v1/{tenant}/runs"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _encoder = msgspec.json.Encoder()
+#: ``Retry-After`` of an execute refused for a full queue (seconds).
+QUEUE_RETRY_AFTER = 5
 
 
 class Start(msgspec.Struct, frozen=True, kw_only=True):
@@ -205,13 +208,45 @@ def check_input(call: Call, workflow: r.Workflow, value: Any) -> None:
 
 async def begin(call: Call, start: Start, wait: float | None) -> web.Response:
     """Start the run (or find the one its idempotency key names); with ``wait``, answer
-    200 and the run once it has finished within that many seconds."""
+    200 and the run once it has finished within that many seconds (a hold of the caller's:
+    429 past its limit, and nothing started)."""
+    if wait is None:
+        return await _begin(call, start, None)
+    async with call.holding():
+        return await _begin(call, start, wait)
+
+
+async def check_queue(call: Call) -> None:
+    """429 when the tenant has its limit of queued runs (DESIGN section 12): nothing of the
+    run is published, so nothing is lost; the client asks again later."""
+    settings = call.request.app[SETTINGS]
+    limit = call.quota.max_queued_runs
+    limit = settings.tenant_max_queued_runs if limit is None else limit
+    queued = await call.request.app[RUNS].queued(call.tenant)
+    if queued >= limit:
+        call.request.app[QUOTAS].metrics.refused.labels("queued_runs").inc()
+        raise QuotaExceeded(
+            f"the tenant has {queued} runs queued and may have {limit}: "
+            "try again once some have finished",
+            QUEUE_RETRY_AFTER,
+        )
+
+
+async def _begin(call: Call, start: Start, wait: float | None) -> web.Response:
     runs = call.request.app[RUNS]
     workflow, tenant = start.workflow, call.tenant
     run_id, new = str(new_id()), True
     if start.idempotency_key is not None:
         claim = await runs.claim(tenant, workflow.id, start.idempotency_key, run_id)
         run_id, new = claim.run_id, claim.new
+        if new:
+            try:
+                await check_queue(call)
+            except QuotaExceeded:
+                await runs.unclaim(tenant, workflow.id, start.idempotency_key, claim)
+                raise
+    else:
+        await check_queue(call)
     now = datetime.now(UTC)
     request = RunRequest(
         tenant=tenant,

@@ -2,13 +2,18 @@
 
 - ``GET /runs/{run_id}/events``: the run's events from its first (or after the one
   ``Last-Event-ID`` names), then live ones; the response ends after the run's terminal
-  event, at once for a finished run once it is replayed. A run with no event yet (its id
-  may be known before its ``run.queued`` is stored) is waited for, with heartbeats, for up
-  to ``sse_wait_for_run_seconds``. Resuming after the terminal event answers ``204``, which
-  tells an ``EventSource`` to stop reconnecting. A run id that is not a UUID is a 404; a
-  run of another tenant is on another subject, so it looks like a run with no events.
+  event, at once for a finished run once it is replayed. A run is known from the moment
+  its id is (execute answers once the run's ``run.queued`` is stored on the tenant's own
+  subject of the run): a run id with no message on that subject (an unknown run, a run of
+  another tenant, a string that is not a UUID) answers 404 at once, never an open stream
+  (DESIGN section 12). Resuming after the terminal event answers ``204``, which tells an
+  ``EventSource`` to stop reconnecting.
 - ``GET /events/stream``: every run event of the tenant from now on (or after
   ``Last-Event-ID``), ``workflow_id`` to keep one workflow's; it never ends on its own.
+
+Each open stream is a hold of the caller's (:meth:`Call.holding`): past the credential's or
+the tenant's limit of concurrent holds, 429 ``RATE_LIMITED`` with ``Retry-After``; the hold
+ends with the stream, however it ends.
 
 ``Last-Event-ID`` (the header an ``EventSource`` sends when it reconnects) wins over the
 ``last_event_id`` query parameter (for a first connect, where a browser cannot set headers).
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowmesh_gateway.api import RUNS, SETTINGS, STREAMS, Call, Route
+from flowmesh_gateway.api import RUNS, STREAMS, Call, Route
 from flowmesh_gateway.bodies import query_int, unprocessable
 from flowmesh_gateway.openapi import EVENT_STREAM
 from flowmesh_gateway.routes.runs import RUNS_PATH, path_run_id
@@ -28,6 +33,7 @@ from flowmesh_gateway.runs import LastEvent
 from flowmesh_gateway.sse import MAX_EVENT_ID, parse_event_id
 from flowmesh_gateway.streams import Plan
 from flowmesh_proto.ids import parse_uuid
+from flowmesh_shared.errors import NotFound
 
 LAST_EVENT_ID = "Last-Event-ID"
 
@@ -52,6 +58,8 @@ async def run_events(call: Call) -> web.StreamResponse:
     run_id = path_run_id(call)
     after = resume_after(call.request)
     last = await call.request.app[RUNS].last(call.tenant, run_id)
+    if last is None:
+        raise NotFound(f"run {run_id} not found")
     if _has_seen_the_end(last, after):  # nothing will ever follow: EventSource stops on 204
         return web.Response(status=204, headers={"Cache-Control": "no-cache"})
     live = call.request.app[STREAMS]
@@ -61,9 +69,9 @@ async def run_events(call: Call) -> web.StreamResponse:
         request_id=call.request_id,
         after=after,
         ends=True,
-        wait_first=call.request.app[SETTINGS].sse_wait_for_run_seconds if last is None else None,
     )
-    return await live.serve(call.request, plan)
+    async with call.holding():
+        return await live.serve(call.request, plan)
 
 
 async def tenant_events(call: Call) -> web.StreamResponse:
@@ -81,7 +89,8 @@ async def tenant_events(call: Call) -> web.StreamResponse:
         from_start=False,
         workflow_id=str(workflow_id) if workflow_id is not None else None,
     )
-    return await live.serve(call.request, plan)
+    async with call.holding():
+        return await live.serve(call.request, plan)
 
 
 ROUTES: list[Route] = [
