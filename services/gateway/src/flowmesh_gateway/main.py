@@ -11,9 +11,10 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from flowmesh_gateway.api import Limits
+from flowmesh_gateway.api import EVENTS, Limits
 from flowmesh_gateway.app import init_app
 from flowmesh_gateway.auth import Authenticator, JwtVerifier, KeyCache
+from flowmesh_gateway.ingress import EventIngress, IngressMetrics
 from flowmesh_gateway.ratelimit import RateLimiter, TenantLimits
 from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.runs import Runs
@@ -63,16 +64,21 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
     auth = Authenticator(registry, jwts, KeyCache(settings.key_cache_seconds), settings.admin_token)
     health = Health()
     health.add_check("nats", nats_connected(nc))
+    metrics = service_metrics_registry()
     app = init_app(
-        settings,
-        registry,
-        runs,
-        auth,
-        limits_of(settings),
-        health,
-        service_metrics_registry(),
-        replays=replays,
+        settings, registry, runs, auth, limits_of(settings), health, metrics, replays=replays
     )
+    ingress = EventIngress(
+        nc,
+        Subjects(settings.subject_prefix),
+        app[EVENTS],
+        IngressMetrics(metrics),
+        max_bytes=settings.max_body_bytes,
+        max_in_flight=settings.ingress_max_in_flight,
+        tenant_max_in_flight=settings.ingress_tenant_max_in_flight,
+    )
+    await ingress.start()
+    stack.push_async_callback(ingress.stop, settings.shutdown_timeout)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
