@@ -278,6 +278,12 @@ class Deployed:
         )
 
 
+def event_body(tenant: str, event_type: str, event_id: str, **data: Any) -> bytes:
+    """A trigger event for ``fm.<tenant>.events.<event_type>``, as the ingress takes it."""
+    envelope = {"id": event_id, "type": event_type, "tenant": tenant, "data": data}
+    return json.dumps(envelope).encode()
+
+
 @asynccontextmanager
 async def gateway(deployed: Deployed, **settings: Any) -> AsyncIterator[GatewayApp]:
     """A real gateway signed in as its user: among others, the ingress that stores what

@@ -31,6 +31,7 @@ from tests.natsdeploy import (
     Violations,
     account_passwords,
     copy_config,
+    event_body,
     gateway,
     mint,
     single_node,
@@ -76,10 +77,6 @@ async def service(deployed: Deployed) -> AsyncIterator[Client]:
     await nc.close()
 
 
-def event(tenant: str, event_type: str, event_id: str, **data: Any) -> bytes:
-    return json.dumps({"id": event_id, "type": event_type, "tenant": tenant, "data": data}).encode()
-
-
 async def stored(service: Client, subject: str) -> list[Any]:
     """Every message FM_EVENTS holds on ``subject``, oldest first."""
     js = service.jetstream()
@@ -113,13 +110,13 @@ async def test_another_tenants_message_ids_drop_nothing(
         for header in (event_id, f"acme:{event_id}", f"acme.events.{event_id}"):
             ack = await globex.jetstream().publish(
                 globex_subject,
-                event("globex", event_type, event_id, by="globex", header=header),
+                event_body("globex", event_type, event_id, by="globex", header=header),
                 headers={"Nats-Msg-Id": header},
             )
             globex_acks.append(ack)
         ack = await acme.jetstream().publish(
             acme_subject,
-            event("acme", event_type, event_id, by="acme"),
+            event_body("acme", event_type, event_id, by="acme"),
             headers={"Nats-Msg-Id": event_id},
         )
         assert ack.stream == STREAM and not ack.duplicate
@@ -145,9 +142,9 @@ async def test_a_tenants_retry_is_a_duplicate_stored_and_counted_once(
     event_id, event_type = f"retry-{secrets.token_hex(4)}", f"order.t{secrets.token_hex(4)}"
     subject = f"fm.acme.events.{event_type}"
     try:
-        js = acme.jetstream()
-        first = await js.publish(subject, event("acme", event_type, event_id, n=1))
-        again = await js.publish(subject, event("acme", event_type, event_id, n=1), stream=STREAM)
+        js, body = acme.jetstream(), event_body("acme", event_type, event_id, n=1)
+        first = await js.publish(subject, body)
+        again = await js.publish(subject, body, stream=STREAM)
         assert first.stream == STREAM and not first.duplicate
         assert (again.stream, again.seq, again.duplicate) == (STREAM, first.seq, True)
         assert len(await stored(service, subject)) == 1
@@ -163,7 +160,7 @@ async def test_a_plain_publish_gets_in_without_its_message_id(
     event_id, event_type = f"core-{secrets.token_hex(4)}", f"order.t{secrets.token_hex(4)}"
     subject = f"fm.acme.events.{event_type}"
     try:
-        body = event("acme", event_type, event_id, n=1)
+        body = event_body("acme", event_type, event_id, n=1)
         await acme.publish(subject, body, headers={"Nats-Msg-Id": event_id})
         await acme.flush()
 
@@ -187,18 +184,19 @@ async def test_a_bad_or_oversized_event_is_refused_and_not_stored(
     refused: list[tuple[bytes, int]] = [
         (b"not json", 4200),
         (b'{"type": "x"}', 4200),  # no id, no tenant
-        (event("globex", event_type, "e1"), 4200),  # another tenant's event on acme's subject
-        (event("acme", "order.other", "e2"), 4200),  # a type that is not the subject's
-        (event("acme", event_type, "has space"), 4200),  # not an event id
-        (event("acme", event_type, "e3", blob="x" * MAX_EVENT_BYTES), 4130),  # too large
+        (event_body("globex", event_type, "e1"), 4200),  # another tenant's event on acme's subject
+        (event_body("acme", "order.other", "e2"), 4200),  # a type that is not the subject's
+        (event_body("acme", event_type, "has space"), 4200),  # not an event id
+        (event_body("acme", event_type, "e3", blob="x" * MAX_EVENT_BYTES), 4130),  # too large
     ]
     try:
         for body, err_code in refused:
             with pytest.raises(BadRequestError) as caught:
                 await acme.jetstream().publish(subject, body)
             assert caught.value.err_code == err_code, body[:40]
+        body = event_body("acme", event_type, "e4")
         with pytest.raises(APIError, match="expected stream"):
-            await acme.jetstream().publish(subject, event("acme", event_type, "e4"), stream="X")
+            await acme.jetstream().publish(subject, body, stream="X")
         assert await stored(service, subject) == []
         assert await ledger(service).counted("acme", "e1") is None
     finally:
@@ -218,12 +216,12 @@ async def test_a_tenant_cannot_publish_another_tenants_events(
             f"fm.acme.ingress.{event_type}",
         ):
             with pytest.raises((NatsTimeout, NoStreamResponseError)):
-                await acme.request(subject, event("globex", event_type, "g1"), timeout=0.5)
+                await acme.request(subject, event_body("globex", event_type, "g1"), timeout=0.5)
             await until(lambda s=subject: violations.about(s), timeout=5)
         # On its own subject, an event naming another tenant is refused, not stored.
         with pytest.raises(BadRequestError, match="tenant"):
             await acme.jetstream().publish(
-                f"fm.acme.events.{event_type}", event("globex", event_type, "g1")
+                f"fm.acme.events.{event_type}", event_body("globex", event_type, "g1")
             )
         for tenant in ("acme", "globex"):
             assert await stored(service, f"fm.{tenant}.events.{event_type}") == []
