@@ -50,6 +50,7 @@ docs: sync
 bench: sync
 	$(UV) run python bench/registry.py --workflows 10000 --out bench/results/registry.json
 	$(UV) run python bench/gateway.py --workflows 10000 --wrk --out bench/results/gateway.json
+	$(UV) run python bench/ingress.py --events 2000 --out bench/results/ingress.json
 
 clean:
 	rm -rf .flowmesh .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from typing import Any
 import nats
 
 from flowmesh_cli.main import run_cli
+from flowmesh_gateway.main import GatewayApp, start_gateway
+from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_shared.localstack import (
     LOOPBACK,
     LocalStackError,
@@ -274,3 +276,24 @@ class Deployed:
             allow_reconnect=False,
             inbox_prefix=inbox,
         )
+
+
+def event_body(tenant: str, event_type: str, event_id: str, **data: Any) -> bytes:
+    """A trigger event for ``fm.<tenant>.events.<event_type>``, as the ingress takes it."""
+    envelope = {"id": event_id, "type": event_type, "tenant": tenant, "data": data}
+    return json.dumps(envelope).encode()
+
+
+@asynccontextmanager
+async def gateway(deployed: Deployed, **settings: Any) -> AsyncIterator[GatewayApp]:
+    """A real gateway signed in as its user: among others, the ingress that stores what
+    tenants' publishers send (their accounts map ``fm.<t>.events.>`` to it)."""
+    values: dict[str, Any] = {
+        "nats_url": deployed.url("gateway"),
+        "http_port": 0,
+        "log_level": "warning",
+        "rpc_timeout": 3.0,
+        **settings,
+    }
+    async with AsyncExitStack() as stack:
+        yield await start_gateway(GatewaySettings(**values), stack)

@@ -1,10 +1,11 @@
 """The NATS configuration of deploy/nats holds each tenant's users to that tenant.
 
 A server runs the committed configuration unchanged (copied, as an operator would copy
-it); the Flowmesh services' streams are made as the registry's user; users are minted
-with the ``flowmesh nats-user`` command for two tenants. A publisher reaches only its own
-tenant's events (and JetStream acknowledges them across the account boundary, dedup
-included); a reader hears only its own tenant's run events; neither can publish or
+it); the Flowmesh services' streams are made as the registry's user, and a gateway
+serves the events ingress; users are minted with the ``flowmesh nats-user`` command for
+two tenants. A publisher reaches only its own tenant's events (stored through the ingress,
+which acknowledges them across the account boundary as JetStream would, a retry as a
+duplicate); a reader hears only its own tenant's run events; neither can publish or
 subscribe anywhere else, nor touch the JetStream API, and the server refuses each such
 attempt as a permissions violation.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
-import json
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,6 +36,8 @@ from tests.natsdeploy import (
     Violations,
     account_passwords,
     copy_config,
+    event_body,
+    gateway,
     mint,
     single_node,
 )
@@ -62,7 +64,8 @@ async def deployed(tmp_path: Path) -> AsyncIterator[Deployed]:
             )
         finally:
             await registry.close()
-        yield deployed
+        async with gateway(deployed):
+            yield deployed
 
 
 async def test_a_publisher_publishes_its_own_tenants_events_into_jetstream(
@@ -72,8 +75,8 @@ async def test_a_publisher_publishes_its_own_tenants_events_into_jetstream(
     service = await deployed.connect("registry")
     try:
         event_id = secrets.token_hex(8)
-        headers = {"Nats-Msg-Id": f"acme:{event_id}"}
-        body = json.dumps({"id": event_id, "type": "order.created", "data": {"n": 1}}).encode()
+        headers = {"Nats-Msg-Id": f"acme:{event_id}"}  # passed on to no stream
+        body = event_body("acme", "order.created", event_id)
         ack = await publisher.jetstream().publish(
             "fm.acme.events.order.created", body, headers=headers
         )
@@ -85,6 +88,7 @@ async def test_a_publisher_publishes_its_own_tenants_events_into_jetstream(
         stored = await service.jetstream().get_msg("FM_EVENTS", ack.seq)
         assert stored.subject == "fm.acme.events.order.created"
         assert stored.data == body
+        assert "Nats-Msg-Id" not in (stored.headers or {})
     finally:
         await publisher.close()
         await service.close()
@@ -165,12 +169,22 @@ async def test_a_reader_of_one_tenant_cannot_sign_in_as_another(deployed: Deploy
 
 
 async def publishes(deployed: Deployed, minted: dict[str, Any], subject: str) -> None:
-    """The minted user signs in and JetStream stores its event on ``subject``."""
+    """The minted user signs in and its event is stored on ``fm.<t>.events.<subject>``
+    (after a restart, once the gateway has signed in again)."""
     url = deployed.node.url_for(minted["user"], minted["password"])
     nc = await nats.connect(url, allow_reconnect=False)
+    tenant, event_type = minted["tenant"], subject.split(".", 3)[3]
+    body = event_body(tenant, event_type, secrets.token_hex(8))
+
+    async def stored() -> bool:
+        try:
+            ack = await nc.jetstream().publish(subject, body, timeout=1)
+        except (NatsTimeout, NoStreamResponseError):
+            return False
+        return ack.stream == "FM_EVENTS"
+
     try:
-        ack = await nc.jetstream().publish(subject, b"{}")
-        assert ack.stream == "FM_EVENTS"
+        await until(stored, timeout=10, message=f"{subject} stored")
     finally:
         await nc.close()
 

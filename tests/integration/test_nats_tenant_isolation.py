@@ -38,7 +38,16 @@ from flowmesh_shared.natsconn import SERVICES, connect, service_inbox
 from flowmesh_shared.rpc import RpcClient, RpcService
 from flowmesh_worker import TaskContext, Worker
 from tests.helpers import until
-from tests.natsdeploy import Deployed, Violations, account_passwords, copy_config, mint, single_node
+from tests.natsdeploy import (
+    Deployed,
+    Violations,
+    account_passwords,
+    copy_config,
+    event_body,
+    gateway,
+    mint,
+    single_node,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +96,8 @@ async def deployed(tmp_path: Path) -> AsyncIterator[Deployed]:
             )
         finally:
             await registry.close()
-        yield deployed
+        async with gateway(deployed):  # the events ingress
+            yield deployed
 
 
 async def service(deployed: Deployed, name: str) -> Client:
@@ -109,6 +119,7 @@ def services_for(nc: Client) -> StepServices:
         waits=stand_in,
         children=stand_in,
         definitions=stand_in,
+        event_ids=stand_in,
     )
 
 
@@ -182,7 +193,9 @@ async def test_no_tenant_user_hears_another_tenant_or_a_service_reply(deployed: 
         for tenant in TENANTS:  # JetStream acks to the services' inboxes
             await gateway.jetstream().publish(f"fm.{tenant}.events.order.created", b"{}")
             await executor.jetstream().publish(f"fm.{tenant}.runs.r-{tenant}", b"{}")
-        ack = await publisher.jetstream().publish("fm.globex.events.hello", b'{"globex": 1}')
+        ack = await publisher.jetstream().publish(
+            "fm.globex.events.hello", event_body("globex", "hello", "e1", globex=1)
+        )
         assert ack.stream == "FM_EVENTS"
         for nc in (registry, gateway, executor, publisher):
             await nc.flush()
@@ -360,7 +373,8 @@ async def test_a_tenant_account_is_held_to_its_limits(deployed: Deployed) -> Non
         await first.flush()
         # The server refuses the fourth, and nats-py closes the connection on that error.
         await until(lambda: "maximum subscriptions" in str(first.last_error).lower(), timeout=5)
-        ack = await second.jetstream().publish("fm.initech.events.small", b"x" * 1500)
+        small = event_body("initech", "small", "e1", blob="x" * 1400)
+        ack = await second.jetstream().publish("fm.initech.events.small", small)
         assert ack.stream == "FM_EVENTS"
         # The client knows only the server's limit (8 MB): the server closes the connection.
         await second.publish("fm.initech.events.big", b"x" * 4096)

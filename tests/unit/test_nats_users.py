@@ -47,7 +47,7 @@ def test_a_worker_imports_only_its_tenants_queues_and_replies(tmp_path: Path) ->
     record = natsusers.load(tmp_path)
     service = '{{service: {{account: FLOWMESH, subject: "{}"}}}}'.format
     assert natsusers.imports(record, "acme") == (
-        service("fm.acme.events.>"),
+        '{service: {account: FLOWMESH, subject: "fm.acme.ingress.>"}, to: "fm.acme.events.>"}',
         '{stream: {account: FLOWMESH, subject: "fm.acme.runs.*"}}',
         service("fm.acme.task-replies.*"),
         service("$JS.API.CONSUMER.MSG.NEXT.FM_TASKS.tasks_acme_b"),
@@ -98,7 +98,10 @@ def test_minting_records_a_hash_and_renders_one_account_per_tenant(tmp_path: Pat
     text = (tmp_path / "tenants.conf").read_text()
     assert text == natsusers.render(record)
     assert text.count("TENANT_acme: {") == 1 and text.count("TENANT_globex: {") == 1
-    assert '{service: {account: FLOWMESH, subject: "fm.acme.events.>"}}' in text
+    # Events go to the ingress (the gateways), never straight into a stream.
+    ingress = '{service: {account: FLOWMESH, subject: "fm.acme.ingress.>"}, to: "fm.acme.events.>"}'
+    assert ingress in text
+    assert 'subject: "fm.acme.events.>"' not in text
     assert '{stream: {account: FLOWMESH, subject: "fm.globex.runs.*"}}' in text
     assert publisher.password not in text
 

@@ -6,8 +6,10 @@ can reach that tenant's subjects and nothing else. Each tenant gets an account o
 own in the server configuration (``deploy/nats/accounts.conf`` includes the generated
 ``tenants.conf``) which imports from the Flowmesh account only:
 
-- the service ``<prefix>.<tenant>.events.>``: a ``publisher`` publishes trigger events
-  there (JetStream acknowledges them across the import, and ``Nats-Msg-Id`` deduplicates);
+- the service ``<prefix>.<tenant>.ingress.>``, as ``<prefix>.<tenant>.events.>`` in the
+  tenant's account: a ``publisher`` publishes trigger events there, and a gateway stores
+  each in the events stream once per ``(tenant, id)`` and answers as JetStream would (so
+  ``js.publish`` works; a ``Nats-Msg-Id`` the publisher sets is not the stream's);
 - the stream ``<prefix>.<tenant>.runs.*``: a ``reader`` follows its tenant's run events
   live (history and replay are the HTTP API's: ``GET /runs/{id}/events``);
 - for a ``worker`` (``--queue``, once per queue it serves): the fetch and ack subjects of
@@ -143,7 +145,7 @@ def permissions(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(publish, subscribe) subjects a user of ``role`` may use; nothing else."""
     if role == "publisher":
-        # The inbox is for JetStream's publish acknowledgements: the tenant account's own
+        # The inbox is for the ingress's publish acknowledgements: the tenant account's own
         # (accounts keep it private), not a service's.
         return (f"{prefix}.{tenant}.events.>",), ("_INBOX.>",)
     if role == "worker":
@@ -164,10 +166,12 @@ def imports(record: TenantUsers, tenant: str) -> tuple[str, ...]:
         return ()
     account, prefix, stream = record.service_account, record.prefix, record.tasks_stream
 
-    def service(subject: str) -> str:
-        return f'{{service: {{account: {account}, subject: "{subject}"}}}}'
+    def service(subject: str, to: str | None = None) -> str:
+        mapped = f', to: "{to}"' if to else ""
+        return f'{{service: {{account: {account}, subject: "{subject}"}}{mapped}}}'
 
-    lines = [service(f"{prefix}.{tenant}.events.>")]
+    # Events go to the ingress (no stream there) from the subject the tenant publishes on.
+    lines = [service(f"{prefix}.{tenant}.ingress.>", to=f"{prefix}.{tenant}.events.>")]
     lines.append(f'{{stream: {{account: {account}, subject: "{prefix}.{tenant}.runs.*"}}}}')
     queues = sorted({q for u in users if u.role == "worker" for q in u.queues})
     if queues:

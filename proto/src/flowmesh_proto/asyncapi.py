@@ -27,9 +27,11 @@ stream prefix `FM`.
 
 Operations are Flowmesh's own, all four services taken as one application: `send` means a \
 Flowmesh service publishes on the channel, `receive` that one consumes from it. An \
-integrating service does the mirror image: it sends trigger events (`receiveTriggerEvent`), \
-receives run events (`sendRunEvent`), and serves task requests (`sendTaskRequest`, \
-answering on the subject in its `Fm-Reply-To` header).
+integrating service does the mirror image: it sends trigger events (`receiveTenantEvent`: \
+a tenant's publisher sends on `fm.<t>.events.<type>` in its own account, which maps it to \
+the ingress; the gateway stores it and answers like JetStream), receives run events \
+(`sendRunEvent`), and serves task requests (`sendTaskRequest`, answering on the subject in \
+its `Fm-Reply-To` header).
 
 Registry operations (`fm.rpc.registry.<op>`) are for Flowmesh's own services: NATS \
 permissions keep tenants away from `fm.rpc.>`. See docs/events.md."""
@@ -155,6 +157,8 @@ def document() -> dict[str, Any]:
         runs.RunRequest,
         runs.RunEvent,
         events.EventEnvelope,
+        events.EventStored,
+        events.EventRefused,
         tasks.TaskRequest,
         tasks.TaskReply,
         runs.CancelRequest,
@@ -281,8 +285,10 @@ def _other_channels(doc: _Doc) -> None:
         "sendTriggerEvent",
         "send",
         "triggerEvents",
-        "The gateway publishes `POST /events`; `publish` steps publish theirs.",
+        "The gateway publishes `POST /events` and tenants' events from the ingress; "
+        "`publish` steps publish theirs.",
     )
+    _ingress_channels(doc)
     doc.message(
         "TaskRequest",
         "task.request",
@@ -433,6 +439,53 @@ def _registry_request_headers(doc: _Doc) -> dict[str, str]:
         headers.REQUEST_ID,
         headers.TRACEPARENT,
         headers.TRACESTATE,
+    )
+
+
+def _ingress_channels(doc: _Doc) -> None:
+    s, names = Subjects("fm"), stream_names("FM")
+    doc.channel(
+        "eventIngress",
+        _address(s.ingress("tenant", "type")),
+        "Trigger events of a tenant's own publishers: what one publishes on "
+        "`fm.<tenant>.events.<type>` in its tenant's account arrives here (the account's "
+        "import maps it); no stream captures it. A `Nats-Msg-Id` it carries is not passed "
+        'on: the event is `(tenant, id)` (docs/events.md, "Deduplication").',
+        ["TriggerEvent"],
+    )
+    stored = doc.message(
+        "EventStored",
+        "event.stored",
+        _ref(events.EventStored),
+        "Shaped like JetStream's publish acknowledgement (`js.publish` reads it): the "
+        "sequence of the copy that counts; `duplicate` when the tenant sent the id before.",
+    )
+    refused = doc.message(
+        "EventRefused",
+        "event.refused",
+        _ref(events.EventRefused),
+        "Shaped like a JetStream API error: 400 (`err_code` 4200 a bad envelope, 4130 too "
+        "large), 503 (4290 too many in flight, 5030 JetStream unavailable): send it again.",
+    )
+    doc.channel(
+        "eventIngressReplies",
+        None,
+        "The publisher's reply subject (a NATS inbox of its account); none for a plain "
+        "publish, which gets no answer.",
+        [stored, refused],
+    )
+    doc.operation(
+        "receiveTenantEvent",
+        "receive",
+        "eventIngress",
+        f"A gateway (queue group `gateway-ingress`) checks the event, stores it in "
+        f"`{names.events}` once per `(tenant, id)` and answers a request.",
+        reply={
+            "channel": {"$ref": "#/channels/eventIngressReplies"},
+            "messages": [
+                {"$ref": f"#/channels/eventIngressReplies/messages/{m}"} for m in (stored, refused)
+            ],
+        },
     )
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from flowmesh_proto.errors import ProblemItem
-from flowmesh_proto.ids import EVENT_TYPE_PATTERN
+from flowmesh_proto.ids import EVENT_ID_PATTERN, EVENT_TYPE_PATTERN, MAX_EVENT_ID_LENGTH
 from flowmesh_proto.registry import (
     MAX_RUN_RETENTION_DAYS,
     MAX_TENANT_HOLDS,
@@ -122,10 +122,6 @@ class CancelAccepted(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["cancelling"]
 
 
-#: An event id: printable ASCII without spaces (it becomes part of a NATS header).
-EVENT_ID_PATTERN = r"^[!-~]+$"
-
-
 class EventBody(_Body, frozen=True):
     """``POST /events``: a CloudEvents-named envelope. ``type`` is dot-separated subject
     tokens (``order.created``); no ``id`` gets a UUIDv7, no ``time`` the time received."""
@@ -133,7 +129,11 @@ class EventBody(_Body, frozen=True):
     type: Annotated[str, msgspec.Meta(max_length=200, pattern=EVENT_TYPE_PATTERN)]
     data: Any
     id: (
-        Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=EVENT_ID_PATTERN)] | None
+        Annotated[
+            str,
+            msgspec.Meta(min_length=1, max_length=MAX_EVENT_ID_LENGTH, pattern=EVENT_ID_PATTERN),
+        ]
+        | None
     ) = None
     source: Annotated[str, msgspec.Meta(max_length=1000)] = ""
     time: Annotated[datetime, msgspec.Meta(tz=True)] | None = None

@@ -18,6 +18,10 @@ SECRET_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"  # noqa: S105 - a pattern, not a
 TRIGGER_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: An event id: printable ASCII without spaces (it becomes part of a NATS header).
+EVENT_ID_PATTERN = r"^[!-~]+$"
+#: The longest event id (it is a CloudEvents ``id``, chosen by the publisher).
+MAX_EVENT_ID_LENGTH = 200
 
 _TENANT_RE = re.compile(TENANT_ID_PATTERN)
 _NODE_RE = re.compile(NODE_ID_PATTERN)
@@ -25,6 +29,7 @@ _SECRET_RE = re.compile(SECRET_NAME_PATTERN)
 _TRIGGER_RE = re.compile(TRIGGER_ID_PATTERN)
 _EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
 _QUEUE_RE = re.compile(QUEUE_NAME_PATTERN)
+_EVENT_ID_RE = re.compile(EVENT_ID_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 def tenant_id_problem(value: object) -> str | None:
@@ -57,6 +62,15 @@ def is_trigger_id(value: object) -> bool:
 def is_event_type(value: object) -> bool:
     """Event types are subject tokens joined by dots (``order.created``)."""
     return isinstance(value, str) and len(value) <= 200 and bool(_EVENT_TYPE_RE.fullmatch(value))
+
+
+def is_event_id(value: object) -> bool:
+    """1..200 printable ASCII characters without spaces (no trailing newline either)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_EVENT_ID_LENGTH
+        and _EVENT_ID_RE.fullmatch(value) is not None
+    )
 
 
 def is_queue_name(value: object) -> bool:

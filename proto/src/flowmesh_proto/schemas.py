@@ -26,6 +26,8 @@ SCHEMA_ROOTS: dict[str, Any] = {
     "run-cancel": runs.CancelRequest,
     "run": runs.Run,
     "event": events.EventEnvelope,
+    "event-stored": events.EventStored,
+    "event-refused": events.EventRefused,
     "task-request": tasks.TaskRequest,
     "task-reply": tasks.TaskReply,
     "problem": Problem,

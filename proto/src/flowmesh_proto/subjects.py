@@ -71,6 +71,22 @@ class Subjects(msgspec.Struct, frozen=True):
             raise SubjectError(f"event type {event_type!r} is not dot-separated tokens")
         return f"{self.prefix}.{_tenant(tenant)}.events.{event_type}"
 
+    def ingress(self, tenant: str, event_type: str) -> str:
+        """Where a tenant's own publisher's event arrives (its account maps
+        ``<prefix>.<t>.events.>`` here); no stream captures it: the gateway stores it."""
+        if not is_event_type(event_type):
+            raise SubjectError(f"event type {event_type!r} is not dot-separated tokens")
+        return f"{self.prefix}.{_tenant(tenant)}.ingress.{event_type}"
+
+    def ingress_event(self, subject: str) -> tuple[str, str]:
+        """(tenant, event type) of an ingress subject; SubjectError if it is not one."""
+        head, _, rest = subject.partition(".")
+        tenant, _, rest = rest.partition(".")
+        kind, _, event_type = rest.partition(".")
+        if head != self.prefix or kind != "ingress" or not is_event_type(event_type):
+            raise SubjectError(f"{subject!r} is not an ingress subject")
+        return _tenant(tenant), event_type
+
     def tasks(self, tenant: str, queue: str) -> str:
         if not is_queue_name(queue):
             raise SubjectError(f"queue {queue!r} is not a valid queue name")
@@ -108,6 +124,10 @@ class Subjects(msgspec.Struct, frozen=True):
     @property
     def all_events(self) -> str:
         return f"{self.prefix}.*.events.>"
+
+    @property
+    def all_ingress(self) -> str:
+        return f"{self.prefix}.*.ingress.>"
 
     @property
     def all_tasks(self) -> str:

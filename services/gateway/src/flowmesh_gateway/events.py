@@ -1,5 +1,6 @@
-"""Trigger events published through the gateway (``POST /events``), on
-``<prefix>.<t>.events.<type>`` in stream FM_EVENTS, as other services publish them over NATS.
+"""Trigger events stored by the gateway, on ``<prefix>.<t>.events.<type>`` in stream
+FM_EVENTS: those of ``POST /events``, and those tenants' own publishers send over NATS
+(:mod:`flowmesh_gateway.ingress`).
 
 An event is ``(tenant, id)``, recorded in the event-ids ledger
 (:class:`flowmesh_shared.event_ids.EventIds`): one sent again within a day is not stored
@@ -59,9 +60,21 @@ class EventPublisher:
             EventIds(js, streams.idempotency, settings.streams),
         )
 
+    @property
+    def stream(self) -> str:
+        return self._stream
+
     async def publish(self, envelope: EventEnvelope) -> bool:
         """Store the event; False when the stream already held it (a duplicate)."""
-        payload = _encoder.encode(envelope)
+        _, stored = await self.store(envelope, _encoder.encode(envelope), telemetry.inject({}))
+        return stored
+
+    async def store(
+        self, envelope: EventEnvelope, payload: bytes, headers: dict[str, str]
+    ) -> tuple[int, bool]:
+        """Store ``payload`` (``envelope`` encoded, as its publisher wrote it) unless the
+        ledger knows the event: (the sequence of the copy that counts, whether this call
+        stored it)."""
         if len(payload) > self._max_message_bytes:
             raise FlowmeshError(
                 ErrorCode.PAYLOAD_TOO_LARGE,
@@ -69,7 +82,6 @@ class EventPublisher:
                 f"{self._max_message_bytes}",
             )
         subject = self._subjects.events(envelope.tenant, envelope.type)
-        headers = telemetry.inject({})
         try:
             seq, stored = await self._ids.publish_once(
                 self._js,
@@ -87,6 +99,11 @@ class EventPublisher:
             log.warning("nats.unavailable", what="event", error=repr(exc))
             raise Unavailable("NATS JetStream did not answer in time (the event)") from exc
         log.info(
-            "event.published", type=envelope.type, event_id=envelope.id, seq=seq, dup=not stored
+            "event.published",
+            tenant=envelope.tenant,
+            type=envelope.type,
+            event_id=envelope.id,
+            seq=seq,
+            dup=not stored,
         )
-        return stored
+        return seq, stored

@@ -14,10 +14,11 @@ from aiohttp import web
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
-from flowmesh_gateway.api import Limits
+from flowmesh_gateway.api import EVENTS, Limits
 from flowmesh_gateway.app import init_app
 from flowmesh_gateway.auth import Authenticator, JwtVerifier, KeyCache
 from flowmesh_gateway.counters import KvCounters
+from flowmesh_gateway.ingress import EventIngress, IngressMetrics
 from flowmesh_gateway.quotas import Quotas
 from flowmesh_gateway.ratelimit import RateLimiter, TenantLimits
 from flowmesh_gateway.replays import Replays
@@ -104,6 +105,17 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
         replays=replays,
         quotas=quotas,
     )
+    ingress = EventIngress(
+        nc,
+        Subjects(settings.subject_prefix),
+        app[EVENTS],
+        IngressMetrics(metrics),
+        max_bytes=settings.max_body_bytes,
+        max_in_flight=settings.ingress_max_in_flight,
+        tenant_max_in_flight=settings.ingress_tenant_max_in_flight,
+    )
+    await ingress.start()
+    stack.push_async_callback(ingress.stop, settings.shutdown_timeout)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)

@@ -31,8 +31,15 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     jwt_leeway_seconds: float = 30.0
     #: How long a verified API key is trusted before asking the registry again (revocation lag).
     key_cache_seconds: float = 5.0
-    #: The largest request body (bytes); larger is 413 PAYLOAD_TOO_LARGE.
+    #: The largest request body (bytes); larger is 413 PAYLOAD_TOO_LARGE. Also the largest
+    #: event a tenant's own publisher sends over NATS (larger is refused with 400).
     max_body_bytes: int = 1024 * 1024
+    #: Events of tenants' own NATS publishers one gateway stores at once; past it an event
+    #: is refused with 503 at once (the publisher sends it again).
+    ingress_max_in_flight: int = 256
+    #: Of those, events of one tenant; past it that tenant's next is refused with 503 (so a
+    #: tenant's flood never holds another tenant's event behind it).
+    ingress_tenant_max_in_flight: int = 32
     #: Requests per second a tenant may make (a token bucket per tenant and gateway),
     #: unless the tenant has a limit of its own.
     tenant_rate: float = 200.0

@@ -9,7 +9,6 @@ duplicate window is stored once and answered the same.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -18,10 +17,9 @@ from flowmesh_gateway.api import EVENTS, Call, Route
 from flowmesh_gateway.bodies import json_body, json_response, unprocessable
 from flowmesh_proto import http as h
 from flowmesh_proto.events import EventEnvelope
-from flowmesh_proto.ids import EVENT_TYPE_PATTERN, is_event_type, new_id
+from flowmesh_proto.ids import EVENT_TYPE_PATTERN, is_event_id, is_event_type, new_id
 
 PATH = "/api/v1/{tenant}/events"
-_EVENT_ID = re.compile(h.EVENT_ID_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 async def publish(call: Call) -> web.Response:
@@ -29,7 +27,7 @@ async def publish(call: Call) -> web.Response:
     # The schema's patterns let a trailing newline through ($ matches before one).
     if not is_event_type(body.type):
         raise unprocessable(f"type must match {EVENT_TYPE_PATTERN}", "type")
-    if body.id is not None and not _EVENT_ID.fullmatch(body.id):
+    if body.id is not None and not is_event_id(body.id):
         raise unprocessable("id must be printable ASCII without spaces", "id")
     envelope = EventEnvelope(
         id=body.id if body.id is not None else str(new_id()),
