@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flowmesh_shared.cel_references import lex
@@ -142,9 +142,26 @@ class Cost:
     literal_items: int
     builds: int
     reads: frozenset[tuple[str, ...]] = frozenset()
+    _terms: tuple[tuple[float, int], ...] = field(default=(), init=False, repr=False)
+    _limits: dict[float, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        terms = tuple((c, dict(m).get("n", 0)) for m, c in self.work.terms.items())
+        if any(name != "n" for m in self.work.terms for name, _ in m):
+            raise CostError("a comprehension's variable is left in the bound")
+        object.__setattr__(self, "_terms", terms)
+        object.__setattr__(self, "_limits", {})
 
     def units(self, n: int) -> float:
-        return self.work.at(max(n, 1))
+        n = max(n, 1)
+        return float(sum(c * n**e for c, e in self._terms))
+
+    def walk_limit(self, budget: float) -> int:
+        """The most data worth measuring: more could never fit ``budget`` (remembered)."""
+        limit = self._limits.get(budget)
+        if limit is None:
+            limit = self._limits[budget] = max(self.largest_data(budget), 0)
+        return limit
 
     def largest_data(self, budget: float) -> int:
         """The largest data size whose evaluation fits in ``budget`` units (-1: none)."""

@@ -98,6 +98,9 @@ class ExpressionBudgetExceeded(EvaluationError):
 DEFAULT_BUDGET = 20_000
 
 
+_SCALARS = frozenset({bool, int, float})
+
+
 class Meter:
     """A budget of cost units that evaluations spend before they start (DESIGN section 12).
 
@@ -120,7 +123,7 @@ class Meter:
 
     def size(self, value: Any, limit: int) -> int:
         """``value``'s size in units, counted up to ``limit`` + 1."""
-        if isinstance(value, bool | int | float | None):
+        if value is None or type(value) in _SCALARS:
             return 1
         known = self._sizes.get(id(value))
         if known is not None and known[0] is value:
@@ -149,6 +152,8 @@ class Expression:
     references: References
     cost: Cost = field(compare=False, repr=False)
     program: Any = field(compare=False, repr=False)
+    #: Each root read, with a tree of the names selected below it (None: all of it).
+    roots: tuple[tuple[str, ReadTree], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def is_constant(self) -> bool:
@@ -203,7 +208,30 @@ def compile_expression(source: str) -> Expression:
         cost = estimate(source)
     except CostError as exc:
         raise ExpressionError(source, f"its cost cannot be bounded: {exc}") from None
-    return Expression(source=source, references=references, cost=cost, program=program)
+    read = {path[0] for path in cost.reads}
+    paths = [*cost.reads, *((name,) for name in references.variables if name not in read)]
+    roots = _read_tree(paths)
+    assert roots is not None
+    return Expression(
+        source=source,
+        references=references,
+        cost=cost,
+        program=program,
+        roots=tuple(roots.items()),
+    )
+
+
+#: What is read below a value: None for all of it, else each name selected and below it.
+ReadTree = dict[str, "ReadTree"] | None
+
+
+def _read_tree(paths: list[tuple[str, ...]]) -> ReadTree:
+    if any(not path for path in paths):
+        return None
+    children: dict[str, list[tuple[str, ...]]] = {}
+    for path in paths:
+        children.setdefault(path[0], []).append(path[1:])
+    return {name: _read_tree(below) for name, below in children.items()}
 
 
 def _compile_message(exc: BaseException) -> str:
@@ -335,17 +363,12 @@ def _scope(expression: Expression, context: Mapping[str, Any], meter: Meter) -> 
     """What crosses into CEL: only the paths the expression reads (converting the rest, a
     1 MiB trigger for ``trigger.data.id``, would cost more than evaluating), after the
     meter is charged for them. Raises :class:`ExpressionBudgetExceeded`."""
-    limit = _walk_limit(expression, meter.budget)
-    paths: dict[str, list[tuple[str, ...]]] = {}
-    for path in expression.cost.reads:
-        paths.setdefault(path[0], []).append(path[1:])
-    for name in expression.references.variables:
-        paths.setdefault(name, [()])
+    limit = expression.cost.walk_limit(meter.budget)
     scope: dict[str, Any] = {}
     size = 0
-    for name, wanted in paths.items():
+    for name, wanted in expression.roots:
         if name in context:
-            value, used = _prune(context[name], wanted, meter, max(limit - size, 0))
+            value, used = _prune(context[name], wanted, meter, limit - size)
             scope[name] = value
             size += used
         if size > limit:
@@ -358,25 +381,15 @@ def _scope(expression: Expression, context: Mapping[str, Any], meter: Meter) -> 
     return scope
 
 
-@functools.lru_cache(maxsize=4096)
-def _walk_limit(expression: Expression, budget: float) -> int:
-    """The most data worth measuring for ``expression``: more could never fit ``budget``."""
-    return max(expression.cost.largest_data(budget), 0)
-
-
-def _prune(value: Any, paths: list[tuple[str, ...]], meter: Meter, limit: int) -> tuple[Any, int]:
-    """``value`` cut down to ``paths`` (names selected in turn; ``()`` is all of it), and
-    its size."""
-    if any(not path for path in paths) or not isinstance(value, dict):
+def _prune(value: Any, tree: ReadTree, meter: Meter, limit: int) -> tuple[Any, int]:
+    """``value`` cut down to what ``tree`` reads, and its size."""
+    if tree is None or not isinstance(value, dict):
         return value, meter.size(value, limit)
-    children: dict[str, list[tuple[str, ...]]] = {}
-    for path in paths:
-        children.setdefault(path[0], []).append(path[1:])
     pruned: dict[str, Any] = {}
     size = 1
-    for key, wanted in children.items():
+    for key, below in tree.items():
         if key in value:
-            pruned[key], used = _prune(value[key], wanted, meter, max(limit - size, 0))
+            pruned[key], used = _prune(value[key], below, meter, limit - size)
             size += used + 1
     return pruned, size
 
