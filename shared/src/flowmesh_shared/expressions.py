@@ -37,14 +37,18 @@ from flowmesh_shared.cel_references import (
     is_cel_error,
     lex,
 )
+from flowmesh_shared.expression_cost import Cost, CostError, data_size, estimate
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "FUNCTIONS",
     "MACROS",
     "MAX_SOURCE_LENGTH",
     "EvaluationError",
     "Expression",
+    "ExpressionBudgetExceeded",
     "ExpressionError",
+    "Meter",
     "References",
     "Template",
     "compile_expression",
@@ -85,13 +89,71 @@ class EvaluationError(ExpressionError):
     """An expression failed while it was evaluated."""
 
 
+class ExpressionBudgetExceeded(EvaluationError):
+    """An evaluation would cost more than the budget left; it was not started."""
+
+
+#: Units one step (or one filter) may spend on expressions; about 10 ms at worst here
+#: (bench/expressions.py measures a unit: at most ~0.5 us, reading data).
+DEFAULT_BUDGET = 20_000
+
+
+_SCALARS = frozenset({bool, int, float})
+
+
+class Meter:
+    """A budget of cost units that evaluations spend before they start (DESIGN section 12).
+
+    One meter per step, per event filter, per item: :func:`evaluate` measures the data an
+    expression reads, prices it with the expression's :class:`Cost` and refuses with
+    :class:`ExpressionBudgetExceeded` what would not fit, so no evaluation runs long. The
+    sizes of values already measured through this meter are remembered.
+    """
+
+    __slots__ = ("_sizes", "budget", "spent")
+
+    def __init__(self, budget: float = DEFAULT_BUDGET) -> None:
+        self.budget = budget
+        self.spent = 0.0
+        self._sizes: dict[int, tuple[Any, int]] = {}
+
+    @property
+    def remaining(self) -> float:
+        return self.budget - self.spent
+
+    def size(self, value: Any, limit: int) -> int:
+        """``value``'s size in units, counted up to ``limit`` + 1."""
+        if value is None or type(value) in _SCALARS:
+            return 1
+        known = self._sizes.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        size = data_size(value, limit)
+        if size <= limit:
+            self._sizes[id(value)] = (value, size)
+        return size
+
+    def charge(self, expression: Expression, data: int) -> None:
+        units = expression.cost.units(data)
+        if units > self.remaining:
+            raise ExpressionBudgetExceeded(
+                expression.source,
+                f"costs more than its budget: about {units:,.0f} units with {data:,} units "
+                f"of data, {max(self.remaining, 0):,.0f} of {self.budget:,.0f} left",
+            )
+        self.spent += units
+
+
 @dataclass(frozen=True, slots=True)
 class Expression:
     """A compiled CEL expression with its static references."""
 
     source: str
     references: References
+    cost: Cost = field(compare=False, repr=False)
     program: Any = field(compare=False, repr=False)
+    #: Each root read, with a tree of the names selected below it (None: all of it).
+    roots: tuple[tuple[str, ReadTree], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def is_constant(self) -> bool:
@@ -142,7 +204,34 @@ def compile_expression(source: str) -> Expression:
     if unknown:
         raise ExpressionError(source, f"unknown function {unknown[0]!r}")
     references = analyse(source, frozenset(reported.get("variables", ())))
-    return Expression(source=source, references=references, program=program)
+    try:
+        cost = estimate(source)
+    except CostError as exc:
+        raise ExpressionError(source, f"its cost cannot be bounded: {exc}") from None
+    read = {path[0] for path in cost.reads}
+    paths = [*cost.reads, *((name,) for name in references.variables if name not in read)]
+    roots = _read_tree(paths)
+    assert roots is not None
+    return Expression(
+        source=source,
+        references=references,
+        cost=cost,
+        program=program,
+        roots=tuple(roots.items()),
+    )
+
+
+#: What is read below a value: None for all of it, else each name selected and below it.
+ReadTree = dict[str, "ReadTree"] | None
+
+
+def _read_tree(paths: list[tuple[str, ...]]) -> ReadTree:
+    if any(not path for path in paths):
+        return None
+    children: dict[str, list[tuple[str, ...]]] = {}
+    for path in paths:
+        children.setdefault(path[0], []).append(path[1:])
+    return {name: _read_tree(below) for name, below in children.items()}
 
 
 def _compile_message(exc: BaseException) -> str:
@@ -250,13 +339,17 @@ def member_path(key: str) -> str:
 # --- evaluating -------------------------------------------------------------------------
 
 
-def evaluate(expression: Expression | str, context: Mapping[str, Any]) -> Any:
-    """Evaluate to a plain JSON-compatible value; raises :class:`EvaluationError`."""
+def evaluate(
+    expression: Expression | str, context: Mapping[str, Any], meter: Meter | None = None
+) -> Any:
+    """Evaluate to a plain JSON-compatible value; raises :class:`EvaluationError`, and
+    :class:`ExpressionBudgetExceeded` (before it starts) when ``meter`` (by default a
+    meter of :data:`DEFAULT_BUDGET` for this evaluation alone) has too little left."""
     if isinstance(expression, str):
         expression = compile_expression(expression)
-    # Only the roots the expression reads cross into CEL: converting the rest (a map's
-    # 1,000-item trigger for each item's expression) would cost more than evaluating.
-    scope = {name: context[name] for name in expression.references.variables if name in context}
+    if meter is None:
+        meter = Meter()
+    scope = _scope(expression, context, meter)
     try:
         result = expression.program.execute(scope)
     except BaseException as exc:
@@ -266,24 +359,66 @@ def evaluate(expression: Expression | str, context: Mapping[str, Any]) -> Any:
     return _plain(result, expression.source)
 
 
-def render_template(template: Template, context: Mapping[str, Any]) -> Any:
+def _scope(expression: Expression, context: Mapping[str, Any], meter: Meter) -> dict[str, Any]:
+    """What crosses into CEL: only the paths the expression reads (converting the rest, a
+    1 MiB trigger for ``trigger.data.id``, would cost more than evaluating), after the
+    meter is charged for them. Raises :class:`ExpressionBudgetExceeded`."""
+    limit = expression.cost.walk_limit(meter.budget)
+    scope: dict[str, Any] = {}
+    size = 0
+    for name, wanted in expression.roots:
+        if name in context:
+            value, used = _prune(context[name], wanted, meter, limit - size)
+            scope[name] = value
+            size += used
+        if size > limit:
+            raise ExpressionBudgetExceeded(
+                expression.source,
+                f"costs more than its budget: it reads over {limit:,} units of data, more "
+                f"than a budget of {meter.budget:,.0f} units allows it",
+            )
+    meter.charge(expression, size)
+    return scope
+
+
+def _prune(value: Any, tree: ReadTree, meter: Meter, limit: int) -> tuple[Any, int]:
+    """``value`` cut down to what ``tree`` reads, and its size."""
+    if tree is None or not isinstance(value, dict):
+        return value, meter.size(value, limit)
+    pruned: dict[str, Any] = {}
+    size = 1
+    for key, below in tree.items():
+        if key in value:
+            pruned[key], used = _prune(value[key], below, meter, limit - size)
+            size += used + 1
+    return pruned, size
+
+
+def render_template(
+    template: Template, context: Mapping[str, Any], meter: Meter | None = None
+) -> Any:
+    meter = Meter() if meter is None else meter
     if template.typed:
-        return evaluate(template.expressions[0], context)
+        return evaluate(template.expressions[0], context, meter)
     parts = [
-        segment if isinstance(segment, str) else _as_text(evaluate(segment, context))
+        segment if isinstance(segment, str) else _as_text(evaluate(segment, context, meter))
         for segment in template.segments
     ]
     return "".join(parts)
 
 
-def render(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every template inside a JSON value; dict keys are left as they are."""
+def render(value: Any, context: Mapping[str, Any], meter: Meter | None = None) -> Any:
+    """Render every template inside a JSON value; dict keys are left as they are. Every
+    expression spends from ``meter`` (by default one :data:`DEFAULT_BUDGET` for all)."""
+    meter = Meter() if meter is None else meter
     if isinstance(value, str):
-        return render_template(parse_template(value), context) if has_template(value) else value
+        if not has_template(value):
+            return value
+        return render_template(parse_template(value), context, meter)
     if isinstance(value, dict):
-        return {key: render(item, context) for key, item in value.items()}
+        return {key: render(item, context, meter) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [render(item, context) for item in value]
+        return [render(item, context, meter) for item in value]
     return value
 
 

@@ -31,6 +31,7 @@ from flowmesh_proto.runs import (
     StepStarted,
     StepSucceeded,
 )
+from flowmesh_shared.expressions import DEFAULT_BUDGET
 
 __all__ = [
     "Action",
@@ -136,6 +137,10 @@ class RunContext(msgspec.Struct, frozen=True, kw_only=True):
     reused: Mapping[str, Any] = {}
     #: Bytes of JSON a step's output may take (0: no limit); a bigger one fails the step.
     max_output_bytes: int = 0
+    #: Cost units one step's expressions may spend; one decision evaluates instantaneous
+    #: nodes until it has spent this much, then asks to be called again (``WakeAt`` now),
+    #: so the event loop is never held for long.
+    expression_budget: float = DEFAULT_BUDGET
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):

@@ -41,7 +41,6 @@ from flowmesh_executor.actions import (
     events_for,
 )
 from flowmesh_executor.instant import (
-    EXPRESSION_ERROR,
     EvaluationFailed,
     evaluate_instant,
     expression_context,
@@ -53,6 +52,7 @@ from flowmesh_executor.retry import NO_RETRY, retry_delay_ms
 from flowmesh_executor.state import RunState, apply
 from flowmesh_proto.runs import RunError, RunEvent, StepBatch, StepEvent, StepSucceeded
 from flowmesh_proto.workflow import Definition
+from flowmesh_shared.expressions import Meter
 
 __all__ = [
     "OUTPUT_TOO_LARGE",
@@ -213,6 +213,8 @@ class _Work:
         self.actions: list[Action] = []
         self.events: list[RunEvent | StepEvent] = []
         self._outputs: dict[str, Any] | None = None
+        self.spent = 0.0  # expression units spent by this decision
+        self.deferred = False  # an instantaneous node left for the next decision
 
     def record(self, action: Action) -> None:
         assert self.state.ref is not None
@@ -245,12 +247,14 @@ class _Work:
             return
         for node_id, attempt in ready:
             self._start(node_id, attempt)
-        if not ready and not self._in_flight():
+        if not ready and not self._in_flight() and not self.deferred:
             self._skip_stuck()
         if self._all_resolved():
             self.finish("succeeded", output=run_output(self.plan, self.state))
             return
         wake = self._next_timer(run_deadline)
+        if self.deferred:  # the budget of one decision is spent: yield, then go on
+            wake = self.now
         if wake is not None:
             self.record(WakeAt(at=wake))
 
@@ -345,14 +349,23 @@ class _Work:
         if not self.plan.is_instant(node_id):
             ready.append((node_id, attempt))
             return
+        budget = self.context.expression_budget
+        if self.spent >= budget:  # one decision spends about one step's budget at most
+            self.deferred = True
+            return
         if self._outputs is None:
             self._outputs = done_outputs(self.plan, self.state)
         variables = _cel_context(self.plan, self.state, self.context, self._outputs)
+        meter = Meter(budget)
         try:
-            output = evaluate_instant(self.plan.nodes[node_id], variables, self.context.secrets)
+            output = evaluate_instant(
+                self.plan.nodes[node_id], variables, self.context.secrets, meter
+            )
         except EvaluationFailed as exc:
-            self.fail(node_id, attempt, EXPRESSION_ERROR, exc.message)
+            self.fail(node_id, attempt, exc.error_class, exc.message)
             return
+        finally:
+            self.spent += meter.spent
         too_large = output_problem(output, self.context.max_output_bytes)
         if too_large is not None:
             self.fail(node_id, attempt, OUTPUT_TOO_LARGE, too_large)

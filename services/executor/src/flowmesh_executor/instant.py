@@ -27,11 +27,21 @@ from flowmesh_proto.workflow import (
     TransformNode,
     is_plain_secret_read,
 )
-from flowmesh_shared.expressions import ExpressionError, evaluate, find_templates, render
+from flowmesh_shared.expressions import (
+    ExpressionBudgetExceeded,
+    ExpressionError,
+    Meter,
+    evaluate,
+    find_templates,
+    render,
+)
 
 __all__ = [
+    "EXPRESSION_BUDGET",
+    "EXPRESSION_ERROR",
     "REDACTED",
     "EvaluationFailed",
+    "error_class",
     "evaluate_instant",
     "expression_context",
     "redact",
@@ -40,14 +50,23 @@ __all__ = [
 
 REDACTED = "[redacted]"
 EXPRESSION_ERROR = "ExpressionError"
+#: A step whose expressions would cost more than its budget (DESIGN section 12).
+EXPRESSION_BUDGET = "ExpressionBudgetExceeded"
+
+
+def error_class(exc: ExpressionError) -> str:
+    """The error class of a step failed by ``exc``."""
+    return EXPRESSION_BUDGET if isinstance(exc, ExpressionBudgetExceeded) else EXPRESSION_ERROR
 
 
 class EvaluationFailed(Exception):
-    """An instantaneous node could not be evaluated; ``message`` says why (already redacted)."""
+    """An instantaneous node could not be evaluated; ``message`` says why (already redacted)
+    and ``error_class`` what kind of failure it is."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, error_class: str = EXPRESSION_ERROR) -> None:
         super().__init__(message)
         self.message = message
+        self.error_class = error_class
 
 
 def expression_context(
@@ -77,6 +96,7 @@ def render_parameters(
     parameters: Mapping[str, Any],
     variables: Mapping[str, Any],
     secrets: Mapping[str, str],
+    meter: Meter | None = None,
 ) -> dict[str, Any]:
     """A step's parameters with every template rendered; raises ExpressionError.
 
@@ -86,8 +106,9 @@ def render_parameters(
     """
     sending = SECRET_PARAMETERS.get(type_name, frozenset())
     with_secrets = {**variables, "secrets": dict(secrets)} if sending else variables
+    meter = Meter() if meter is None else meter
     return {
-        key: render(value, with_secrets if key in sending and _plain(value) else variables)
+        key: render(value, with_secrets if key in sending and _plain(value) else variables, meter)
         for key, value in parameters.items()
     }
 
@@ -105,28 +126,32 @@ def _plain(value: Any) -> bool:
     return True
 
 
-def evaluate_instant(node: Node, context: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:
-    """The output of an instantaneous node (redacted); raises :class:`EvaluationFailed`."""
+def evaluate_instant(
+    node: Node, context: Mapping[str, Any], secrets: Mapping[str, str], meter: Meter | None = None
+) -> Any:
+    """The output of an instantaneous node (redacted), its expressions spending ``meter``
+    (by default one :data:`~flowmesh_shared.expressions.DEFAULT_BUDGET`); raises
+    :class:`EvaluationFailed`."""
     try:
-        output = _evaluate(node, context)
+        output = _evaluate(node, context, Meter() if meter is None else meter)
     except ExpressionError as exc:
-        raise EvaluationFailed(redact(str(exc), secrets)) from None
+        raise EvaluationFailed(redact(str(exc), secrets), error_class(exc)) from None
     return redact(output, secrets)
 
 
-def _evaluate(node: Node, context: Mapping[str, Any]) -> Any:
+def _evaluate(node: Node, context: Mapping[str, Any], meter: Meter) -> Any:
     match node:
         case NoopNode():
             return None
         case TransformNode(parameters=parameters):
-            return render(parameters.output, context)
+            return render(parameters.output, context, meter)
         case ConditionNode(parameters=parameters):
-            value = evaluate(parameters.expression, context)
+            value = evaluate(parameters.expression, context, meter)
             if not isinstance(value, bool):
                 raise ExpressionError(parameters.expression, f"gave {_kind(value)}, not a boolean")
             return value
         case SwitchNode(parameters=parameters):
-            value = evaluate(parameters.expression, context)
+            value = evaluate(parameters.expression, context, meter)
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ExpressionError(
                     parameters.expression, f"gave {_kind(value)}, not a string or an integer"

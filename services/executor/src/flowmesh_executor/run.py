@@ -266,6 +266,7 @@ class RunDriver:
             secrets=values,
             reused=reused,
             max_output_bytes=parts.services.settings.max_output_bytes,
+            expression_budget=parts.services.settings.expression_budget,
         )
 
     async def _parent_outputs(self, parent_run_id: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from flowmesh_executor.engine import (
     step_failed,
     step_succeeded,
 )
-from flowmesh_executor.instant import EXPRESSION_ERROR, redact, render_parameters
+from flowmesh_executor.instant import error_class, redact, render_parameters
 from flowmesh_executor.nodes.base import EventInterest, StepCall, StepError
 from flowmesh_executor.parking import park
 from flowmesh_executor.runlog import RunWriter
@@ -38,7 +38,7 @@ from flowmesh_proto.runs import (
 from flowmesh_proto.timers import EventWait, event_wait_key
 from flowmesh_proto.workflow import Definition, MapNode, WorkflowNode
 from flowmesh_shared import telemetry
-from flowmesh_shared.expressions import ExpressionError
+from flowmesh_shared.expressions import ExpressionError, Meter
 
 if TYPE_CHECKING:
     from flowmesh_executor.run import Outcome, RunDriver, _Result, _Running
@@ -323,10 +323,14 @@ class Loop:
         variables = cel_context(self.definition, self.state, self.context)
         raw = msgspec.to_builtins(node.parameters)
         keep = raw.pop("node", None) if isinstance(node, MapNode) else None
+        meter = Meter(self.context.expression_budget)
         try:
-            parameters = render_parameters(_type_of(node), raw, variables, self.context.secrets)
+            parameters = render_parameters(
+                _type_of(node), raw, variables, self.context.secrets, meter
+            )
         except ExpressionError as exc:
-            raise StepError(EXPRESSION_ERROR, redact(str(exc), self.context.secrets)) from None
+            message = redact(str(exc), self.context.secrets)
+            raise StepError(error_class(exc), message) from None
         if keep is not None:
             parameters["node"] = keep
         call = StepCall(
@@ -343,6 +347,7 @@ class Loop:
             deadline=deadline,
             secrets=self.context.secrets,
             traceparent=telemetry.inject({}).get("traceparent"),
+            expression_budget=self.context.expression_budget,
             long_wait=lambda due, interest: self._long_wait(node_id, due, interest),
         )
         step = self.driver.parts.steps.get(_type_of(node))

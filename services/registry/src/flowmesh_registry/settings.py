@@ -42,6 +42,15 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     max_nodes: int = 500
     #: Edges one workflow may have.
     max_edges: int = 2000
+    #: How deep CEL comprehensions may nest in one expression (422 EXPRESSION_TOO_COSTLY).
+    expression_max_nesting: int = 2
+    #: Items one literal list or map in an expression may have.
+    expression_max_literal_items: int = 512
+    #: ``+`` (string and list building) one expression may hold.
+    expression_max_builds: int = 64
+    #: Cost units an expression may need on the least data; keep it equal to the
+    #: executors' and schedulers' ``expression_budget``.
+    expression_budget: int = 20_000
     #: Retention limits, storage and replicas of the streams and key-value buckets this
     #: service creates, or updates, at start.
     streams: StreamLimits = StreamLimits()
@@ -91,5 +100,11 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     @property
     def limits(self) -> Limits:
         return Limits(
-            max_nodes=self.max_nodes, max_edges=self.max_edges, max_bytes=self.max_definition_bytes
+            max_nodes=self.max_nodes,
+            max_edges=self.max_edges,
+            max_bytes=self.max_definition_bytes,
+            max_comprehension_nesting=self.expression_max_nesting,
+            max_literal_items=self.expression_max_literal_items,
+            max_builds=self.expression_max_builds,
+            expression_budget=self.expression_budget,
         )

@@ -20,6 +20,7 @@ from flowmesh_registry.validation.problems import Problems
 from flowmesh_registry.validation.references import ReferenceCheck
 from flowmesh_registry.validation.shape import check_document, decode_shape
 from flowmesh_registry.validation.triggers import check_triggers, cron_problem, timezone_problem
+from flowmesh_shared.expressions import DEFAULT_BUDGET
 
 __all__ = [
     "Limits",
@@ -42,6 +43,13 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_bytes: int = 256 * 1024
     max_expression_length: int = 4096
     max_depth: int = 64
+    #: Expression cost (DESIGN section 12): comprehensions inside comprehensions, items of
+    #: one literal list or map, ``+`` in one expression, and the units an expression may
+    #: cost on the least data (more can never run within the executors' budget).
+    max_comprehension_nesting: int = 2
+    max_literal_items: int = 512
+    max_builds: int = 64
+    expression_budget: int = DEFAULT_BUDGET
 
 
 class ValidationReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +102,7 @@ def validate_definition(
         known_secrets=known_secrets,
         max_length=limits.max_expression_length,
         problems=problems,
+        limits=limits,
     )
     for entry in shape.nodes:
         references.node(entry)

@@ -17,8 +17,10 @@ another tenant is refused. The same event also wakes the tenant's parked
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -34,6 +36,7 @@ from flowmesh_scheduler.matching import event_view
 from flowmesh_scheduler.metrics import SchedulerMetrics
 from flowmesh_scheduler.waits import EventWaits
 from flowmesh_shared.event_ids import EventIds
+from flowmesh_shared.expressions import DEFAULT_BUDGET, Meter
 
 log = structlog.get_logger("flowmesh.scheduler.events")
 
@@ -47,7 +50,9 @@ class EventTriggers:
         prefix: str,
         ids: EventIds,
         waits: EventWaits | None = None,
+        budget: float = DEFAULT_BUDGET,
     ) -> None:
+        self.budget = budget
         self.catalogue, self.starter, self.metrics = catalogue, starter, metrics
         self.ids, self.waits = ids, waits
         self._head = f"{prefix}."
@@ -73,17 +78,43 @@ class EventTriggers:
             return
         published = _published_at(msg)
         view = event_view(envelope)
-        matched = [
-            armed
-            for armed in self.catalogue.event_triggers(tenant, envelope.type)
-            if armed.filter is None or armed.filter.matches(view)
-        ]
+        matched = await self._matching(tenant, envelope.type, view)
         for armed in matched:
             await self._start(armed, envelope.id, envelope.time or published, view, published)
         if self.waits is not None:
             await self.waits.on_event(envelope, tenant)
         await msg.ack()
         self.metrics.events.labels("matched" if matched else "unmatched").inc()
+
+    async def _matching(
+        self, tenant: str, event_type: str, view: dict[str, Any]
+    ) -> list[ArmedEvent]:
+        """The triggers ``view`` fires. Each filter has a budget of its own; one over it is
+        no match (counted), and the loop is given back each time the filters evaluated
+        since have spent one budget, so one event of many costly filters holds nothing."""
+        matched: list[ArmedEvent] = []
+        spent = 0.0
+        for armed in self.catalogue.event_triggers(tenant, event_type):
+            if armed.filter is None:
+                matched.append(armed)
+                continue
+            meter = Meter(self.budget)
+            verdict = armed.filter.matches(view, meter)
+            if verdict == "yes":
+                matched.append(armed)
+            elif verdict == "over_budget":
+                self.metrics.over_budget.labels("filter").inc()
+                log.warning(
+                    "event.filter_over_budget",
+                    tenant=tenant,
+                    workflow_id=armed.workflow_id,
+                    trigger=armed.trigger_id,
+                )
+            spent += meter.spent
+            if spent >= self.budget:
+                spent = 0.0
+                await asyncio.sleep(0)
+        return matched
 
     async def _start(
         self,

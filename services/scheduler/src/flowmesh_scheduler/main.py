@@ -104,8 +104,9 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
     await timers.start()
     stack.push_async_callback(timers.stop, settings.shutdown_timeout)
     ids = EventIds(js, streams.idempotency, settings.streams, claims)
+    budget = settings.expression_budget
     waits = EventWaits(
-        js, wait_bucket, streams.event_waits, subjects, streams, starter, metrics, ids
+        js, wait_bucket, streams.event_waits, subjects, streams, starter, metrics, ids, budget
     )
     await waits.start()
     stack.push_async_callback(waits.stop)
@@ -114,7 +115,7 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
         streams.events,
         settings.events_consumer,
         subjects.all_events,
-        EventTriggers(catalogue, starter, metrics, subjects.prefix, ids, waits).handle,
+        EventTriggers(catalogue, starter, metrics, subjects.prefix, ids, waits, budget).handle,
         ack_wait=settings.ack_wait,
         max_in_flight=settings.max_in_flight,
     )

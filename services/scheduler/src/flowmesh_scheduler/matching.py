@@ -3,12 +3,34 @@ field names: ``id``, ``type``, ``source``, ``time``, ``data``), compiled once. P
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import msgspec
 
 from flowmesh_proto.events import EventEnvelope
-from flowmesh_shared.expressions import ExpressionError, compile_expression, evaluate
+from flowmesh_shared.expressions import (
+    Expression,
+    ExpressionBudgetExceeded,
+    ExpressionError,
+    Meter,
+    compile_expression,
+    evaluate,
+)
+
+#: What a filter or a match says of an event: it holds, it does not (false, or an error),
+#: or it would cost more than its budget (no match either, but counted).
+Verdict = Literal["yes", "no", "over_budget"]
+
+
+def holds(expression: Expression | str, variables: Mapping[str, Any], meter: Meter) -> Verdict:
+    """Whether ``expression`` is exactly ``true`` over ``variables``."""
+    try:
+        return "yes" if evaluate(expression, variables, meter) is True else "no"
+    except ExpressionBudgetExceeded:
+        return "over_budget"
+    except ExpressionError:
+        return "no"
 
 
 class EventFilter:
@@ -23,12 +45,9 @@ class EventFilter:
         if unknown:
             raise ValueError(f"a filter reads only `event`, not {', '.join(sorted(unknown))}")
 
-    def matches(self, event: dict[str, Any]) -> bool:
+    def matches(self, event: dict[str, Any], meter: Meter) -> Verdict:
         """Whether the filter holds for ``event``: exactly ``true`` (an error is no match)."""
-        try:
-            return evaluate(self.expression, {"event": event}) is True
-        except ExpressionError:
-            return False
+        return holds(self.expression, {"event": event}, meter)
 
 
 def event_view(envelope: EventEnvelope) -> dict[str, Any]:

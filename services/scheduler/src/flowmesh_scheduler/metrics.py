@@ -30,6 +30,13 @@ class SchedulerMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.over_budget = Counter(
+            "flowmesh_scheduler_expressions_over_budget",
+            "Event filters and parked-wait matches not evaluated, as they would cost more "
+            "than their budget (taken as no match), by where (filter, wait)",
+            ["where"],
+            registry=registry,
+        )
         self.cron_triggers = Gauge(
             "flowmesh_scheduler_cron_triggers", "Cron triggers scheduled", registry=registry
         )

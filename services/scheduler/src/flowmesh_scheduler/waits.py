@@ -34,21 +34,19 @@ from flowmesh_proto.events import EventEnvelope, event_decoder
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import EventWait, event_wait_decoder, event_wait_key
 from flowmesh_scheduler.firing import Starter
+from flowmesh_scheduler.matching import Verdict, holds
 from flowmesh_scheduler.metrics import SchedulerMetrics
 from flowmesh_shared.event_ids import EventIds
-from flowmesh_shared.expressions import ExpressionError, evaluate
+from flowmesh_shared.expressions import DEFAULT_BUDGET, Meter
 
 log = structlog.get_logger("flowmesh.scheduler.waits")
 
 
-def matches(wait: EventWait, event: dict[str, Any]) -> bool:
+def matches(wait: EventWait, event: dict[str, Any], meter: Meter) -> Verdict:
     """Whether ``event`` (the envelope as plain values) ends ``wait``; an error is no."""
     if wait.match is None:
-        return True
-    try:
-        return evaluate(wait.match, {**wait.variables, "event": event}) is True
-    except ExpressionError:
-        return False
+        return "yes"
+    return holds(wait.match, {**wait.variables, "event": event}, meter)
 
 
 class EventWaits:
@@ -62,8 +60,9 @@ class EventWaits:
         starter: Starter,
         metrics: SchedulerMetrics,
         ids: EventIds,
+        budget: float = DEFAULT_BUDGET,
     ) -> None:
-        self.ids = ids
+        self.ids, self.budget = ids, budget
         self.js, self.bucket, self.bucket_name = js, bucket, bucket_name
         self.subjects, self.streams = subjects, streams
         self.starter, self.metrics = starter, metrics
@@ -116,11 +115,24 @@ class EventWaits:
             return 0
         event = msgspec.to_builtins(envelope)
         woken = 0
+        spent = 0.0
         for key, wait in list(waits.items()):
-            if matches(wait, event):
+            meter = Meter(self.budget)
+            if self._matches(wait, event, meter):
                 await self._wake(key, wait, envelope.id)
                 woken += 1
+            spent += meter.spent
+            if spent >= self.budget:  # many costly matches: give the loop back
+                spent = 0.0
+                await asyncio.sleep(0)
         return woken
+
+    def _matches(self, wait: EventWait, event: dict[str, Any], meter: Meter) -> bool:
+        verdict = matches(wait, event, meter)
+        if verdict == "over_budget":
+            self.metrics.over_budget.labels("wait").inc()
+            log.warning("wait.match_over_budget", run_id=wait.run_id, node_id=wait.node_id)
+        return verdict == "yes"
 
     async def _wake(self, key: str, wait: EventWait, event_id: str) -> None:
         msg_id = f"resume:{wait.run_id}:{wait.node_id}:{wait.parked_at}:{event_id}"
@@ -156,7 +168,7 @@ class EventWaits:
                     continue
                 if envelope.tenant != wait.tenant:
                     continue
-                if matches(wait, msgspec.to_builtins(envelope)):
+                if self._matches(wait, msgspec.to_builtins(envelope), Meter(self.budget)):
                     seq = msg.metadata.sequence.stream
                     if await self.ids.is_copy(wait.tenant, envelope.id, seq):
                         continue

@@ -23,6 +23,7 @@ from flowmesh_executor.settings import ExecutorSettings
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.workflow import Definition, Node
 from flowmesh_shared.event_ids import EventIds
+from flowmesh_shared.expressions import DEFAULT_BUDGET
 
 
 class StepError(Exception):
@@ -56,6 +57,8 @@ class StepCall:
     #: its per-item http requests with, :func:`flowmesh_executor.instant.render_parameters`).
     secrets: Mapping[str, str]
     traceparent: str | None = None
+    #: Cost units one evaluation's expressions may spend (a map: each item's).
+    expression_budget: float = DEFAULT_BUDGET
     #: A step about to wait calls this first (until when: None for no end; for an event
     #: wait, what would end it): a run whose running steps all wait long is parked (a
     #: durable timer, or the scheduler on a matching event, asks for it again; the lease is

@@ -17,12 +17,18 @@ from typing import Any
 
 import msgspec
 
-from flowmesh_executor.instant import EvaluationFailed, evaluate_instant, render_parameters
+from flowmesh_executor.instant import (
+    EXPRESSION_BUDGET,
+    EvaluationFailed,
+    error_class,
+    evaluate_instant,
+    render_parameters,
+)
 from flowmesh_executor.nodes.base import Step, StepCall, StepError, StepServices
 from flowmesh_executor.nodes.params import INVALID
 from flowmesh_executor.plan import INSTANT_TYPES
 from flowmesh_proto.workflow import MapNode, Node
-from flowmesh_shared.expressions import ExpressionError, evaluate
+from flowmesh_shared.expressions import ExpressionError, Meter, evaluate
 
 _NODE = msgspec.json.Decoder(Node)
 
@@ -40,7 +46,7 @@ async def run(call: StepCall, services: StepServices) -> Any:
     if template is not None:
         node = _template(call, template)
         if isinstance(node, INSTANT_TYPES):
-            return [_instant(call, node, item, i) for i, item in enumerate(items)]
+            return await _instants(call, node, items)
         return await _fan_out(
             items, concurrency, lambda i, item: _step(call, services, node, item, i)
         )
@@ -59,9 +65,9 @@ def _items(call: StepCall) -> list[Any]:
     items = call.parameters.get("items")
     if isinstance(items, str):
         try:
-            items = evaluate(items, call.variables)
+            items = evaluate(items, call.variables, Meter(call.expression_budget))
         except ExpressionError as exc:
-            raise StepError("ExpressionError", str(exc)) from None
+            raise StepError(error_class(exc), str(exc)) from None
     if not isinstance(items, list):
         raise StepError(INVALID, f"items gave {type(items).__name__}, not a list")
     return items
@@ -84,11 +90,26 @@ def _variables(call: StepCall, item: Any, index: int) -> dict[str, Any]:
     return {**call.variables, "item": item, "index": index}
 
 
-def _instant(call: StepCall, node: Node, item: Any, index: int) -> Any:
-    try:
-        return evaluate_instant(node, _variables(call, item, index), call.secrets)
-    except EvaluationFailed as exc:
-        raise StepError("MapItemFailed", f"item {index}: {exc.message}") from None
+async def _instants(call: StepCall, node: Node, items: list[Any]) -> list[Any]:
+    """Each item's output; every item has a budget of its own, and the loop is given back
+    each time the items evaluated since have spent one (a map holds it no longer than a
+    step does)."""
+    outputs: list[Any] = []
+    spent = 0.0
+    for index, item in enumerate(items):
+        meter = Meter(call.expression_budget)
+        try:
+            outputs.append(
+                evaluate_instant(node, _variables(call, item, index), call.secrets, meter)
+            )
+        except EvaluationFailed as exc:
+            failure = "MapItemFailed" if exc.error_class != EXPRESSION_BUDGET else exc.error_class
+            raise StepError(failure, f"item {index}: {exc.message}") from None
+        spent += meter.spent
+        if spent >= call.expression_budget:
+            spent = 0.0
+            await asyncio.sleep(0)
+    return outputs
 
 
 async def _step(call: StepCall, services: StepServices, node: Node, item: Any, index: int) -> Any:
@@ -100,9 +121,10 @@ async def _step(call: StepCall, services: StepServices, node: Node, item: Any, i
     variables = _variables(call, item, index)
     try:
         raw = msgspec.to_builtins(node.parameters)
-        parameters = render_parameters(_tag(node), raw, variables, call.secrets)
+        meter = Meter(call.expression_budget)
+        parameters = render_parameters(_tag(node), raw, variables, call.secrets, meter)
     except ExpressionError as exc:
-        raise StepError("ExpressionError", f"item {index}: {exc}") from None
+        raise StepError(error_class(exc), f"item {index}: {exc}") from None
     item_call = dataclasses.replace(
         call,
         node=node,

@@ -30,7 +30,13 @@ from flowmesh_executor.nodes.params import INVALID, duration, text
 from flowmesh_proto.events import event_decoder
 from flowmesh_proto.subjects import SubjectError
 from flowmesh_proto.timers import event_wait_key
-from flowmesh_shared.expressions import ExpressionError, compile_expression, evaluate
+from flowmesh_shared.expressions import (
+    ExpressionBudgetExceeded,
+    ExpressionError,
+    Meter,
+    compile_expression,
+    evaluate,
+)
 
 log = structlog.get_logger("flowmesh.executor.wait_for_event")
 
@@ -151,7 +157,10 @@ def _holds(match: Any, event: Any, call: StepCall) -> bool:
     if not isinstance(match, str):
         raise StepError(INVALID, "match must be an expression")
     try:
-        value = evaluate(match, {**call.variables, "event": event})
+        value = evaluate(match, {**call.variables, "event": event}, Meter(call.expression_budget))
+    except ExpressionBudgetExceeded as exc:
+        log.warning("wait_for_event.match_over_budget", node=call.node.id, error=str(exc))
+        return False
     except ExpressionError as exc:
         log.info("wait_for_event.match_failed", node=call.node.id, error=str(exc))
         return False

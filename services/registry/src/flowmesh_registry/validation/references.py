@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import SECRET_NAME_PATTERN, is_secret_name
@@ -30,7 +30,11 @@ from flowmesh_shared.expressions import (
     find_templates,
 )
 
+if TYPE_CHECKING:
+    from flowmesh_registry.validate import Limits
+
 MISSING = ErrorCode.MISSING_VARIABLE
+COSTLY = ErrorCode.EXPRESSION_TOO_COSTLY
 WRONG_TYPE = ErrorCode.INVALID_VARIABLE_TYPE
 #: ``secrets`` is added only where secrets may be read (:mod:`.secret_placement`).
 NODE_ROOTS = frozenset({"trigger", "nodes", "vars", "run"})
@@ -72,6 +76,7 @@ class ReferenceCheck:
     known_secrets: frozenset[str] | None
     max_length: int
     problems: Problems
+    limits: Limits
     secret_refs: set[str] = field(default_factory=set)
 
     def node(self, entry: NodeEntry) -> None:
@@ -109,7 +114,7 @@ class ReferenceCheck:
             self.problems.add(path, scope.code, exc.reason)
             return
         self._references(path, expression.references, scope)
-        if slot is not None:
+        if self._affordable(path, expression) and slot is not None:
             self._slot(path, expression, slot, scope)
 
     def _parameters(self, path: str, type_name: str, parameters: Any, scope: Scope) -> None:
@@ -141,6 +146,33 @@ class ReferenceCheck:
                 self.problems.add(path, scope.code, f"longer than {self.max_length} characters")
             else:
                 self._references(path, expression.references, scope)
+                self._affordable(path, expression)
+
+    def _affordable(self, path: str, expression: Expression) -> bool:
+        """Whether the expression's cost is bounded as the limits say (DESIGN section 12):
+        the comprehension nesting, literal sizes, building, and its cost on the least data."""
+        cost, limits = expression.cost, self.limits
+        problem = None
+        if cost.depth > limits.max_comprehension_nesting:
+            problem = (
+                f"comprehensions nest {cost.depth} deep, at most "
+                f"{limits.max_comprehension_nesting} (each level multiplies the work)"
+            )
+        elif cost.literal_items > limits.max_literal_items:
+            problem = (
+                f"a literal list or map of {cost.literal_items} items, "
+                f"at most {limits.max_literal_items}"
+            )
+        elif cost.builds > limits.max_builds:
+            problem = f"{cost.builds} '+' in one expression, at most {limits.max_builds}"
+        elif cost.units(1) > limits.expression_budget:
+            problem = (
+                f"costs about {cost.units(1):,.0f} units even on the least data, more than "
+                f"the budget of {limits.expression_budget:,} units of one step"
+            )
+        if problem is not None:
+            self.problems.add(path, COSTLY, problem)
+        return problem is None
 
     def _references(self, path: str, refs: References, scope: Scope) -> None:
         for name in sorted(refs.variables - scope.roots):
