@@ -109,6 +109,7 @@ def services_for(nc: Client) -> StepServices:
         waits=stand_in,
         children=stand_in,
         definitions=stand_in,
+        event_ids=stand_in,
     )
 
 
