@@ -40,7 +40,7 @@ from flowmesh_proto import registry as r
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.errors import FlowmeshError
 from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
-from flowmesh_shared.natsconn import connect
+from flowmesh_shared.natsconn import connect, service_inbox
 from flowmesh_shared.rpc import RpcClient
 
 DEMO_TENANT = "demo"
@@ -230,7 +230,8 @@ async def main() -> int:
         await wait_ready(f"{gateway_url}/readyz", gateway)
         say(f"gateway ready at {gateway_url}")
 
-        nc = await connect(nats.url, name="flowmesh-dev")
+        # NATS_URL may name a deployment's gateway user, who hears answers only in its inbox
+        nc = await connect(nats.url, name="flowmesh-dev", inbox_prefix=service_inbox("gateway"))
         try:
             prefix = os.environ.get("FLOWMESH_REGISTRY_SUBJECT_PREFIX", "fm")
             key = await demo_key(RpcClient(nc, Subjects(prefix), timeout=10), saved)

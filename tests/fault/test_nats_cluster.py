@@ -26,6 +26,7 @@ import pytest_asyncio
 from nats.js.api import DeliverPolicy
 
 from flowmesh_shared.localstack import until_jetstream_answers
+from flowmesh_shared.natsconn import service_inbox
 from tests.e2e.devstack import DevStack, dev_stack
 from tests.helpers import until
 from tests.natsdeploy import NatsNode, account_passwords, cluster, copy_config, urls_for
@@ -73,7 +74,10 @@ class Cluster:
 
     async def connect(self, user: str, nodes: list[NatsNode] | None = None) -> Any:
         return await nats.connect(
-            self.urls(user, nodes).split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2
+            self.urls(user, nodes).split(","),
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            inbox_prefix=service_inbox(user),
         )
 
 
@@ -83,7 +87,9 @@ async def nats_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     passwords = account_passwords()
     async with cluster(config, passwords) as nodes:
         running = Cluster(nodes, passwords)
-        await until_jetstream_answers(running.urls("registry"), 30)  # a meta leader
+        await until_jetstream_answers(  # a meta leader
+            running.urls("registry"), 30, inbox_prefix=service_inbox("registry")
+        )
         yield running
 
 

@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import nats
 import nats.errors
 
+from flowmesh_shared.natsconn import DEFAULT_INBOX_PREFIX
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -279,11 +281,19 @@ async def _start_cluster(
     return NatsClusterHandle(started)
 
 
-async def until_jetstream_answers(url: str, within: float) -> None:
-    """Until JetStream answers at ``url``: its nodes have elected a meta leader."""
+async def until_jetstream_answers(
+    url: str, within: float, *, inbox_prefix: str = DEFAULT_INBOX_PREFIX
+) -> None:
+    """Until JetStream answers at ``url``: its nodes have elected a meta leader.
+
+    ``url`` naming a service's user (a deployment's accounts.conf): pass that service's
+    ``inbox_prefix`` (``service_inbox``), the only inbox where its user may hear answers.
+    """
     deadline = time.monotonic() + within
     try:
-        client = await nats.connect(servers=url.split(","), connect_timeout=2)
+        client = await nats.connect(
+            servers=url.split(","), connect_timeout=2, inbox_prefix=inbox_prefix
+        )
     except (OSError, nats.errors.Error) as exc:
         raise LocalStackError(f"could not connect to {url}: {exc}") from exc
     try:

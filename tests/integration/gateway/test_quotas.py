@@ -22,7 +22,7 @@ from flowmesh_gateway.api import QUOTAS
 from flowmesh_gateway.counters import MemoryCounters
 from flowmesh_gateway.main import GatewayApp
 from flowmesh_proto.ids import new_run_id
-from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
+from flowmesh_proto.subjects import stream_names
 from flowmesh_registry.settings import RegistrySettings
 from tests.helpers import until
 from tests.integration.harness import Registry, new_tenant
@@ -155,32 +155,37 @@ async def test_streams_are_limited_per_credential_and_tenant_across_gateways_and
 
 
 async def test_a_just_executed_runs_stream_works_at_once_and_its_hold_ends_with_it(
-    pair: Gateways, registry: Registry, nc: Nats, subjects: Subjects, streams: StreamNames
+    idle: tuple[Isolated, GatewayApp], jwt_keys: tuple[Keys, list[str]], nc: Nats
 ) -> None:
-    client = Client(pair.http_a, await new_tenant(registry, "q"))
-    workflow = await client.create("held")
-    status, body, _ = await client("POST", f"/workflows/{workflow['id']}/execute")
-    assert status == 202, body
-    run_id = body["run_id"]
-    url = pair.url(pair.b, f"{client.prefix}/runs/{run_id}/events")  # the other replica
-    async with sse(pair.session, url, client.tenant.admin_key) as stream:
-        assert stream.response.status == 200
-        first = await asyncio.wait_for(stream.next(), 3)
-        assert first is not None and first.kind == "run.queued"
-        assert pair.b.app[QUOTAS].holding(client.tenant.id) == 1
-        double = ExecutorDouble(nc, subjects, streams)
-        double._last[subjects.run_events(client.tenant.id, run_id)] = first.id
-        await double.publish_all(script(run_base(client.tenant.id, workflow["id"], run_id))[1:])
-        assert [e.kind for e in await stream.rest(timeout=5)][-1] == "run.succeeded"
-    await until(lambda: pair.b.app[QUOTAS].holding(client.tenant.id) == 0, timeout=5)
-    await until(lambda: _is(shared_holds(nc, pair.prefix, client.tenant.id), 0), timeout=5)
-    for run in (str(new_run_id()), run_id.replace("-", "")[:8]):  # unknown, not even an id
-        began = time.monotonic()
-        status, body, _ = await client("GET", f"/runs/{run}/events")
-        assert (status, body["code"]) == (404, "NOT_FOUND") and time.monotonic() - began < 1
-    other = Client(pair.http_b, await new_tenant(registry, "q"))
-    status, body, _ = await other("GET", f"/runs/{run_id}/events")  # a foreign run
-    assert (status, body["code"]) == (404, "NOT_FOUND")
+    # The registry no executor serves: the test plays the executor (the session's
+    # executor, once started, would run the run and end its stream before it is looked at).
+    own, _ = idle
+    async with AsyncExitStack() as stack:
+        pair = await two_gateways(own.registry, jwt_keys, stack, **SMALL)
+        client = Client(pair.http_a, await new_tenant(own.registry, "q"))
+        workflow = await client.create("held")
+        status, body, _ = await client("POST", f"/workflows/{workflow['id']}/execute")
+        assert status == 202, body
+        run_id = body["run_id"]
+        url = pair.url(pair.b, f"{client.prefix}/runs/{run_id}/events")  # the other replica
+        async with sse(pair.session, url, client.tenant.admin_key) as stream:
+            assert stream.response.status == 200
+            first = await asyncio.wait_for(stream.next(), 3)
+            assert first is not None and first.kind == "run.queued"
+            assert pair.b.app[QUOTAS].holding(client.tenant.id) == 1
+            double = ExecutorDouble(nc, own.subjects, own.streams)
+            double._last[own.subjects.run_events(client.tenant.id, run_id)] = first.id
+            await double.publish_all(script(run_base(client.tenant.id, workflow["id"], run_id))[1:])
+            assert [e.kind for e in await stream.rest(timeout=5)][-1] == "run.succeeded"
+        await until(lambda: pair.b.app[QUOTAS].holding(client.tenant.id) == 0, timeout=5)
+        await until(lambda: _is(shared_holds(nc, pair.prefix, client.tenant.id), 0), timeout=5)
+        for run in (str(new_run_id()), run_id.replace("-", "")[:8]):  # unknown, not an id
+            began = time.monotonic()
+            status, body, _ = await client("GET", f"/runs/{run}/events")
+            assert (status, body["code"]) == (404, "NOT_FOUND") and time.monotonic() - began < 1
+        other = Client(pair.http_b, await new_tenant(own.registry, "q"))
+        status, body, _ = await other("GET", f"/runs/{run_id}/events")  # a foreign run
+        assert (status, body["code"]) == (404, "NOT_FOUND")
 
 
 async def test_wait_holds_are_counted_and_refused_waits_start_nothing(
