@@ -99,11 +99,16 @@ TENANT_TABLES = [
     "secrets",
     "audit_log",
     "outbox",
+    "webhook_secrets",
 ]
 
 
+HOOK = {"id": "hook", "kind": "webhook"}
+
+
 async def test_runtime_role_without_tenant_sees_no_rows(api: Api, registry: Registry) -> None:
-    await api.create(unique("rls"))
+    hooked = await api.create(unique("rls"), triggers=[HOOK])
+    assert hooked.webhook_secrets  # a webhook_secrets row exists for the policy to hide
     conn = await _runtime_conn(registry)
     try:
         role = await conn.fetchrow(
@@ -128,14 +133,15 @@ async def test_runtime_role_without_tenant_sees_no_rows(api: Api, registry: Regi
 async def test_runtime_role_with_one_tenant_sees_only_that_tenant(
     api: Api, other_api: Api, registry: Registry
 ) -> None:
-    await api.create(unique("mine"))
-    await other_api.create(unique("theirs"))
+    await api.create(unique("mine"), triggers=[HOOK])
+    await other_api.create(unique("theirs"), triggers=[HOOK])
     conn = await _runtime_conn(registry)
     try:
         async with conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', $1, true)", api.tenant.id)
-            tenants = {row[0] for row in await conn.fetch("SELECT tenant_id FROM workflows")}
-            assert tenants == {api.tenant.id}
+            for table in ("workflows", "webhook_secrets"):
+                tenants = {row[0] for row in await conn.fetch(f"SELECT tenant_id FROM {table}")}
+                assert tenants == {api.tenant.id}, table
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.execute(
                     "INSERT INTO audit_log (tenant_id, actor, action, target, outcome)"
