@@ -255,6 +255,7 @@ async def ensure_nats_cluster(
                 host, port = _host_port(node.url, 4222)
                 await until_answers(host, port, start_timeout, node.process)
             await until_jetstream_answers(handle.url, start_timeout)
+            await until_streams_place(handle.url, nodes, start_timeout)
         except LocalStackError:
             await handle.stop()
             continue
@@ -307,6 +308,32 @@ async def until_jetstream_answers(
     finally:
         await client.close()
     raise LocalStackError(f"JetStream at {url} elected no leader within {within:g} s")
+
+
+async def until_streams_place(url: str, replicas: int, within: float) -> None:
+    """Until a stream of ``replicas`` replicas can be placed: a meta leader answers before
+    it knows every peer, and a stream created then is refused ("no suitable peers")."""
+    deadline = time.monotonic() + within
+    client = await nats.connect(servers=url.split(","), connect_timeout=2)
+    try:
+        js = client.jetstream(timeout=2.0)
+        while time.monotonic() < deadline:
+            try:
+                await js.add_stream(
+                    name="FM_LOCALSTACK_PROBE",
+                    subjects=["fm-localstack-probe"],
+                    num_replicas=replicas,
+                )
+                await js.delete_stream("FM_LOCALSTACK_PROBE")
+            except nats.errors.Error:  # no suitable peers yet, or a timeout while it settles
+                await asyncio.sleep(0.1)
+                continue
+            return
+    finally:
+        await client.close()
+    raise LocalStackError(
+        f"the cluster at {url} placed no {replicas}-replica stream in {within:g} s"
+    )
 
 
 async def _terminate(process: Process, grace: float) -> None:
