@@ -155,6 +155,22 @@ async def attacker_tenant(fm: Stack) -> tuple[str, str]:
 # --- the attacker (its own process) -------------------------------------------------------
 
 
+class Deadline:
+    """When the attacker stops: at ``until`` at the latest, at once when told to (its
+    stdin closed by the victim's process at the end of the measurement)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.until = time.perf_counter() + seconds
+        self.reached = asyncio.Event()
+
+    async def watch(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.until - time.perf_counter()):
+                await asyncio.to_thread(sys.stdin.read)  # returns at EOF
+        self.until = time.perf_counter()
+        self.reached.set()
+
+
 class Tally:
     def __init__(self) -> None:
         self.statuses: collections.Counter[str] = collections.Counter()
@@ -162,9 +178,9 @@ class Tally:
 
 
 async def paced(
-    rate: float, until: float, cap: int, send: Callable[[int], Awaitable[str]]
+    rate: float, deadline: Deadline, cap: int, send: Callable[[int], Awaitable[str]]
 ) -> dict[str, Any]:
-    """``send(i)`` due at a fixed rate until ``until``, at most ``cap`` in flight."""
+    """``send(i)`` due at a fixed rate until the deadline, at most ``cap`` in flight."""
     tally, tasks = Tally(), set[asyncio.Task[None]]()
 
     async def one(i: int) -> None:
@@ -174,8 +190,10 @@ async def paced(
             tally.statuses[type(exc).__name__] += 1
 
     start, i = time.perf_counter(), 0
-    while (due := start + i / rate) < until:
+    while (due := start + i / rate) < deadline.until:
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        if deadline.reached.is_set():
+            break
         if len(tasks) >= cap:
             tally.skipped += 1
         else:
@@ -189,10 +207,10 @@ async def paced(
 
 
 async def sse_streams(
-    session: aiohttp.ClientSession, base: str, count: int, until: float
+    session: aiohttp.ClientSession, base: str, count: int, deadline: Deadline
 ) -> dict[str, Any]:
-    """Open ``count`` streams of the tenant's run events; read the opened ones until
-    ``until``."""
+    """Open ``count`` streams of the tenant's run events; read the opened ones until the
+    deadline."""
     statuses: collections.Counter[str] = collections.Counter()
     received = [0]  # bytes
 
@@ -204,10 +222,8 @@ async def sse_streams(
                 if resp.status != 200:
                     await resp.read()
                     return
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(until - time.perf_counter()):
-                        async for chunk in resp.content.iter_any():
-                            received[0] += len(chunk)
+                async for chunk in resp.content.iter_any():
+                    received[0] += len(chunk)
         except aiohttp.ClientError as exc:
             statuses[type(exc).__name__] += 1
 
@@ -215,7 +231,10 @@ async def sse_streams(
     for _ in range(count):  # one after another: the quota counts them as they open
         tasks.append(asyncio.create_task(stream()))
         await asyncio.sleep(0.01)
-    await asyncio.gather(*tasks)
+    await deadline.reached.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "attempted": count,
         "by_status": dict(statuses),
@@ -225,7 +244,8 @@ async def sse_streams(
 
 async def attack(plan: dict[str, Any]) -> dict[str, Any]:
     base = f"/api/v1/{plan['tenant']}"
-    until = time.perf_counter() + plan["seconds"]
+    deadline = Deadline(plan["seconds"])
+    watcher = asyncio.create_task(deadline.watch())
     ids = plan["workflows"]
     over_input = json.dumps({"input": {"items": list(range(plan["over_items"]))}})
     under_input = json.dumps(
@@ -255,24 +275,25 @@ async def attack(plan: dict[str, Any]) -> dict[str, Any]:
         rates, cap, vectors = plan["rates"], 32, plan["vectors"]
         loops: dict[str, Awaitable[dict[str, Any]]] = {}
         if "streams" in vectors:
-            loops["sse"] = sse_streams(session, base, plan["streams"], until)
+            loops["sse"] = sse_streams(session, base, plan["streams"], deadline)
         if "runs" in vectors:
             execute = f"{base}/workflows/{{}}/execute"
             loops["execute_over_budget"] = paced(
-                rates["over"], until, cap, post(execute.format(ids["over"]), over_input)
+                rates["over"], deadline, cap, post(execute.format(ids["over"]), over_input)
             )
             loops["execute_under_budget"] = paced(
-                rates["under"], until, cap, post(execute.format(ids["under"]), under_input)
+                rates["under"], deadline, cap, post(execute.format(ids["under"]), under_input)
             )
         if "events" in vectors:
             events = f"{base}/events"
             loops["events_over_budget"] = paced(
-                rates["events_over"], until, cap, post(events, big_event)
+                rates["events_over"], deadline, cap, post(events, big_event)
             )
             loops["events_under_budget"] = paced(
-                rates["events_under"], until, cap, post(events, small_event)
+                rates["events_under"], deadline, cap, post(events, small_event)
             )
         results = await asyncio.gather(*loops.values())
+    await watcher
     return dict(zip(loops, results, strict=True))
 
 
@@ -295,9 +316,10 @@ async def hook_server() -> tuple[web.AppRunner, str]:
 
 
 async def open_loop(
-    rate: float, seconds: float, call: Callable[[int], Awaitable[str]]
+    rate: float, warmup: float, seconds: float, call: Callable[[int], Awaitable[str]]
 ) -> dict[str, Any]:
-    """``call(i)`` due at ``start + i / rate``; the latency of each "ok" from its due time."""
+    """``call(i)`` due at ``start + i / rate`` for ``warmup + seconds``; the latency of each
+    "ok" due after the warm-up, from its due time."""
     latencies: list[float] = []
     errors: collections.Counter[str] = collections.Counter()
 
@@ -306,14 +328,16 @@ async def open_loop(
             outcome = await call(i)
         except (aiohttp.ClientError, TimeoutError) as exc:
             outcome = type(exc).__name__
+        if i < skip:
+            return
         if outcome == "ok":
             latencies.append(time.perf_counter() - due)
         else:
             errors[outcome] += 1
 
-    tasks = []
+    tasks, skip = [], int(rate * warmup)
     start = time.perf_counter() + 0.02
-    for i in range(int(rate * seconds)):
+    for i in range(int(rate * (warmup + seconds))):
         due = start + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         tasks.append(asyncio.create_task(one(i, due)))
@@ -353,13 +377,13 @@ async def metric(url: str, name: str) -> float:
 class Cpu:
     """Cores each process used during a phase, and the rest of the machine."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, list[int]]) -> None:
         self.pids = pids
         self.before = self.read()
         self.began = time.perf_counter()
 
     def read(self) -> dict[str, float]:
-        return {name: process_cpu(pid) for name, pid in self.pids.items()} | {
+        return {name: sum(map(process_cpu, pids)) for name, pids in self.pids.items()} | {
             "machine": machine_busy()
         }
 
@@ -370,28 +394,37 @@ class Cpu:
         return {name: round(max(0.0, value), 2) for name, value in used.items()}
 
 
-async def cpu_window(pids: dict[str, int], seconds: float) -> dict[str, float]:
+async def window(
+    pids: dict[str, list[int]], warmup: float, seconds: float, end: Callable[[], None]
+) -> dict[str, float]:
+    """The cores used during the measured seconds, then ``end()`` (the attacker stops)."""
+    await asyncio.sleep(warmup)
     cpu = Cpu(pids)
     await asyncio.sleep(seconds)
-    return cpu.stop()
+    used = cpu.stop()
+    end()
+    return used
 
 
 async def measure(
-    fm: Stack, args: argparse.Namespace, path: str, pids: dict[str, int]
+    fm: Stack,
+    args: argparse.Namespace,
+    path: str,
+    pids: dict[str, list[int]],
+    end: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
-    """The victim's runs and both /healthz for ``args.seconds`` (and the cores each process
-    used meanwhile)."""
+    """The victim's runs and both /healthz due in ``args.seconds`` after ``args.warmup``
+    (and the cores each process used meanwhile); ``end()`` when those seconds are over."""
     async with (
         client(fm.url, fm.key, 64) as session,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as probes,
     ):
-        await open_loop(args.rate, args.warmup, victim(session, path))  # not recorded
-        probe_rate = 1 / args.probe_interval
+        probe_rate, warmup, seconds = 1 / args.probe_interval, args.warmup, args.seconds
         runs, executor, scheduler, cpu = await asyncio.gather(
-            open_loop(args.rate, args.seconds, victim(session, path)),
-            open_loop(probe_rate, args.seconds, healthz(probes, fm.executor_url)),
-            open_loop(probe_rate, args.seconds, healthz(probes, fm.scheduler_url)),
-            cpu_window(pids, args.seconds),
+            open_loop(args.rate, warmup, seconds, victim(session, path)),
+            open_loop(probe_rate, warmup, seconds, healthz(probes, fm.executor_url)),
+            open_loop(probe_rate, warmup, seconds, healthz(probes, fm.scheduler_url)),
+            window(pids, warmup, seconds, end),
         )
     return {
         "victim_runs": runs,
@@ -437,16 +470,24 @@ OVER_BUDGET = "flowmesh_scheduler_expressions_over_budget_total"
 
 
 async def attacked(
-    fm: Stack, args: argparse.Namespace, path: str, pids: dict[str, int], plan: dict[str, Any]
+    fm: Stack, args: argparse.Namespace, path: str, pids: dict[str, list[int]], plan: dict[str, Any]
 ) -> dict[str, Any]:
     """One phase with the attacker's process running ``plan``."""
     filters_before = await metric(fm.scheduler_url, OVER_BUDGET)
     counts_before = await attacker_counts(fm, plan["tenant"])
     attacker = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--attacker", json.dumps(plan), stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        __file__,
+        "--attacker",
+        json.dumps(plan),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
+    assert attacker.stdin is not None
     await asyncio.sleep(args.ramp)  # it has started, its streams are open
-    result = await measure(fm, args, path, pids | {"attacker": attacker.pid})
+    result = await measure(
+        fm, args, path, pids | {"attacker": [attacker.pid]}, attacker.stdin.close
+    )
     out, _ = await attacker.communicate()
     counts = await attacker_counts(fm, plan["tenant"])
     counts.subtract(counts_before)
@@ -476,21 +517,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             await asyncio.sleep(2.0)  # the scheduler's catalogue learns the triggers
             path = f"/api/v1/{fm.tenant}/workflows/{victim_id}/execute?wait=PT30S"
+            backends = await fm.admin_db.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1", fm.database
+            )
             pids = {
-                "client": os.getpid(),
-                "gateway": fm.gateway.pid,
-                "registry": fm.registry.pid,
-                "executor": fm.executor.pid,
-                "scheduler": fm.scheduler.pid,
-                "nats": fm.nats_pid or 0,
+                "client": [os.getpid()],
+                "gateway": [fm.gateway.pid],
+                "registry": [fm.registry.pid],
+                "executor": [fm.executor.pid],
+                "scheduler": [fm.scheduler.pid],
+                "nats": [fm.nats_pid or 0],
+                "postgres": [row["pid"] for row in backends],  # the registry's pool, ours
             }
             plan = {
                 "url": fm.url,
                 "tenant": tenant,
                 "key": key,
                 "workflows": ids,
-                # past the end of the measurement (the victim's last runs drain after it)
-                "seconds": args.ramp + args.warmup + args.seconds + 5,
+                # at most; it stops when the measured seconds are over
+                "seconds": args.ramp + args.warmup + args.seconds + 30,
                 "streams": args.streams,
                 "over_items": args.over_items,
                 "event_items": args.event_items,
