@@ -42,7 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -356,6 +356,9 @@ class Stack(NamedTuple):
     nats_url: str = ""
     executor: asyncio.subprocess.Process | None = None
     executor_url: str = ""  # its /healthz, /readyz and /metrics
+    scheduler: asyncio.subprocess.Process | None = None
+    scheduler_url: str = ""  # its /healthz, /readyz and /metrics
+    admin_token: str = ""  # the platform admin's (POST /api/v1/admin/tenants)
 
 
 @contextlib.asynccontextmanager
@@ -365,9 +368,15 @@ async def stack(
     executor: bool = False,
     sync_always: bool = False,
     replicas: int = 1,
+    scheduler: bool = False,
+    limits: Mapping[str, str] = UNLIMITED,
+    executor_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """PostgreSQL (a fresh database), nats-server, the registry, the gateway and a tenant
-    (and an executor when asked; ``sync_always``: NATS fsyncs every write).
+    (and an executor, a scheduler when asked; ``sync_always``: NATS fsyncs every write).
+
+    ``limits``: the gateway's rate-limit settings (raised by default; ``{}`` keeps the
+    gateway's defaults). ``executor_env``: more settings of the executor.
 
     ``replicas`` above 1: a cluster of that many nats-server nodes on loopback instead of
     one server, and every service creates its streams and buckets with that many replicas
@@ -406,7 +415,7 @@ async def stack(
         "FLOWMESH_GATEWAY_ADMIN_TOKEN": admin_token,
         "FLOWMESH_GATEWAY_LOG_LEVEL": "warning",
         "FLOWMESH_GATEWAY_STREAMS_REPLICAS": str(replicas),
-        **UNLIMITED,
+        **limits,
     }
     admin_db = await asyncpg.connect(db_url)
     processes: list[asyncio.subprocess.Process] = []
@@ -427,12 +436,29 @@ async def stack(
                 "FLOWMESH_EXECUTOR_LOG_LEVEL": "warning",
                 "FLOWMESH_EXECUTOR_MAX_EVENTS_PER_RUN": "100000",
                 "FLOWMESH_EXECUTOR_STREAMS_REPLICAS": str(replicas),
+                **(executor_env or {}),
             }
             running_executor = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "flowmesh_executor", env=executor_env
             )
             processes.append(running_executor)
             await wait_ready(f"{executor_url}/readyz", running_executor, "executor")
+        running_scheduler, scheduler_url = None, ""
+        if scheduler:
+            scheduler_port = free_port()
+            scheduler_url = f"http://127.0.0.1:{scheduler_port}"
+            scheduler_env = {
+                **os.environ,
+                "NATS_URL": nats.url,
+                "FLOWMESH_SCHEDULER_HTTP_PORT": str(scheduler_port),
+                "FLOWMESH_SCHEDULER_LOG_LEVEL": "warning",
+                "FLOWMESH_SCHEDULER_STREAMS_REPLICAS": str(replicas),
+            }
+            running_scheduler = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "flowmesh_scheduler", env=scheduler_env
+            )
+            processes.append(running_scheduler)
+            await wait_ready(f"{scheduler_url}/readyz", running_scheduler, "scheduler")
         gateway = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "flowmesh_gateway", env=gateway_env
         )
@@ -466,6 +492,9 @@ async def stack(
             nats_url=nats.url,
             executor=running_executor,
             executor_url=executor_url,
+            scheduler=running_scheduler,
+            scheduler_url=scheduler_url,
+            admin_token=admin_token,
         )
     finally:
         for process in reversed(processes):
