@@ -149,6 +149,8 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     actions: list[Action]
     events: list[RunEvent]
     state: RunState
+    #: Expression cost units the decision spent (its instantaneous nodes).
+    spent: float = 0.0
 
 
 def events_for(ref: RunRef, action: Action, now: datetime) -> list[RunEvent | StepEvent]:

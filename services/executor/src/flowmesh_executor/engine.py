@@ -80,7 +80,12 @@ def decide(
     work = _Work(plan_of(definition), state.clone(), now, context)
     if not state.finished:
         work.run()
-    return Decision(actions=_merge_skips(work.actions), events=batch(work.events), state=work.state)
+    return Decision(
+        actions=_merge_skips(work.actions),
+        events=batch(work.events),
+        state=work.state,
+        spent=work.spent,
+    )
 
 
 def step_succeeded(

@@ -34,6 +34,7 @@ from flowmesh_shared.jetstream import ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
+from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.executor")
 
@@ -83,6 +84,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         definitions=definitions,
         event_ids=EventIds(js, streams.idempotency, settings.streams),
         event_waits=event_waits,
+        turns=Turns(settings.expression_budget),
     )
     metrics_registry = service_metrics_registry()
     parts = ExecutorParts(

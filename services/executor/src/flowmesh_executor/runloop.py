@@ -80,7 +80,10 @@ class Loop:
                 self.context = msgspec.structs.replace(
                     self.context, cancel_requested=True, cancel_reason=driver._cancel_reason
                 )
+            turns = driver.parts.services.turns
+            await turns.take()
             decision = decide(self.definition, self.state, now, self.context)
+            turns.spend(decision.spent)
             events += [_signed(e, driver.parts.name) for e in _flat(decision.events)]
             self.state = decision.state
             finish = next((a for a in decision.actions if isinstance(a, FinishRun)), None)
@@ -324,6 +327,8 @@ class Loop:
         raw = msgspec.to_builtins(node.parameters)
         keep = raw.pop("node", None) if isinstance(node, MapNode) else None
         meter = Meter(self.context.expression_budget)
+        turns = self.driver.parts.services.turns
+        await turns.take()
         try:
             parameters = render_parameters(
                 _type_of(node), raw, variables, self.context.secrets, meter
@@ -331,6 +336,8 @@ class Loop:
         except ExpressionError as exc:
             message = redact(str(exc), self.context.secrets)
             raise StepError(error_class(exc), message) from None
+        finally:
+            turns.spend(meter.spent)
         if keep is not None:
             parameters["node"] = keep
         call = StepCall(

@@ -17,7 +17,6 @@ another tenant is refused. The same event also wakes the tenant's parked
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +36,7 @@ from flowmesh_scheduler.metrics import SchedulerMetrics
 from flowmesh_scheduler.waits import EventWaits
 from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.expressions import DEFAULT_BUDGET, Meter
+from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.scheduler.events")
 
@@ -51,8 +51,10 @@ class EventTriggers:
         ids: EventIds,
         waits: EventWaits | None = None,
         budget: float = DEFAULT_BUDGET,
+        turns: Turns | None = None,
     ) -> None:
         self.budget = budget
+        self.turns = Turns(budget) if turns is None else turns
         self.catalogue, self.starter, self.metrics = catalogue, starter, metrics
         self.ids, self.waits = ids, waits
         self._head = f"{prefix}."
@@ -90,16 +92,17 @@ class EventTriggers:
         self, tenant: str, event_type: str, view: dict[str, Any]
     ) -> list[ArmedEvent]:
         """The triggers ``view`` fires. Each filter has a budget of its own; one over it is
-        no match (counted), and the loop is given back each time the filters evaluated
-        since have spent one budget, so one event of many costly filters holds nothing."""
+        no match (counted), and each takes its turn at the loop (:class:`Turns`), so no
+        event of many costly filters, nor many events at once, hold it."""
         matched: list[ArmedEvent] = []
-        spent = 0.0
         for armed in self.catalogue.event_triggers(tenant, event_type):
             if armed.filter is None:
                 matched.append(armed)
                 continue
             meter = Meter(self.budget)
+            await self.turns.take()
             verdict = armed.filter.matches(view, meter)
+            self.turns.spend(meter.spent)
             if verdict == "yes":
                 matched.append(armed)
             elif verdict == "over_budget":
@@ -110,10 +113,6 @@ class EventTriggers:
                     workflow_id=armed.workflow_id,
                     trigger=armed.trigger_id,
                 )
-            spent += meter.spent
-            if spent >= self.budget:
-                spent = 0.0
-                await asyncio.sleep(0)
         return matched
 
     async def _start(

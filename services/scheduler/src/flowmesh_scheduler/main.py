@@ -37,6 +37,7 @@ from flowmesh_shared.jetstream import ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
+from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.scheduler")
 
@@ -105,9 +106,11 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
     stack.push_async_callback(timers.stop, settings.shutdown_timeout)
     ids = EventIds(js, streams.idempotency, settings.streams, claims)
     budget = settings.expression_budget
+    turns = Turns(budget)  # one for the process: filters and parked-wait matches share it
     waits = EventWaits(
-        js, wait_bucket, streams.event_waits, subjects, streams, starter, metrics, ids, budget
-    )
+        js, wait_bucket, streams.event_waits, subjects, streams, starter, metrics, ids, budget,
+        turns,
+    )  # fmt: skip
     await waits.start()
     stack.push_async_callback(waits.stop)
     events = Consuming(
@@ -115,7 +118,9 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
         streams.events,
         settings.events_consumer,
         subjects.all_events,
-        EventTriggers(catalogue, starter, metrics, subjects.prefix, ids, waits, budget).handle,
+        EventTriggers(
+            catalogue, starter, metrics, subjects.prefix, ids, waits, budget, turns
+        ).handle,
         ack_wait=settings.ack_wait,
         max_in_flight=settings.max_in_flight,
     )

@@ -38,6 +38,7 @@ from flowmesh_scheduler.matching import Verdict, holds
 from flowmesh_scheduler.metrics import SchedulerMetrics
 from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.expressions import DEFAULT_BUDGET, Meter
+from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.scheduler.waits")
 
@@ -61,8 +62,10 @@ class EventWaits:
         metrics: SchedulerMetrics,
         ids: EventIds,
         budget: float = DEFAULT_BUDGET,
+        turns: Turns | None = None,
     ) -> None:
         self.ids, self.budget = ids, budget
+        self.turns = Turns(budget) if turns is None else turns
         self.js, self.bucket, self.bucket_name = js, bucket, bucket_name
         self.subjects, self.streams = subjects, streams
         self.starter, self.metrics = starter, metrics
@@ -115,20 +118,18 @@ class EventWaits:
             return 0
         event = msgspec.to_builtins(envelope)
         woken = 0
-        spent = 0.0
         for key, wait in list(waits.items()):
-            meter = Meter(self.budget)
-            if self._matches(wait, event, meter):
+            if await self._matches(wait, event):
                 await self._wake(key, wait, envelope.id)
                 woken += 1
-            spent += meter.spent
-            if spent >= self.budget:  # many costly matches: give the loop back
-                spent = 0.0
-                await asyncio.sleep(0)
         return woken
 
-    def _matches(self, wait: EventWait, event: dict[str, Any], meter: Meter) -> bool:
+    async def _matches(self, wait: EventWait, event: dict[str, Any]) -> bool:
+        """``matches``, in its turn at the loop (:class:`Turns`)."""
+        meter = Meter(self.budget)
+        await self.turns.take()
         verdict = matches(wait, event, meter)
+        self.turns.spend(meter.spent)
         if verdict == "over_budget":
             self.metrics.over_budget.labels("wait").inc()
             log.warning("wait.match_over_budget", run_id=wait.run_id, node_id=wait.node_id)
@@ -168,7 +169,7 @@ class EventWaits:
                     continue
                 if envelope.tenant != wait.tenant:
                     continue
-                if self._matches(wait, msgspec.to_builtins(envelope), Meter(self.budget)):
+                if await self._matches(wait, msgspec.to_builtins(envelope)):
                     seq = msg.metadata.sequence.stream
                     if await self.ids.is_copy(wait.tenant, envelope.id, seq):
                         continue

@@ -10,7 +10,7 @@ it must hold nothing that outlives it. Steps are at-least-once: ``call.idempoten
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -24,6 +24,7 @@ from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.workflow import Definition, Node
 from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.expressions import DEFAULT_BUDGET
+from flowmesh_shared.turns import Turns
 
 
 class StepError(Exception):
@@ -119,6 +120,8 @@ class StepServices:
     event_ids: EventIds
     #: The bucket of parked ``wait_for_event`` steps (None: such steps are not parked).
     event_waits: KeyValue | None = None
+    #: Turns at the event loop for expression work, shared by every run of the process.
+    turns: Turns = field(default_factory=lambda: Turns(DEFAULT_BUDGET))
 
 
 Step = Callable[[StepCall, StepServices], Awaitable[Any]]

@@ -46,7 +46,7 @@ async def run(call: StepCall, services: StepServices) -> Any:
     if template is not None:
         node = _template(call, template)
         if isinstance(node, INSTANT_TYPES):
-            return await _instants(call, node, items)
+            return await _instants(call, services, node, items)
         return await _fan_out(
             items, concurrency, lambda i, item: _step(call, services, node, item, i)
         )
@@ -90,25 +90,23 @@ def _variables(call: StepCall, item: Any, index: int) -> dict[str, Any]:
     return {**call.variables, "item": item, "index": index}
 
 
-async def _instants(call: StepCall, node: Node, items: list[Any]) -> list[Any]:
-    """Each item's output; every item has a budget of its own, and the loop is given back
-    each time the items evaluated since have spent one (a map holds it no longer than a
-    step does)."""
+async def _instants(
+    call: StepCall, services: StepServices, node: Node, items: list[Any]
+) -> list[Any]:
+    """Each item's output; every item has a budget of its own, and takes its turn at the
+    loop (:class:`~flowmesh_shared.turns.Turns`) as any step's expressions do."""
     outputs: list[Any] = []
-    spent = 0.0
     for index, item in enumerate(items):
         meter = Meter(call.expression_budget)
+        variables = _variables(call, item, index)
+        await services.turns.take()
         try:
-            outputs.append(
-                evaluate_instant(node, _variables(call, item, index), call.secrets, meter)
-            )
+            outputs.append(evaluate_instant(node, variables, call.secrets, meter))
         except EvaluationFailed as exc:
             failure = "MapItemFailed" if exc.error_class != EXPRESSION_BUDGET else exc.error_class
             raise StepError(failure, f"item {index}: {exc.message}") from None
-        spent += meter.spent
-        if spent >= call.expression_budget:
-            spent = 0.0
-            await asyncio.sleep(0)
+        finally:
+            services.turns.spend(meter.spent)
     return outputs
 
 
@@ -119,12 +117,15 @@ async def _step(call: StepCall, services: StepServices, node: Node, item: Any, i
     if step is None:
         raise StepError(INVALID, f"a map cannot run {_tag(node)} nodes")
     variables = _variables(call, item, index)
+    meter = Meter(call.expression_budget)
     try:
         raw = msgspec.to_builtins(node.parameters)
-        meter = Meter(call.expression_budget)
+        await services.turns.take()
         parameters = render_parameters(_tag(node), raw, variables, call.secrets, meter)
     except ExpressionError as exc:
         raise StepError(error_class(exc), f"item {index}: {exc}") from None
+    finally:
+        services.turns.spend(meter.spent)
     item_call = dataclasses.replace(
         call,
         node=node,

@@ -142,7 +142,7 @@ async def _first_match(
         if envelope.tenant != call.tenant:
             continue
         event = msgspec.to_builtins(envelope)
-        if match is None or _holds(match, event, call):
+        if match is None or await _holds(match, event, call, services):
             seq = msg.metadata.sequence.stream
             if await services.event_ids.is_copy(call.tenant, envelope.id, seq):
                 log.info("wait_for_event.copy_ignored", node=call.node.id, event_id=envelope.id)
@@ -150,20 +150,24 @@ async def _first_match(
             return event
 
 
-def _holds(match: Any, event: Any, call: StepCall) -> bool:
+async def _holds(match: Any, event: Any, call: StepCall, services: StepServices) -> bool:
     """Whether ``event`` ends the wait. A ``match`` that fails on an event (a field that
     event lacks) is no match, as for a parked wait and an event trigger's filter: an
     event of the right type from some other producer must not fail the waiting run."""
     if not isinstance(match, str):
         raise StepError(INVALID, "match must be an expression")
+    meter = Meter(call.expression_budget)
+    await services.turns.take()
     try:
-        value = evaluate(match, {**call.variables, "event": event}, Meter(call.expression_budget))
+        value = evaluate(match, {**call.variables, "event": event}, meter)
     except ExpressionBudgetExceeded as exc:
         log.warning("wait_for_event.match_over_budget", node=call.node.id, error=str(exc))
         return False
     except ExpressionError as exc:
         log.info("wait_for_event.match_failed", node=call.node.id, error=str(exc))
         return False
+    finally:
+        services.turns.spend(meter.spent)
     return value is True
 
 
