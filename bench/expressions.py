@@ -54,6 +54,23 @@ SHAPES: dict[str, Shape] = {
     ),
     "matches": ("trigger.data.s.matches('(a|b)*c')", lambda k: {"s": "ab" * k * 8}),
     "list_concat": ("trigger.data.items + trigger.data.items", lambda k: {"items": list(range(k))}),
+    # patterns: the runtime compiles them at every call, so a class's size is what costs
+    "pattern_word": (
+        'trigger.data.items.exists(x, "k".matches("\\\\w{3}"))',
+        lambda k: {"items": list(range(k // 10 + 1))},
+    ),
+    "pattern_digit": (
+        'trigger.data.items.exists(x, "k".matches("\\\\d{20}"))',
+        lambda k: {"items": list(range(k // 10 + 1))},
+    ),
+    "pattern_any": (
+        'trigger.data.items.exists(x, "k".matches(".{50}"))',
+        lambda k: {"items": list(range(k // 10 + 1))},
+    ),
+    "pattern_literal": (
+        'trigger.data.items.exists(x, "k".matches("((a{10}){10}){5}"))',
+        lambda k: {"items": list(range(k // 10 + 1))},
+    ),
     "in": ("-1 in trigger.data.items", lambda k: {"items": list(range(k))}),
 }
 SIZES = (10, 100, 300, 1000, 3000)

@@ -24,6 +24,7 @@ from flowmesh_shared.expressions import (
     evaluate,
     render,
 )
+from flowmesh_shared.regex_cost import pattern_units
 from tests.unit.engine_shell import Run, definition
 
 #: The attack of issue 13: four nested comprehensions over a 100-item list held an executor
@@ -360,3 +361,49 @@ def test_a_filter_over_its_budget_is_no_match() -> None:
     assert costly.matches({"data": {"l": list(range(5))}}, Meter()) == "yes"
     assert costly.matches({"data": {"l": list(range(3000))}}, Meter()) == "over_budget"
     assert costly.matches({"data": {}}, Meter()) == "no"
+
+
+# --- patterns: compiling is what costs ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "cheaper_than"),
+    [("a{100}", r"\d{100}"), (r"[a-z]{100}", r".{100}"), (r"\s{10}", r"\w{10}"), ("x", r"\pL")],
+)
+def test_a_pattern_is_priced_by_what_it_compiles_to(pattern: str, cheaper_than: str) -> None:
+    assert pattern_units(pattern) < pattern_units(cheaper_than)
+    assert pattern_units(r"\w{200}") == 200 * pattern_units(r"\w")
+
+
+def test_costly_patterns_and_patterns_from_data_are_refused_at_validation() -> None:
+    def condition(source: str) -> dict[str, Any]:
+        return _workflow(_node("c", "condition", expression=source))
+
+    path = "nodes[0].parameters.expression"
+    assert _problems(condition(r'trigger.data.sku.matches("^A[0-9]+$")')) == set()
+    for source in (
+        r'trigger.kind.matches("\\w{200}")',  # ~55 ms to compile, at every call
+        "[" + ", ".join(["1"] * 40) + r'].exists(x, trigger.kind.matches("\\w{30}"))',
+        "trigger.kind.matches(trigger.data.pattern)",  # a pattern from data: no price
+        'trigger.kind.matches("(a")',  # a pattern that does not parse
+    ):
+        assert _problems(condition(source)) == {(path, COSTLY_CODE)}, source
+
+
+def test_constant_checks_spend_one_budget_per_definition() -> None:
+    nodes = [_node(f"c{i}", "condition", expression="'a' + 'b'") for i in range(40)]
+    edges = [{"from": f"c{i}", "to": f"c{i + 1}", "when": "true"} for i in range(39)]
+    doc = {"name": "wf", "nodes": nodes, "edges": edges}
+    everything = _problems(doc)
+    assert len(everything) == 40  # each is a string where a boolean is needed
+    cost = compile_expression("'a' + 'b'").cost.units(0)
+    assert 0 < len(_problems(doc, expression_budget=int(cost * 10))) <= 10
+
+
+def test_a_budget_says_nothing_of_a_secrets_length() -> None:
+    left = []
+    for secret in ("short", "x" * 1000):
+        meter = Meter()
+        evaluate("secrets.TOKEN", {"secrets": {"TOKEN": secret}}, meter)
+        left.append(meter.remaining)
+    assert left[0] == left[1]

@@ -233,13 +233,13 @@ def _selector(tokens: list[_Token], j: int) -> tuple[str | None, int]:
         return tokens[j + 1].text, j + 2
     is_index = _is(tokens, j, "[") and _is(tokens, j + 2, "]")
     if is_index and tokens[j + 1].kind == "string":
-        value = _string_literal_value(tokens[j + 1].text)
+        value = string_literal_value(tokens[j + 1].text)
         if value is not None:
             return value, j + 3
     return None, j
 
 
-def _string_literal_value(literal: str) -> str | None:
+def string_literal_value(literal: str) -> str | None:
     """The value a CEL string literal spells (CEL itself decodes the escapes)."""
     try:
         value = cel.compile(literal).execute({})

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowmesh_shared.cel_references import lex
+from flowmesh_shared.cel_references import lex, string_literal_value
+from flowmesh_shared.regex_cost import PatternError, pattern_units
 
 __all__ = ["Cost", "CostError", "Polynomial", "data_size", "estimate"]
 
@@ -213,6 +214,7 @@ class _Value:
     total: Polynomial
     work: Polynomial
     depth: int = 0
+    literal: str | None = None  # the value of a string literal
 
 
 _ONE = Polynomial.const(1)
@@ -334,7 +336,8 @@ class _Parser:
         if kind in ("number", "string"):
             self.take()
             size = 1 + len(text or "") // STRING_UNIT
-            return _Value(_ONE, Polynomial.const(size), Polynomial.const(size))
+            literal = string_literal_value(text or "") if kind == "string" else None
+            return _Value(_ONE, Polynomial.const(size), Polynomial.const(size), literal=literal)
         if text == "(":
             self.take()
             inner = self.expression()
@@ -442,8 +445,15 @@ class _Parser:
         if name == "has":
             return _Value(_ONE, _ONE, work, depth)
         if name == "matches" and len(args) == 2:
-            # compiling the pattern, then a linear-time search per pattern state
-            work = work + (args[0].total + 1) * (args[1].total + 1)
+            # the runtime compiles the pattern at every call, then searches in linear time
+            pattern = args[1].literal
+            if pattern is None:
+                raise CostError("matches() takes its pattern as a string literal")
+            try:
+                compiling = pattern_units(pattern)
+            except PatternError as exc:
+                raise CostError(str(exc)) from None
+            work = work + compiling + (args[0].total + 1) * (1 + compiling // 64)
             return _Value(_ONE, _ONE, work, depth)
         if name in ("size", "contains", "startsWith", "endsWith", "type", "hasValue"):
             return _Value(_ONE, _ONE, work + totals, depth)

@@ -48,6 +48,7 @@ __all__ = [
     "Expression",
     "ExpressionBudgetExceeded",
     "ExpressionError",
+    "ExpressionTooCostly",
     "Meter",
     "References",
     "Template",
@@ -83,6 +84,10 @@ class ExpressionError(ValueError):
         self.reason = reason
         shown = source if len(source) <= 120 else source[:117] + "..."
         super().__init__(f"{reason} (in {shown!r})")
+
+
+class ExpressionTooCostly(ExpressionError):
+    """An expression whose cost cannot be bounded (a pattern that is not a literal, ...)."""
 
 
 class EvaluationError(ExpressionError):
@@ -207,7 +212,7 @@ def compile_expression(source: str) -> Expression:
     try:
         cost = estimate(source)
     except CostError as exc:
-        raise ExpressionError(source, f"its cost cannot be bounded: {exc}") from None
+        raise ExpressionTooCostly(source, f"its cost cannot be bounded: {exc}") from None
     read = {path[0] for path in cost.reads}
     paths = [*cost.reads, *((name,) for name in references.variables if name not in read)]
     roots = _read_tree(paths)
@@ -370,7 +375,8 @@ def _scope(expression: Expression, context: Mapping[str, Any], meter: Meter) -> 
         if name in context:
             value, used = _prune(context[name], wanted, meter, limit - size)
             scope[name] = value
-            size += used
+            # a secret costs the same whatever its length: a budget's figures say nothing of it
+            size += len(wanted or ()) + 1 if name == "secrets" else used
         if size > limit:
             raise ExpressionBudgetExceeded(
                 expression.source,

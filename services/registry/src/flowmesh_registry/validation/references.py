@@ -22,7 +22,10 @@ from flowmesh_registry.validation.shape import NodeEntry, node_type
 from flowmesh_shared.expressions import (
     EvaluationError,
     Expression,
+    ExpressionBudgetExceeded,
     ExpressionError,
+    ExpressionTooCostly,
+    Meter,
     References,
     Template,
     compile_expression,
@@ -78,6 +81,11 @@ class ReferenceCheck:
     problems: Problems
     limits: Limits
     secret_refs: set[str] = field(default_factory=set)
+    #: What evaluating constant expressions may spend, for the whole definition.
+    constants: Meter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.constants = Meter(self.limits.expression_budget)
 
     def node(self, entry: NodeEntry) -> None:
         """Every expression and template in one decoded node's parameters."""
@@ -111,7 +119,8 @@ class ReferenceCheck:
         try:
             expression = compile_expression(source)
         except ExpressionError as exc:
-            self.problems.add(path, scope.code, exc.reason)
+            code = COSTLY if isinstance(exc, ExpressionTooCostly) else scope.code
+            self.problems.add(path, code, exc.reason)
             return
         self._references(path, expression.references, scope)
         if self._affordable(path, expression) and slot is not None:
@@ -139,7 +148,8 @@ class ReferenceCheck:
 
     def _template(self, path: str, found: Template | ExpressionError, scope: Scope) -> None:
         if isinstance(found, ExpressionError):
-            self.problems.add(path, scope.code, str(found))
+            code = COSTLY if isinstance(found, ExpressionTooCostly) else scope.code
+            self.problems.add(path, code, str(found))
             return
         for expression in found.expressions:
             if len(expression.source) > self.max_length:
@@ -229,7 +239,9 @@ class ReferenceCheck:
         if not expression.is_constant or expression.references.uses_macros:
             return
         try:
-            value = evaluate(expression, {})
+            value = evaluate(expression, {}, self.constants)
+        except ExpressionBudgetExceeded:
+            return  # one definition's checks spend one budget at most: the run will judge
         except EvaluationError as exc:
             self.problems.add(path, scope.code, f"always fails: {exc.reason}")
             return
