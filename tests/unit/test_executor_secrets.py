@@ -11,7 +11,12 @@ import pytest
 
 from flowmesh_executor.actions import RunContext
 from flowmesh_executor.engine import cel_context
-from flowmesh_executor.instant import expression_context, render_parameters
+from flowmesh_executor.instant import (
+    expression_context,
+    redact,
+    render_parameters,
+    secret_forms,
+)
 from flowmesh_executor.references import secret_names
 from flowmesh_executor.state import RunState
 from flowmesh_proto.workflow import Definition, definition_from_builtins
@@ -144,3 +149,27 @@ def test_only_the_secrets_of_http_requests_are_resolved() -> None:
         },
     )
     assert secret_names(definition) == {"PATH", "TOKEN", "K"}
+
+
+@pytest.mark.parametrize(
+    ("secret", "seen"),
+    [
+        ("SkLiveAbCdEf0123", "skliveabcdef0123"),  # lowercased (a host name)
+        ('p@ss w0rd/\u00fc"x', "p%40ss%20w0rd%2F%C3%BC%22x"),  # percent-encoded
+        ('p@ss w0rd/\u00fc"x', "p%40ss%20w0rd/%C3%BC%22x"),  # percent-encoded, / kept
+        ("ab%41%42cd", "abABcd"),  # percent-decoded
+    ],
+)
+def test_redaction_also_replaces_the_forms_a_url_gives_a_secret(secret: str, seen: str) -> None:
+    message = f"GET https://x.example/{seen}: failed"
+    assert redact(message, {"K": secret}) == "GET https://x.example/[redacted]: failed"
+    assert redact({"m": [message]}, {"K": secret}) == {
+        "m": ["GET https://x.example/[redacted]: failed"]
+    }
+
+
+def test_forms_shorter_than_four_characters_are_not_redacted() -> None:
+    assert secret_forms("Ab") == {"Ab"}  # the exact value only: not every "ab"
+    assert redact("Ab ab", {"K": "Ab"}) == "[redacted] ab"
+    assert redact("aAb", {"K": "a%41b"}) == "aAb"  # decoded, 3 characters: kept
+    assert "abcd" in secret_forms("ABCD")

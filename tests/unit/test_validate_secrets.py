@@ -187,7 +187,8 @@ def test_the_secret_is_not_counted_as_a_dependency_where_refused() -> None:
         {"url": "https://api.example", "query": {"key": "{{ secrets.TOKEN }}"}},
         {"url": "https://api.example", "body": {"auth": {"t": ["{{ secrets.TOKEN }}"]}}},
         {"url": "https://api.example", "body": "{{secrets.TOKEN}}"},
-        {"url": "{{ secrets.TOKEN }}"},
+        {"url": "https://api.example?key={{ secrets.TOKEN }}"},
+        {"url": "https://user@api.example:8443/{{ run.id }}/{{ secrets.TOKEN }}"},
     ],
 )
 def test_an_http_request_may_carry_secrets(parameters: dict[str, Any]) -> None:
@@ -218,6 +219,34 @@ def test_a_request_sends_a_secret_as_it_is_not_a_value_computed_from_it(
 ) -> None:
     doc = chain(node("send", "http", **parameters))
     assert found(doc) == {(f"nodes[1].parameters.{path}", NOT_ALLOWED)}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "{{ secrets.TOKEN }}",
+        "https://{{ secrets.TOKEN }}.invalid/",
+        "https://api.{{ secrets.TOKEN }}/x",
+        "https://api.example:{{ secrets.TOKEN }}/x",
+        "https://user:{{ secrets.TOKEN }}@api.example/x",
+        "{{ secrets.TOKEN }}://api.example/x",
+        "https://{{ run.id }}/{{ secrets.TOKEN }}",
+        "https:///{{ secrets.TOKEN }}",
+        "api.example/{{ secrets.TOKEN }}",
+    ],
+)
+def test_a_secret_in_the_scheme_or_authority_of_a_url_is_refused(url: str) -> None:
+    doc = chain(node("send", "http", url=url))
+    report = validate_definition(doc, known_secrets=KNOWN)
+    assert {(p.path, p.code) for p in report.problems} == {("nodes[1].parameters.url", NOT_ALLOWED)}
+    message = report.problems[0].message
+    assert "path, query, headers and body only" in message
+
+
+def test_a_secret_in_the_host_of_a_maps_per_item_http_template_is_refused() -> None:
+    template = {"type": "http", "parameters": {"url": "https://{{ secrets.TOKEN }}.invalid/"}}
+    doc = chain(node("each", "map", items="[1, 2]", node=template))
+    assert found(doc) == {("nodes[1].parameters.node.parameters.url", NOT_ALLOWED)}
 
 
 def test_a_maps_per_item_http_template_may_carry_secrets() -> None:

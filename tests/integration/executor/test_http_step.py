@@ -15,6 +15,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from flowmesh_executor.instant import render_parameters
 from flowmesh_executor.nodes import http
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.settings import ExecutorSettings
@@ -64,6 +65,7 @@ def _routes(origin: Origin) -> web.RouteTableDef:
         await record(request)
         return web.Response(text="plain words", content_type="text/plain")
 
+    @routes.get("/status/{code}/{tail:.*}")
     @routes.get("/status/{code}")
     async def status(request: web.Request) -> web.Response:
         await record(request)
@@ -72,6 +74,7 @@ def _routes(origin: Origin) -> web.RouteTableDef:
             text=f"unavailable; you sent {request.headers.get('Authorization', '')}",
         )
 
+    @routes.get("/sized/{size}/{tail:.*}")
     @routes.get("/sized/{size}")
     async def sized(request: web.Request) -> web.Response:
         await record(request)
@@ -131,13 +134,23 @@ class Step:
         secrets: Mapping[str, str] | None = None,
         traceparent: str | None = None,
         deadline: datetime | None = None,
+        template: Mapping[str, Any] | None = None,
     ) -> Any:
+        """Run the step on ``parameters``, rendered from the node's ``template`` (by default
+        ``parameters`` themselves: no templates)."""
+        if template is None:
+            url = parameters.get("url")
+            node = HttpNode(
+                id="call", parameters=HttpParameters(url=url if isinstance(url, str) else "")
+            )
+        else:
+            node = HttpNode(id="call", parameters=msgspec.convert(template, HttpParameters))
         call = StepCall(
             tenant="acme",
             run_id="run-1",
             workflow_id="wf-1",
             version=1,
-            node=HttpNode(id="call", parameters=HttpParameters(url="http://placeholder/")),
+            node=node,
             attempt=1,
             idempotency_key="run-1:call",
             parameters=parameters,
@@ -153,6 +166,14 @@ class Step:
         with pytest.raises(StepError) as caught:
             await self(parameters, **kwargs)
         return caught.value
+
+    async def fails_rendered(
+        self, template: Mapping[str, Any], secrets: Mapping[str, str]
+    ) -> StepError:
+        """Fail the step of a node whose parameters are ``template``, rendered with ``secrets``
+        as the executor renders them."""
+        parameters = render_parameters("http", template, {}, secrets)
+        return await self.fails(parameters, secrets=secrets, template=template)
 
 
 async def _step(allow_private: bool, **overrides: Any) -> AsyncIterator[Step]:
@@ -425,3 +446,60 @@ async def test_non_canonical_numeric_hosts_are_refused(guarded_step: Step, host:
 async def test_non_http_schemes_are_refused_by_the_guarded_session(guarded_step: Step) -> None:
     error = await guarded_step.fails({"url": "gopher://127.0.0.1:70/"})
     assert error.error_class == "InvalidParameters"
+
+
+# --- secrets in messages: the URL as the node wrote it, never as sent -----------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]  # closed again: nothing listens there
+    return port
+
+
+@pytest.mark.parametrize(
+    ("secret", "rewritten"),
+    [
+        ("tok3n?rest-of-secret", "tok3n"),  # cut at ?: the rest is the query
+        ("part1#part2", "part1"),  # cut at #: the rest is the fragment
+        ('p@ss w0rd/\u00fc"x', "p@ss%20w0rd/%C3%BC%22x"),  # percent-encoded
+        ("a%41b", "aAb"),  # percent-decoded
+        ("../../etc", "/etc"),  # dot segments resolved
+    ],
+)
+async def test_a_secret_in_the_path_is_named_redacted_however_the_url_was_normalised(
+    step: Step, secret: str, rewritten: str
+) -> None:
+    port = _closed_port()
+    template = {"url": f"http://127.0.0.1:{port}/a/{{{{ secrets.API_KEY }}}}"}
+    error = await step.fails_rendered(template, {"API_KEY": secret})
+    assert error.error_class == "HttpError"
+    assert error.message.startswith(f"GET http://127.0.0.1:{port}/a/[redacted]: cannot connect")
+    assert rewritten not in error.message.removeprefix(f"GET http://127.0.0.1:{port}/a/")
+    assert secret not in error.message
+
+
+async def test_a_secret_in_the_host_is_named_redacted_even_lowercased(step: Step) -> None:
+    secret = "SkLiveAbCdEf0123"
+    template = {"url": "https://{{ secrets.API_KEY }}.invalid/x"}
+    error = await step.fails_rendered(template, {"API_KEY": secret})
+    assert error.error_class == "HttpError"
+    assert error.message == (
+        "GET https://[redacted].invalid/x: cannot resolve host [redacted].invalid"
+    )
+
+
+async def test_status_and_size_errors_name_the_url_redacted(step: Step, origin: Origin) -> None:
+    answered = await step.fails_rendered(
+        {"url": origin.url("/status/500/{{ secrets.K }}")}, {"K": 'p@ss w0rd/\u00fc"x'}
+    )
+    assert answered.error_class == "HttpStatus"
+    assert answered.message.startswith(f"GET {origin.url('/status/500/[redacted]')} answered 500")
+    too_large = await step.fails_rendered(
+        {"url": origin.url(f"/sized/{LIMIT + 1}/{{{{ secrets.K }}}}")}, {"K": "tok3n?rest"}
+    )
+    assert too_large.error_class == "ResponseTooLarge"
+    assert too_large.message == (
+        f"GET {origin.url(f'/sized/{LIMIT + 1}/[redacted]')} answered a body over {LIMIT} bytes"
+    )

@@ -15,8 +15,9 @@ output, an event, a task or a condition: there, ``secrets.X`` is a missing key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, unquote
 
 from flowmesh_proto.workflow import (
     SECRET_PARAMETERS,
@@ -39,16 +40,23 @@ from flowmesh_shared.expressions import (
 __all__ = [
     "EXPRESSION_BUDGET",
     "EXPRESSION_ERROR",
+    "MIN_FORM_LENGTH",
     "REDACTED",
     "EvaluationFailed",
     "error_class",
     "evaluate_instant",
     "expression_context",
     "redact",
+    "redaction_needles",
     "render_parameters",
+    "secret_forms",
 ]
 
 REDACTED = "[redacted]"
+#: A form of a secret other than its exact value (:func:`secret_forms`) is redacted only
+#: when at least this long: a tiny secret's lowercased or decoded form would otherwise
+#: redact ordinary text everywhere (a secret ``Ab`` would blank every ``ab``).
+MIN_FORM_LENGTH = 4
 EXPRESSION_ERROR = "ExpressionError"
 #: A step whose expressions would cost more than its budget (DESIGN section 12).
 EXPRESSION_BUDGET = "ExpressionBudgetExceeded"
@@ -166,11 +174,33 @@ def _kind(value: Any) -> str:
 
 
 def redact(value: Any, secrets: Mapping[str, str]) -> Any:
-    """``value`` with every secret's value replaced by :data:`REDACTED` inside its strings."""
-    needles = sorted((s for s in secrets.values() if s), key=len, reverse=True)
+    """``value`` with every secret's value (and its :func:`secret_forms`) replaced by
+    :data:`REDACTED` inside its strings."""
+    needles = redaction_needles(secrets.values())
     if not needles:
         return value
     return _redact(value, needles)
+
+
+def redaction_needles(secrets: Iterable[str]) -> list[str]:
+    """Every form of every secret, longest first (a longer one holds a shorter one)."""
+    forms = {form for secret in secrets for form in secret_forms(secret)}
+    return sorted(forms, key=len, reverse=True)
+
+
+def secret_forms(secret: str) -> set[str]:
+    """``secret``, and the forms a URL parser or a host name may have turned it into.
+
+    A second line only: messages never name the URL sent (the http step renders its url
+    again with each secret as :data:`REDACTED`). The lowercased (a host name), the
+    percent-encoded (a path or query: ``/`` kept or not) and the percent-decoded forms
+    count only when at least :data:`MIN_FORM_LENGTH` characters long; the exact value
+    always counts.
+    """
+    if not secret:
+        return set()
+    forms = {secret.lower(), quote(secret, safe=""), quote(secret, safe="/"), unquote(secret)}
+    return {secret} | {form for form in forms if len(form) >= MIN_FORM_LENGTH}
 
 
 def _redact(value: Any, needles: list[str]) -> Any:

@@ -15,7 +15,11 @@
   similar destinations are refused with ``AddressNotAllowed`` unless the deployment allows
   them; host names are checked by the session's resolver at connection time.
 - Error messages name the method and the URL without its query or credentials, never a
-  header value, at most a short excerpt of a response body, and no secret value.
+  header value, at most a short excerpt of a response body, and no secret value. The URL
+  they name is the node's ``url`` rendered again with every secret read as ``[redacted]``
+  (:func:`shown_url`), never the URL sent: a URL parser lowercases a host, cuts a path at
+  ``?`` or ``#``, resolves ``..`` and percent-encodes or decodes, and exact-value redaction
+  does not recognise a secret it rewrote (DESIGN section 12).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from flowmesh_executor.instant import REDACTED, redaction_needles, render_parameters
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.ssrf import (
     AddressNotAllowedError,
@@ -41,6 +46,7 @@ from flowmesh_executor.nodes.ssrf import (
     literal_address,
 )
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
+from flowmesh_shared.expressions import ExpressionError, Meter
 from flowmesh_shared.settings import variable_name
 
 #: Characters of a response body an ``HttpStatus`` message may quote.
@@ -51,7 +57,8 @@ _CHUNK = 64 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ALLOW_PRIVATE = variable_name(ENV_PREFIX, "http_allow_private")
 _ALLOW_NETWORKS = variable_name(ENV_PREFIX, "http_allow_networks")
-_REDACTED = "[redacted]"
+#: What messages name when the node's url cannot be rendered again for them.
+_UNSHOWN = "(the node's url)"
 
 
 def http_session(settings: ExecutorSettings) -> aiohttp.ClientSession:
@@ -81,11 +88,28 @@ class HttpRequest:
     query: dict[str, str]
     body: bytes | None
     expect_status: frozenset[int]
+    #: The URL messages name (:func:`shown_url`), never :attr:`url`.
+    shown: str = _UNSHOWN
 
     @property
     def where(self) -> str:
-        """Method and URL for messages: no credentials, query or fragment."""
-        return f"{self.method} {self.url.with_user(None).with_query(None).with_fragment(None)}"
+        """Method and URL for messages: secrets redacted, no credentials, query or fragment."""
+        return f"{self.method} {self.shown}"
+
+    @property
+    def shown_authority(self) -> str:
+        """The host (and port, if the node wrote one) of :attr:`shown`."""
+        _, sep, rest = self.shown.partition("://")  # shown: no user info, query or fragment
+        return rest.partition("/")[0] if sep else _UNSHOWN
+
+    @property
+    def shown_host(self) -> str:
+        """The host of :attr:`shown` (an IPv6 literal in its brackets)."""
+        authority = self.shown_authority
+        inside, closed, after = authority.removeprefix("[").partition("]")
+        if authority.startswith("[") and closed and (not after or after.startswith(":")):
+            return f"[{inside}]"
+        return authority.partition(":")[0]
 
     def expects(self, status: int) -> bool:
         return status in self.expect_status if self.expect_status else 200 <= status <= 299
@@ -95,7 +119,7 @@ async def run(call: StepCall, services: StepServices) -> Any:
     """Send the node's request; its answer is the output."""
     try:
         request = build_request(call)
-        check_destination(request.url, services.settings)
+        check_destination(request.url, services.settings, named=request.shown_host)
         return await send(services.http, request, services.settings, call)
     except StepError as exc:
         raise StepError(exc.error_class, redact(exc.message, call.secrets.values())) from None
@@ -116,21 +140,48 @@ def build_request(call: StepCall) -> HttpRequest:
         query=_strings("query parameter", params.get("query")),
         body=body,
         expect_status=_expect_status(params.get("expect_status")),
+        shown=shown_url(call),
     )
 
 
-def check_destination(url: URL, settings: ExecutorSettings) -> None:
-    """Refuse an IP-literal host the SSRF guard does not allow (names: the resolver's job)."""
+def shown_url(call: StepCall) -> str:
+    """The URL messages name: the node's ``url`` rendered again with every secret read as
+    ``[redacted]``, as written (not normalised), without credentials, query or fragment."""
+    raw = getattr(call.node.parameters, "url", None)
+    placeholders = dict.fromkeys(call.secrets, REDACTED)
+    try:
+        rendered = render_parameters(
+            "http", {"url": raw}, call.variables, placeholders, Meter(call.expression_budget)
+        )["url"]
+    except ExpressionError:
+        return _UNSHOWN
+    if not isinstance(rendered, str) or not rendered:
+        return _UNSHOWN
+    before_query = re.split(r"[?#]", rendered, maxsplit=1)[0]
+    scheme, sep, rest = before_query.partition("://")
+    if not sep:
+        return before_query
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def check_destination(url: URL, settings: ExecutorSettings, *, named: str | None = None) -> None:
+    """Refuse an IP-literal host the SSRF guard does not allow (names: the resolver's job).
+
+    ``named``: the host as messages name it (:attr:`HttpRequest.shown_host`).
+    """
     if settings.http_allow_private:
         return
     host = url.host or ""
+    named = host if named is None else named
     try:
         address = literal_address(host)
-    except ValueError as exc:
-        raise StepError("InvalidParameters", f"url: {exc}") from None
+    except ValueError:
+        message = f"url: {named} is not a canonical IP address"
+        raise StepError("InvalidParameters", message) from None
     allowed = allowed_networks(settings.http_allow_networks)
     if address is not None and not address_allowed(address, allowed):
-        raise StepError("AddressNotAllowed", _refusal(host))
+        raise StepError("AddressNotAllowed", _refusal(named))
 
 
 async def send(
@@ -151,7 +202,7 @@ async def send(
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
-            return await _answer(request, response, settings, list(call.secrets.values()))
+            return await _answer(request, response, settings, call.secrets.values())
     except TimeoutError:
         after = "" if timeout is None else f" after {timeout:g} s"
         raise StepError("HttpError", f"{request.where} timed out{after}") from None
@@ -171,7 +222,7 @@ async def _answer(
     request: HttpRequest,
     response: aiohttp.ClientResponse,
     settings: ExecutorSettings,
-    secrets: list[str],
+    secrets: Iterable[str],
 ) -> dict[str, Any]:
     status = response.status
     if not request.expects(status):
@@ -198,15 +249,16 @@ async def _answer(
 
 
 def _connect_error(request: HttpRequest, exc: aiohttp.ClientConnectorError) -> StepError:
+    """The failure, naming the host as the node wrote it (never ``exc.host``: normalised)."""
     if isinstance(exc.os_error, AddressNotAllowedError):
-        return StepError("AddressNotAllowed", _refusal(exc.os_error.host))
+        return StepError("AddressNotAllowed", _refusal(request.shown_host))
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return StepError("HttpError", f"{request.where}: cannot resolve host {exc.host}")
+        return StepError("HttpError", f"{request.where}: cannot resolve host {request.shown_host}")
     if isinstance(exc, aiohttp.ClientSSLError):
-        return StepError("HttpError", f"{request.where}: TLS failed with {exc.host}:{exc.port}")
+        return StepError("HttpError", f"{request.where}: TLS failed with {request.shown_authority}")
     errno = exc.os_error.errno
     reason = os.strerror(errno) if errno else exc.strerror or type(exc.os_error).__name__
-    where = f"{exc.host}:{exc.port}"
+    where = request.shown_authority
     return StepError("HttpError", f"{request.where}: cannot connect to {where} ({reason})")
 
 
@@ -343,23 +395,28 @@ def decode_body(raw: bytes, content_type: str, charset: str | None) -> Any:
         return raw.decode("utf-8", errors="replace")
 
 
-def body_excerpt(raw: bytes, secrets: list[str], *, cut: bool) -> str:
+def body_excerpt(raw: bytes, secrets: Iterable[str], *, cut: bool) -> str:
     """At most :data:`EXCERPT_CHARS` printable characters of a body, secrets redacted.
 
     ``cut``: the body went on past ``raw``, so a secret may start at its end: a trailing
     piece of any secret is dropped too.
     """
     text = "".join(c if c.isprintable() else " " for c in raw.decode("utf-8", "replace"))
-    text = redact(text, secrets).strip()
+    needles = redaction_needles(secrets)
+    text = _replace(text, needles).strip()
     if cut:
-        text = _drop_partial_secret(text, secrets)
+        text = _drop_partial_secret(text, needles)
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced (longest first)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, _REDACTED)
+    """``text`` with every secret value, and its other forms, replaced (longest first)."""
+    return _replace(text, redaction_needles(secrets))
+
+
+def _replace(text: str, needles: list[str]) -> str:
+    for needle in needles:
+        text = text.replace(needle, REDACTED)
     return text
 
 

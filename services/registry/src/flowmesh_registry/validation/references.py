@@ -16,6 +16,7 @@ from flowmesh_registry.validation.secret_placement import (
     SECRETS,
     refuse_computed_secrets,
     refuse_secret,
+    refuse_secret_before_path,
     secrets_allowed,
 )
 from flowmesh_registry.validation.shape import NodeEntry, node_type
@@ -145,6 +146,8 @@ class ReferenceCheck:
                 self._template(path + suffix, found, inner)
                 if inner is not scope:
                     refuse_computed_secrets(path + suffix, found, self.problems)
+                if inner is not scope and key == "url":
+                    refuse_secret_before_path(path + suffix, found, self.problems)
 
     def _template(self, path: str, found: Template | ExpressionError, scope: Scope) -> None:
         if isinstance(found, ExpressionError):

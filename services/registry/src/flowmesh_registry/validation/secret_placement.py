@@ -13,16 +13,29 @@ Where a secret may be read, it is read as it is: ``{{ secrets.NAME }}`` (inside 
 never a value computed from it (``{{ bytes(secrets.NAME) }}``, ``{{ size(...) }}``, a
 comparison), which an error message naming the URL could carry where exact-value redaction
 would not see it.
+
+In ``url``, a secret is read only past the authority: in the path or the query, never in the
+scheme, the user info, the host or the port. A host is sent to DNS resolvers and named in
+connection errors, lowercased; so the literal text before the first expression that reads a
+secret must already hold a scheme, ``://``, a host and the ``/`` or ``?`` that ends it.
 """
 
 from __future__ import annotations
+
+import re
 
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.workflow import SECRET_PARAMETERS, is_plain_secret_read
 from flowmesh_registry.validation.problems import Problems
 from flowmesh_shared.expressions import ExpressionError, Template
 
-__all__ = ["SECRETS", "refuse_computed_secrets", "refuse_secret", "secrets_allowed"]
+__all__ = [
+    "SECRETS",
+    "refuse_computed_secrets",
+    "refuse_secret",
+    "refuse_secret_before_path",
+    "secrets_allowed",
+]
 
 #: The root an expression reads secrets through.
 SECRETS = "secrets"
@@ -32,6 +45,12 @@ _WHERE = ", ".join(
 )
 
 _COMPUTED = "a request sends a secret as it is ({{ secrets.NAME }}), not a value computed from it"
+_BEFORE_PATH = (
+    "secrets may appear in the path, query, headers and body only: write the scheme, "
+    "'://', the host and the '/' or '?' after it before the first {{ secrets.NAME }}"
+)
+#: Literal text that settles the scheme and the authority: what follows is path or query.
+_AUTHORITY_SETTLED = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#\\{}]+[/?]")
 
 
 def secrets_allowed(type_name: str, parameter: str) -> bool:
@@ -58,3 +77,22 @@ def refuse_computed_secrets(
         if reads and not is_plain_secret_read(expression.source):
             problems.add(path, ErrorCode.SECRET_NOT_ALLOWED, _COMPUTED)
             return
+
+
+def refuse_secret_before_path(
+    path: str, found: Template | ExpressionError, problems: Problems
+) -> None:
+    """Report a ``url`` template at ``path`` that reads a secret before its literal text
+    has settled the scheme and the authority (the host goes to DNS, lowercased)."""
+    if isinstance(found, ExpressionError):
+        return
+    literal = ""
+    for segment in found.segments:
+        if isinstance(segment, str):
+            literal += segment
+        elif SECRETS in segment.references.variables:
+            if not _AUTHORITY_SETTLED.match(literal):
+                problems.add(path, ErrorCode.SECRET_NOT_ALLOWED, _BEFORE_PATH)
+            return
+        else:
+            literal += "{}"  # unknown text: not a host, nor the end of one
