@@ -4,7 +4,7 @@ For shapes of expression that stress each part of the bound (reading data into C
 ``map`` and ``filter`` that copy the list they build, ``exists``, two nested levels,
 string and list building, ``matches``, ``in``) over growing data, it prints the units the
 bound gives and the time the CEL runtime really takes (best of 3), and the worst
-microseconds per unit: the default budget (20,000 units) is "about 10 ms at worst" because
+microseconds per unit: the default budget (20,000 units) is "about 12 ms at worst" because
 of that figure. It also measures what the budget check adds to a cheap expression (the
 fast path of every transform and condition), against evaluating without it.
 

@@ -144,6 +144,7 @@ class Cost:
     builds: int
     reads: frozenset[tuple[str, ...]] = frozenset()
     _terms: tuple[tuple[float, int], ...] = field(default=(), init=False, repr=False)
+    _linear: tuple[float, float] | None = field(default=None, init=False, repr=False)
     _limits: dict[float, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -151,10 +152,18 @@ class Cost:
         if any(name != "n" for m in self.work.terms for name, _ in m):
             raise CostError("a comprehension's variable is left in the bound")
         object.__setattr__(self, "_terms", terms)
+        if all(e <= 1 for _, e in terms):
+            linear = (
+                sum(c for c, e in terms if e == 0),
+                sum(c for c, e in terms if e == 1),
+            )
+            object.__setattr__(self, "_linear", linear)
         object.__setattr__(self, "_limits", {})
 
     def units(self, n: int) -> float:
         n = max(n, 1)
+        if self._linear is not None:  # most expressions: no comprehension
+            return self._linear[0] + self._linear[1] * n
         return float(sum(c * n**e for c, e in self._terms))
 
     def walk_limit(self, budget: float) -> int:

@@ -98,8 +98,8 @@ class ExpressionBudgetExceeded(EvaluationError):
     """An evaluation would cost more than the budget left; it was not started."""
 
 
-#: Units one step (or one filter) may spend on expressions; about 10 ms at worst here
-#: (bench/expressions.py measures a unit: at most ~0.5 us, reading data).
+#: Units one step (or one filter) may spend on expressions; about 12 ms at worst here
+#: (bench/expressions.py measures a unit: at most ~0.6 us, reading data).
 DEFAULT_BUDGET = 20_000
 
 
@@ -172,10 +172,8 @@ class Template:
     text: str
     segments: tuple[str | Expression, ...]
     typed: bool
-
-    @property
-    def expressions(self) -> tuple[Expression, ...]:
-        return tuple(s for s in self.segments if isinstance(s, Expression))
+    #: The expressions among the segments, in order.
+    expressions: tuple[Expression, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def references(self) -> References:
@@ -286,7 +284,9 @@ def parse_template(text: str) -> Template:
     typed = len(expressions) == 1 and all(
         isinstance(s, Expression) or not s.strip() for s in segments
     )
-    return Template(text=text, segments=tuple(segments), typed=typed)
+    return Template(
+        text=text, segments=tuple(segments), typed=typed, expressions=tuple(expressions)
+    )
 
 
 def _expression_end(text: str, start: int) -> int | None:

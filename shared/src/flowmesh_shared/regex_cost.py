@@ -5,7 +5,7 @@ again at every call, and compiling is what costs: a Unicode class such as ``\\w`
 an automaton of hundreds of states, and a counted repetition copies it (``\\w{200}`` takes
 ~55 ms to compile here, ``a{200}`` ~0.03 ms). :func:`pattern_units` prices a pattern by the
 program it compiles to, in the units of :mod:`flowmesh_shared.expression_cost` (about
-0.5 us each, ``bench/expressions.py``), from the pattern's syntax tree as Python's own
+0.6 us at most each, ``bench/expressions.py``), from the pattern's syntax tree as Python's own
 regular-expression parser reads it (the two syntaxes agree on everything that costs:
 classes, repetitions, alternations, groups, flags). Rust-only forms that cost like a class
 (``\\p{..}``, ``\\P{..}``, ``\\pL``) are read as ``\\w``; a pattern Python cannot read is

@@ -25,6 +25,11 @@ class Turns:
         self.spent = 0.0
         self._reset_due = False
 
+    @property
+    def due(self) -> bool:
+        """Whether :meth:`take` would wait (a loop of many evaluations can skip the call)."""
+        return self.spent >= self.per_pass
+
     async def take(self) -> None:
         """Return at once while this pass has units left, else in a later pass."""
         while self.spent >= self.per_pass:

@@ -26,7 +26,7 @@ class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     #: Cost units one step's expressions may spend (a map: each item's), the same budget
     #: for a run's concurrency key and each ``wait_for_event`` match; one decision of the
     #: engine spends about this much before it yields (DESIGN section 12). A unit is at
-    #: most ~0.5 us here (bench/expressions.py): 20,000 is ~10 ms at worst.
+    #: most ~0.6 us here (bench/expressions.py): 20,000 is ~12 ms at worst.
     expression_budget: int = 20_000
     #: Run input limit (bytes of JSON); a bigger input fails the run.
     max_input_bytes: int = 1024 * 1024

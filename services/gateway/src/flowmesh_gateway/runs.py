@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,11 @@ from flowmesh_proto.timers import Timer
 from flowmesh_shared import telemetry
 from flowmesh_shared.errors import FlowmeshError, Unavailable
 from flowmesh_shared.jetstream import ensure_bucket
+
+#: Seconds a tenant's count of queued runs is used again (see ``Runs.queued``).
+QUEUED_FRESH = 0.1
+#: Tenants whose counts are kept at once (all are forgotten past it).
+QUEUED_TENANTS = 10_000
 
 log = structlog.get_logger("flowmesh.gateway.runs")
 
@@ -139,6 +145,7 @@ class Runs:
         self._control, self._keys = control, keys
         self._read_timeout = read_timeout
         self._max_message_bytes = max_message_bytes
+        self._queued: dict[str, tuple[float, int]] = {}  # tenant: (when counted, count)
 
     @classmethod
     async def open(cls, nc: Client, settings: GatewaySettings) -> Runs:
@@ -297,17 +304,35 @@ class Runs:
     async def queued(self, tenant: str) -> int:
         """The tenant's runs requested and not yet finished: its messages in the run-request
         work queue (an executor holds a run's request until the run ends; a parked run's
-        is acked, and counted again when it wakes) plus its delayed runs' timers."""
+        is acked, and counted again when it wakes) plus its delayed runs' timers.
+
+        A count is used again for :data:`QUEUED_FRESH` seconds, plus the runs this gateway
+        started meanwhile (:meth:`started`): a burst of executes asks JetStream once, not
+        twice per run (runs that finish meanwhile are still counted: it errs on refusing).
+        """
+        known = self._queued.get(tenant)
+        now = time.monotonic()
+        if known is not None and now - known[0] < QUEUED_FRESH:
+            return known[1]
         counts = (
             (self._streams.run_requests, self._subjects.run_requests(tenant)),
             (self._streams.timers, self._subjects.timers(tenant, "delayed_run")),
         )
-        found = 0
         with _unavailable("the tenant's queued runs"):
-            for stream, subject in counts:
-                info = await self._js.stream_info(stream, subjects_filter=subject)
-                found += sum((info.state.subjects or {}).values())
+            infos = await asyncio.gather(
+                *(self._js.stream_info(name, subjects_filter=subject) for name, subject in counts)
+            )
+        found = sum(sum((info.state.subjects or {}).values()) for info in infos)
+        if len(self._queued) >= QUEUED_TENANTS:
+            self._queued.clear()
+        self._queued[tenant] = (now, found)
         return found
+
+    def started(self, tenant: str) -> None:
+        """One more run of ``tenant`` queued by this gateway (see :meth:`queued`)."""
+        known = self._queued.get(tenant)
+        if known is not None:
+            self._queued[tenant] = (known[0], known[1] + 1)
 
     # --- reading ---
 

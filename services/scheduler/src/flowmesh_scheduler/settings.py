@@ -24,7 +24,7 @@ class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
     #: Seconds between full reloads of the trigger catalogue (changes arrive as events too).
     catalogue_reload_interval: float = 300.0
     #: Cost units one event filter or parked-wait match may spend; one over it is no
-    #: match, counted (DESIGN section 12; a unit is at most ~0.5 us, bench/expressions.py).
+    #: match, counted (DESIGN section 12; a unit is at most ~0.6 us, bench/expressions.py).
     expression_budget: int = 20_000
     #: Messages (timers, events) one replica holds at once.
     max_in_flight: int = 256

@@ -99,7 +99,8 @@ async def _instants(
     for index, item in enumerate(items):
         meter = Meter(call.expression_budget)
         variables = _variables(call, item, index)
-        await services.turns.take()
+        if services.turns.due:
+            await services.turns.take()
         try:
             outputs.append(evaluate_instant(node, variables, call.secrets, meter))
         except EvaluationFailed as exc:

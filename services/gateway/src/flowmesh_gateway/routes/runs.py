@@ -230,6 +230,7 @@ async def check_queue(call: Call) -> None:
             "try again once some have finished",
             QUEUE_RETRY_AFTER,
         )
+    call.request.app[RUNS].started(call.tenant)
 
 
 async def _begin(call: Call, start: Start, wait: float | None) -> web.Response:
