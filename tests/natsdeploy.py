@@ -28,6 +28,8 @@ import nats
 from flowmesh_cli.main import run_cli
 from flowmesh_gateway.main import GatewayApp, start_gateway
 from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_shared.jetstream import StreamLimits, provision_streams
 from flowmesh_shared.localstack import (
     LOOPBACK,
     LocalStackError,
@@ -297,3 +299,32 @@ async def gateway(deployed: Deployed, **settings: Any) -> AsyncIterator[GatewayA
     }
     async with AsyncExitStack() as stack:
         yield await start_gateway(GatewaySettings(**values), stack)
+
+
+@asynccontextmanager
+async def deployment(
+    tmp_path: Path, users: list[tuple[str, ...]], *, gateways: int = 1, **settings: Any
+) -> AsyncIterator[Deployed]:
+    """The committed configuration on one node with ``users`` minted (each ``(tenant,
+    role, *options)``), the streams provisioned, and ``gateways`` real gateways (the
+    events ingress) signed in; ``settings`` are theirs."""
+    config = copy_config(tmp_path)
+    passwords = account_passwords()
+    minted = {}
+    for tenant, role, *options in users:
+        user = await mint(config, tenant, role, None, *options)
+        minted[user["user"]] = user
+    async with single_node(config, passwords) as node:
+        deployed = Deployed(node, config, passwords)
+        deployed.users = minted
+        registry = await deployed.connect("registry")
+        try:
+            await provision_streams(
+                registry.jetstream(), Subjects(), stream_names(), StreamLimits()
+            )
+        finally:
+            await registry.close()
+        async with AsyncExitStack() as stack:
+            for _ in range(gateways):
+                await stack.enter_async_context(gateway(deployed, **settings))
+            yield deployed

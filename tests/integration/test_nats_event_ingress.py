@@ -22,19 +22,15 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 
-from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_proto.subjects import stream_names
 from flowmesh_shared.event_ids import EventIds
-from flowmesh_shared.jetstream import StreamLimits, provision_streams
+from flowmesh_shared.jetstream import StreamLimits
 from tests.helpers import until
 from tests.natsdeploy import (
     Deployed,
     Violations,
-    account_passwords,
-    copy_config,
+    deployment,
     event_body,
-    gateway,
-    mint,
-    single_node,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,28 +42,10 @@ MAX_EVENT_BYTES = 16 * 1024
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def deployed(tmp_path: Path) -> AsyncIterator[Deployed]:
-    config = copy_config(tmp_path)
-    passwords = account_passwords()
-    minted = {}
-    for tenant in ("acme", "globex"):
-        user = await mint(config, tenant, "publisher")
-        minted[user["user"]] = user
-    async with single_node(config, passwords) as node:
-        deployed = Deployed(node, config, passwords)
-        deployed.users = minted
-        registry = await deployed.connect("registry")
-        try:
-            await provision_streams(
-                registry.jetstream(), Subjects(), stream_names(), StreamLimits()
-            )
-        finally:
-            await registry.close()
-        # Two replicas in the queue group, as a deployment runs them.
-        async with (
-            gateway(deployed, max_body_bytes=MAX_EVENT_BYTES),
-            gateway(deployed, max_body_bytes=MAX_EVENT_BYTES),
-        ):
-            yield deployed
+    users = [("acme", "publisher"), ("globex", "publisher")]
+    # Two replicas in the queue group, as a deployment runs them.
+    async with deployment(tmp_path, users, gateways=2, max_body_bytes=MAX_EVENT_BYTES) as made:
+        yield made
 
 
 @pytest_asyncio.fixture(loop_scope="session")

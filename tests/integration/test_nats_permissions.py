@@ -28,18 +28,14 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NoStreamResponseError
 
 from flowmesh_cli.main import run_cli
-from flowmesh_proto.subjects import Subjects, stream_names
-from flowmesh_shared.jetstream import StreamLimits, provision_streams
 from tests.helpers import until
 from tests.natsdeploy import (
     Deployed,
     Violations,
-    account_passwords,
     copy_config,
+    deployment,
     event_body,
-    gateway,
     mint,
-    single_node,
 )
 
 pytestmark = pytest.mark.integration
@@ -47,25 +43,9 @@ pytestmark = pytest.mark.integration
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def deployed(tmp_path: Path) -> AsyncIterator[Deployed]:
-    config = copy_config(tmp_path)
-    passwords = account_passwords()
-    minted = {}
-    for tenant in ("acme", "globex"):
-        for role in ("publisher", "reader"):
-            user = await mint(config, tenant, role)
-            minted[user["user"]] = user
-    async with single_node(config, passwords) as node:
-        deployed = Deployed(node, config, passwords)
-        deployed.users = minted
-        registry = await deployed.connect("registry")
-        try:
-            await provision_streams(
-                registry.jetstream(), Subjects(), stream_names(), StreamLimits()
-            )
-        finally:
-            await registry.close()
-        async with gateway(deployed):
-            yield deployed
+    users = [(t, role) for t in ("acme", "globex") for role in ("publisher", "reader")]
+    async with deployment(tmp_path, users) as made:
+        yield made
 
 
 async def test_a_publisher_publishes_its_own_tenants_events_into_jetstream(

@@ -33,7 +33,6 @@ from flowmesh_executor.settings import ExecutorSettings
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_proto.tasks import REPLY_TO, TaskResult
 from flowmesh_proto.workflow import TaskNode, TaskParameters
-from flowmesh_shared.jetstream import StreamLimits, provision_streams
 from flowmesh_shared.natsconn import SERVICES, connect, service_inbox
 from flowmesh_shared.rpc import RpcClient, RpcService
 from flowmesh_worker import TaskContext, Worker
@@ -41,12 +40,8 @@ from tests.helpers import until
 from tests.natsdeploy import (
     Deployed,
     Violations,
-    account_passwords,
-    copy_config,
+    deployment,
     event_body,
-    gateway,
-    mint,
-    single_node,
 )
 
 pytestmark = pytest.mark.integration
@@ -64,40 +59,12 @@ class Anything(msgspec.Struct, frozen=True, kw_only=True):
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def deployed(tmp_path: Path) -> AsyncIterator[Deployed]:
-    config = copy_config(tmp_path)
-    passwords = account_passwords()
-    minted = {}
-    for tenant in TENANTS:
-        for role in ("publisher", "reader"):
-            user = await mint(config, tenant, role)
-            minted[user["user"]] = user
-        user = await mint(config, tenant, "worker", None, "--queue", QUEUE)
-        minted[user["user"]] = user
-    limited = await mint(
-        config,
-        "initech",
-        "publisher",
-        None,
-        "--max-connections",
-        "2",
-        "--max-subscriptions",
-        "3",
-        "--max-payload",
-        "2048",
-    )
-    minted[limited["user"]] = limited
-    async with single_node(config, passwords) as node:
-        deployed = Deployed(node, config, passwords)
-        deployed.users = minted
-        registry = await deployed.connect("registry")
-        try:
-            await provision_streams(
-                registry.jetstream(), Subjects(), stream_names(), StreamLimits()
-            )
-        finally:
-            await registry.close()
-        async with gateway(deployed):  # the events ingress
-            yield deployed
+    users = [(t, role) for t in TENANTS for role in ("publisher", "reader")]
+    users += [(t, "worker", "--queue", QUEUE) for t in TENANTS]
+    limits = ("--max-connections", "2", "--max-subscriptions", "3", "--max-payload", "2048")
+    users.append(("initech", "publisher", *limits))
+    async with deployment(tmp_path, users) as made:  # with the events ingress
+        yield made
 
 
 async def service(deployed: Deployed, name: str) -> Client:
