@@ -63,13 +63,14 @@ def json_path(parts: tuple[Part, ...] | list[Part], root: str = "") -> str:
 def unstorable(value: Any, root: str = "") -> Unstorable | None:
     """The first place in ``value`` (a decoded JSON or YAML document) that PostgreSQL's
     ``jsonb`` could not keep as it is, with why; None when all of it can be kept."""
-    stack: list[tuple[Any, tuple[Part, ...]]] = [(value, ())]
+    # Each item's place is a link to its parent's: linear whatever the depth.
+    stack: list[tuple[Any, _Place]] = [(value, None)]
     while stack:
-        item, parts = stack.pop()
+        item, place = stack.pop()
         reason = _scalar_problem(item)
         if reason is not None:
-            return Unstorable(path=json_path(parts, root), reason=reason)
-        children: list[tuple[Any, tuple[Part, ...]]] = []
+            return Unstorable(path=json_path(_parts(place), root), reason=reason)
+        children: list[tuple[Any, _Place]] = []
         if isinstance(item, dict):
             for key, child in item.items():
                 if isinstance(key, str):
@@ -78,13 +79,25 @@ def unstorable(value: Any, root: str = "") -> Unstorable | None:
                     reason = _scalar_problem(key)  # YAML keys: written as text by JSON
                 else:
                     reason = f"a key of type {type(key).__name__} is not a JSON value"
+                name = key if isinstance(key, str) else str(key)
                 if reason is not None:
-                    return Unstorable(path=json_path((*parts, str(key)), root), reason=reason)
-                children.append((child, (*parts, key if isinstance(key, str) else str(key))))
+                    return Unstorable(path=json_path(_parts((place, name)), root), reason=reason)
+                children.append((child, (place, name)))
         elif isinstance(item, list):
-            children = [(child, (*parts, index)) for index, child in enumerate(item)]
+            children = [(child, (place, index)) for index, child in enumerate(item)]
         stack.extend(reversed(children))
     return None
+
+
+_Place = tuple[Any, Part] | None
+
+
+def _parts(place: _Place) -> list[Part]:
+    parts: list[Part] = []
+    while place is not None:
+        place, part = place
+        parts.append(part)
+    return parts[::-1]
 
 
 def unstorable_json(data: bytes, root: str = "") -> Unstorable | None:
