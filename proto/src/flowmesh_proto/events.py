@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from flowmesh_proto.ids import MAX_EVENT_ID_LENGTH, is_event_id
+from flowmesh_proto.storable import unstorable_json
 
 
 class EventEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -49,7 +50,9 @@ def checked_event(tenant: str, event_type: str, data: bytes) -> EventEnvelope:
     """The envelope ``data`` sent on the events subject of ``tenant`` and ``event_type``.
 
     :class:`EventProblem` when it does not decode, names another tenant or type than the
-    subject's, or its ``id`` is not 1..200 printable ASCII characters without spaces.
+    subject's, its ``id`` is not 1..200 printable ASCII characters without spaces, or it
+    holds what PostgreSQL cannot store (:func:`~flowmesh_proto.storable.unstorable`: the
+    problem's path, such as ``data.k``, opens the message).
     """
     try:
         envelope = event_decoder.decode(data)
@@ -64,6 +67,9 @@ def checked_event(tenant: str, event_type: str, data: bytes) -> EventEnvelope:
             f"the event's id must be 1 to {MAX_EVENT_ID_LENGTH} printable ASCII characters"
             " without spaces"
         )
+    found = unstorable_json(data)
+    if found is not None:
+        raise EventProblem(f"{found.path}: {found.reason}")
     return envelope
 
 

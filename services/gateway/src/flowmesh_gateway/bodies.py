@@ -15,6 +15,7 @@ from aiohttp import web
 
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.registry import ExportFormat
+from flowmesh_proto.storable import unstorable_json
 from flowmesh_shared.errors import FlowmeshError
 
 T = TypeVar("T")
@@ -55,11 +56,12 @@ async def _raw_body(request: web.Request, limit: int) -> bytes:
     return data
 
 
-async def json_body(request: web.Request, kind: type[T], limit: int) -> T:
-    """The body as ``kind`` (a Struct, or ``Any`` for free JSON); JSON only."""
+async def json_body(request: web.Request, kind: type[T], limit: int, *, kept: bool = True) -> T:
+    """The body as ``kind`` (a Struct, or ``Any`` for free JSON); JSON only. ``kept``: the
+    body is to be stored, so what PostgreSQL cannot keep is refused (422 at its path)."""
     require_json(request)
     data = await _raw_body(request, limit)
-    return decode_json(data, kind)
+    return decode_json(data, kind, kept=kept)
 
 
 def require_json(request: web.Request) -> None:
@@ -77,20 +79,33 @@ async def raw_body(request: web.Request, limit: int) -> bytes:
     return await _raw_body(request, limit)
 
 
-def decode_json(data: bytes, kind: type[T]) -> T:
+def decode_json(data: bytes, kind: type[T], root: str = "", *, kept: bool = True) -> T:
+    """``data`` as ``kind``; 400 when it is not JSON, 422 at the path of what does not fit
+    ``kind`` or cannot be stored (:func:`~flowmesh_proto.storable.unstorable`). Paths are
+    the body's (``input.a``), or under ``root`` when the body is one value (``input``)."""
     try:
-        return msgspec.json.decode(data, type=kind)
+        value = msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _AT_PATH.search(message)
-        path = match.group("path").lstrip(".") if match and match.group("path") else "$"
-        raise unprocessable(_AT_PATH.sub("", message), path) from exc
+        path = match.group("path").lstrip(".") if match and match.group("path") else ""
+        raise unprocessable(_AT_PATH.sub("", message), _under(root, path)) from exc
     except msgspec.DecodeError as exc:
         raise FlowmeshError(ErrorCode.BAD_REQUEST, f"the body is not valid JSON: {exc}") from exc
     except UnicodeDecodeError as exc:  # msgspec's error for bad UTF-8 inside a string
         raise FlowmeshError(ErrorCode.BAD_REQUEST, "the body is not valid UTF-8") from exc
     except RecursionError as exc:
         raise FlowmeshError(ErrorCode.BAD_REQUEST, "the body is nested too deeply") from exc
+    found = unstorable_json(data, root) if kept else None
+    if found is not None:
+        raise unprocessable(found.reason, found.path)
+    return value
+
+
+def _under(root: str, path: str) -> str:
+    if not root:
+        return path or "$"
+    return f"{root}{path}" if path.startswith("[") else f"{root}.{path}" if path else root
 
 
 async def document_body(request: web.Request, limit: int) -> tuple[str, ExportFormat]:

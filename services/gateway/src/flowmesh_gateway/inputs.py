@@ -8,19 +8,17 @@ make requests a tenant chooses).
 
 from __future__ import annotations
 
-import json
-import re
 from collections import OrderedDict
 from typing import Any
 
 import jsonschema_rs
 
 from flowmesh_proto.errors import ErrorCode, ProblemItem
+from flowmesh_proto.storable import json_path
 from flowmesh_shared.errors import FlowmeshError
 
 #: At most this many problems are reported for one input.
 MAX_PROBLEMS = 50
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 Key = tuple[str, int, str]
 
@@ -92,12 +90,4 @@ def _item(path: str, message: str) -> ProblemItem:
 
 def input_path(parts: list[str | int]) -> str:
     """``["a", 0, "b c"]`` as ``input.a[0]["b c"]``: the problem paths of the API."""
-    text = "input"
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif _IDENTIFIER.fullmatch(part):
-            text += f".{part}"
-        else:
-            text += f"[{json.dumps(part)}]"
-    return text
+    return json_path(parts, "input")

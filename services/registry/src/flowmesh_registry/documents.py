@@ -1,26 +1,86 @@
 """Portable workflow documents: JSON or YAML, the same document export writes and import reads.
 
-YAML is read with a safe loader that also refuses aliases (no "billion laughs"): a
-document is data, never a program nor a bomb.
+YAML is read as YAML 1.2 with its core schema, not as PyYAML's YAML 1.1: only ``true``/
+``false`` (any case of the first letter, or all capitals) are booleans, ``null``/``~``/
+nothing is null, integers are decimal, ``0o`` octal or ``0x`` hexadecimal, floats are
+decimal (``.inf``, ``.nan``). So ``NO``, ``yes``, ``on`` stay strings, ``12:30:00`` is no
+sexagesimal number, ``010`` is ten, ``2024-01-01`` is no date; ``1.10`` is the number 1.1,
+as it is in JSON (quote it to keep the text). Only the tags of JSON values are read (no
+``!!binary``, ``!!set``, ``!!timestamp``); a key may appear once in a mapping; aliases are
+refused (no "billion laughs"): a document is data, never a program nor a bomb.
+
+Export writes YAML that both YAML 1.2 and YAML 1.1 readers read back as the same values:
+a string that either would take for something else is quoted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import msgspec
 import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
 
 CONTENT_TYPES = {"json": "application/json", "yaml": "application/yaml"}
+
+_BOOL = re.compile(r"true|True|TRUE|false|False|FALSE")
+_NULL = re.compile(r"~|null|Null|NULL|")
+_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_FLOAT = re.compile(
+    r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+#: The YAML 1.2 core schema's implicit resolution of plain scalars: (tag, pattern, first
+#: characters). The order matters: ``10`` is an int before it is a float.
+CORE_SCHEMA: list[tuple[str, re.Pattern[str], list[str]]] = [
+    ("tag:yaml.org,2002:bool", _BOOL, list("tTfF")),
+    ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:int", _INT, list("-+0123456789")),
+    ("tag:yaml.org,2002:float", _FLOAT, list("-+.0123456789")),
+]
 
 
 class DocumentError(ValueError):
     """The document is not well-formed JSON or YAML."""
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+def _scalar(loader: SafeConstructor, node: Any, pattern: re.Pattern[str], what: str) -> str:
+    text = loader.construct_scalar(node)
+    if not isinstance(text, str) or not pattern.fullmatch(text):
+        raise ConstructorError(None, None, f"{text!r} is not {what} in YAML 1.2", node.start_mark)
+    return text
+
+
+def _construct_bool(loader: SafeConstructor, node: Any) -> bool:
+    return _scalar(loader, node, _BOOL, "a boolean").lower() == "true"
+
+
+def _construct_int(loader: SafeConstructor, node: Any) -> int:
+    text = _scalar(loader, node, _INT, "an integer")
+    try:
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text, 10)  # 010 is ten: no YAML 1.1 octal
+    except ValueError as exc:  # more digits than Python converts (4,300)
+        raise ConstructorError(None, None, f"integer too long: {exc}", node.start_mark) from exc
+
+
+def _construct_float(loader: SafeConstructor, node: Any) -> float:
+    text = _scalar(loader, node, re.compile(f"{_FLOAT.pattern}|{_INT.pattern}"), "a float")
+    if text.lower().endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    if text.lower() == ".nan":
+        return float("nan")
+    return float(int(text, 0)) if text.startswith(("0o", "0x")) else float(text)
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the YAML 1.2 core schema, JSON's tags only, no aliases,
+    no key twice in a mapping."""
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
@@ -29,12 +89,42 @@ class _NoAliasLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        if len(mapping) != len(node.value):
+            keys = [self.construct_object(key, deep=True) for key, _ in node.value]
+            twice = next(key for i, key in enumerate(keys) if key in keys[:i])
+            raise ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                f"the key {twice!r} appears twice",
+                node.start_mark,
+            )
+        return mapping
 
-# Timestamps stay strings: a document's values are JSON values.
-_NoAliasLoader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+
+_Yaml12Loader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in CORE_SCHEMA:
+    _Yaml12Loader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern.pattern})$"), _first)
+_Yaml12Loader.yaml_constructors = {
+    "tag:yaml.org,2002:null": SafeConstructor.construct_yaml_null,
+    "tag:yaml.org,2002:bool": _construct_bool,
+    "tag:yaml.org,2002:int": _construct_int,
+    "tag:yaml.org,2002:float": _construct_float,
+    "tag:yaml.org,2002:str": SafeConstructor.construct_yaml_str,
+    "tag:yaml.org,2002:seq": SafeConstructor.construct_yaml_seq,
+    "tag:yaml.org,2002:map": SafeConstructor.construct_yaml_map,
+    None: SafeConstructor.construct_undefined,
 }
+
+
+class _PortableDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting a string that a YAML 1.2 reader (as well as a 1.1
+    reader) would take for a number, a boolean or null."""
+
+
+for _tag, _pattern, _first in CORE_SCHEMA:
+    _PortableDumper.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern.pattern})$"), _first)
 
 
 def parse_document(text: str, fmt: str) -> Any:
@@ -46,7 +136,7 @@ def parse_document(text: str, fmt: str) -> Any:
             raise DocumentError(f"not valid JSON: {exc}") from exc
     if fmt == "yaml":
         try:
-            return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a safe, alias-free loader
+            return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - safe, alias-free, YAML 1.2
         except yaml.YAMLError as exc:
             raise DocumentError(f"not valid YAML: {exc}") from exc
         except RecursionError as exc:
@@ -56,7 +146,9 @@ def parse_document(text: str, fmt: str) -> Any:
 
 def render_document(data: Any, fmt: str) -> str:
     if fmt == "yaml":
-        return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
+        return str(
+            yaml.dump(data, Dumper=_PortableDumper, sort_keys=False, allow_unicode=True, width=100)
+        )
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -128,7 +128,7 @@ async def _receive(call: Call) -> web.Response:
     signed, body, keys = await _verified(call, wid, tid)
     await call.admit(f"webhook:{keys.workflow_id}:{tid}")
     require_json(request)
-    payload: Any = decode_json(body, Any)
+    payload: Any = decode_json(body, Any, root="input")
     workflow = await _version(call, keys)
     check_input(call, workflow, payload)
     digest = message_digest(signed.timestamp, body)

@@ -156,7 +156,8 @@ async def import_(call: Call) -> web.Response:
 
 
 async def validate(call: Call) -> web.Response:
-    definition = await json_body(call.request, Any, call.body_limit)
+    # A question, not a store: what cannot be kept is one of the answer's errors.
+    definition = await json_body(call.request, Any, call.body_limit, kept=False)
     result = await call.registry("workflow_validate", r.WorkflowValidate(definition=definition))
     return json_response(h.ValidationAnswer(valid=result.valid, errors=result.errors))
 

@@ -9,6 +9,7 @@ from typing import Any, cast
 import msgspec
 
 from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.storable import unstorable
 from flowmesh_proto.workflow import NODE_TYPES, Definition, Edge, Node, Trigger
 from flowmesh_registry.validation.problems import (
     DOCUMENT,
@@ -68,6 +69,10 @@ def check_document(
         return None
     if _nested_deeper_than(raw, max_depth):
         problems.add(DOCUMENT, ErrorCode.VALIDATION_FAILED, f"nested deeper than {max_depth}")
+        return None
+    found = unstorable(raw)
+    if found is not None:  # every string: input_schema, vars, tags, descriptions ...
+        problems.add(found.path, ErrorCode.VALIDATION_FAILED, found.reason)
         return None
     try:
         size = len(msgspec.json.encode(raw))
