@@ -10,6 +10,7 @@ import pytest
 
 from flowmesh_executor.actions import (
     CompleteStep,
+    FailStep,
     FinishRun,
     RetryStep,
     RunContext,
@@ -360,3 +361,13 @@ def test_decide_needs_a_queued_run_and_leaves_its_input_state_alone() -> None:
     decision = decide(defn, run.state, T0)
     assert msgspec.to_builtins(run.state) == before
     assert decision.state.status == "succeeded"
+
+
+def test_an_output_history_could_not_keep_fails_its_step() -> None:
+    nodes = [
+        {"id": "t", "type": "transform", "parameters": {"output": {"s": "{{ trigger.data.s }}"}}}
+    ]
+    run = Run(definition(nodes, []), data={"s": "a\x00b"})  # as an http response may hold
+    (failed,) = [a for a in run.decide() if isinstance(a, FailStep)]
+    assert failed.error_class == "OutputNotStorable"
+    assert failed.message.startswith("output.s: ")

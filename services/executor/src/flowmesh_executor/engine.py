@@ -51,6 +51,7 @@ from flowmesh_executor.plan import Plan, plan_of
 from flowmesh_executor.retry import NO_RETRY, retry_delay_ms
 from flowmesh_executor.state import RunState, apply
 from flowmesh_proto.runs import RunError, RunEvent, StepBatch, StepEvent, StepSucceeded
+from flowmesh_proto.storable import unstorable
 from flowmesh_proto.workflow import Definition
 from flowmesh_shared.expressions import Meter
 
@@ -66,6 +67,8 @@ __all__ = [
 
 STEP_TIMEOUT = "StepTimeout"
 OUTPUT_TOO_LARGE = "OutputTooLarge"
+#: A step output run history could not keep (U+0000 in a string or key).
+OUTPUT_NOT_STORABLE = "OutputNotStorable"
 STEP_FAILED = "STEP_FAILED"
 _NO_CONTEXT = RunContext()
 _ENCODER = msgspec.json.Encoder()
@@ -131,14 +134,23 @@ def step_failed(
     return batch(work.events)
 
 
-def output_problem(output: Any, limit: int) -> str | None:
-    """Why ``output`` may not be recorded (over ``limit`` bytes of JSON, or not JSON), or None."""
+def output_problem(output: Any, limit: int) -> tuple[str, str] | None:
+    """Why ``output`` may not be recorded, as (error class, message), or None: over
+    ``limit`` bytes of JSON, no JSON form, or something run history could not keep
+    (U+0000, :func:`flowmesh_proto.storable.unstorable`: recorded, it would be lost)."""
     try:
-        size = len(_ENCODER.encode(output))
+        encoded = _ENCODER.encode(output)
     except (TypeError, ValueError, OverflowError) as exc:
-        return f"the output has no JSON form: {exc}"
-    if limit and size > limit:
-        return f"the output takes {size} bytes of JSON; the limit is {limit}"
+        return OUTPUT_TOO_LARGE, f"the output has no JSON form: {exc}"
+    if limit and len(encoded) > limit:
+        return (
+            OUTPUT_TOO_LARGE,
+            f"the output takes {len(encoded)} bytes of JSON; the limit is {limit}",
+        )
+    if b"\\u0000" in encoded:  # the cheap look first: a normal output is never walked
+        problem = unstorable(output, "output")
+        if problem is not None:
+            return OUTPUT_NOT_STORABLE, f"{problem.path}: {problem.reason}"
     return None
 
 
@@ -371,9 +383,9 @@ class _Work:
             return
         finally:
             self.spent += meter.spent
-        too_large = output_problem(output, self.context.max_output_bytes)
-        if too_large is not None:
-            self.fail(node_id, attempt, OUTPUT_TOO_LARGE, too_large)
+        problem = output_problem(output, self.context.max_output_bytes)
+        if problem is not None:
+            self.fail(node_id, attempt, *problem)
             return
         self.record(CompleteStep(node_id=node_id, attempt=attempt, output=output))
 

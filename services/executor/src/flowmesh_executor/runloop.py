@@ -12,7 +12,6 @@ import structlog
 from flowmesh_executor.actions import FinishRun, RunContext, StartStep, WakeAt
 from flowmesh_executor.children import child_run_id
 from flowmesh_executor.engine import (
-    OUTPUT_TOO_LARGE,
     STEP_TIMEOUT,
     batch,
     cel_context,
@@ -299,7 +298,7 @@ class Loop:
                 output = await self._perform(node_id, attempt, deadline)
                 problem = output_problem(output, self.settings.max_output_bytes)
                 if problem is not None:
-                    raise StepError(OUTPUT_TOO_LARGE, problem)
+                    raise StepError(*problem)
             except StepError as exc:
                 error = (exc.error_class, redact(exc.message, self.context.secrets))
             except TimeoutError:
