@@ -248,9 +248,7 @@ class RunDriver:
         values: dict[str, str] = {}
         if names:
             resolved = await parts.rpc.call(
-                "secret_resolve",
                 r.SecretResolve(names=sorted(names)),
-                r.SecretValues,
                 tenant=req.tenant,
                 principal=EXECUTOR_PRINCIPAL,
             )

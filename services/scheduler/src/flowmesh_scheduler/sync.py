@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy
 
-from flowmesh_proto.registry import CatalogueEntry, CataloguePage, TriggerCatalogue, WorkflowChanged
+from flowmesh_proto.registry import CatalogueEntry, TriggerCatalogue, WorkflowChanged
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_scheduler.catalogue import Catalogue
 from flowmesh_scheduler.metrics import SchedulerMetrics
@@ -142,9 +142,7 @@ class CatalogueSync:
                 after_workflow_id=after[1] if after else None,
                 limit=PAGE,
             )
-            page = await self.rpc.call(
-                "trigger_catalogue", request, CataloguePage, principal=PRINCIPAL
-            )
+            page = await self.rpc.call(request, principal=PRINCIPAL)
             entries += page.items
             if not page.has_more or not page.items:
                 return entries
