@@ -51,6 +51,7 @@ T = TypeVar("T")
 
 PLATFORM = "platform"  # the role of routes only the platform admin token opens
 SIGNATURE = "signature"  # the role of routes whose credential is the request's signature
+EVENT_STREAM = "events"  # a Route's response: Server-Sent Events of run events
 SETTINGS = web.AppKey("settings", GatewaySettings)
 RUNS = web.AppKey("runs", Runs)
 INPUT_SCHEMAS = web.AppKey("input_schemas", InputSchemas)
