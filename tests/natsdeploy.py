@@ -26,15 +26,15 @@ from typing import Any
 import nats
 
 from flowmesh_cli.main import run_cli
-from flowmesh_gateway.main import GatewayApp, start_gateway
-from flowmesh_gateway.settings import GatewaySettings
-from flowmesh_shared.localstack import (
+from flowmesh_devtools.localstack import (
     LOOPBACK,
     LocalStackError,
     free_port,
     nats_server_binary,
     until_answers,
 )
+from flowmesh_gateway.main import GatewayApp, start_gateway
+from flowmesh_gateway.settings import GatewaySettings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "nats"
 SERVICE_USERS = ("registry", "gateway", "executor", "scheduler")

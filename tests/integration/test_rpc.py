@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from opentelemetry import context as otel_context
 from prometheus_client import CollectorRegistry
 
+from flowmesh_devtools.localstack import NatsHandle
 from flowmesh_proto import headers as h
 from flowmesh_proto.errors import ErrorCode, Problem
 from flowmesh_proto.operations import Request
@@ -22,7 +23,6 @@ from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.errors import FlowmeshError, NotFound, RemoteError, Unavailable
 from flowmesh_shared.health import RpcMetrics
 from flowmesh_shared.lifecycle import run_service
-from flowmesh_shared.localstack import NatsHandle
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import CallContext, RpcClient, RpcService
 from flowmesh_shared.telemetry import extract
