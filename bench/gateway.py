@@ -50,7 +50,7 @@ import aiohttp
 import asyncpg
 from workload import definition, summary, wait_ready  # bench/workload.py (scripts run from bench/)
 
-from flowmesh_shared.localstack import (
+from flowmesh_devtools.localstack import (
     NatsHandle,
     ensure_nats,
     ensure_nats_cluster,

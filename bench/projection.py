@@ -53,6 +53,7 @@ from gateway import process_cpu, profile  # bench/gateway.py
 from nats.js import errors as js_errors
 from workload import summary, wait_ready, write_results
 
+from flowmesh_devtools.localstack import ensure_nats, ensure_postgres, free_port
 from flowmesh_proto import headers as h
 from flowmesh_proto import registry as r
 from flowmesh_proto.ids import new_run_id
@@ -71,7 +72,6 @@ from flowmesh_proto.runs import (
     TriggerInfo,
 )
 from flowmesh_proto.subjects import Subjects, stream_names
-from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
 from flowmesh_shared.rpc import RpcClient
 
 ENCODER = msgspec.json.Encoder()

@@ -34,6 +34,7 @@ import nats
 from prometheus_client import CollectorRegistry
 from workload import summary  # bench/workload.py (scripts run from bench/)
 
+from flowmesh_devtools.localstack import ensure_nats
 from flowmesh_gateway.counters import KvCounters
 from flowmesh_gateway.holds import HoldLimits
 from flowmesh_gateway.main import QUOTAS_TTL
@@ -43,7 +44,6 @@ from flowmesh_gateway.runs import Runs
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_shared.jetstream import StreamLimits, ensure_bucket, provision_streams
-from flowmesh_shared.localstack import ensure_nats
 
 LIMITS = HoldLimits(per_credential=1_000_000, per_tenant=1_000_000)
 

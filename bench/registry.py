@@ -30,9 +30,9 @@ from typing import Any
 import asyncpg
 from workload import definition, summary, wait_ready  # bench/workload.py (scripts run from bench/)
 
+from flowmesh_devtools.localstack import ensure_nats, ensure_postgres, free_port
 from flowmesh_proto import registry as r
 from flowmesh_proto.subjects import Subjects
-from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import RpcClient
 

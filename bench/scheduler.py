@@ -44,12 +44,12 @@ from nats.js import errors as js_errors
 from projection import Stack, infrastructure, start_executor, start_registry, stop
 from workload import summary, wait_ready, write_results
 
+from flowmesh_devtools.localstack import free_port
 from flowmesh_proto import headers as h
 from flowmesh_proto import registry as r
 from flowmesh_proto.events import EventEnvelope
 from flowmesh_proto.runs import RunQueued, RunStarted, run_event_decoder
 from flowmesh_proto.subjects import Subjects, stream_names
-from flowmesh_shared.localstack import free_port
 from flowmesh_shared.rpc import RpcClient
 
 ENCODER = msgspec.json.Encoder()

@@ -36,10 +36,10 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
+from flowmesh_devtools.localstack import ensure_nats, ensure_postgres, free_port
 from flowmesh_proto import registry as r
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.errors import FlowmeshError
-from flowmesh_shared.localstack import ensure_nats, ensure_postgres, free_port
 from flowmesh_shared.natsconn import connect, service_inbox
 from flowmesh_shared.rpc import RpcClient
 

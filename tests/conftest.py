@@ -28,8 +28,8 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
+from flowmesh_devtools.localstack import NatsHandle, ensure_nats, ensure_postgres, nats_answers
 from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
-from flowmesh_shared.localstack import NatsHandle, ensure_nats, ensure_postgres, nats_answers
 from flowmesh_shared.natsconn import connect, drain
 
 REPO = Path(__file__).resolve().parent.parent

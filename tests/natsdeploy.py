@@ -26,17 +26,17 @@ from typing import Any
 import nats
 
 from flowmesh_cli.main import run_cli
-from flowmesh_gateway.main import GatewayApp, start_gateway
-from flowmesh_gateway.settings import GatewaySettings
-from flowmesh_proto.subjects import Subjects, stream_names
-from flowmesh_shared.jetstream import StreamLimits, provision_streams
-from flowmesh_shared.localstack import (
+from flowmesh_devtools.localstack import (
     LOOPBACK,
     LocalStackError,
     free_port,
     nats_server_binary,
     until_answers,
 )
+from flowmesh_gateway.main import GatewayApp, start_gateway
+from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_shared.jetstream import StreamLimits, provision_streams
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "nats"
 SERVICE_USERS = ("registry", "gateway", "executor", "scheduler")

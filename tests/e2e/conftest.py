@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from flowmesh_shared.localstack import NatsHandle
+from flowmesh_devtools.localstack import NatsHandle
 from tests.e2e.devstack import DevStack, dev_stack
 
 

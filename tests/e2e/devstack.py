@@ -44,7 +44,7 @@ from typing import Any
 
 import asyncpg
 
-from flowmesh_shared.localstack import free_port
+from flowmesh_devtools.localstack import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_SCRIPT = REPO / "scripts" / "dev.py"

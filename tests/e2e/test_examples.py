@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from flowmesh_shared.localstack import free_port
+from flowmesh_devtools.localstack import free_port
 from tests.e2e.devstack import REPO, DevStack
 
 EXAMPLES = ("approval", "event-fanout", "nightly-report", "order-pipeline", "task-worker")

@@ -22,8 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from flowmesh_devtools.localstack import LOOPBACK, free_port
 from flowmesh_proto.subjects import StreamNames, Subjects
-from flowmesh_shared.localstack import LOOPBACK, free_port
 from tests.helpers import until
 from tests.integration.harness import stream_prefix_of
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from flowmesh_shared.localstack import LOOPBACK, free_port
+from flowmesh_devtools.localstack import LOOPBACK, free_port
 
 
 @dataclass(slots=True)

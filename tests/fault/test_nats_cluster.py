@@ -25,7 +25,7 @@ import pytest
 import pytest_asyncio
 from nats.js.api import DeliverPolicy
 
-from flowmesh_shared.localstack import until_jetstream_answers
+from flowmesh_devtools.localstack import until_jetstream_answers
 from flowmesh_shared.natsconn import service_inbox
 from tests.e2e.devstack import DevStack, dev_stack
 from tests.helpers import until

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from flowmesh_shared.localstack import LOOPBACK, NatsHandle, ensure_nats, free_port
+from flowmesh_devtools.localstack import LOOPBACK, NatsHandle, ensure_nats, free_port
 from tests.fault.deployment import Deployment, deployment
 from tests.fault.executors import ExecutorProcess
 from tests.fault.history import Entry, assert_coherent

@@ -22,13 +22,13 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
+from flowmesh_devtools.localstack import NatsHandle
 from flowmesh_gateway.main import start_gateway
 from flowmesh_proto import registry as r
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_registry.main import start_registry
 from flowmesh_registry.secretbox import new_key
 from flowmesh_registry.settings import RegistrySettings
-from flowmesh_shared.localstack import NatsHandle
 from flowmesh_shared.rpc import RpcClient
 from tests.integration.gateway.conftest import ADMIN_TOKEN, gateway_settings
 from tests.integration.harness import Registry, TenantHandle, new_tenant, simple_definition

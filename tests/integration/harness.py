@@ -43,8 +43,9 @@ class Registry:
         tenant: str | None = None,
         principal: str | None = None,
     ) -> Any:
-        _, result_type = r.OPERATIONS[operation]
-        return await self.client.call(
+        request_type, result_type = r.OPERATIONS[operation]
+        assert isinstance(request, request_type), f"{operation} takes a {request_type.__name__}"
+        return await self.client.send(
             operation, request, result_type, tenant=tenant, principal=principal
         )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from flowmesh_shared.localstack import (
+from flowmesh_devtools.localstack import (
     NatsHandle,
     ensure_nats,
     ensure_nats_cluster,

@@ -44,7 +44,7 @@ import pytest_asyncio
 from aiohttp import web
 from nats.aio.client import Client
 
-from flowmesh_shared.localstack import LOOPBACK, free_port
+from flowmesh_devtools.localstack import LOOPBACK, free_port
 from flowmesh_shared.natsconn import SERVICES, service_inbox
 from flowmesh_worker import TaskContext, Worker
 from tests.e2e.devstack import DevStack, dev_stack

@@ -153,9 +153,9 @@ async def test_no_tenant_user_hears_another_tenant_or_a_service_reply(deployed: 
         await served.start()
         calls = RpcClient(gateway, Subjects()), RpcClient(executor, Subjects())
         for n, operation in enumerate(("tenant_create", "apikey_create", "secret_put")):
-            reply = await calls[0].call(operation, Anything(value=str(n)), Anything)
+            reply = await calls[0].send(operation, Anything(value=str(n)), Anything)
             assert reply.value == f"{MARKER}{n}"
-        reply = await calls[1].call("secret_resolve", Anything(value="db"), Anything, tenant="acme")
+        reply = await calls[1].send("secret_resolve", Anything(value="db"), Anything, tenant="acme")
         assert reply.value == f"{MARKER}db"
         for tenant in TENANTS:  # JetStream acks to the services' inboxes
             await gateway.jetstream().publish(f"fm.{tenant}.events.order.created", b"{}")

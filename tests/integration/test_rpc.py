@@ -15,13 +15,14 @@ from nats.aio.client import Client
 from opentelemetry import context as otel_context
 from prometheus_client import CollectorRegistry
 
+from flowmesh_devtools.localstack import NatsHandle
 from flowmesh_proto import headers as h
 from flowmesh_proto.errors import ErrorCode, Problem
+from flowmesh_proto.operations import Request
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared.errors import FlowmeshError, NotFound, RemoteError, Unavailable
 from flowmesh_shared.health import RpcMetrics
 from flowmesh_shared.lifecycle import run_service
-from flowmesh_shared.localstack import NatsHandle
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import CallContext, RpcClient, RpcService
 from flowmesh_shared.telemetry import extract
@@ -49,6 +50,14 @@ class Echoed(msgspec.Struct, frozen=True, kw_only=True):
     principal: str | None
     request_id: str
     trace_id: str | None
+
+
+class EchoCall(Request[Echoed], frozen=True):
+    """``echo`` as a typed operation: :meth:`RpcClient.call` needs no name nor reply type."""
+
+    operation = "echo"
+
+    text: str
 
 
 def header(reply: Any, name: str) -> str | None:
@@ -118,7 +127,8 @@ async def served(nc: Client, subjects: Subjects) -> AsyncIterator[Served]:
 
 
 async def test_round_trip(served: Served) -> None:
-    result = await served.client.call("echo", Echo(text="hello"), Echoed)
+    result = await served.client.call(EchoCall(text="hello"))
+    assert isinstance(result, Echoed)
     assert result.text == "hello"
     count = served.metrics.get_sample_value(
         "flowmesh_rpc_requests_total", {"service": SERVICE, "operation": "echo", "outcome": "ok"}
@@ -128,7 +138,7 @@ async def test_round_trip(served: Served) -> None:
 
 
 async def test_headers_arrive_in_the_context(served: Served) -> None:
-    result = await served.client.call(
+    result = await served.client.send(
         "echo",
         Echo(text="who"),
         Echoed,
@@ -155,7 +165,7 @@ async def test_a_request_id_is_made_up_when_absent(
 async def test_traceparent_continues_the_callers_trace(served: Served) -> None:
     token = otel_context.attach(extract({h.TRACEPARENT: TRACEPARENT}))
     try:
-        result = await served.client.call("echo", Echo(text="traced"), Echoed)
+        result = await served.client.send("echo", Echo(text="traced"), Echoed)
     finally:
         otel_context.detach(token)
     assert result.trace_id == TRACE_ID
@@ -163,10 +173,10 @@ async def test_traceparent_continues_the_callers_trace(served: Served) -> None:
 
 async def test_a_slow_request_does_not_block_a_fast_one(served: Served) -> None:
     served.gate.open.clear()
-    slow = asyncio.create_task(served.client.call("hold", Echo(text="slow"), Echoed))
+    slow = asyncio.create_task(served.client.send("hold", Echo(text="slow"), Echoed))
     try:
         await until(lambda: served.gate.waiting == 1, timeout=5)
-        fast = await served.client.call("echo", Echo(text="fast"), Echoed, timeout=2)
+        fast = await served.client.send("echo", Echo(text="fast"), Echoed, timeout=2)
         assert fast.text == "fast"
         assert not slow.done()
     finally:
@@ -178,7 +188,7 @@ async def test_flowmesh_error_becomes_its_problem(
     nc: Client, subjects: Subjects, served: Served
 ) -> None:
     with pytest.raises(RemoteError) as caught:
-        await served.client.call("missing", Echo(text="w1"), Echoed, request_id="req-404")
+        await served.client.send("missing", Echo(text="w1"), Echoed, request_id="req-404")
     problem = caught.value.problem
     assert (problem.code, problem.status, problem.request_id) == (
         "WORKFLOW_NOT_FOUND",
@@ -201,7 +211,7 @@ async def test_unexpected_exception_is_internal_without_details(
     assert problem.code == "INTERNAL"
     for leak in (b"hunter2", b"Traceback", b"RuntimeError"):
         assert leak not in reply.data
-    assert (await served.client.call("echo", Echo(text="alive"), Echoed)).text == "alive"
+    assert (await served.client.send("echo", Echo(text="alive"), Echoed)).text == "alive"
 
 
 @pytest.mark.parametrize(
@@ -229,14 +239,14 @@ async def test_bad_bodies_are_validation_failed_with_a_path(
 @pytest.mark.parametrize("tenant", ["a.>", "*", "rpc", "Upper"])
 async def test_invalid_tenant_header_is_refused(served: Served, tenant: str) -> None:
     with pytest.raises(RemoteError) as caught:
-        await served.client.call("echo", Echo(text="x"), Echoed, tenant=tenant)
+        await served.client.send("echo", Echo(text="x"), Echoed, tenant=tenant)
     assert caught.value.problem.code == "VALIDATION_FAILED"
     assert caught.value.problem.errors[0].path == h.TENANT
 
 
 async def test_malformed_principal_is_refused(served: Served) -> None:
     with pytest.raises(RemoteError) as caught:
-        await served.client.call("echo", Echo(text="x"), Echoed, principal="nobody-knows")
+        await served.client.send("echo", Echo(text="x"), Echoed, principal="nobody-knows")
     assert caught.value.problem.code == "UNAUTHENTICATED"
 
 
@@ -244,7 +254,7 @@ async def test_no_service_is_unavailable_at_once(nc: Client, subjects: Subjects)
     client = RpcClient(nc, subjects, service="nobody", timeout=3.0)
     began = time.monotonic()
     with pytest.raises(Unavailable) as caught:
-        await client.call("echo", Echo(text="x"), Echoed)
+        await client.send("echo", Echo(text="x"), Echoed)
     assert time.monotonic() - began < 2.0
     assert caught.value.code is ErrorCode.UNAVAILABLE
     assert caught.value.to_problem().status == 503
@@ -259,7 +269,7 @@ async def test_a_silent_service_times_out_within_the_bound(nc: Client, subjects:
         client = RpcClient(nc, subjects, service="silent", timeout=0.3)
         began = time.monotonic()
         with pytest.raises(Unavailable):
-            await client.call("echo", Echo(text="x"), Echoed)
+            await client.send("echo", Echo(text="x"), Echoed)
         assert 0.25 <= time.monotonic() - began < 2.0
     finally:
         await sub.unsubscribe()
@@ -270,19 +280,19 @@ async def test_stop_answers_requests_it_had_to_cancel(nc: Client, subjects: Subj
     service = build_service(nc, subjects, gate, name="stopping")
     await service.start()
     client = RpcClient(nc, subjects, service="stopping", timeout=5.0)
-    held = asyncio.create_task(client.call("hold", Echo(text="x"), Echoed))
+    held = asyncio.create_task(client.send("hold", Echo(text="x"), Echoed))
     await until(lambda: gate.waiting == 1, timeout=5)
     assert await service.stop(0.1) == 1
     with pytest.raises(RemoteError) as caught:
         await held
     assert caught.value.problem.code == "UNAVAILABLE"
     with pytest.raises(Unavailable):
-        await client.call("echo", Echo(text="x"), Echoed, timeout=1.0)
+        await client.send("echo", Echo(text="x"), Echoed, timeout=1.0)
 
 
 async def test_error_classes_round_trip_through_remote_error(served: Served) -> None:
     with pytest.raises(RemoteError) as caught:
-        await served.client.call("missing", Echo(text="w9"), Echoed)
+        await served.client.send("missing", Echo(text="w9"), Echoed)
     again = caught.value.to_problem("ignored-because-set")
     assert again == caught.value.problem
     assert isinstance(caught.value, FlowmeshError)
@@ -314,13 +324,13 @@ async def test_run_service_stops_intake_finishes_work_then_drains(
     runner = asyncio.create_task(run_service("lifecycle", start, shutdown_timeout=5.0, stop=stop))
     await until(serving.is_set, timeout=5)
     client = RpcClient(nc, subjects, service="lifecycle", timeout=5.0)
-    held = asyncio.create_task(client.call("hold", Echo(text="in flight"), Echoed))
+    held = asyncio.create_task(client.send("hold", Echo(text="in flight"), Echoed))
     await until(lambda: gate.waiting == 1, timeout=5)
     stop.set()
 
     async def intake_stopped() -> bool:
         try:
-            await client.call("echo", Echo(text="late"), Echoed, timeout=0.5)
+            await client.send("echo", Echo(text="late"), Echoed, timeout=0.5)
         except Unavailable:
             return True
         return False

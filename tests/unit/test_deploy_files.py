@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import msgspec
 import pytest
 import yaml
 
+from flowmesh_devtools.localstack import nats_server_binary
 from flowmesh_executor.settings import ENV_PREFIX as EXECUTOR_PREFIX
 from flowmesh_executor.settings import ExecutorSettings
 from flowmesh_gateway.settings import ENV_PREFIX as GATEWAY_PREFIX
@@ -28,7 +30,6 @@ from flowmesh_registry.settings import ENV_PREFIX as REGISTRY_PREFIX
 from flowmesh_registry.settings import RegistrySettings
 from flowmesh_scheduler.settings import ENV_PREFIX as SCHEDULER_PREFIX
 from flowmesh_scheduler.settings import SchedulerSettings
-from flowmesh_shared.localstack import nats_server_binary
 from flowmesh_shared.settings import load_settings, variable_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,16 @@ def test_the_dockerfile_copies_what_exists_and_installs_from_the_lock() -> None:
     demo = compose()["services"]["demo"]
     assert demo["entrypoint"][-1] == "/opt/flowmesh/demo_tenant.py"
     assert "COPY deploy/demo_tenant.py /opt/flowmesh/demo_tenant.py" in dockerfile
+
+
+def test_no_shipped_package_installs_the_development_tools() -> None:
+    dockerfile = (ROOT / "deploy/Dockerfile").read_text()
+    assert "--all-packages" not in dockerfile  # it would install flowmesh-devtools
+    assert "flowmesh-devtools" not in dockerfile.partition("ARG PACKAGES=")[2].partition("\nRUN")[0]
+    shipped = ["proto", "shared", "sdk/python", "cli", *(f"services/{s}" for s in SERVICES)]
+    for member in shipped:
+        project = tomllib.loads((ROOT / member / "pyproject.toml").read_text())["project"]
+        assert not any(d.startswith("flowmesh-devtools") for d in project["dependencies"]), member
 
 
 def test_compose_runs_the_nats_version_the_tests_run() -> None:

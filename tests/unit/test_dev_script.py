@@ -7,7 +7,8 @@ from ipaddress import ip_address
 from pathlib import Path
 from types import ModuleType
 
-from flowmesh_executor.nodes.ssrf import address_allowed, parse_networks
+from flowmesh_executor.networks import parse_networks
+from flowmesh_executor.nodes.ssrf import address_allowed
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
 from flowmesh_shared.settings import load_settings
 

@@ -13,7 +13,7 @@ import pytest
 
 from flowmesh_cli import natsusers
 from flowmesh_cli.main import run_cli
-from flowmesh_shared.localstack import nats_server_binary
+from flowmesh_devtools.localstack import nats_server_binary
 from tests.natsdeploy import DEPLOY, account_passwords
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

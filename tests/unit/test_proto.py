@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flowmesh_proto import registry as r
 from flowmesh_proto import schemas
 from flowmesh_proto.errors import ErrorCode, ProblemItem, problem
 from flowmesh_proto.ids import is_tenant_id, tenant_id_problem
+from flowmesh_proto.operations import Request, reply_type
 from flowmesh_proto.principal import Principal, parse_principal
 from flowmesh_proto.registry import OPERATIONS
 from flowmesh_proto.runs import RunEvent, RunSucceeded, run_event_decoder
@@ -84,6 +86,27 @@ def test_no_rpc_subject_matches_a_stream_filter() -> None:
         tokens = s.rpc("registry", operation).split(".")
         for pattern in filters:
             assert not _matches(pattern.split("."), tokens), (operation, pattern)
+
+
+def test_each_request_names_its_operation_and_reply() -> None:
+    # The wire names and reply types the AsyncAPI document was written with.
+    assert OPERATIONS["workflow_get"] == (r.WorkflowGet, r.Workflow)
+    assert OPERATIONS["apikey_verify"] == (r.ApiKeyVerify, r.ApiKeyIdentity)
+    assert OPERATIONS["workflow_unlock"] == (r.WorkflowUnlock, r.Deleted)
+    assert len(OPERATIONS) == len({request for request, _ in OPERATIONS.values()}) == 34
+    for name, (request, reply) in OPERATIONS.items():
+        assert request.operation == name
+        assert reply_type(request) is reply
+        assert "operation" not in request.__struct_fields__  # not on the wire
+    assert msgspec.json.encode(r.WorkflowGet(id="w1")) == b'{"id":"w1","version":null}'
+
+
+def test_a_request_without_a_reply_type_is_refused() -> None:
+    class Untyped(Request, frozen=True):  # type: ignore[type-arg]
+        operation = "untyped"
+
+    with pytest.raises(TypeError, match="does not declare its reply type"):
+        reply_type(Untyped)
 
 
 def _matches(pattern: list[str], tokens: list[str]) -> bool:

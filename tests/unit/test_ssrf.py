@@ -9,6 +9,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from flowmesh_executor.networks import parse_networks
 from flowmesh_executor.nodes.base import StepError
 from flowmesh_executor.nodes.http import check_destination
 from flowmesh_executor.nodes.ssrf import (
@@ -16,7 +17,6 @@ from flowmesh_executor.nodes.ssrf import (
     PublicAddressResolver,
     address_allowed,
     literal_address,
-    parse_networks,
 )
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
 from flowmesh_shared.settings import SettingsError, load_settings

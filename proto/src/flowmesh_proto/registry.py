@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from flowmesh_proto.errors import ProblemItem
+from flowmesh_proto.operations import Request, reply_type
 from flowmesh_proto.runs import Run, RunStatus, TriggerKind
 
 Role = Literal["viewer", "operator", "editor", "admin"]
@@ -24,7 +25,7 @@ WorkflowSort = Literal["name", "-name", "created_at", "-created_at", "updated_at
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of every request: unknown fields are refused, not ignored."""
+    """Base of a request's parts (a batch's operations): unknown fields are refused."""
 
 
 class _Result(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,12 +35,16 @@ class _Result(msgspec.Struct, frozen=True, kw_only=True):
 # --- tenants -----------------------------------------------------------------------------
 
 
-class TenantCreate(_Request, frozen=True):
+class TenantCreate(Request["TenantCreated"], frozen=True):
+    operation = "tenant_create"
+
     id: str
     name: str = ""
 
 
-class TenantGet(_Request, frozen=True):
+class TenantGet(Request["Tenant"], frozen=True):
+    operation = "tenant_get"
+
     id: str
 
 
@@ -58,12 +63,14 @@ MAX_TENANT_HOLDS = 100_000
 MAX_TENANT_QUEUED_RUNS = 100_000_000
 
 
-class TenantUpdate(_Request, frozen=True, omit_defaults=True):
+class TenantUpdate(Request["Tenant"], frozen=True, omit_defaults=True):
     """Platform admins only. ``rate_limit: null`` returns to the gateway's default;
     ``run_retention_days`` (1..3650) sets how long run history is kept, ``null`` returns
     to the registry's default; ``max_holds`` (0..100000, concurrent SSE streams and waits)
     and ``max_queued_runs`` (0..100000000) are the tenant's quotas, ``null`` the gateway's
     defaults."""
+
+    operation = "tenant_update"
 
     id: str
     name: str | None = None
@@ -106,21 +113,27 @@ class TenantCreated(_Result, frozen=True):
 # --- API keys ----------------------------------------------------------------------------
 
 
-class ApiKeyCreate(_Request, frozen=True):
+class ApiKeyCreate(Request["ApiKeySecret"], frozen=True):
+    operation = "apikey_create"
+
     name: str
     role: Role
 
 
-class ApiKeyList(_Request, frozen=True):
-    pass
+class ApiKeyList(Request["ApiKeyPage"], frozen=True):
+    operation = "apikey_list"
 
 
-class ApiKeyRevoke(_Request, frozen=True):
+class ApiKeyRevoke(Request["ApiKey"], frozen=True):
+    operation = "apikey_revoke"
+
     id: str
 
 
-class ApiKeyVerify(_Request, frozen=True):
+class ApiKeyVerify(Request["ApiKeyIdentity"], frozen=True):
     """Asked by the gateway with the bearer key; the tenant comes from the key itself."""
+
+    operation = "apikey_verify"
 
     key: str
 
@@ -149,16 +162,22 @@ class ApiKeyPage(_Result, frozen=True):
 # --- workflows ---------------------------------------------------------------------------
 
 
-class WorkflowCreate(_Request, frozen=True):
+class WorkflowCreate(Request["Workflow"], frozen=True):
+    operation = "workflow_create"
+
     definition: Any
 
 
-class WorkflowGet(_Request, frozen=True):
+class WorkflowGet(Request["Workflow"], frozen=True):
+    operation = "workflow_get"
+
     id: str
     version: int | None = None
 
 
-class WorkflowList(_Request, frozen=True, omit_defaults=True):
+class WorkflowList(Request["WorkflowPage"], frozen=True, omit_defaults=True):
+    operation = "workflow_list"
+
     limit: int = 50
     cursor: str | None = None
     offset: int | None = None
@@ -169,13 +188,17 @@ class WorkflowList(_Request, frozen=True, omit_defaults=True):
     sort: WorkflowSort = "-updated_at"
 
 
-class WorkflowUpdate(_Request, frozen=True):
+class WorkflowUpdate(Request["Workflow"], frozen=True):
+    operation = "workflow_update"
+
     id: str
     definition: Any
     if_version: int | None = None
 
 
-class WorkflowPatch(_Request, frozen=True, omit_defaults=True):
+class WorkflowPatch(Request["Workflow"], frozen=True, omit_defaults=True):
+    operation = "workflow_patch"
+
     id: str
     enabled: bool | None = None
     tags: list[str] | None = None
@@ -183,46 +206,64 @@ class WorkflowPatch(_Request, frozen=True, omit_defaults=True):
     if_version: int | None = None
 
 
-class WorkflowDelete(_Request, frozen=True):
+class WorkflowDelete(Request["Deleted"], frozen=True):
+    operation = "workflow_delete"
+
     id: str
 
 
-class WorkflowApply(_Request, frozen=True):
+class WorkflowApply(Request["WorkflowApplied"], frozen=True):
+    operation = "workflow_apply"
+
     name: str
     definition: Any
 
 
-class WorkflowVersions(_Request, frozen=True):
+class WorkflowVersions(Request["VersionPage"], frozen=True):
+    operation = "workflow_versions"
+
     id: str
 
 
-class WorkflowClone(_Request, frozen=True):
+class WorkflowClone(Request["Workflow"], frozen=True):
+    operation = "workflow_clone"
+
     id: str
     name: str
     version: int | None = None
 
 
-class WorkflowExport(_Request, frozen=True):
+class WorkflowExport(Request["ExportedDocument"], frozen=True):
+    operation = "workflow_export"
+
     id: str
     version: int | None = None
     format: ExportFormat = "json"
 
 
-class WorkflowImport(_Request, frozen=True):
+class WorkflowImport(Request["Workflow"], frozen=True):
+    operation = "workflow_import"
+
     document: str
     format: ExportFormat = "json"
 
 
-class WorkflowValidate(_Request, frozen=True):
+class WorkflowValidate(Request["ValidationResult"], frozen=True):
+    operation = "workflow_validate"
+
     definition: Any
 
 
-class WorkflowLock(_Request, frozen=True):
+class WorkflowLock(Request["LockInfo"], frozen=True):
+    operation = "workflow_lock"
+
     id: str
     ttl_seconds: int = 300
 
 
-class WorkflowUnlock(_Request, frozen=True):
+class WorkflowUnlock(Request["Deleted"], frozen=True):
+    operation = "workflow_unlock"
+
     id: str
 
 
@@ -328,8 +369,10 @@ class Deleted(_Result, frozen=True):
 # reprs leave the values out, so neither can reach a log line by accident.
 
 
-class SecretPut(_Request, frozen=True):
+class SecretPut(Request["Secret"], frozen=True):
     """Create or replace a secret; ``value`` is 1 byte to 64 KiB of UTF-8."""
+
+    operation = "secret_put"
 
     name: str
     value: str
@@ -338,16 +381,22 @@ class SecretPut(_Request, frozen=True):
         return f"SecretPut(name={self.name!r}, value=<{len(self.value)} characters>)"
 
 
-class SecretDelete(_Request, frozen=True):
+class SecretDelete(Request["SecretDeleted"], frozen=True):
+    operation = "secret_delete"
+
     name: str
 
 
-class SecretList(_Request, frozen=True):
+class SecretList(Request["SecretPage"], frozen=True):
+    operation = "secret_list"
+
     pass
 
 
-class SecretResolve(_Request, frozen=True):
+class SecretResolve(Request["SecretValues"], frozen=True):
     """Asked by Flowmesh's services (``service:`` principals) only, for the request's tenant."""
+
+    operation = "secret_resolve"
 
     names: list[str]
 
@@ -417,8 +466,10 @@ class BatchDelete(_BatchOp, frozen=True, tag="delete"):
 BatchOperation = BatchCreate | BatchUpdate | BatchUpsert | BatchDelete
 
 
-class WorkflowBatch(_Request, frozen=True):
+class WorkflowBatch(Request["BatchResults"], frozen=True):
     """Up to 100 operations, applied all or nothing in one transaction, in order."""
+
+    operation = "workflow_batch"
 
     operations: list[BatchOperation]
 
@@ -448,8 +499,10 @@ class BatchResults(_Result, frozen=True):
 # --- audit -------------------------------------------------------------------------------
 
 
-class AuditRecord(_Request, frozen=True):
+class AuditRecord(Request["Recorded"], frozen=True):
     """An entry another Flowmesh service records (the gateway's denied accesses)."""
+
+    operation = "audit_record"
 
     action: str
     target: str
@@ -461,7 +514,9 @@ class Recorded(_Result, frozen=True):
     recorded: bool
 
 
-class AuditList(_Request, frozen=True, omit_defaults=True):
+class AuditList(Request["AuditPage"], frozen=True, omit_defaults=True):
+    operation = "audit_list"
+
     limit: int = 50
     cursor: str | None = None
     action: str | None = None
@@ -506,10 +561,12 @@ class WorkflowChanged(msgspec.Struct, frozen=True, kw_only=True, tag="workflow.c
 # --- the trigger catalogue (the scheduler's full reload) -----------------------------------
 
 
-class TriggerCatalogue(_Request, frozen=True, omit_defaults=True):
+class TriggerCatalogue(Request["CataloguePage"], frozen=True, omit_defaults=True):
     """Flowmesh services only (no tenant header): every live workflow that has triggers,
     of every tenant, in ``(tenant, workflow_id)`` order; page on with the last item's
     ``tenant`` and ``workflow_id`` as ``after_tenant`` / ``after_workflow_id``."""
+
+    operation = "trigger_catalogue"
 
     after_tenant: str | None = None
     after_workflow_id: str | None = None
@@ -540,9 +597,11 @@ class CataloguePage(_Result, frozen=True):
 # a signature). The reprs leave the secrets out.
 
 
-class WebhookSecretRotate(_Request, frozen=True):
+class WebhookSecretRotate(Request["WebhookSecret"], frozen=True):
     """A new secret for the webhook trigger ``trigger_id``; the previous one stays valid for
     the registry's grace period (``webhook_secret_grace``) so senders can switch over."""
+
+    operation = "webhook_secret_rotate"
 
     workflow_id: str
     trigger_id: str
@@ -563,8 +622,10 @@ class WebhookSecret(_Result, frozen=True):
         )
 
 
-class WebhookSecretGet(_Request, frozen=True):
+class WebhookSecretGet(Request["WebhookSecrets"], frozen=True):
     """Flowmesh services only, for the request's tenant: what verifies a webhook call."""
+
+    operation = "webhook_secret_get"
 
     workflow_id: str
     trigger_id: str
@@ -609,15 +670,19 @@ class WebhookSecrets(_Result, frozen=True):
 # --- run history (the projection of run events) ------------------------------------------
 
 
-class RunGet(_Request, frozen=True):
+class RunGet(Request["Run"], frozen=True):
     """One run as projected, with its steps."""
+
+    operation = "run_get"
 
     id: str
 
 
-class RunList(_Request, frozen=True, omit_defaults=True):
+class RunList(Request["RunPage"], frozen=True, omit_defaults=True):
     """Runs newest first. Filters: ``workflow_id``, ``status`` (any of), ``trigger_kind``,
     ``created_after`` (inclusive) / ``created_before`` (exclusive). Items carry no steps."""
+
+    operation = "run_list"
 
     limit: int = 50
     cursor: str | None = None
@@ -634,7 +699,9 @@ class RunPage(_Result, frozen=True):
     has_more: bool
 
 
-class WorkflowStatsGet(_Request, frozen=True):
+class WorkflowStatsGet(Request["WorkflowStats"], frozen=True):
+    operation = "workflow_stats"
+
     id: str
 
 
@@ -650,40 +717,45 @@ class WorkflowStats(_Result, frozen=True):
     p95_execution_ms: float | None
 
 
-#: Operation name -> (request type, result type). The subject is ``rpc.registry.<name>``.
-OPERATIONS: dict[str, tuple[type[_Request], type[msgspec.Struct]]] = {
-    "tenant_create": (TenantCreate, TenantCreated),
-    "tenant_get": (TenantGet, Tenant),
-    "tenant_update": (TenantUpdate, Tenant),
-    "apikey_create": (ApiKeyCreate, ApiKeySecret),
-    "apikey_list": (ApiKeyList, ApiKeyPage),
-    "apikey_revoke": (ApiKeyRevoke, ApiKey),
-    "apikey_verify": (ApiKeyVerify, ApiKeyIdentity),
-    "workflow_create": (WorkflowCreate, Workflow),
-    "workflow_get": (WorkflowGet, Workflow),
-    "workflow_list": (WorkflowList, WorkflowPage),
-    "workflow_update": (WorkflowUpdate, Workflow),
-    "workflow_patch": (WorkflowPatch, Workflow),
-    "workflow_delete": (WorkflowDelete, Deleted),
-    "workflow_apply": (WorkflowApply, WorkflowApplied),
-    "workflow_versions": (WorkflowVersions, VersionPage),
-    "workflow_clone": (WorkflowClone, Workflow),
-    "workflow_export": (WorkflowExport, ExportedDocument),
-    "workflow_import": (WorkflowImport, Workflow),
-    "workflow_validate": (WorkflowValidate, ValidationResult),
-    "workflow_lock": (WorkflowLock, LockInfo),
-    "workflow_unlock": (WorkflowUnlock, Deleted),
-    "secret_put": (SecretPut, Secret),
-    "secret_delete": (SecretDelete, SecretDeleted),
-    "secret_list": (SecretList, SecretPage),
-    "secret_resolve": (SecretResolve, SecretValues),
-    "workflow_batch": (WorkflowBatch, BatchResults),
-    "audit_list": (AuditList, AuditPage),
-    "audit_record": (AuditRecord, Recorded),
-    "run_get": (RunGet, Run),
-    "run_list": (RunList, RunPage),
-    "workflow_stats": (WorkflowStatsGet, WorkflowStats),
-    "trigger_catalogue": (TriggerCatalogue, CataloguePage),
-    "webhook_secret_rotate": (WebhookSecretRotate, WebhookSecret),
-    "webhook_secret_get": (WebhookSecretGet, WebhookSecrets),
+_REQUESTS: tuple[type[Request[Any]], ...] = (
+    TenantCreate,
+    TenantGet,
+    TenantUpdate,
+    ApiKeyCreate,
+    ApiKeyList,
+    ApiKeyRevoke,
+    ApiKeyVerify,
+    WorkflowCreate,
+    WorkflowGet,
+    WorkflowList,
+    WorkflowUpdate,
+    WorkflowPatch,
+    WorkflowDelete,
+    WorkflowApply,
+    WorkflowVersions,
+    WorkflowClone,
+    WorkflowExport,
+    WorkflowImport,
+    WorkflowValidate,
+    WorkflowLock,
+    WorkflowUnlock,
+    SecretPut,
+    SecretDelete,
+    SecretList,
+    SecretResolve,
+    WorkflowBatch,
+    AuditList,
+    AuditRecord,
+    RunGet,
+    RunList,
+    WorkflowStatsGet,
+    TriggerCatalogue,
+    WebhookSecretRotate,
+    WebhookSecretGet,
+)
+
+#: Every operation the registry serves, by name: (request type, reply type). The subject is
+#: ``rpc.registry.<name>``.
+OPERATIONS: dict[str, tuple[type[Request[Any]], type[msgspec.Struct]]] = {
+    request.operation: (request, reply_type(request)) for request in _REQUESTS
 }

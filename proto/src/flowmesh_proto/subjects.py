@@ -109,9 +109,6 @@ class Subjects(msgspec.Struct, frozen=True):
     def rpc(self, service: str, operation: str) -> str:
         return f"{self.prefix}.rpc.{_token(service, 'service')}.{_token(operation, 'operation')}"
 
-    def rpc_all(self, service: str) -> str:
-        return f"{self.prefix}.rpc.{_token(service, 'service')}.>"
-
     # --- stream filters (every tenant) ---
     @property
     def all_run_requests(self) -> str:

@@ -26,7 +26,6 @@ Category = Literal[
     "approval",
     "other",
 ]
-CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 
 CatchUp = Literal["skip", "once", "all"]
 OnLimit = Literal["queue", "cancel_newest", "cancel_in_progress"]

@@ -7,9 +7,11 @@ handler's result, with the :class:`Problem` of a :class:`FlowmeshError`, or with
 INTERNAL problem (no traceback) for anything else. Error replies carry the
 ``Nats-Service-Error`` and ``Nats-Service-Error-Code`` headers (the HTTP status).
 
-Client: :class:`RpcClient` sets ``Fm-Tenant``, ``Fm-Principal``, ``Fm-Request-Id`` and
-``traceparent``; an error reply raises :class:`RemoteError`; no responders, a timeout or a
-closed connection raise :class:`Unavailable` within the timeout.
+Client: :meth:`RpcClient.call` sends a :class:`flowmesh_proto.operations.Request` to the
+operation it names and returns the reply type the request declares. It sets ``Fm-Tenant``,
+``Fm-Principal``, ``Fm-Request-Id`` and ``traceparent``; an error reply raises
+:class:`RemoteError`; no responders, a timeout or a closed connection raise
+:class:`Unavailable` within the timeout.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 import nats.errors
@@ -32,6 +34,7 @@ from flowmesh_proto import headers as h
 from flowmesh_proto.codec import encode
 from flowmesh_proto.errors import ErrorCode, Problem, ProblemItem, problem
 from flowmesh_proto.ids import new_id, tenant_id_problem
+from flowmesh_proto.operations import Rep, Request, reply_type
 from flowmesh_proto.principal import Principal, parse_principal
 from flowmesh_proto.subjects import Subjects
 from flowmesh_shared import telemetry
@@ -56,6 +59,7 @@ Handler = Callable[[R, "CallContext"], Awaitable[msgspec.Struct]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _problem_decoder = msgspec.json.Decoder(Problem)
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +290,28 @@ class RpcClient:
 
     async def call(
         self,
+        request: Request[Rep],
+        *,
+        tenant: str | None = None,
+        principal: Principal | str | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a bound per call, as documented
+    ) -> Rep:
+        """Send ``request`` to the operation it names; the reply decodes as the type it
+        declares (``Request[Reply]``)."""
+        kind = type(request)
+        return await self.send(
+            kind.operation,
+            request,
+            reply_type(kind),
+            tenant=tenant,
+            principal=principal,
+            request_id=request_id,
+            timeout=timeout,
+        )
+
+    async def send(
+        self,
         operation: str,
         request: msgspec.Struct,
         result_type: type[T],
@@ -295,7 +321,8 @@ class RpcClient:
         request_id: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - a bound per call, as documented
     ) -> T:
-        """Send ``request`` and decode the reply as ``result_type``."""
+        """Send ``request`` to ``operation`` and decode the reply as ``result_type`` (for an
+        operation without a :class:`Request` type: prefer :meth:`call`)."""
         subject = self.subjects.rpc(self.service, operation)
         limit = self.timeout if timeout is None else timeout
         headers = {h.REQUEST_ID: request_id or _bound_request_id() or str(new_id())}
@@ -331,9 +358,17 @@ def _result(reply: Any, result_type: type[T], what: str) -> T:
     if status is not None:
         raise RemoteError(_remote_problem(reply.data, reply_headers, status))
     try:
-        return msgspec.json.decode(reply.data, type=result_type)
+        return _decoder(result_type).decode(reply.data)
     except msgspec.MsgspecError as exc:
         raise InternalError(f"the reply of {what} does not match its contract: {exc}") from exc
+
+
+def _decoder(result_type: type[T]) -> msgspec.json.Decoder[T]:
+    """One decoder per reply type, built on first use."""
+    decoder = _decoders.get(result_type)
+    if decoder is None:
+        decoder = _decoders[result_type] = msgspec.json.Decoder(result_type)
+    return cast("msgspec.json.Decoder[T]", decoder)
 
 
 def _remote_problem(data: bytes, headers: Mapping[str, str], status: str) -> Problem:

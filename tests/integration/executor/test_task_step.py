@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
+from flowmesh_devtools.localstack import NatsHandle
 from flowmesh_executor.nodes import task
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.settings import ExecutorSettings
@@ -27,7 +28,6 @@ from flowmesh_proto.tasks import (
 )
 from flowmesh_proto.workflow import TaskNode, TaskParameters
 from flowmesh_shared.jetstream import StreamLimits, provision_streams
-from flowmesh_shared.localstack import NatsHandle
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_worker import TaskContext, Worker
 from tests.helpers import until

@@ -86,9 +86,7 @@ class Definitions:
         self, tenant: str, workflow_id: str, version: int | None
     ) -> tuple[int, Definition]:
         workflow = await self._rpc.call(
-            "workflow_get",
             r.WorkflowGet(id=workflow_id, version=version),
-            r.Workflow,
             tenant=tenant,
             principal=EXECUTOR_PRINCIPAL,
         )

@@ -40,9 +40,6 @@ class Plan:
     #: every node, each after its predecessors and after the nodes it is the fallback of
     order: tuple[str, ...]
 
-    def fallback(self, node_id: str) -> str | None:
-        return fallback_of(self.nodes[node_id])
-
     def is_instant(self, node_id: str) -> bool:
         return isinstance(self.nodes[node_id], INSTANT_TYPES)
 

@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import msgspec
 import structlog
-from opentelemetry.trace import Span
 
 from flowmesh_executor.actions import RunContext
 from flowmesh_executor.concurrency import Slots, slot_key
@@ -32,7 +31,7 @@ from flowmesh_executor.nodes.base import EventInterest, Step, StepServices
 from flowmesh_executor.parking import park
 from flowmesh_executor.references import secret_names
 from flowmesh_executor.runlog import RunWriter, read_run
-from flowmesh_executor.runloop import Loop
+from flowmesh_executor.runloop import Loop, utcnow
 from flowmesh_executor.state import RunState, fold, reused_outputs
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
@@ -54,12 +53,7 @@ log = structlog.get_logger("flowmesh.executor.run")
 
 Outcome = Literal["finished", "fenced", "stopped", "parked"]
 _ENCODER = msgspec.json.Encoder()
-_EVENT_RESERVE = 2  # room kept for the events that end a run
 _FATAL_LOAD_CODES = {ErrorCode.WORKFLOW_NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.VALIDATION_FAILED}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -102,7 +96,6 @@ class RunDriver:
         self._results: list[_Result] = []
         self._running: dict[str, _Running] = {}
         self._cancel_reason: str | None = None
-        self._span: Span | None = None
         self._background: set[asyncio.Task[None]] = set()
         #: Running steps waiting until a time (node id -> when), for parking.
         self._long_waits: dict[str, datetime] = {}
@@ -123,10 +116,7 @@ class RunDriver:
         """Run until the run ends (``finished``); raises ``Fenced`` when another executor
         owns it, and lets ``CancelledError`` through when the executor stops."""
         try:
-            with telemetry.consumer_span(
-                "run", self.headers, attributes=self._attributes()
-            ) as span:
-                self._span = span
+            with telemetry.consumer_span("run", self.headers, attributes=self._attributes()):
                 return await self._drive()
         finally:
             for running in self._running.values():
@@ -248,9 +238,7 @@ class RunDriver:
         values: dict[str, str] = {}
         if names:
             resolved = await parts.rpc.call(
-                "secret_resolve",
                 r.SecretResolve(names=sorted(names)),
-                r.SecretValues,
                 tenant=req.tenant,
                 principal=EXECUTOR_PRINCIPAL,
             )

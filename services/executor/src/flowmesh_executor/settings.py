@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowmesh_executor.nodes.ssrf import parse_networks
+from flowmesh_executor.networks import parse_networks
 from flowmesh_shared.jetstream import StreamLimits
 from flowmesh_shared.settings import CommonSettings
 

@@ -41,6 +41,7 @@ from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_gateway.streams import LiveStreams
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.operations import Rep, Request
 from flowmesh_shared.errors import FlowmeshError
 from flowmesh_shared.rpc import RpcClient
 
@@ -50,6 +51,7 @@ T = TypeVar("T")
 
 PLATFORM = "platform"  # the role of routes only the platform admin token opens
 SIGNATURE = "signature"  # the role of routes whose credential is the request's signature
+EVENT_STREAM = "events"  # a Route's response: Server-Sent Events of run events
 SETTINGS = web.AppKey("settings", GatewaySettings)
 RUNS = web.AppKey("runs", Runs)
 INPUT_SCHEMAS = web.AppKey("input_schemas", InputSchemas)
@@ -125,21 +127,15 @@ class Call:
     def body_limit(self) -> int:
         return self.request.app[SETTINGS].max_body_bytes
 
-    async def registry(self, operation: str, body: msgspec.Struct) -> Any:
-        """Call a registry operation with this caller's tenant and principal injected."""
-        _, result_type = r.OPERATIONS[operation]
+    async def registry(self, body: Request[Rep]) -> Rep:
+        """Call the registry operation ``body`` names, with this caller's tenant and
+        principal injected; the reply is the type ``body`` declares."""
         if self.identity is None:  # platform admin routes
             return await self._registry.call(
-                operation,
-                body,
-                result_type,
-                principal="platform:admin",
-                request_id=self.request_id,
+                body, principal="platform:admin", request_id=self.request_id
             )
         return await self._registry.call(
-            operation,
             body,
-            result_type,
             tenant=self.tenant,
             principal=self.identity.principal,
             request_id=self.request_id,
@@ -289,9 +285,7 @@ class Guard:
         if known is not None:
             return known
         try:
-            found = await self.registry.call(
-                "tenant_get", r.TenantGet(id=tenant), r.Tenant, principal=GATEWAY_PRINCIPAL
-            )
+            found = await self.registry.call(r.TenantGet(id=tenant), principal=GATEWAY_PRINCIPAL)
         except FlowmeshError as exc:  # no answer: the default, asked again soon
             log.warning("ratelimit.tenant_unknown", tenant=tenant, error=exc.detail)
             return DEFAULT_QUOTA
@@ -317,9 +311,7 @@ class Guard:
         )
         try:
             await self.registry.call(
-                "audit_record",
                 entry,
-                r.Recorded,
                 tenant=identity.tenant,
                 principal=identity.principal,
                 request_id=rid,

@@ -184,12 +184,7 @@ class Authenticator:
         if cached is not None:
             return cached
         try:
-            who = await self.registry.call(
-                "apikey_verify",
-                r.ApiKeyVerify(key=key),
-                r.ApiKeyIdentity,
-                principal=GATEWAY_PRINCIPAL,
-            )
+            who = await self.registry.call(r.ApiKeyVerify(key=key), principal=GATEWAY_PRINCIPAL)
         except RemoteError as exc:
             if exc.code is ErrorCode.UNAUTHENTICATED:
                 raise unauthenticated("the API key is not valid") from exc

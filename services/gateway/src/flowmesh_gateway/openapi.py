@@ -14,7 +14,7 @@ from typing import Any, get_args
 
 import msgspec
 
-from flowmesh_gateway.api import PLATFORM, SIGNATURE, Route
+from flowmesh_gateway.api import EVENT_STREAM, PLATFORM, SIGNATURE, Route
 from flowmesh_proto.errors import Problem
 from flowmesh_proto.runs import RunEvent
 from flowmesh_proto.workflow import Definition
@@ -63,7 +63,6 @@ WEBHOOK_SIGNATURE = {
     "webhook's secret>; several v1= values may be given, comma-separated",
 }
 _PARAM = re.compile(r"{(\w+)}")
-EVENT_STREAM = "events"  # a Route's response: Server-Sent Events of run events
 RUN_EVENTS = get_args(RunEvent)
 
 

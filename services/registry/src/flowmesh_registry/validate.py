@@ -15,12 +15,12 @@ import msgspec
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.workflow import Definition
 from flowmesh_registry.validation.graph import check_graph
+from flowmesh_registry.validation.limits import Limits
 from flowmesh_registry.validation.nodes import check_nodes
 from flowmesh_registry.validation.problems import Problems
 from flowmesh_registry.validation.references import ReferenceCheck
 from flowmesh_registry.validation.shape import check_document, decode_shape
 from flowmesh_registry.validation.triggers import check_triggers, cron_problem, timezone_problem
-from flowmesh_shared.expressions import DEFAULT_BUDGET
 
 __all__ = [
     "Limits",
@@ -33,23 +33,6 @@ __all__ = [
 MAX_TAGS = 50
 MAX_TAG_LENGTH = 64
 MAX_NAME_LENGTH = 255
-
-
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    """Size limits of one definition (settings of the registry)."""
-
-    max_nodes: int = 500
-    max_edges: int = 2000
-    max_bytes: int = 256 * 1024
-    max_expression_length: int = 4096
-    max_depth: int = 64
-    #: Expression cost (DESIGN section 12): comprehensions inside comprehensions, items of
-    #: one literal list or map, ``+`` in one expression, and the units an expression may
-    #: cost on the least data (more can never run within the executors' budget).
-    max_comprehension_nesting: int = 2
-    max_literal_items: int = 512
-    max_builds: int = 64
-    expression_budget: int = DEFAULT_BUDGET
 
 
 class ValidationReport(msgspec.Struct, frozen=True, kw_only=True):

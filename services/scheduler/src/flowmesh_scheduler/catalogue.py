@@ -4,24 +4,34 @@ It is filled by a full reload at start (the registry's ``trigger_catalogue`` ope
 kept current by ``workflow.changed`` events; the scheduler never reads PostgreSQL. An
 entry is the workflow's current version: its triggers fire only while the workflow is
 enabled and the version valid, and each trigger only while its own ``enabled`` is true.
-Each change bumps :attr:`Catalogue.generation`, which the cron loop watches.
+Each change bumps :attr:`Catalogue.generation`, which the cron loop watches. A trigger
+that cannot be armed (stored before a rule tightened) is left out and returned as a
+:class:`Refused`, for the caller to log.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
-import structlog
 
 from flowmesh_proto.registry import CatalogueEntry, WorkflowChanged
 from flowmesh_proto.workflow import CronTrigger, EventTrigger, Trigger, WebhookTrigger
 from flowmesh_scheduler.cron import CronSpec
 from flowmesh_scheduler.matching import EventFilter
 
-log = structlog.get_logger("flowmesh.scheduler.catalogue")
+
+class Refused(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored trigger left unarmed: ``unreadable`` (not a trigger any more) or
+    ``refused`` (its cron, time zone or filter no longer accepted)."""
+
+    kind: Literal["unreadable", "refused"]
+    tenant: str
+    workflow_id: str
+    trigger: str | None
+    error: str
 
 
 class Armed(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,11 +76,12 @@ class Catalogue:
 
     # --- changes ---
 
-    def load(self, entries: Iterable[CatalogueEntry]) -> None:
+    def load(self, entries: Iterable[CatalogueEntry]) -> list[Refused]:
         """Replace everything with a full reload's entries."""
         self._workflows.clear()
+        refused: list[Refused] = []
         for entry in entries:
-            self._put(
+            refused += self._put(
                 entry.tenant,
                 entry.workflow_id,
                 entry.version,
@@ -78,24 +89,28 @@ class Catalogue:
                 entry.triggers,
             )
         self._reindex()
+        return refused
 
-    def apply(self, change: WorkflowChanged) -> None:
+    def apply(self, change: WorkflowChanged) -> list[Refused]:
         """One ``workflow.changed`` event (a stored version is valid when it is stored)."""
         key = (change.tenant, change.workflow_id)
+        refused: list[Refused] = []
         if change.change == "deleted":
             self._workflows.pop(key, None)
         else:
-            self._put(
+            refused = self._put(
                 change.tenant, change.workflow_id, change.version, change.enabled, change.triggers
             )
         self._reindex()
+        return refused
 
     def _put(
         self, tenant: str, workflow_id: str, version: int, live: bool, raw: list[dict[str, Any]]
-    ) -> None:
+    ) -> list[Refused]:
         crons: list[ArmedCron] = []
         events: list[ArmedEvent] = []
-        for trigger in _triggers(tenant, workflow_id, raw):
+        triggers, refused = _triggers(tenant, workflow_id, raw)
+        for trigger in triggers:
             if not trigger.enabled:
                 continue
             try:
@@ -122,16 +137,19 @@ class Catalogue:
                         )
                     )
             except (ValueError, LookupError) as exc:  # stored before a rule tightened
-                log.warning(
-                    "catalogue.trigger_refused",
-                    tenant=tenant,
-                    workflow_id=workflow_id,
-                    trigger=trigger.id,
-                    error=str(exc),
+                refused.append(
+                    Refused(
+                        kind="refused",
+                        tenant=tenant,
+                        workflow_id=workflow_id,
+                        trigger=trigger.id,
+                        error=str(exc),
+                    )
                 )
         self._workflows[(tenant, workflow_id)] = _Workflow(
             version=version, live=live, crons=tuple(crons), events=tuple(events)
         )
+        return refused
 
     def _reindex(self) -> None:
         self._events = defaultdict(list)
@@ -154,17 +172,25 @@ class Catalogue:
         return self._events.get((tenant, event_type), [])
 
 
-def _triggers(tenant: str, workflow_id: str, raw: list[dict[str, Any]]) -> Iterator[Trigger]:
+def _triggers(
+    tenant: str, workflow_id: str, raw: list[dict[str, Any]]
+) -> tuple[list[Trigger], list[Refused]]:
+    triggers: list[Trigger] = []
+    refused: list[Refused] = []
     for item in raw:
         try:
             trigger: Trigger = msgspec.convert(item, Trigger)
         except msgspec.ValidationError as exc:
-            log.warning(
-                "catalogue.trigger_unreadable",
-                tenant=tenant,
-                workflow_id=workflow_id,
-                error=str(exc),
+            refused.append(
+                Refused(
+                    kind="unreadable",
+                    tenant=tenant,
+                    workflow_id=workflow_id,
+                    trigger=None,
+                    error=str(exc),
+                )
             )
             continue
         if not isinstance(trigger, WebhookTrigger):  # webhooks arrive through the gateway
-            yield trigger
+            triggers.append(trigger)
+    return triggers, refused

@@ -25,9 +25,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy
 
-from flowmesh_proto.registry import CatalogueEntry, CataloguePage, TriggerCatalogue, WorkflowChanged
+from flowmesh_proto.registry import CatalogueEntry, TriggerCatalogue, WorkflowChanged
 from flowmesh_proto.subjects import StreamNames, Subjects
-from flowmesh_scheduler.catalogue import Catalogue
+from flowmesh_scheduler.catalogue import Catalogue, Refused
 from flowmesh_scheduler.metrics import SchedulerMetrics
 from flowmesh_shared.rpc import RpcClient
 
@@ -89,7 +89,7 @@ class CatalogueSync:
         if self._held is not None:
             self._held.append(change)
             return
-        self.catalogue.apply(change)
+        _log_refused(self.catalogue.apply(change))
         self._changed()
 
     async def _reloads(self) -> None:
@@ -116,7 +116,7 @@ class CatalogueSync:
             if self.loaded:  # keep serving the catalogue we have; apply what was held
                 self._release()
             raise
-        self.catalogue.load(entries)
+        _log_refused(self.catalogue.load(entries))
         self._release()
         if not self.loaded:
             log.info("catalogue.loaded", workflows=len(self.catalogue))
@@ -126,7 +126,7 @@ class CatalogueSync:
     def _release(self) -> None:
         held, self._held = self._held or [], None
         for change in held:
-            self.catalogue.apply(change)
+            _log_refused(self.catalogue.apply(change))
         self._changed()
 
     def _changed(self) -> None:
@@ -142,10 +142,20 @@ class CatalogueSync:
                 after_workflow_id=after[1] if after else None,
                 limit=PAGE,
             )
-            page = await self.rpc.call(
-                "trigger_catalogue", request, CataloguePage, principal=PRINCIPAL
-            )
+            page = await self.rpc.call(request, principal=PRINCIPAL)
             entries += page.items
             if not page.has_more or not page.items:
                 return entries
             after = (page.items[-1].tenant, page.items[-1].workflow_id)
+
+
+def _log_refused(refused: list[Refused]) -> None:
+    """The triggers the catalogue left unarmed (stored before a rule tightened)."""
+    for item in refused:
+        log.warning(
+            f"catalogue.trigger_{item.kind}",
+            tenant=item.tenant,
+            workflow_id=item.workflow_id,
+            trigger=item.trigger,
+            error=item.error,
+        )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -33,7 +34,16 @@ from flowmesh_shared.expressions import ExpressionError, Meter, evaluate
 _NODE = msgspec.json.Decoder(Node)
 
 
-async def run(call: StepCall, services: StepServices) -> Any:
+def runner(steps: Mapping[str, Step]) -> Step:
+    """The ``map`` step; an item's node runs with the step ``steps`` names for its type."""
+
+    async def run_map(call: StepCall, services: StepServices) -> Any:
+        return await run(call, services, steps)
+
+    return run_map
+
+
+async def run(call: StepCall, services: StepServices, steps: Mapping[str, Step]) -> Any:
     items = _items(call)
     if len(items) > services.settings.map_max_items:
         limit = services.settings.map_max_items
@@ -48,7 +58,7 @@ async def run(call: StepCall, services: StepServices) -> Any:
         if isinstance(node, INSTANT_TYPES):
             return await _instants(call, services, node, items)
         return await _fan_out(
-            items, concurrency, lambda i, item: _step(call, services, node, item, i)
+            items, concurrency, lambda i, item: _step(call, services, steps, node, item, i)
         )
     if isinstance(workflow_id, str) and workflow_id:
         return await _fan_out(
@@ -111,10 +121,15 @@ async def _instants(
     return outputs
 
 
-async def _step(call: StepCall, services: StepServices, node: Node, item: Any, index: int) -> Any:
-    from flowmesh_executor.nodes.registry import shell_steps
-
-    step: Step | None = shell_steps().get(_tag(node))
+async def _step(
+    call: StepCall,
+    services: StepServices,
+    steps: Mapping[str, Step],
+    node: Node,
+    item: Any,
+    index: int,
+) -> Any:
+    step = steps.get(_tag(node))
     if step is None:
         raise StepError(INVALID, f"a map cannot run {_tag(node)} nodes")
     variables = _variables(call, item, index)

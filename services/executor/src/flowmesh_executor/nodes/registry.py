@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from functools import cache
 
-from flowmesh_executor.nodes import delay, map, publish, wait_for_event, workflow
+from flowmesh_executor.nodes import delay, http, map, publish, task, wait_for_event, workflow
 from flowmesh_executor.nodes.base import Step
 
 
 @cache
 def shell_steps() -> dict[str, Step]:
-    from flowmesh_executor.nodes import http, task
-
-    return {
+    steps: dict[str, Step] = {
         "delay": delay.run,
         "http": http.run,
-        "map": map.run,
         "publish": publish.run,
         "task": task.run,
         "wait_for_event": wait_for_event.run,
         "workflow": workflow.run,
     }
+    steps["map"] = map.runner(steps)  # a map item runs with these same steps
+    return steps

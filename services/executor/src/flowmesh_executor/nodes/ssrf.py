@@ -19,31 +19,18 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
+from flowmesh_executor.networks import IPAddress, IPNetwork, parse_networks
 
 #: The well-known NAT64 prefix: a translator connects to the IPv4 address in the low bits.
 _NAT64 = IPv6Network("64:ff9b::/96")
 #: Shared address space (carrier-grade NAT): not private in ``ipaddress``, not public either.
 _SHARED = IPv4Network("100.64.0.0/10")
-
-
-def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """The networks of ``http_allow_networks`` (``127.0.0.0/8``, ``::1/128``; an address
-    alone is one host); ValueError names one that is not a network (``10.0.0.1/8``)."""
-    networks: list[IPNetwork] = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip()))
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a network (CIDR): {exc}") from None
-    return tuple(networks)
 
 
 @lru_cache(maxsize=8)

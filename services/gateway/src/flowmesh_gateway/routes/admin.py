@@ -12,12 +12,12 @@ from flowmesh_proto import registry as r
 
 async def create_tenant(call: Call) -> web.Response:
     body = await json_body(call.request, h.TenantBody, call.body_limit)
-    created = await call.registry("tenant_create", r.TenantCreate(id=body.id, name=body.name))
+    created = await call.registry(r.TenantCreate(id=body.id, name=body.name))
     return json_response(created, 201, {"Cache-Control": "no-store"})
 
 
 async def get_tenant(call: Call) -> web.Response:
-    found = await call.registry("tenant_get", r.TenantGet(id=call.request.match_info["id"]))
+    found = await call.registry(r.TenantGet(id=call.request.match_info["id"]))
     return json_response(found)
 
 
@@ -31,7 +31,7 @@ async def patch_tenant(call: Call) -> web.Response:
         max_holds=body.max_holds,
         max_queued_runs=body.max_queued_runs,
     )
-    return json_response(await call.registry("tenant_update", request))
+    return json_response(await call.registry(request))
 
 
 ROUTES = [

@@ -70,13 +70,13 @@ async def list_runs(call: Call) -> web.Response:
         created_after=_time(call, "created_after"),
         created_before=_time(call, "created_before"),
     )
-    return json_response(await call.registry("run_list", request))
+    return json_response(await call.registry(request))
 
 
 async def get_run(call: Call) -> web.Response:
     run_id = path_run_id(call)
     try:
-        run: Run = await call.registry("run_get", r.RunGet(id=run_id))
+        run: Run = await call.registry(r.RunGet(id=run_id))
     except FlowmeshError as exc:
         if exc.code != ErrorCode.NOT_FOUND:
             raise
@@ -93,7 +93,7 @@ async def workflow_stats(call: Call) -> web.Response:
     workflow_id = call.request.match_info["id"]
     if parse_uuid(workflow_id) is None:
         raise FlowmeshError(ErrorCode.WORKFLOW_NOT_FOUND, f"no workflow {workflow_id!r}")
-    stats = await call.registry("workflow_stats", r.WorkflowStatsGet(id=workflow_id))
+    stats = await call.registry(r.WorkflowStatsGet(id=workflow_id))
     return json_response(stats)
 
 

@@ -13,17 +13,17 @@ BASE = "/api/v1/{tenant}"
 
 
 async def list_keys(call: Call) -> web.Response:
-    return json_response(await call.registry("apikey_list", r.ApiKeyList()))
+    return json_response(await call.registry(r.ApiKeyList()))
 
 
 async def create_key(call: Call) -> web.Response:
     body = await json_body(call.request, h.ApiKeyBody, call.body_limit)
-    created = await call.registry("apikey_create", r.ApiKeyCreate(name=body.name, role=body.role))
+    created = await call.registry(r.ApiKeyCreate(name=body.name, role=body.role))
     return json_response(created, 201, {"Cache-Control": "no-store"})
 
 
 async def revoke_key(call: Call) -> web.Response:
-    await call.registry("apikey_revoke", r.ApiKeyRevoke(id=call.request.match_info["id"]))
+    await call.registry(r.ApiKeyRevoke(id=call.request.match_info["id"]))
     return web.Response(status=204)
 
 
@@ -36,7 +36,7 @@ async def audit(call: Call) -> web.Response:
         actor=q.get("actor") or None,
         target=q.get("target") or None,
     )
-    return json_response(await call.registry("audit_list", request))
+    return json_response(await call.registry(request))
 
 
 ROUTES = [

@@ -56,7 +56,7 @@ class Start(msgspec.Struct, frozen=True, kw_only=True):
 async def execute(call: Call) -> web.Response:
     settings = call.request.app[SETTINGS]
     wid = call.request.match_info["id"]
-    workflow = await call.registry("workflow_get", r.WorkflowGet(id=wid))
+    workflow = await call.registry(r.WorkflowGet(id=wid))
     wait = query_duration(call.request, "wait", settings.max_wait)
     body = (
         await json_body(call.request, h.ExecuteBody, settings.max_execute_body_bytes)
@@ -65,7 +65,7 @@ async def execute(call: Call) -> web.Response:
     )
     if body.version is not None and body.version != workflow.version:
         request = r.WorkflowGet(id=workflow.id, version=body.version)
-        workflow = await call.registry("workflow_get", request)
+        workflow = await call.registry(request)
     run_at = scheduled_time(body, settings.max_schedule_ahead)
     executable(workflow)
     check_input(call, workflow, body.input)
@@ -161,7 +161,7 @@ async def _workflow_of(call: Call, run: Run) -> r.Workflow:
     """The version the run ran; a workflow deleted since cannot run again (409)."""
     try:
         request = r.WorkflowGet(id=run.workflow_id, version=run.version)
-        workflow: r.Workflow = await call.registry("workflow_get", request)
+        workflow: r.Workflow = await call.registry(request)
     except FlowmeshError as exc:
         if exc.code not in (ErrorCode.WORKFLOW_NOT_FOUND, ErrorCode.NOT_FOUND):
             raise

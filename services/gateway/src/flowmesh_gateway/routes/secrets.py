@@ -15,16 +15,16 @@ BASE = "/api/v1/{tenant}/secrets"
 async def put_secret(call: Call) -> web.Response:
     body = await json_body(call.request, h.SecretBody, call.body_limit)
     request = r.SecretPut(name=call.request.match_info["name"], value=body.value)
-    return json_response(await call.registry("secret_put", request))
+    return json_response(await call.registry(request))
 
 
 async def delete_secret(call: Call) -> web.Response:
     request = r.SecretDelete(name=call.request.match_info["name"])
-    return json_response(await call.registry("secret_delete", request))
+    return json_response(await call.registry(request))
 
 
 async def list_secrets(call: Call) -> web.Response:
-    return json_response(await call.registry("secret_list", r.SecretList()))
+    return json_response(await call.registry(r.SecretList()))
 
 
 ROUTES = [

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowmesh_gateway.api import RUNS, STREAMS, Call, Route
+from flowmesh_gateway.api import EVENT_STREAM, RUNS, STREAMS, Call, Route
 from flowmesh_gateway.bodies import query_int, unprocessable
-from flowmesh_gateway.openapi import EVENT_STREAM
 from flowmesh_gateway.routes.runs import RUNS_PATH, path_run_id
 from flowmesh_gateway.runs import LastEvent
 from flowmesh_gateway.sse import MAX_EVENT_ID, parse_event_id

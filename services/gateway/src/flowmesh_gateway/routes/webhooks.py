@@ -192,7 +192,7 @@ async def _webhook(
         return None, "no such webhook: unknown trigger"
     try:
         request = r.WebhookSecretGet(workflow_id=workflow_id, trigger_id=trigger_id)
-        keys: r.WebhookSecrets = await call.registry("webhook_secret_get", request)
+        keys: r.WebhookSecrets = await call.registry(request)
     except FlowmeshError as exc:
         if exc.code is ErrorCode.WORKFLOW_NOT_FOUND:
             return None, "no such webhook: unknown workflow"
@@ -216,7 +216,7 @@ async def _record_refusal(call: Call, reason: str) -> None:
         action="http.webhook_receive", target=target, outcome="denied", detail={"reason": reason}
     )
     try:
-        await call.registry("audit_record", entry)
+        await call.registry(entry)
     except FlowmeshError as exc:
         log.warning("audit.denied_not_recorded", error=exc.detail, reason=reason)
 
@@ -224,7 +224,7 @@ async def _record_refusal(call: Call, reason: str) -> None:
 async def _version(call: Call, keys: r.WebhookSecrets) -> r.Workflow:
     """The current version the secrets were read with; 409 unless it may run now."""
     request = r.WorkflowGet(id=keys.workflow_id, version=keys.version)
-    workflow: r.Workflow = await call.registry("workflow_get", request)
+    workflow: r.Workflow = await call.registry(request)
     executable(workflow)
     if not keys.trigger_enabled:
         raise FlowmeshError(
@@ -239,7 +239,7 @@ async def rotate(call: Call) -> web.Response:
         workflow_id=call.request.match_info["id"],
         trigger_id=call.request.match_info["trigger_id"],
     )
-    secret: r.WebhookSecret = await call.registry("webhook_secret_rotate", request)
+    secret: r.WebhookSecret = await call.registry(request)
     return json_response(secret, 201)
 
 

@@ -39,7 +39,7 @@ def workflow_response(workflow: r.Workflow, status: int = 200) -> web.Response:
 
 async def create(call: Call) -> web.Response:
     definition = await json_body(call.request, Any, call.body_limit)
-    workflow = await call.registry("workflow_create", r.WorkflowCreate(definition=definition))
+    workflow = await call.registry(r.WorkflowCreate(definition=definition))
     return workflow_response(workflow, 201)
 
 
@@ -58,28 +58,28 @@ async def list_(call: Call) -> web.Response:
         q=q.get("q") or None,
         sort=cast(WorkflowSort, sort),
     )
-    return json_response(await call.registry("workflow_list", request))
+    return json_response(await call.registry(request))
 
 
 async def get(call: Call) -> web.Response:
     version = query_int(call.request, "version", 1, MAX_VERSION)
     request = r.WorkflowGet(id=call.request.match_info["id"], version=version)
-    return workflow_response(await call.registry("workflow_get", request))
+    return workflow_response(await call.registry(request))
 
 
 async def update(call: Call) -> web.Response:
     wid = call.request.match_info["id"]
     expected = if_match_version(call.request)
-    await call.registry("workflow_get", r.WorkflowGet(id=wid))  # 404 before the body
+    await call.registry(r.WorkflowGet(id=wid))  # 404 before the body
     definition = await json_body(call.request, Any, call.body_limit)
     request = r.WorkflowUpdate(id=wid, definition=definition, if_version=expected)
-    return workflow_response(await call.registry("workflow_update", request))
+    return workflow_response(await call.registry(request))
 
 
 async def patch(call: Call) -> web.Response:
     wid = call.request.match_info["id"]
     expected = if_match_version(call.request)
-    await call.registry("workflow_get", r.WorkflowGet(id=wid))
+    await call.registry(r.WorkflowGet(id=wid))
     body = await json_body(call.request, h.WorkflowPatchBody, call.body_limit)
     request = r.WorkflowPatch(
         id=wid,
@@ -88,20 +88,18 @@ async def patch(call: Call) -> web.Response:
         current_version=_body_version(body.current_version, "current_version"),
         if_version=expected,
     )
-    return workflow_response(await call.registry("workflow_patch", request))
+    return workflow_response(await call.registry(request))
 
 
 async def delete(call: Call) -> web.Response:
-    await call.registry("workflow_delete", r.WorkflowDelete(id=call.request.match_info["id"]))
+    await call.registry(r.WorkflowDelete(id=call.request.match_info["id"]))
     return web.Response(status=204)
 
 
 async def apply(call: Call) -> web.Response:
     name = call.request.match_info["name"]
     definition = await json_body(call.request, Any, call.body_limit)
-    applied = await call.registry(
-        "workflow_apply", r.WorkflowApply(name=name, definition=definition)
-    )
+    applied = await call.registry(r.WorkflowApply(name=name, definition=definition))
     return workflow_response(applied.workflow, 201 if applied.created else 200)
 
 
@@ -112,27 +110,27 @@ async def batch(call: Call) -> web.Response:
         raise FlowmeshError(
             ErrorCode.FORBIDDEN, "a batch with delete operations needs the admin role"
         )
-    return json_response(await call.registry("workflow_batch", body))
+    return json_response(await call.registry(body))
 
 
 async def versions(call: Call) -> web.Response:
     request = r.WorkflowVersions(id=call.request.match_info["id"])
-    return json_response(await call.registry("workflow_versions", request))
+    return json_response(await call.registry(request))
 
 
 async def version(call: Call) -> web.Response:
     number = _path_int(call, "n")
     request = r.WorkflowGet(id=call.request.match_info["id"], version=number)
-    return workflow_response(await call.registry("workflow_get", request))
+    return workflow_response(await call.registry(request))
 
 
 async def clone(call: Call) -> web.Response:
     wid = call.request.match_info["id"]
-    await call.registry("workflow_get", r.WorkflowGet(id=wid))
+    await call.registry(r.WorkflowGet(id=wid))
     body = await json_body(call.request, h.CloneBody, call.body_limit)
     version = _body_version(body.version, "version")
     request = r.WorkflowClone(id=wid, name=body.name, version=version)
-    return workflow_response(await call.registry("workflow_clone", request), 201)
+    return workflow_response(await call.registry(request), 201)
 
 
 async def export(call: Call) -> web.Response:
@@ -145,38 +143,36 @@ async def export(call: Call) -> web.Response:
     request = r.WorkflowExport(
         id=call.request.match_info["id"], version=version_number, format=cast(ExportFormat, fmt)
     )
-    exported = await call.registry("workflow_export", request)
+    exported = await call.registry(request)
     return web.Response(text=exported.document, content_type=exported.content_type)
 
 
 async def import_(call: Call) -> web.Response:
     text, fmt = await document_body(call.request, call.body_limit)
-    workflow = await call.registry("workflow_import", r.WorkflowImport(document=text, format=fmt))
+    workflow = await call.registry(r.WorkflowImport(document=text, format=fmt))
     return workflow_response(workflow, 201)
 
 
 async def validate(call: Call) -> web.Response:
     # A question, not a store: what cannot be kept is one of the answer's errors.
     definition = await json_body(call.request, Any, call.body_limit, kept=False)
-    result = await call.registry("workflow_validate", r.WorkflowValidate(definition=definition))
+    result = await call.registry(r.WorkflowValidate(definition=definition))
     return json_response(h.ValidationAnswer(valid=result.valid, errors=result.errors))
 
 
 async def lock(call: Call) -> web.Response:
     wid = call.request.match_info["id"]
-    await call.registry("workflow_get", r.WorkflowGet(id=wid))
+    await call.registry(r.WorkflowGet(id=wid))
     body = (
         await json_body(call.request, h.LockBody, call.body_limit)
         if call.request.body_exists
         else h.LockBody()
     )
-    return json_response(
-        await call.registry("workflow_lock", r.WorkflowLock(id=wid, ttl_seconds=body.ttl_seconds))
-    )
+    return json_response(await call.registry(r.WorkflowLock(id=wid, ttl_seconds=body.ttl_seconds)))
 
 
 async def unlock(call: Call) -> web.Response:
-    await call.registry("workflow_unlock", r.WorkflowUnlock(id=call.request.match_info["id"]))
+    await call.registry(r.WorkflowUnlock(id=call.request.match_info["id"]))
     return web.Response(status=204)
 
 

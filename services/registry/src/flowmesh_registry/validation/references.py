@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import SECRET_NAME_PATTERN, is_secret_name
 from flowmesh_proto.workflow import NODE_TYPES, EventTrigger, MapNode, Trigger
 from flowmesh_registry.validation.graph import Graph
+from flowmesh_registry.validation.limits import Limits
 from flowmesh_registry.validation.problems import Problems, shown
 from flowmesh_registry.validation.secret_placement import (
     SECRETS,
@@ -33,9 +34,6 @@ from flowmesh_shared.expressions import (
     evaluate,
     find_templates,
 )
-
-if TYPE_CHECKING:
-    from flowmesh_registry.validate import Limits
 
 MISSING = ErrorCode.MISSING_VARIABLE
 COSTLY = ErrorCode.EXPRESSION_TOO_COSTLY
