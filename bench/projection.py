@@ -159,10 +159,10 @@ async def stop(process: asyncio.subprocess.Process) -> None:
 async def tenant_and_workflow(nc: Any, definition: dict[str, Any]) -> tuple[str, r.Workflow]:
     client = RpcClient(nc, SUBJECTS, timeout=10.0)
     tenant = f"bench-{secrets.token_hex(3)}"
-    await client.call(
+    await client.send(
         "tenant_create", r.TenantCreate(id=tenant), r.TenantCreated, principal=SERVICE
     )
-    workflow = await client.call(
+    workflow = await client.send(
         "workflow_create",
         r.WorkflowCreate(definition=definition),
         r.Workflow,

@@ -87,14 +87,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         nc = await connect(nats.url, "bench")
         client = RpcClient(nc, Subjects("fm"), timeout=30)
         tenant = f"bench-{secrets.token_hex(3)}"
-        created = await client.call(
+        created = await client.send(
             "tenant_create", r.TenantCreate(id=tenant), r.TenantCreated, principal=PLATFORM
         )
         principal = f"key:{tenant}:{created.admin_key.id}"
         ids: list[str] = []
 
         async def create(i: int) -> None:
-            wf = await client.call(
+            wf = await client.send(
                 "workflow_create",
                 r.WorkflowCreate(definition=definition(i)),
                 r.Workflow,
@@ -115,7 +115,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print("create", results["create"], flush=True)
 
         async def get(_: int) -> None:
-            await client.call(
+            await client.send(
                 "workflow_get",
                 r.WorkflowGet(id=random.choice(ids)),
                 r.Workflow,
@@ -133,7 +133,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"get c={concurrency}", results[f"get_c{concurrency}"], flush=True)
 
         async def list_page(_: int) -> None:
-            page = await client.call(
+            page = await client.send(
                 "workflow_list",
                 r.WorkflowList(limit=50),
                 r.WorkflowPage,
@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             assert len(page.items) == 50
 
         async def list_filtered(i: int) -> None:
-            await client.call(
+            await client.send(
                 "workflow_list",
                 r.WorkflowList(limit=50, tags=[f"team-{i % 20}"], sort="name"),
                 r.WorkflowPage,
@@ -152,7 +152,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
 
         async def search(i: int) -> None:
-            await client.call(
+            await client.send(
                 "workflow_list",
                 r.WorkflowList(limit=50, q=f"bench-{i % 9999:05d}"),
                 r.WorkflowPage,

@@ -82,7 +82,7 @@ async def triggers(nc: Any, tenants: int, per_tenant: int) -> list[str]:
 
     async def tenant(name: str) -> None:
         async with gate:
-            await client.call(
+            await client.send(
                 "tenant_create", r.TenantCreate(id=name), r.TenantCreated, principal=SERVICE
             )
             for k in range(per_tenant):
@@ -98,7 +98,7 @@ async def triggers(nc: Any, tenants: int, per_tenant: int) -> list[str]:
                         }
                     ],
                 }
-                await client.call(
+                await client.send(
                     "workflow_create",
                     r.WorkflowCreate(definition=definition),
                     r.Workflow,

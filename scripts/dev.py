@@ -104,10 +104,7 @@ async def demo_key(client: RpcClient, saved: dict[str, str]) -> str:
     """The demo tenant's admin key: created with the tenant, or a new one if it is lost."""
     try:
         created = await client.call(
-            "tenant_create",
-            r.TenantCreate(id=DEMO_TENANT, name="Demo"),
-            r.TenantCreated,
-            principal=PRINCIPAL,
+            r.TenantCreate(id=DEMO_TENANT, name="Demo"), principal=PRINCIPAL
         )
         return created.admin_key.key
     except FlowmeshError as exc:
@@ -116,17 +113,10 @@ async def demo_key(client: RpcClient, saved: dict[str, str]) -> str:
     key = saved.get("api_key")
     if key:
         with contextlib.suppress(FlowmeshError):
-            await client.call(
-                "apikey_verify",
-                r.ApiKeyVerify(key=key),
-                r.ApiKeyIdentity,
-                principal=SERVICE_PRINCIPAL,
-            )
+            await client.call(r.ApiKeyVerify(key=key), principal=SERVICE_PRINCIPAL)
             return key
     fresh = await client.call(
-        "apikey_create",
         r.ApiKeyCreate(name="make-dev", role="admin"),
-        r.ApiKeySecret,
         tenant=DEMO_TENANT,
         principal=SERVICE_PRINCIPAL,
     )
