@@ -51,7 +51,9 @@ async def test_a_stale_executor_writes_nothing_after_the_new_owner_claims(
         stale.pause()
         paused_at = loop.time()
         async with shared_nats.executors(1, LEASE) as (owner,):
-            await until(lambda: calls(2), 5 * LEASE)  # E2 took every run over
+            # E2 took every run over. It may take a few leases: a redelivery can go to a
+            # pull request E1 made before its pause (alive for 10 s), and wait a lease more.
+            await until(lambda: calls(2), 10 * LEASE)
             # E1's calls were answered during the pause, and its http timers ran out too.
             await until(lambda: loop.time() - paused_at > STALE_TIMEOUT + 0.5, 5)
             stale.resume()
