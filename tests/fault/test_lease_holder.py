@@ -111,3 +111,45 @@ def _assert_claimed(history: list[Entry], stale: ExecutorProcess, owner: Executo
     assert {entry.writer for entry in history[claims[0] :]} == {claim.writer}
     assert {entry.writer for entry in history[1 : claims[0]]} == {started.writer}
     assert history[-1].kind == "run.succeeded"
+
+
+SHORT_PAUSE = 2.5
+#: A lease the short pause stays well within (its term is 5/6 of it).
+LONG_LEASE = 10.0
+
+
+async def test_a_step_timed_out_by_a_pause_within_the_lease_is_not_a_failure(
+    shared_nats: Deployment, origin: Origin
+) -> None:
+    """E1 stopped for 2.5 s, within its lease, while its call is in flight: its http timer
+    (1 s) runs out during the pause. That is no timeout of the step: E1 hands the run back
+    (nak: its lease still holds), takes it up again at once with a claim, calls again."""
+    runs, loop = shared_nats.runs, asyncio.get_running_loop()
+    origin.hold("call", first_only=True)  # the call in flight when E1 stops never answers
+    workflow = await runs.workflow(origin.chain(*NODES))
+    settings = {"HTTP_DEFAULT_TIMEOUT": "1"}
+
+    async with shared_nats.executors(1, LONG_LEASE, settings) as (executor,):
+        run_id = await runs.start(workflow, {})
+        await until(lambda: origin.counts(run_id, "call")["call"] == 1, 10)
+        executor.pause()
+        paused_at = loop.time()
+        await until(lambda: loop.time() - paused_at > SHORT_PAUSE, 5)
+        executor.resume()
+        resumed_at = loop.time()
+        state = await runs.finished(run_id, timeout=LONG_LEASE)
+        taken_up_after = loop.time() - resumed_at
+        assert state.status == "succeeded", state.error
+
+        handed_back = executor.logged("run.handed_back", run_id=run_id)
+        assert executor.logged("executor.paused")
+        assert await executor.stop() == 0
+
+    assert [line["lease_held"] for line in handed_back] == [True]
+    assert taken_up_after < LONG_LEASE / 2  # nak'd, not left to the lease
+    assert origin.counts(run_id, *NODES) == {"call": 2, "after": 1}
+    history = await shared_nats.history(run_id)
+    assert_coherent(history)
+    claims = [entry for entry in history if entry.kind == "run.claimed"]
+    assert [getattr(claim.event, "executor", None) for claim in claims] == [executor.name]
+    assert not any(entry.kind == "run.failed" for entry in history)
