@@ -139,6 +139,8 @@ class RunConsumer:
             lease.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lease.task
+            if not lease.driver.lease.held(time.monotonic()):
+                continue  # a nak now could land on another executor's delivery
             with contextlib.suppress(nats.errors.Error):
                 await lease.msg.nak()
             handed_back += 1
