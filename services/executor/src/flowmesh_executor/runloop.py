@@ -177,7 +177,9 @@ class Loop:
     def _take_results(self, now: datetime) -> list[RunEvent | StepEvent]:
         driver = self.driver
         results, driver._results = driver._results, []
-        paused = [r.node_id for r in results if r.after_pause]
+        paused = [
+            r.node_id for r in results if r.after_pause and self._current(r.node_id, r.attempt)
+        ]
         if paused:
             raise Paused(f"step {', '.join(paused)} failed after this executor stood still")
         events: list[RunEvent | StepEvent] = []
@@ -205,6 +207,10 @@ class Loop:
                 apply(self.state, event)
             events += _flat(new)
         return events
+
+    def _current(self, node_id: str, attempt: int) -> bool:
+        running = self.driver._running.get(node_id)
+        return running is not None and running.attempt == attempt
 
     # --- publishing --------------------------------------------------------------------
 
