@@ -22,7 +22,7 @@ from flowmesh_registry.secretbox import new_key
 from flowmesh_registry.settings import RegistrySettings
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import RpcClient
-from tests.fault.executors import ExecutorProcess, executor_environment, executors
+from tests.fault.executors import PREFIX, ExecutorProcess, executor_environment, executors
 from tests.fault.history import Entry, read_history
 from tests.integration.executor.runs import Runs
 from tests.integration.harness import Api, Registry, new_tenant, stream_prefix_of
@@ -42,9 +42,12 @@ class Deployment:
         return self.runs.tenant
 
     def executors(
-        self, count: int, lease_seconds: float
+        self, count: int, lease_seconds: float, settings: dict[str, str] | None = None
     ) -> contextlib.AbstractAsyncContextManager[list[ExecutorProcess]]:
+        """``count`` executor processes; ``settings``: more ``FLOWMESH_EXECUTOR_*`` values,
+        named without the prefix (``{"HTTP_DEFAULT_TIMEOUT": "2"}``)."""
         env = executor_environment(self.nats_url, self.subjects, self.streams, lease_seconds)
+        env.update({f"{PREFIX}{name}": value for name, value in (settings or {}).items()})
         return executors(count, env, self.logs)
 
     async def history(self, run_id: str) -> list[Entry]:

@@ -29,6 +29,7 @@ import msgspec
 from flowmesh_proto.runs import (
     TERMINAL_RUN_STATUSES,
     RunCancelled,
+    RunClaimed,
     RunEvent,
     RunFailed,
     RunQueued,
@@ -147,7 +148,7 @@ class Progress:
                     self._step(step_event)
             case StepStarted() | StepSucceeded() | StepFailed() | StepRetrying() | StepSkipped():
                 self._step(event)
-            case StepLog():
+            case StepLog() | RunClaimed():
                 pass
             case _:
                 self._run(event)

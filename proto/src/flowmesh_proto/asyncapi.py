@@ -42,6 +42,9 @@ RUN_EVENTS: dict[str, str] = {
     "run.queued": "The run is accepted and waits for an executor; the run's first event.",
     "run.scheduled": "The run is accepted and waits for its `run_at` (a delayed execute).",
     "run.started": "An executor started driving the run (once per run).",
+    "run.claimed": "An executor took over a run already started (a lapsed lease, a parked run "
+    "woken), before any other work; changes "
+    "nothing in the run's state.",
     "step.started": "An attempt of a step began; `deadline` is when it times out.",
     "step.succeeded": "A step succeeded with `output` (`reused`: taken from the parent run).",
     "step.failed": "An attempt failed; `final: false` when a `step.retrying` follows.",

@@ -73,6 +73,18 @@ class RunStarted(_RunEvent, frozen=True, kw_only=True, tag="run.started"):
     executor: str = ""
 
 
+class RunClaimed(_RunEvent, frozen=True, kw_only=True, tag="run.claimed"):
+    """An executor took over a run that had started elsewhere or earlier (a lapsed lease, a
+    parked run woken): its first write, fenced on the last event it read, so a previous
+    holder that still believes it owns the run is refused its next write. Changes nothing
+    in the run's state."""
+
+    executor: str
+    #: How many times the run's request had been delivered (JetStream's count), this one
+    #: included.
+    delivery: int = 1
+
+
 class StepStarted(_RunEvent, frozen=True, kw_only=True, tag="step.started"):
     node_id: str
     attempt: int = 1
@@ -143,6 +155,7 @@ RunEvent = (
     RunQueued
     | RunScheduled
     | RunStarted
+    | RunClaimed
     | StepStarted
     | StepSucceeded
     | StepFailed

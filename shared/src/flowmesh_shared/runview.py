@@ -30,6 +30,7 @@ from flowmesh_proto.runs import (
     ErrorInfo,
     Run,
     RunCancelled,
+    RunClaimed,
     RunEvent,
     RunFailed,
     RunMetrics,
@@ -144,7 +145,7 @@ class RunFold:
             case StepBatch(events=events):
                 for step_event in events:
                     self._apply_step(step_event)
-            case StepLog():
+            case StepLog() | RunClaimed():
                 pass
             case StepStarted() | StepSucceeded() | StepFailed() | StepRetrying() | StepSkipped():
                 self._apply_step(event)

@@ -99,9 +99,13 @@ async def test_a_long_delay_parks_the_run_and_the_timer_resumes_it(parts: Parts,
             nc, parts.isolated.subjects, parts.isolated.streams, parts.client.tenant.id
         )
     )[run["id"]]
-    # Two executions of the run: started, parked (nothing published), resumed when due.
+    # Two executions of the run: started, parked (nothing published), resumed when due,
+    # the resumption claiming the run before anything else.
     assert kinds(events).count("run.started") == 1
+    assert kinds(events).count("run.claimed") == 1
     assert kinds(events)[-1] == "run.succeeded"
+    claimed = kinds(events).index("run.claimed")
+    assert kinds(events)[claimed + 1 :] == ["steps", "run.succeeded"], kinds(events)
 
 
 async def test_a_short_delay_is_not_parked(parts: Parts, nc: Any) -> None:

@@ -8,6 +8,13 @@ executor dies, the lease lapses and another replica gets the request and resumes
 from its events. Fencing, not the ack, decides who owns a run (DESIGN section 11): a
 fenced driver stops and leaves the message alone.
 
+A heartbeat counts once the server confirmed it (one PING/PONG after the round's
+``in_progress`` messages); a lease without a confirmed heartbeat for its term
+(:mod:`flowmesh_executor.lease`) is lost for good: its driver stops and the message is
+left alone, for the executor it was redelivered to. A driver that gives its run back
+after a pause (:class:`~flowmesh_executor.pauses.Paused`) while its lease still holds
+naks the message, so the run is taken up again at once.
+
 Cancels arrive on ``<prefix>.*.control.*`` (core NATS) for runs held here, and through the
 watched run-control bucket (:class:`.control.CancelBook`) for runs picked up later.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,6 +34,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from flowmesh_executor.lease import LeaseLost, RunLease, lease_term
+from flowmesh_executor.pauses import Paused
 from flowmesh_executor.run import ExecutorParts, RunDriver
 from flowmesh_executor.runlog import Fenced
 from flowmesh_proto.runs import cancel_request_decoder, control_key, run_request_decoder
@@ -37,6 +47,13 @@ log = structlog.get_logger("flowmesh.executor.consumer")
 
 #: Seconds before a second request for a run driven here is looked at again.
 SECOND_REQUEST_DELAY = 1.0
+
+
+def _delivery(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:  # not a JetStream message (tests)
+        return 1
 
 
 def _stream_seq(msg: Msg) -> int:
@@ -93,7 +110,10 @@ class RunConsumer:
             f"{services.subjects.prefix}.*.control.*", cb=self._on_control
         )
         await self._feed.start()
-        self._tasks = [asyncio.create_task(self._heartbeats(), name="executor.heartbeats")]
+        self._tasks = [
+            asyncio.create_task(self._heartbeats(), name="executor.heartbeats"),
+            asyncio.create_task(self.parts.pauses.run(), name="executor.pauses"),
+        ]
 
     def pause(self) -> None:
         """Take no new runs until :meth:`resume` (held runs go on; arrivals are handed back)."""
@@ -119,6 +139,8 @@ class RunConsumer:
             lease.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lease.task
+            if not lease.driver.lease.held(time.monotonic()):
+                continue  # a nak now could land on another executor's delivery
             with contextlib.suppress(nats.errors.Error):
                 await lease.msg.nak()
             handed_back += 1
@@ -154,7 +176,13 @@ class RunConsumer:
                     await msg.nak(delay=SECOND_REQUEST_DELAY)
             return  # the lease's own message redelivered: keep the first lease
         self._observe_lag(msg)
-        driver = RunDriver(self.parts, request, headers=dict(msg.headers or {}))
+        driver = RunDriver(
+            self.parts,
+            request,
+            headers=dict(msg.headers or {}),
+            lease=RunLease(lease_term(self.settings.lease_seconds), time.monotonic()),
+            delivery=_delivery(msg),
+        )
         task = asyncio.create_task(self._drive(key, msg, driver), name=f"run:{request.run_id}")
         self._held[key] = _Lease(msg=msg, driver=driver, task=task)
         self.parts.metrics.active.set(len(self._held))
@@ -177,6 +205,25 @@ class RunConsumer:
         except Fenced as exc:
             log.warning("run.fenced", tenant=request.tenant, run_id=request.run_id, detail=str(exc))
             self.parts.metrics.runs.labels("fenced").inc()
+        except LeaseLost as exc:
+            log.warning(
+                "run.lease_lost", tenant=request.tenant, run_id=request.run_id, detail=str(exc)
+            )
+            self.parts.metrics.runs.labels("lease_lost").inc()
+        except Paused as exc:
+            held = driver.lease.held(time.monotonic())
+            log.warning(
+                "run.handed_back",
+                tenant=request.tenant,
+                run_id=request.run_id,
+                detail=str(exc),
+                lease_held=held,
+            )
+            self.parts.metrics.runs.labels("handed_back").inc()
+            if held:  # still ours: let another driver take it up at once
+                self._release(key, msg)
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.nak()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -185,10 +232,14 @@ class RunConsumer:
             with contextlib.suppress(nats.errors.Error):
                 await msg.nak(delay=1.0)
         finally:
-            self._release(key)
+            self._release(key, msg)
 
-    def _release(self, key: str) -> None:
-        self._held.pop(key, None)
+    def _release(self, key: str, msg: Msg) -> None:
+        """Forget the lease of ``msg`` (not a later one of the same run, taken meanwhile)."""
+        lease = self._held.get(key)
+        if lease is None or lease.msg is not msg:
+            return
+        del self._held[key]
         self.parts.metrics.active.set(len(self._held))
         if self._feed is not None and not self._stopping:
             task = asyncio.create_task(self._feed.refill())
@@ -201,11 +252,34 @@ class RunConsumer:
         interval = max(0.1, self.settings.lease_seconds / 3)
         while True:
             await asyncio.sleep(interval)
-            for lease in list(self._held.values()):
-                try:
-                    await lease.msg.in_progress()
-                except nats.errors.Error as exc:
-                    log.warning("executor.heartbeat_failed", error=type(exc).__name__)
+            await self._heartbeat(interval)
+
+    async def _heartbeat(self, patience: float) -> None:
+        """One round: ``in_progress`` for every lease still held, then a PING/PONG that
+        confirms the server has them all; only then are the leases renewed, from the time
+        the round began. A lease found lapsed is not renewed: its driver is told to stop."""
+        sent_at = time.monotonic()
+        sent: list[_Lease] = []
+        for lease in list(self._held.values()):
+            if not lease.driver.lease.held(sent_at):
+                lease.driver.lease_lost()
+                continue
+            try:
+                await lease.msg.in_progress()
+            except nats.errors.Error as exc:
+                log.warning("executor.heartbeat_failed", error=type(exc).__name__)
+                continue
+            sent.append(lease)
+        if not sent:
+            return
+        try:
+            await asyncio.wait_for(self.parts.services.nc.flush(), patience)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("executor.heartbeat_unconfirmed", error=type(exc).__name__)
+            return
+        for lease in sent:
+            if not lease.driver.lease.renewed(sent_at):
+                lease.driver.lease_lost()
 
     async def _on_control(self, msg: Msg) -> None:
         try:

@@ -24,6 +24,7 @@ from flowmesh_executor.metrics import ExecutorMetrics
 from flowmesh_executor.nodes.base import StepServices
 from flowmesh_executor.nodes.http import http_session
 from flowmesh_executor.nodes.registry import shell_steps
+from flowmesh_executor.pauses import PauseWatch, pause_threshold
 from flowmesh_executor.run import ExecutorParts
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
 from flowmesh_executor.waits import InProcessWaits
@@ -98,6 +99,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         name=name,
         slots=Slots(slot_bucket, control_plane.finished, control_plane.cancel, control_plane.wake),
         control=control_plane,
+        pauses=PauseWatch(pause_threshold(settings.lease_seconds)),
     )
     consumer = RunConsumer(parts)
     await parts.cancels.start()

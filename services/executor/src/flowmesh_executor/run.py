@@ -8,6 +8,14 @@ run's events cost one round trip per wave of steps, not per step.
 
 A run that is redelivered (its executor died) replays its events and continues: steps that
 were running are started again (steps are at-least-once); succeeded ones never are.
+
+The lease holder is the only writer. Taking over a run that had started (a lapsed lease, a
+parked run woken) begins with ``run.claimed``, fenced on the last event read and published
+before anything else, so a previous holder still driving the run is fenced at its next
+write; a fresh run needs no claim, its ``run.started`` is the first write. Every write
+checks the lease first (:mod:`flowmesh_executor.lease`), and a step that failed after this
+process stood still (:mod:`flowmesh_executor.pauses`) hands the run back instead of
+recording a failure its own timers made up.
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from flowmesh_executor.concurrency import Slots, slot_key
 from flowmesh_executor.control import CancelBook, RunControl
 from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL, UnusableVersion
 from flowmesh_executor.engine import cel_context
+from flowmesh_executor.lease import RunLease
 from flowmesh_executor.metrics import ExecutorMetrics
 from flowmesh_executor.nodes.base import EventInterest, Step, StepServices
 from flowmesh_executor.parking import park
+from flowmesh_executor.pauses import PauseWatch
 from flowmesh_executor.references import secret_names
 from flowmesh_executor.runlog import RunWriter, read_run
 from flowmesh_executor.runloop import Loop, utcnow
@@ -36,6 +46,7 @@ from flowmesh_executor.state import RunState, fold, reused_outputs
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.runs import (
+    RunClaimed,
     RunError,
     RunFailed,
     RunQueued,
@@ -68,6 +79,7 @@ class ExecutorParts:
     name: str
     slots: Slots
     control: RunControl
+    pauses: PauseWatch
 
 
 @dataclass(slots=True)
@@ -76,6 +88,9 @@ class _Result:
     attempt: int
     output: Any = None
     error: tuple[str, str] | None = None
+    #: The step failed after this process stood still: its own timers may have made the
+    #: failure up (see :mod:`flowmesh_executor.pauses`).
+    after_pause: bool = False
 
 
 @dataclass(slots=True)
@@ -90,6 +105,10 @@ class RunDriver:
     parts: ExecutorParts
     request: RunRequest
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: The lease on the run's request (checked before every write).
+    lease: RunLease = field(default_factory=RunLease.unbounded)
+    #: How many times the request has been delivered, this time included.
+    delivery: int = 1
 
     def __post_init__(self) -> None:
         self._signal = asyncio.Event()
@@ -111,6 +130,10 @@ class RunDriver:
         if self._cancel_reason is None:
             self._cancel_reason = reason or "cancelled"
             self._signal.set()
+
+    def lease_lost(self) -> None:
+        """The lease lapsed (seen by the heartbeats): wake the loop, which then stops."""
+        self._signal.set()
 
     async def drive(self) -> Outcome:
         """Run until the run ends (``finished``); raises ``Fenced`` when another executor
@@ -148,6 +171,7 @@ class RunDriver:
             seq,
             patience=services.settings.lease_seconds,
             direct=direct,
+            lease=self.lease,
         )
         if not events:
             events = [self._queued()]
@@ -156,6 +180,9 @@ class RunDriver:
         if state.finished:
             await self._release_after_death(state)
             return "finished"
+        if state.status not in ("queued", "scheduled"):
+            seq = await writer.publish(self._claim(state))
+            log.info("run.claimed", delivery=self.delivery, seq=seq)
         try:
             _, definition = await services.definitions.get(req.tenant, req.workflow_id, req.version)
             context = await self._context(definition, state)
@@ -217,6 +244,20 @@ class RunDriver:
             return
         if slot is not None:
             await self.parts.slots.release(slot, self.key)
+
+    def _claim(self, state: RunState) -> RunClaimed:
+        """Taking over a started run: written before any other work (see the module)."""
+        assert state.ref is not None
+        ref = state.ref
+        return RunClaimed(
+            tenant=ref.tenant,
+            run_id=ref.run_id,
+            workflow_id=ref.workflow_id,
+            version=ref.version,
+            at=utcnow(),
+            executor=self.parts.name,
+            delivery=self.delivery,
+        )
 
     def _queued(self) -> RunQueued:
         req = self.request

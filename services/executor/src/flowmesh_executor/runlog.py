@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from dataclasses import dataclass, field
 
 import msgspec
@@ -23,6 +24,7 @@ from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 from nats.js.api import DeliverPolicy
 
+from flowmesh_executor.lease import RunLease
 from flowmesh_proto import headers as h
 from flowmesh_proto.runs import RunEvent, RunQueued, RunScheduled, run_event_decoder
 
@@ -97,9 +99,12 @@ class RunWriter:
     token: str = field(default_factory=lambda: secrets.token_hex(6))
     #: Read the subject's last message with a direct get (see :func:`read_run`).
     direct: bool = True
+    #: The lease on the run's request; nothing is published once it may have lapsed.
+    lease: RunLease = field(default_factory=RunLease.unbounded)
 
     async def publish(self, event: RunEvent, extra_headers: dict[str, str] | None = None) -> int:
-        """Publish ``event`` after ``last_seq``; returns its sequence. Raises :class:`Fenced`."""
+        """Publish ``event`` after ``last_seq``; returns its sequence. Raises :class:`Fenced`,
+        and :class:`~flowmesh_executor.lease.LeaseLost` before sending once the lease lapsed."""
         data = _ENCODER.encode(event)
         msg_id = f"{self.token}:{self.last_seq}"
         headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: str(self.last_seq), h.MSG_ID: msg_id}
@@ -108,6 +113,7 @@ class RunWriter:
         delay = 0.05
         deadline = asyncio.get_running_loop().time() + self.patience
         while True:
+            self.lease.check(time.monotonic())
             try:
                 ack = await self.js.publish(self.subject, data, headers=headers, timeout=2.0)
             except js_errors.BadRequestError as exc:

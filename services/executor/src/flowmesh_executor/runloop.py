@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from flowmesh_executor.engine import (
 from flowmesh_executor.instant import error_class, redact, render_parameters
 from flowmesh_executor.nodes.base import EventInterest, StepCall, StepError
 from flowmesh_executor.parking import park
+from flowmesh_executor.pauses import Paused
 from flowmesh_executor.runlog import RunWriter
 from flowmesh_executor.state import RunState, apply
 from flowmesh_proto.runs import (
@@ -73,6 +75,7 @@ class Loop:
                 self._launch(node_id, node.attempt, node.deadline)
         while True:
             driver._signal.clear()
+            driver.lease.check(time.monotonic())
             now = utcnow()
             events = self._take_results(now)
             if driver._cancel_reason is not None and not self.context.cancel_requested:
@@ -145,6 +148,7 @@ class Loop:
         ``due`` (``Nats-Msg-Id: resume:<run_id>:<last sequence>``: one resume per park)."""
         services = self.driver.parts.services
         request = self.driver.request
+        self.driver.lease.check(time.monotonic())
         for node_id in self.driver._running:
             interest = self.driver._interests.get(node_id)
             if interest is not None and services.event_waits is not None:
@@ -172,6 +176,11 @@ class Loop:
     def _take_results(self, now: datetime) -> list[RunEvent | StepEvent]:
         driver = self.driver
         results, driver._results = driver._results, []
+        paused = [
+            r.node_id for r in results if r.after_pause and self._current(r.node_id, r.attempt)
+        ]
+        if paused:
+            raise Paused(f"step {', '.join(paused)} failed after this executor stood still")
         events: list[RunEvent | StepEvent] = []
         for result in results:
             running = driver._running.get(result.node_id)
@@ -197,6 +206,10 @@ class Loop:
                 apply(self.state, event)
             events += _flat(new)
         return events
+
+    def _current(self, node_id: str, attempt: int) -> bool:
+        running = self.driver._running.get(node_id)
+        return running is not None and running.attempt == attempt
 
     # --- publishing --------------------------------------------------------------------
 
@@ -291,6 +304,7 @@ class Loop:
         kind = _type_of(self.nodes[node_id])
         error: tuple[str, str] | None = None
         output: Any = None
+        began = time.monotonic()
         with telemetry.tracer().start_as_current_span(
             f"step {node_id}", attributes={"flowmesh.node_id": node_id, "flowmesh.attempt": attempt}
         ) as span:
@@ -313,8 +327,16 @@ class Loop:
                 telemetry.mark_failed(span, error[0])
         outcome = "succeeded" if error is None else "failed"
         self.driver.parts.metrics.steps.labels(kind, outcome).inc()
+        pauses = self.driver.parts.pauses
+        after_pause = error is not None and pauses.paused_since(began, time.monotonic())
         self.driver._results.append(
-            result(node_id=node_id, attempt=attempt, output=output, error=error)
+            result(
+                node_id=node_id,
+                attempt=attempt,
+                output=output,
+                error=error,
+                after_pause=after_pause,
+            )
         )
         self.driver._signal.set()
 

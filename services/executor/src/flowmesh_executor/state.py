@@ -17,6 +17,7 @@ import msgspec
 from flowmesh_proto.runs import (
     TERMINAL_RUN_STATUSES,
     RunCancelled,
+    RunClaimed,
     RunError,
     RunEvent,
     RunFailed,
@@ -113,7 +114,7 @@ def apply(state: RunState, event: RunEvent) -> None:
                 _apply_step(state, step_event)
         case StepStarted() | StepSucceeded() | StepFailed() | StepRetrying() | StepSkipped():
             _apply_step(state, event)
-        case StepLog():
+        case StepLog() | RunClaimed():
             pass
         case _:
             _apply_run(state, event)
