@@ -122,6 +122,8 @@ def _error(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
         asyncpg.InterfaceError("pool is closing"),
         asyncpg.InterfaceError("pool is closed"),
         asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed"),
+        # a connection ended mid-use by the server (seen in the outage test, once)
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15"),
     ],
 )
 def test_every_unavailability_is_503(exc: BaseException) -> None:

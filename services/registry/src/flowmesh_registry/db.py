@@ -74,7 +74,9 @@ def unavailable(exc: BaseException) -> bool:
         return state in UNAVAILABLE_STATES or state[:2] in UNAVAILABLE_STATES
     if isinstance(exc, asyncpg.InterfaceError):
         return any(words in str(exc) for words in _GONE)
-    return False
+    # A connection the server ended mid-use can be left in a state the driver refuses
+    # ("cannot switch to state 15; another operation is in progress"): the pool drops it.
+    return isinstance(exc, asyncpg.exceptions.InternalClientError)
 
 
 def translated(exc: BaseException, *, request: bool) -> FlowmeshError | None:
