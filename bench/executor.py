@@ -42,11 +42,10 @@ from workload import summary, write_results
 
 from flowmesh_proto import headers as h
 from flowmesh_proto.ids import new_run_id
-from flowmesh_proto.runs import RunQueued, RunRequest, TriggerInfo
+from flowmesh_proto.runs import TERMINAL_RUN_KINDS, RunQueued, RunRequest, TriggerInfo
 from flowmesh_proto.subjects import Subjects
 
 ENCODER = msgspec.json.Encoder()
-TERMINAL = {"run.succeeded", "run.failed", "run.cancelled", "run.timed_out"}
 
 
 def chain(name: str, n: int, kind: str = "noop") -> dict[str, Any]:
@@ -88,7 +87,7 @@ class Runner:
 
     async def _on_event(self, msg: Any) -> None:
         kind = msg.data[9:40].split(b'"', 1)[0].decode()  # {"kind":"<kind>",...
-        if kind not in TERMINAL:
+        if kind not in TERMINAL_RUN_KINDS:
             return
         run_id = msg.subject.rsplit(".", 1)[1]
         self.done[run_id] = (time.perf_counter(), kind)

@@ -31,10 +31,9 @@ from flowmesh_cli.gateway import Gateway, StreamPolicy
 from flowmesh_cli.progress import Change, Progress, StepRow
 from flowmesh_cli.sse import SseParser
 from flowmesh_cli.watch import PlainLines, watch
-from flowmesh_proto.runs import run_event_decoder
+from flowmesh_proto.runs import TERMINAL_RUN_STATUSES, run_event_decoder
 
 DEFAULT_HOME = ".flowmesh"
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
@@ -199,7 +198,9 @@ class Flowmesh:
             raise ExampleError(exc.message) from None
         finally:
             await reactions.settle()
-        run = await self.until(lambda: self.run(run_id), lambda r: r["status"] in TERMINAL)
+        run = await self.until(
+            lambda: self.run(run_id), lambda r: r["status"] in TERMINAL_RUN_STATUSES
+        )
         say(f"run {run_id} {run['status']}")
         if run.get("error"):
             show("error", run["error"])

@@ -16,7 +16,7 @@ from typing import Any
 from flowmesh_executor.state import RunState, fold
 from flowmesh_proto import headers as h
 from flowmesh_proto.runs import (
-    TERMINAL_RUN_STATUSES,
+    TERMINAL_RUN_KINDS,
     RunEvent,
     RunQueued,
     RunStarted,
@@ -27,8 +27,6 @@ from flowmesh_proto.runs import (
     run_event_decoder,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
-
-TERMINAL_KINDS = frozenset(f"run.{status}" for status in TERMINAL_RUN_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +114,7 @@ def assert_coherent(history: list[Entry]) -> RunState:
     assert len(segments) == len(set(segments)), f"a writer wrote again after another: {segments}"
     started = [i for i, e in enumerate(events) if isinstance(e, RunStarted)]
     assert started == [1], f"run.started must be the second event, once: {_show(history)}"
-    terminal = [i for i, entry in enumerate(history) if entry.kind in TERMINAL_KINDS]
+    terminal = [i for i, entry in enumerate(history) if entry.kind in TERMINAL_RUN_KINDS]
     assert terminal == [len(history) - 1], f"one terminal event, the last: {_show(history)}"
     _assert_steps_coherent(history)
     return fold(events)

@@ -13,7 +13,6 @@ from nats.aio.msg import Msg
 from flowmesh_gateway.sse import (
     HEARTBEAT,
     MAX_EVENT_ID,
-    TERMINAL_KINDS,
     envelope,
     frame,
     parse_event_id,
@@ -21,6 +20,7 @@ from flowmesh_gateway.sse import (
 )
 from flowmesh_gateway.streams import Feed
 from flowmesh_proto.runs import (
+    TERMINAL_RUN_KINDS,
     RunQueued,
     RunSucceeded,
     StepBatch,
@@ -97,7 +97,7 @@ def test_rendering_stops_after_the_terminal_event_only_when_asked() -> None:
     assert [e["id"] for e in parse(ended.chunk)] == ["1", "3"] and ended.ended
     tenant = render(messages, workflow_id=None, end_at_terminal=False)
     assert [e["id"] for e in parse(tenant.chunk)] == ["1", "3", "5"] and not tenant.ended
-    assert {"run.succeeded", "run.failed", "run.cancelled", "run.timed_out"} == TERMINAL_KINDS
+    assert {"run.succeeded", "run.failed", "run.cancelled", "run.timed_out"} == TERMINAL_RUN_KINDS
 
 
 def test_a_workflow_filter_and_messages_that_are_not_run_events_are_skipped() -> None:

@@ -8,7 +8,8 @@ JetStream stream sequence is its public id.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -17,7 +18,9 @@ RunStatus = Literal[
     "queued", "scheduled", "running", "succeeded", "failed", "cancelled", "timed_out"
 ]
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
-TERMINAL_RUN_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+#: The statuses a run ends in: once in one, nothing changes it any more.
+TerminalRunStatus = Literal["succeeded", "failed", "cancelled", "timed_out"]
+TERMINAL_RUN_STATUSES: frozenset[TerminalRunStatus] = frozenset(get_args(TerminalRunStatus))
 
 
 class TriggerInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -168,6 +171,26 @@ RunEvent = (
     | RunCancelled
     | RunTimedOut
 )
+
+#: The events that end a run, each with the status it ends the run in (the first one seen
+#: ends it; whatever follows changes nothing).
+TERMINAL_RUN_EVENTS: MappingProxyType[type[RunEvent], TerminalRunStatus] = MappingProxyType(
+    {
+        RunSucceeded: "succeeded",
+        RunFailed: "failed",
+        RunCancelled: "cancelled",
+        RunTimedOut: "timed_out",
+    }
+)
+#: Their ``kind`` tags, for a shell that reads only an event's kind.
+TERMINAL_RUN_KINDS: frozenset[str] = frozenset(
+    str(event_type.__struct_config__.tag) for event_type in TERMINAL_RUN_EVENTS
+)
+
+
+def final_status(event: RunEvent) -> TerminalRunStatus | None:
+    """The status ``event`` ends its run in, or None when it is not a run's end."""
+    return TERMINAL_RUN_EVENTS.get(type(event))
 
 
 class CancelRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -30,6 +30,7 @@ from flowmesh_proto.runs import (
     StepSkipped,
     StepStarted,
     StepSucceeded,
+    TerminalRunStatus,
 )
 from flowmesh_shared.expressions import DEFAULT_BUDGET
 
@@ -48,7 +49,7 @@ __all__ = [
     "events_for",
 ]
 
-FinishStatus = Literal["succeeded", "failed", "cancelled", "timed_out"]
+FinishStatus = TerminalRunStatus
 
 
 class _Action(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):

@@ -30,6 +30,7 @@ from flowmesh_proto.runs import (
     RunSucceeded,
     RunTimedOut,
     TriggerInfo,
+    final_status,
     run_event_decoder,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
@@ -38,7 +39,6 @@ from flowmesh_shared.errors import FlowmeshError
 
 WRONG_LAST_SEQUENCE = 10071
 _ENCODER = msgspec.json.Encoder()
-_TERMINAL = (RunSucceeded, RunFailed, RunCancelled, RunTimedOut)
 
 
 def child_run_id(parent_run_id: str, key: str, attempt: int, started_at: datetime) -> str:
@@ -76,9 +76,9 @@ class NatsChildRuns:
         try:
             await self._start(call, run_id, workflow_id, number, input)
             last = await self._last(subject)
-            while not isinstance(last, _TERMINAL):
+            while last is None or final_status(last) is None:
                 msg = await sub.next_msg(timeout=None)
-                if isinstance(run_event_decoder.decode(msg.data), _TERMINAL):
+                if final_status(run_event_decoder.decode(msg.data)) is not None:
                     last = await self._stored_terminal(subject)
         except (TimeoutError, nats.errors.Error, js_errors.Error) as exc:
             raise StepError("ChildRunUnavailable", f"child run {run_id}: {exc}") from None
@@ -140,7 +140,7 @@ class NatsChildRuns:
         last: RunEvent | None = None
         for pause in (0.001, 0.005, 0.02, 0.1, 0.5):
             last = await self._last(subject)
-            if isinstance(last, _TERMINAL):
+            if last is not None and final_status(last) is not None:
                 return last
             await asyncio.sleep(pause)
         return last

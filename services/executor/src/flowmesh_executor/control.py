@@ -18,19 +18,17 @@ from nats.js.kv import KeyValue
 
 from flowmesh_proto import headers as h
 from flowmesh_proto.runs import (
-    TERMINAL_RUN_STATUSES,
     CancelRequest,
     RunQueued,
     RunScheduled,
-    StepBatch,
     control_key,
+    final_status,
     request_of,
     run_event_decoder,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
 
 _ENCODER = msgspec.json.Encoder()
-_TERMINAL_KINDS = frozenset(f"run.{status}" for status in TERMINAL_RUN_STATUSES)
 
 
 class RunControl:
@@ -54,9 +52,7 @@ class RunControl:
         except js_errors.NotFoundError:
             return True  # no such run (purged): it holds nothing
         event = run_event_decoder.decode(last.data or b"")
-        if isinstance(event, StepBatch):
-            return False
-        return type(event).__struct_config__.tag in _TERMINAL_KINDS
+        return final_status(event) is not None
 
     async def wake(self, key: str, why: str) -> None:
         """Ask for the run named by ``key`` again (a parked run waiting for a slot): its

@@ -43,18 +43,16 @@ from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_proto import headers as h
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.runs import (
-    TERMINAL_RUN_STATUSES,
+    TERMINAL_RUN_KINDS,
     CancelRequest,
     RunCancelled,
     RunEvent,
-    RunFailed,
     RunQueued,
     RunRequest,
     RunScheduled,
     RunStatus,
-    RunSucceeded,
-    RunTimedOut,
     control_key,
+    final_status,
     request_of,
     run_event_decoder,
 )
@@ -75,7 +73,6 @@ WRONG_LAST_SEQUENCE = 10071  # JetStream: the subject is not at the expected seq
 IDEMPOTENCY_TTL = timedelta(hours=24)
 #: How long a cancel request waits in the run-control bucket (as the executor creates it).
 CONTROL_TTL = timedelta(days=1)
-TERMINAL_KINDS = frozenset(f"run.{status}" for status in TERMINAL_RUN_STATUSES)
 
 _encoder = msgspec.json.Encoder()
 
@@ -87,14 +84,6 @@ class _Kind(msgspec.Struct):
 _kind_decoder = msgspec.json.Decoder(_Kind)
 
 
-_TERMINAL: dict[type, RunStatus] = {
-    RunSucceeded: "succeeded",
-    RunFailed: "failed",
-    RunCancelled: "cancelled",
-    RunTimedOut: "timed_out",
-}
-
-
 class LastEvent(msgspec.Struct, frozen=True):
     """A run's latest event and its stream sequence."""
 
@@ -104,7 +93,7 @@ class LastEvent(msgspec.Struct, frozen=True):
     @property
     def final_status(self) -> RunStatus | None:
         """The run's status if this event ended it, else None."""
-        return _TERMINAL.get(type(self.event))
+        return final_status(self.event)
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -405,7 +394,7 @@ class Runs:
                     msg = await sub.next_msg(timeout=remaining)
                 except nats.errors.TimeoutError:
                     break
-                if _kind(msg.data) in TERMINAL_KINDS:
+                if _kind(msg.data) in TERMINAL_RUN_KINDS:
                     # Core subscribers may see a message before the stream has stored it:
                     # ask the stream again for a moment before going back to waiting.
                     for pause in _SETTLE_PAUSES:

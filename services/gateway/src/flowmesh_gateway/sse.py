@@ -19,13 +19,12 @@ from collections.abc import Iterable
 
 import msgspec
 
-from flowmesh_proto.runs import TERMINAL_RUN_STATUSES
+from flowmesh_proto.runs import TERMINAL_RUN_KINDS
 
 HEARTBEAT = b": keep-alive\n\n"
 #: The largest id a client may resume after (a stream sequence is a uint64; JetStream's
 #: own API takes no more than this).
 MAX_EVENT_ID = 2**63 - 1
-TERMINAL_KINDS = frozenset(f"run.{status}" for status in TERMINAL_RUN_STATUSES)
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 #: What an ``event:`` field may carry: a kind of today or of a newer executor, but never a
@@ -97,6 +96,6 @@ def render(
             skipped += 1
             continue
         parts.append(frame(seq, found.kind, data))
-        if end_at_terminal and found.kind in TERMINAL_KINDS:
+        if end_at_terminal and found.kind in TERMINAL_RUN_KINDS:
             return Rendered(b"".join(parts), len(parts), True, skipped)
     return Rendered(b"".join(parts), len(parts), False, skipped)
