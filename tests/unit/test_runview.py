@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flowmesh_proto.runfold import CANCELLED, TIMED_OUT
 from flowmesh_proto.runs import (
     ErrorInfo,
     Run,
@@ -32,7 +33,7 @@ from flowmesh_proto.runs import (
     TriggerInfo,
     run_event_decoder,
 )
-from flowmesh_shared.runview import CANCELLED, TIMED_OUT, RunFold, run_view
+from flowmesh_shared.runview import RunFold, run_view
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 RUN = "0190f5a4-0000-7000-8000-000000000001"

@@ -108,7 +108,7 @@ def step_succeeded(
             at=now,
             node_id=node_id,
             attempt=attempt,
-            started_at=node.started_at,
+            started_at=node.attempt_started_at,
             output=redact(output, context.secrets),
         )
     ]
@@ -402,10 +402,7 @@ class _Work:
         )
 
     def _in_flight(self) -> bool:
-        return any(
-            node.status == "running" or (node.status == "pending" and node.attempt > 0)
-            for node in self.state.nodes.values()
-        )
+        return any(node.status == "running" or node.retrying for node in self.state.nodes.values())
 
     def _skip_stuck(self) -> None:
         """Nothing runs or waits, yet nodes are pending: they wait on each other (a fallback

@@ -160,7 +160,7 @@ class Loop:
                     match=interest.match,
                     variables=interest.variables,
                     request=request,
-                    since=self.state.node(node_id).started_at or utcnow(),
+                    since=self.state.node(node_id).attempt_started_at or utcnow(),
                     parked_at=self.writer.last_seq,
                 )
                 await services.event_waits.put(
@@ -295,7 +295,7 @@ class Loop:
         task = asyncio.create_task(
             self._step(node_id, attempt, deadline, _Result), name=f"step:{node_id}:{attempt}"
         )
-        started_at = self.state.node(node_id).started_at
+        started_at = self.state.node(node_id).attempt_started_at
         driver._running[node_id] = _Running(attempt=attempt, task=task, started_at=started_at)
 
     async def _step(
@@ -371,7 +371,7 @@ class Loop:
             idempotency_key=f"{ref.run_id}:{node_id}",
             parameters=parameters,
             variables=variables,
-            started_at=self.state.node(node_id).started_at or utcnow(),
+            started_at=self.state.node(node_id).attempt_started_at or utcnow(),
             deadline=deadline,
             secrets=self.context.secrets,
             traceparent=telemetry.inject({}).get("traceparent"),
