@@ -170,7 +170,7 @@ def test_logs_change_nothing() -> None:
         (
             RunTimedOut(**common(9)),
             "timed_out",
-            "TIMED_OUT: the run did not finish in time",
+            "TIMED_OUT: the run did not finish within its timeout",
         ),
     ],
 )

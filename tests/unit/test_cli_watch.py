@@ -266,7 +266,7 @@ async def test_watch_follows_a_run_to_success(gateway: CannedGateway) -> None:
         (RunCancelled(**common(5), reason="ops"), f"run {RUN} cancelled in 4.8s: CANCELLED: ops"),
         (
             RunTimedOut(**common(5)),
-            f"run {RUN} timed_out in 4.8s: TIMED_OUT: the run did not finish in time",
+            f"run {RUN} timed_out in 4.8s: TIMED_OUT: the run did not finish within its timeout",
         ),
     ],
 )

@@ -1,20 +1,11 @@
 """A run's progress as ``watch`` shows it, folded from its events. Pure: no I/O, no clock.
 
-``Progress.apply(event, seq)`` folds one event (a ``steps`` batch is its events in order)
-and returns what it changed: the run's header and the step rows that differ from before,
-so a line-per-change display prints exactly those. Rules (those of the run resource,
-DESIGN section 7, so the table agrees with ``GET /runs/{id}``):
-
-- an event whose stream sequence is not after the last one folded changes nothing (a
-  reconnect that replays what was seen is not counted twice);
-- the run is ``running`` from ``run.started`` or its first step event, and ends at its
-  first terminal event; steps still running or waiting for a retry then become
-  ``cancelled``; later events change nothing;
-- a step's ``started_at`` is its first attempt's start, so its duration spans every
-  attempt; ``attempts`` is the latest attempt's number; a failed attempt that will be
-  retried leaves the step ``pending`` with that attempt's error until the next starts;
-  ``step.retrying`` says when (``retry_at``); a success clears the error;
-- ``step.log`` changes nothing.
+The events are folded by :mod:`flowmesh_proto.runfold`, the fold behind ``GET /runs/{id}``
+and the executor's decisions (its docstring has the rules), so the table agrees with both.
+``Progress.apply(event, seq)`` folds one event and returns what it changed: the run's
+header and the step rows that differ from before, so a line-per-change display prints
+exactly those. An event whose stream sequence is not after the last one folded changes
+nothing (a reconnect that replays what was seen is not counted twice).
 
 Time is an argument: ``clock`` is the latest event time seen, which line displays use as
 "now" so their output depends on the events alone.
@@ -26,27 +17,15 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from flowmesh_proto import runfold
+from flowmesh_proto.runfold import NodeState, RunState
 from flowmesh_proto.runs import (
     TERMINAL_RUN_STATUSES,
-    RunCancelled,
-    RunClaimed,
+    RunError,
     RunEvent,
-    RunFailed,
-    RunQueued,
-    RunScheduled,
-    RunStarted,
     RunStatus,
-    RunSucceeded,
-    RunTimedOut,
     StepBatch,
-    StepEvent,
-    StepFailed,
-    StepLog,
-    StepRetrying,
-    StepSkipped,
-    StepStarted,
     StepStatus,
-    StepSucceeded,
 )
 
 __all__ = ["Change", "Progress", "RunHeader", "StepRow", "elapsed"]
@@ -113,12 +92,16 @@ class Progress:
         self.run = RunHeader(run_id=run_id)
         self.last_seq: int | None = None
         self.clock: datetime | None = None
-        self.retries = 0
+        self._state = RunState()
         self._steps: dict[str, StepRow] = {}
 
     @property
     def steps(self) -> list[StepRow]:
         return list(self._steps.values())
+
+    @property
+    def retries(self) -> int:
+        return self._state.retries
 
     @property
     def finished(self) -> bool:
@@ -132,115 +115,52 @@ class Progress:
             self.last_seq = seq
         if self.finished:
             return []
-        before_run, before_steps = self.run, dict(self._steps)
         self.clock = max(self.clock, event.at) if self.clock else event.at
-        if not self.run.workflow_id:
-            self.run = msgspec.structs.replace(
-                self.run,
-                workflow_id=event.workflow_id,
-                version=event.version,
-                queued_at=event.at,
-            )
-        match event:
-            case StepBatch(events=events):
-                for step_event in events:
-                    self.clock = max(self.clock, step_event.at)
-                    self._step(step_event)
-            case StepStarted() | StepSucceeded() | StepFailed() | StepRetrying() | StepSkipped():
-                self._step(event)
-            case StepLog() | RunClaimed():
-                pass
-            case _:
-                self._run(event)
-        changes: list[Change] = [self.run] if self.run != before_run else []
-        changes.extend(row for key, row in self._steps.items() if before_steps.get(key) != row)
+        if isinstance(event, StepBatch):
+            for step_event in event.events:
+                self.clock = max(self.clock, step_event.at)
+        runfold.apply(self._state, event)
+        changes: list[Change] = []
+        header = _header(self.run.run_id, self._state)
+        if header != self.run:
+            self.run = header
+            changes.append(header)
+        for node_id, node in self._state.nodes.items():
+            row = _row(node_id, node)
+            if self._steps.get(node_id) != row:
+                self._steps[node_id] = row
+                changes.append(row)
         return changes
 
-    # --- run events ---
 
-    def _run(self, event: RunEvent) -> None:
-        match event:
-            case RunQueued():
-                self._set_run(status="queued")
-            case RunScheduled(run_at=run_at):
-                self._set_run(status="scheduled", run_at=run_at)
-            case RunStarted(at=at):
-                self._start(at)
-            case RunSucceeded(at=at):
-                self._finish("succeeded", at, None)
-            case RunFailed(at=at, error=error):
-                where = f" (step {error.node_id})" if error.node_id else ""
-                self._finish("failed", at, f"{error.code}: {error.message}{where}")
-            case RunCancelled(at=at, reason=reason):
-                self._finish("cancelled", at, f"CANCELLED: {reason or 'the run was cancelled'}")
-            case RunTimedOut(at=at):
-                self._finish("timed_out", at, "TIMED_OUT: the run did not finish in time")
-
-    def _set_run(self, **changes: object) -> None:
-        if self.run.status in ("queued", "scheduled"):
-            self.run = msgspec.structs.replace(self.run, **changes)
-
-    def _start(self, at: datetime) -> None:
-        if self.run.status in ("queued", "scheduled"):
-            self.run = msgspec.structs.replace(self.run, status="running")
-        if self.run.started_at is None:
-            self.run = msgspec.structs.replace(self.run, started_at=at)
-
-    def _finish(self, status: RunStatus, at: datetime, error: str | None) -> None:
-        self.run = msgspec.structs.replace(self.run, status=status, finished_at=at, error=error)
-        for node_id, row in self._steps.items():
-            if row.status == "running" or row.retrying:
-                self._steps[node_id] = msgspec.structs.replace(
-                    row, status="cancelled", finished_at=at, retry_at=None
-                )
-
-    # --- step events ---
-
-    def _step(self, event: StepEvent) -> None:
-        if isinstance(event, StepLog):
-            return
-        self._start(event.at)
-        row = self._steps.get(event.node_id) or StepRow(node_id=event.node_id)
-        self._steps[event.node_id] = _fold_step(row, event)
-        if isinstance(event, StepRetrying):
-            self.retries += 1
+def _header(run_id: str, state: RunState) -> RunHeader:
+    ref = state.ref
+    return RunHeader(
+        run_id=run_id,
+        workflow_id="" if ref is None else ref.workflow_id,
+        version=0 if ref is None else ref.version,
+        status=state.status,
+        queued_at=state.created_at,
+        started_at=state.started_at,
+        finished_at=state.finished_at,
+        run_at=state.run_at,
+        error=None if state.error is None else _error_line(state.error),
+    )
 
 
-def _fold_step(row: StepRow, event: StepEvent) -> StepRow:
-    replace = msgspec.structs.replace
-    match event:
-        case StepStarted(at=at, attempt=attempt):
-            return replace(
-                row,
-                status="running",
-                attempts=max(row.attempts, attempt),
-                started_at=row.started_at or at,
-                finished_at=None,
-                retry_at=None,
-            )
-        case StepSucceeded(at=at, attempt=attempt, reused=reused):
-            return replace(
-                row,
-                status="succeeded",
-                attempts=row.attempts if reused else max(row.attempts, attempt),
-                started_at=row.started_at or event.started_at or at,
-                finished_at=at,
-                error=None,
-                retry_at=None,
-                reused=reused,
-            )
-        case StepFailed(at=at, attempt=attempt, final=final):
-            return replace(
-                row,
-                status="failed" if final else "pending",
-                attempts=max(row.attempts, attempt),
-                started_at=row.started_at or at,
-                finished_at=at if final else None,
-                error=f"{event.error_class}: {event.message}",
-                retry_at=None,
-            )
-        case StepRetrying(at=at, delay_ms=delay_ms):
-            return replace(row, status="pending", retry_at=at + timedelta(milliseconds=delay_ms))
-        case StepSkipped(at=at):
-            return replace(row, status="skipped", finished_at=at, retry_at=None)
-    return row
+def _error_line(error: RunError) -> str:
+    where = f" (step {error.node_id})" if error.node_id else ""
+    return f"{error.code}: {error.message}{where}"
+
+
+def _row(node_id: str, node: NodeState) -> StepRow:
+    return StepRow(
+        node_id=node_id,
+        status=node.status,
+        attempts=node.attempt,
+        started_at=node.started_at,
+        finished_at=node.finished_at,
+        error=None if node.error_class is None else f"{node.error_class}: {node.error}",
+        retry_at=node.retry_at,
+        reused=node.reused,
+    )
