@@ -35,8 +35,8 @@ from flowmesh_proto.runs import (
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import derived_run_id
 from flowmesh_shared.errors import FlowmeshError
+from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE
 
-WRONG_LAST_SEQUENCE = 10071
 _ENCODER = msgspec.json.Encoder()
 _TERMINAL = (RunSucceeded, RunFailed, RunCancelled, RunTimedOut)
 

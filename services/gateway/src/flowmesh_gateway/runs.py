@@ -28,7 +28,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 import nats.errors
@@ -62,7 +62,12 @@ from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
 from flowmesh_proto.timers import Timer
 from flowmesh_shared import telemetry
 from flowmesh_shared.errors import FlowmeshError, Unavailable
-from flowmesh_shared.jetstream import ensure_bucket
+from flowmesh_shared.jetstream import (
+    CONTROL_TTL,
+    IDEMPOTENCY_TTL,
+    WRONG_LAST_SEQUENCE,
+    ensure_bucket,
+)
 
 #: Seconds a tenant's count of queued runs is used again (see ``Runs.queued``).
 QUEUED_FRESH = 0.1
@@ -71,10 +76,6 @@ QUEUED_TENANTS = 10_000
 
 log = structlog.get_logger("flowmesh.gateway.runs")
 
-WRONG_LAST_SEQUENCE = 10071  # JetStream: the subject is not at the expected sequence
-IDEMPOTENCY_TTL = timedelta(hours=24)
-#: How long a cancel request waits in the run-control bucket (as the executor creates it).
-CONTROL_TTL = timedelta(days=1)
 TERMINAL_KINDS = frozenset(f"run.{status}" for status in TERMINAL_RUN_STATUSES)
 
 _encoder = msgspec.json.Encoder()

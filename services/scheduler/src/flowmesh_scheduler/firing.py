@@ -26,10 +26,10 @@ from flowmesh_proto import headers as h
 from flowmesh_proto.runs import RunQueued, RunRequest, TriggerInfo, run_event_decoder
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import derived_run_id
+from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE
 
 log = structlog.get_logger("flowmesh.scheduler.firing")
 
-WRONG_LAST_SEQUENCE = 10071
 _encoder = msgspec.json.Encoder()
 
 
