@@ -21,6 +21,7 @@ from nats.js import errors as js_errors
 
 from flowmesh_executor.nodes.base import DefinitionSource, StepCall, StepError
 from flowmesh_proto import headers as h
+from flowmesh_proto.msgids import opening_msg_id, request_msg_id
 from flowmesh_proto.runs import (
     RunCancelled,
     RunEvent,
@@ -104,7 +105,7 @@ class NatsChildRuns:
             trigger=trigger,
             input=input,
         )
-        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: f"queued:{run_id}"}
+        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: opening_msg_id(queued)}
         try:
             await self.js.publish(
                 self.subjects.run_events(call.tenant, run_id),
@@ -124,7 +125,7 @@ class NatsChildRuns:
             input=input,
             requested_at=queued.at,
         )
-        request_headers = {h.MSG_ID: run_id}
+        request_headers = {h.MSG_ID: request_msg_id(run_id)}
         if call.traceparent:
             request_headers[h.TRACEPARENT] = call.traceparent
         await self.js.publish(

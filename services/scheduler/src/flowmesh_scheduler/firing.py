@@ -12,7 +12,6 @@ died between its two publishes), the request is sent again: a duplicate if it ha
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
 from flowmesh_proto import headers as h
+from flowmesh_proto.msgids import idempotency_key, opening_msg_id
 from flowmesh_proto.runs import RunQueued, RunRequest, TriggerInfo, run_event_decoder
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import derived_run_id
@@ -64,8 +64,8 @@ class Starter:
 
         ``claim``: the name alone must decide the run, whatever ``at`` this fire has (an
         event sent again with another time): the first run id made for the name is kept
-        in the idempotency bucket (24 h, the gateway's ``idempotency_key`` scheme with the
-        key ``<name>``) and every later fire of the name uses it.
+        in the idempotency bucket (:func:`~flowmesh_proto.msgids.idempotency_key` of the
+        name) and every later fire of the name uses it.
         """
         run_id = derived_run_id(fire.name, fire.at)
         if claim and self.claims is not None:
@@ -90,7 +90,7 @@ class Starter:
             requested_at=now,
         )
         subject = self.subjects.run_events(fire.tenant, run_id)
-        fence = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: f"queued:{run_id}"}
+        fence = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: opening_msg_id(queued)}
         try:
             await self.js.publish(
                 subject, _encoder.encode(queued), stream=self.streams.run_events, headers=fence
@@ -115,8 +115,7 @@ class Starter:
         )
 
     async def _claim(self, fire: Fire, run_id: str) -> str:
-        digest = hashlib.sha256(fire.name.encode()).hexdigest()
-        key = f"{fire.tenant}.{fire.workflow_id}.{digest}"
+        key = idempotency_key(fire.tenant, fire.workflow_id, fire.name)
         assert self.claims is not None
         try:
             await self.claims.create(key, run_id.encode())
