@@ -26,12 +26,12 @@ from flowmesh_proto.runs import (
     RunCancelled,
     RunEvent,
     RunFailed,
-    RunQueued,
     RunRequest,
     RunSucceeded,
     RunTimedOut,
     TriggerInfo,
     run_event_decoder,
+    run_queued,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import derived_run_id
@@ -95,16 +95,17 @@ class NatsChildRuns:
         version: int,
         input: Any,
     ) -> None:
-        trigger = TriggerInfo(kind="workflow", data=input)
-        queued = RunQueued(
+        now = datetime.now(UTC)
+        request = RunRequest(
             tenant=call.tenant,
             run_id=run_id,
             workflow_id=workflow_id,
             version=version,
-            at=datetime.now(UTC),
-            trigger=trigger,
+            trigger=TriggerInfo(kind="workflow", data=input),
             input=input,
+            requested_at=now,
         )
+        queued = run_queued(request, now)
         headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: opening_msg_id(queued)}
         try:
             await self.js.publish(
@@ -116,15 +117,6 @@ class NatsChildRuns:
             if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise
             return  # started before this attempt was resumed: its request went out then
-        request = RunRequest(
-            tenant=call.tenant,
-            run_id=run_id,
-            workflow_id=workflow_id,
-            version=version,
-            trigger=trigger,
-            input=input,
-            requested_at=queued.at,
-        )
         request_headers = {h.MSG_ID: request_msg_id(run_id)}
         if call.traceparent:
             request_headers[h.TRACEPARENT] = call.traceparent

@@ -23,7 +23,13 @@ from nats.js.kv import KeyValue
 
 from flowmesh_proto import headers as h
 from flowmesh_proto.msgids import idempotency_key, opening_msg_id
-from flowmesh_proto.runs import RunQueued, RunRequest, TriggerInfo, run_event_decoder
+from flowmesh_proto.runs import (
+    RunQueued,
+    RunRequest,
+    TriggerInfo,
+    run_event_decoder,
+    run_queued,
+)
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import derived_run_id
 from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE
@@ -71,15 +77,6 @@ class Starter:
         if claim and self.claims is not None:
             run_id = await self._claim(fire, run_id)
         now = datetime.now(UTC)
-        queued = RunQueued(
-            tenant=fire.tenant,
-            run_id=run_id,
-            workflow_id=fire.workflow_id,
-            version=fire.version,
-            at=now,
-            trigger=fire.trigger,
-            input=fire.input,
-        )
         request = RunRequest(
             tenant=fire.tenant,
             run_id=run_id,
@@ -89,6 +86,7 @@ class Starter:
             input=fire.input,
             requested_at=now,
         )
+        queued = run_queued(request, now)
         subject = self.subjects.run_events(fire.tenant, run_id)
         fence = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: opening_msg_id(queued)}
         try:
