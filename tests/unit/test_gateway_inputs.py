@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from flowmesh_gateway.inputs import MAX_PROBLEMS, InputSchemas, InvalidInputSchema, input_path
-from flowmesh_gateway.runs import idempotency_key
 from flowmesh_proto.errors import ErrorCode
 
 ORDER = {
@@ -91,11 +90,3 @@ def test_many_problems_are_capped_and_deep_inputs_do_not_crash() -> None:
     problems = InputSchemas().problems(("wf", 1, "h"), shallow, deep)
     assert [problem.path for problem in problems] == ["input"]
     assert "cannot be checked" in problems[0].message
-
-
-def test_idempotency_keys_are_hashed_per_tenant_and_workflow() -> None:
-    key = idempotency_key("acme", "wf-1", "order 42 / ✓")
-    assert key.startswith("acme.wf-1.") and len(key.rsplit(".", 1)[1]) == 64
-    assert key == idempotency_key("acme", "wf-1", "order 42 / ✓")
-    assert key != idempotency_key("acme", "wf-2", "order 42 / ✓")
-    assert key != idempotency_key("beta", "wf-1", "order 42 / ✓")

@@ -228,6 +228,39 @@ def request_of(first: RunQueued | RunScheduled, idempotency_key: str | None = No
     )
 
 
+def run_queued(request: RunRequest, at: datetime) -> RunQueued:
+    """The ``run.queued`` that opens the run ``request`` asks for, written at ``at`` (the
+    inverse of :func:`request_of`, but for the idempotency key, which no event carries)."""
+    return RunQueued(
+        tenant=request.tenant,
+        run_id=request.run_id,
+        workflow_id=request.workflow_id,
+        version=request.version,
+        at=at,
+        trigger=request.trigger,
+        input=request.input,
+        attempt=request.attempt,
+        parent_run_id=request.parent_run_id,
+    )
+
+
+def run_scheduled(request: RunRequest, at: datetime) -> RunScheduled:
+    """The ``run.scheduled`` that opens the delayed run ``request`` asks for (its
+    ``run_at`` set), written at ``at``."""
+    if request.run_at is None:
+        raise ValueError("a scheduled run needs the request's run_at")
+    return RunScheduled(
+        tenant=request.tenant,
+        run_id=request.run_id,
+        workflow_id=request.workflow_id,
+        version=request.version,
+        at=at,
+        trigger=request.trigger,
+        run_at=request.run_at,
+        input=request.input,
+    )
+
+
 run_request_decoder = msgspec.json.Decoder(RunRequest)
 cancel_request_decoder = msgspec.json.Decoder(CancelRequest)
 run_event_decoder = msgspec.json.Decoder(RunEvent)

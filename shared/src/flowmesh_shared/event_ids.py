@@ -15,18 +15,13 @@ ledger's key comes from the subject's tenant, which NATS permissions guarantee.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
 from flowmesh_proto.events import event_key
-from flowmesh_shared.jetstream import StreamLimits, ensure_bucket
-
-#: How long an event's id names it: a copy stored later is a new event. The bucket is the
-#: idempotency bucket (24 h), shared with run idempotency keys and event-trigger claims.
-EVENT_IDS_TTL = timedelta(hours=24)
+from flowmesh_shared.jetstream import IDEMPOTENCY_TTL, StreamLimits, ensure_bucket
 
 
 class EventIds:
@@ -44,7 +39,11 @@ class EventIds:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await ensure_bucket(self._js, self._bucket_name, EVENT_IDS_TTL, self._limits)
+            # How long an event's id names it (a copy stored later is a new event): the
+            # ledger lives in the idempotency bucket, beside run idempotency keys and claims.
+            self._kv = await ensure_bucket(
+                self._js, self._bucket_name, IDEMPOTENCY_TTL, self._limits
+            )
         return self._kv
 
     async def counted(self, tenant: str, event_id: str) -> int | None:

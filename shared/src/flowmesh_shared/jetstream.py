@@ -37,7 +37,17 @@ from flowmesh_shared.errors import Conflict, Unavailable
 log = structlog.get_logger("flowmesh.jetstream")
 
 STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
+#: JetStream's error code for a publish whose ``Nats-Expected-Last-Subject-Sequence`` is not
+#: the subject's last sequence (a fenced publish refused).
+WRONG_LAST_SEQUENCE = 10071
 _DAY = timedelta(days=1)
+
+#: How long a key of the idempotency bucket lives: a client's idempotency key, an event
+#: trigger's claim on a run id, an event id in the ledger (:mod:`flowmesh_shared.event_ids`).
+#: Whichever service creates the bucket first sets it, so every one passes this.
+IDEMPOTENCY_TTL = timedelta(hours=24)
+#: How long a cancel request waits in the run-control bucket for the run's next executor.
+CONTROL_TTL = timedelta(days=1)
 
 
 class StreamLimits(msgspec.Struct, frozen=True, kw_only=True):

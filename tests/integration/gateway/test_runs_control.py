@@ -20,9 +20,9 @@ from nats.aio.client import Client as Nats
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from flowmesh_gateway.runs import idempotency_key
 from flowmesh_proto import headers as h
 from flowmesh_proto.ids import new_id
+from flowmesh_proto.msgids import idempotency_key
 from flowmesh_proto.runs import (
     RunError,
     RunEvent,

@@ -21,23 +21,24 @@ from nats.js import errors as js_errors
 
 from flowmesh_executor.nodes.base import DefinitionSource, StepCall, StepError
 from flowmesh_proto import headers as h
+from flowmesh_proto.msgids import opening_msg_id, request_msg_id
 from flowmesh_proto.runs import (
     RunCancelled,
     RunEvent,
     RunFailed,
-    RunQueued,
     RunRequest,
     RunSucceeded,
     RunTimedOut,
     TriggerInfo,
     final_status,
     run_event_decoder,
+    run_queued,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import derived_run_id
 from flowmesh_shared.errors import FlowmeshError
+from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE
 
-WRONG_LAST_SEQUENCE = 10071
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -94,17 +95,18 @@ class NatsChildRuns:
         version: int,
         input: Any,
     ) -> None:
-        trigger = TriggerInfo(kind="workflow", data=input)
-        queued = RunQueued(
+        now = datetime.now(UTC)
+        request = RunRequest(
             tenant=call.tenant,
             run_id=run_id,
             workflow_id=workflow_id,
             version=version,
-            at=datetime.now(UTC),
-            trigger=trigger,
+            trigger=TriggerInfo(kind="workflow", data=input),
             input=input,
+            requested_at=now,
         )
-        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: f"queued:{run_id}"}
+        queued = run_queued(request, now)
+        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: opening_msg_id(queued)}
         try:
             await self.js.publish(
                 self.subjects.run_events(call.tenant, run_id),
@@ -115,16 +117,7 @@ class NatsChildRuns:
             if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise
             return  # started before this attempt was resumed: its request went out then
-        request = RunRequest(
-            tenant=call.tenant,
-            run_id=run_id,
-            workflow_id=workflow_id,
-            version=version,
-            trigger=trigger,
-            input=input,
-            requested_at=queued.at,
-        )
-        request_headers = {h.MSG_ID: run_id}
+        request_headers = {h.MSG_ID: request_msg_id(run_id)}
         if call.traceparent:
             request_headers[h.TRACEPARENT] = call.traceparent
         await self.js.publish(

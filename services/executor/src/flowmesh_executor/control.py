@@ -17,6 +17,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
 
 from flowmesh_proto import headers as h
+from flowmesh_proto.msgids import rerequest_msg_id
 from flowmesh_proto.runs import (
     CancelRequest,
     RunQueued,
@@ -72,7 +73,7 @@ class RunControl:
             self.subjects.run_requests(tenant),
             _ENCODER.encode(request_of(opened)),
             stream=self.streams.run_requests,
-            headers={h.MSG_ID: f"{why}:{run_id}"},
+            headers={h.MSG_ID: rerequest_msg_id(why, run_id)},
         )
 
     async def cancel(self, key: str, reason: str) -> None:

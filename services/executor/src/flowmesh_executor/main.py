@@ -31,7 +31,7 @@ from flowmesh_executor.waits import InProcessWaits
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
-from flowmesh_shared.jetstream import ensure_bucket, provision_streams
+from flowmesh_shared.jetstream import CONTROL_TTL, ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
@@ -41,7 +41,6 @@ log = structlog.get_logger("flowmesh.executor")
 
 SERVICE = "executor"
 #: How long a cancel request waits in the run-control bucket for its run to be picked up.
-CONTROL_TTL = timedelta(days=1)
 
 
 class ExecutorApp(msgspec.Struct, kw_only=True):

@@ -14,24 +14,25 @@ import msgspec
 
 from flowmesh_executor.nodes.base import StepServices
 from flowmesh_proto import headers as h
+from flowmesh_proto.msgids import park_timer_id, resume_msg_id, timer_msg_id
 from flowmesh_proto.runs import RunRequest
 from flowmesh_proto.timers import Timer
 from flowmesh_shared import telemetry
 
 
 async def park(services: StepServices, request: RunRequest, last_seq: int, due: datetime) -> None:
-    name = f"{request.run_id}:{last_seq}"
+    name = park_timer_id(request.run_id, last_seq)
     timer = Timer(
         id=name,
         tenant=request.tenant,
         purpose="resume",
         due=due,
         request=request,
-        request_msg_id=f"resume:{name}",
+        request_msg_id=resume_msg_id(name),
     )
     await services.js.publish(
         services.subjects.timers(request.tenant, "resume"),
         msgspec.json.encode(timer),
         stream=services.streams.timers,
-        headers=telemetry.inject({h.MSG_ID: f"timer:{name}"}),
+        headers=telemetry.inject({h.MSG_ID: timer_msg_id(name)}),
     )

@@ -49,10 +49,10 @@ from flowmesh_proto.runs import (
     RunClaimed,
     RunError,
     RunFailed,
-    RunQueued,
     RunRequest,
     RunStarted,
     control_key,
+    run_queued,
 )
 from flowmesh_proto.workflow import Definition
 from flowmesh_shared import telemetry
@@ -174,7 +174,7 @@ class RunDriver:
             lease=self.lease,
         )
         if not events:
-            events = [self._queued()]
+            events = [run_queued(self.request, utcnow())]
             await writer.publish(events[0])
         state = fold(events)
         if state.finished:
@@ -257,20 +257,6 @@ class RunDriver:
             at=utcnow(),
             executor=self.parts.name,
             delivery=self.delivery,
-        )
-
-    def _queued(self) -> RunQueued:
-        req = self.request
-        return RunQueued(
-            tenant=req.tenant,
-            run_id=req.run_id,
-            workflow_id=req.workflow_id,
-            version=req.version,
-            at=utcnow(),
-            trigger=req.trigger,
-            input=req.input,
-            attempt=req.attempt,
-            parent_run_id=req.parent_run_id,
         )
 
     async def _context(self, definition: Definition, state: RunState) -> RunContext:

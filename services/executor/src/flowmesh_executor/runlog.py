@@ -27,10 +27,10 @@ from nats.js.api import DeliverPolicy
 from flowmesh_executor.lease import RunLease
 from flowmesh_proto import headers as h
 from flowmesh_proto.runs import RunEvent, RunQueued, RunScheduled, run_event_decoder
+from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE
 
 log = structlog.get_logger("flowmesh.executor.runlog")
 
-WRONG_LAST_SEQUENCE = 10071
 _ENCODER = msgspec.json.Encoder()
 _TRANSIENT = (TimeoutError, nats.errors.Error, js_errors.ServiceUnavailableError)
 

@@ -24,11 +24,10 @@ Every NATS failure becomes :class:`Unavailable` (503).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 import nats.errors
@@ -42,6 +41,13 @@ from nats.js.kv import KeyValue
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_proto import headers as h
 from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.msgids import (
+    idempotency_key,
+    opening_msg_id,
+    request_msg_id,
+    timer_msg_id,
+    wake_msg_id,
+)
 from flowmesh_proto.runs import (
     TERMINAL_RUN_KINDS,
     CancelRequest,
@@ -60,7 +66,12 @@ from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
 from flowmesh_proto.timers import Timer
 from flowmesh_shared import telemetry
 from flowmesh_shared.errors import FlowmeshError, Unavailable
-from flowmesh_shared.jetstream import ensure_bucket
+from flowmesh_shared.jetstream import (
+    CONTROL_TTL,
+    IDEMPOTENCY_TTL,
+    WRONG_LAST_SEQUENCE,
+    ensure_bucket,
+)
 
 #: Seconds a tenant's count of queued runs is used again (see ``Runs.queued``).
 QUEUED_FRESH = 0.1
@@ -69,10 +80,6 @@ QUEUED_TENANTS = 10_000
 
 log = structlog.get_logger("flowmesh.gateway.runs")
 
-WRONG_LAST_SEQUENCE = 10071  # JetStream: the subject is not at the expected sequence
-IDEMPOTENCY_TTL = timedelta(hours=24)
-#: How long a cancel request waits in the run-control bucket (as the executor creates it).
-CONTROL_TTL = timedelta(days=1)
 
 _encoder = msgspec.json.Encoder()
 
@@ -103,11 +110,6 @@ class Claim(msgspec.Struct, frozen=True):
     new: bool
     #: The key's revision in the bucket when this request took it (0 otherwise).
     revision: int = 0
-
-
-def idempotency_key(tenant: str, workflow_id: str, key: str) -> str:
-    """The bucket key of a client's idempotency key (hashed: any text, fixed length)."""
-    return f"{tenant}.{workflow_id}.{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 #: How long a live terminal event may wait for the stream to hold it (seconds, in turn).
@@ -191,7 +193,7 @@ class Runs:
     async def _open(self, first: RunQueued | RunScheduled, kind: str) -> bool:
         """Publish a run's first event, fenced on an empty subject (``Nats-Msg-Id:
         <kind>:<run_id>``); False when the run already has events (someone started it)."""
-        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: f"{kind}:{first.run_id}"}
+        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: opening_msg_id(first)}
         subject = self._subjects.run_events(first.tenant, first.run_id)
         with _unavailable(f"the run's {kind} event"):
             try:
@@ -212,9 +214,9 @@ class Runs:
             purpose="delayed_run",
             due=due,
             request=request,
-            request_msg_id=request.run_id,
+            request_msg_id=request_msg_id(request.run_id),
         )
-        headers = telemetry.inject({h.MSG_ID: f"timer:{request.run_id}"})
+        headers = telemetry.inject({h.MSG_ID: timer_msg_id(request.run_id)})
         with _unavailable("the run's timer"):
             await self._js.publish(
                 self._subjects.timers(request.tenant, "delayed_run"),
@@ -269,7 +271,7 @@ class Runs:
         return True
 
     async def _request(self, tenant: str, run_id: str, payload: bytes) -> None:
-        headers = telemetry.inject({h.MSG_ID: run_id})
+        headers = telemetry.inject({h.MSG_ID: request_msg_id(run_id)})
         with _unavailable("the run request"):
             await self._js.publish(
                 self._subjects.run_requests(tenant),
@@ -437,7 +439,7 @@ class Runs:
         if not isinstance(opened, RunQueued | RunScheduled):
             return
         request = request_of(opened)
-        headers = telemetry.inject({h.MSG_ID: f"wake:{event.run_id}:{last.seq}"})
+        headers = telemetry.inject({h.MSG_ID: wake_msg_id(event.run_id, last.seq)})
         with _unavailable("the run request"):
             await self._js.publish(
                 self._subjects.run_requests(event.tenant),

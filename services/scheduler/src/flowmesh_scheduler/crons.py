@@ -22,6 +22,7 @@ import structlog
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
+from flowmesh_proto.msgids import cron_fire_name, fire_stamp
 from flowmesh_proto.runs import TriggerInfo
 from flowmesh_scheduler.catalogue import ArmedCron, Catalogue
 from flowmesh_scheduler.cron import missed
@@ -31,14 +32,6 @@ from flowmesh_scheduler.metrics import SchedulerMetrics
 log = structlog.get_logger("flowmesh.scheduler.cron")
 
 Clock = Callable[[], datetime]
-
-
-def fire_name(armed: ArmedCron, at: datetime) -> str:
-    return f"cron:{armed.workflow_id}:{armed.trigger_id}:{_stamp(at)}"
-
-
-def _stamp(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".") + "Z"
 
 
 class CronLoop:
@@ -154,14 +147,14 @@ class CronLoop:
             self._next[key] = (schedule, armed.spec.next_fire(at))
 
     async def _fire(self, armed: ArmedCron, at: datetime, *, caught_up: bool) -> None:
-        data: dict[str, object] = {"fire_time": _stamp(at)}
+        data: dict[str, object] = {"fire_time": fire_stamp(at)}
         if caught_up:
             data["caught_up"] = True
         fire = Fire(
             tenant=armed.tenant,
             workflow_id=armed.workflow_id,
             version=armed.version,
-            name=fire_name(armed, at),
+            name=cron_fire_name(armed.workflow_id, armed.trigger_id, at),
             at=at,
             trigger=TriggerInfo(kind="cron", trigger_id=armed.trigger_id, data=data),
             input=data,
@@ -170,7 +163,7 @@ class CronLoop:
         lateness = (self.clock() - at).total_seconds()
         self.metrics.fires.labels("cron").inc()
         self.metrics.fire_lateness.labels("cron").observe(max(0.0, lateness))
-        log.info("cron.fired", trigger=armed.key, fire_time=_stamp(at), run_id=run_id)
+        log.info("cron.fired", trigger=armed.key, fire_time=fire_stamp(at), run_id=run_id)
         await self._remember(armed.key, at)
 
     async def _last_fire(self, key: str) -> datetime | None:
@@ -182,7 +175,7 @@ class CronLoop:
 
     async def _remember(self, key: str, at: datetime) -> None:
         """Move the trigger's last fire forward to ``at`` (never back), by compare-and-set."""
-        value = _stamp(at).encode()
+        value = fire_stamp(at).encode()
         for _ in range(5):
             try:
                 entry = await self.bucket.get(key)

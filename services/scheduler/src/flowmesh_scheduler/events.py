@@ -27,6 +27,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from flowmesh_proto.events import event_decoder
+from flowmesh_proto.msgids import event_fire_name
 from flowmesh_proto.runs import TriggerInfo
 from flowmesh_proto.subjects import SubjectError, tenant_of
 from flowmesh_scheduler.catalogue import ArmedEvent, Catalogue
@@ -130,7 +131,7 @@ class EventTriggers:
             tenant=armed.tenant,
             workflow_id=armed.workflow_id,
             version=armed.version,
-            name=f"event:{armed.workflow_id}:{armed.trigger_id}:{event_id}",
+            name=event_fire_name(armed.workflow_id, armed.trigger_id, event_id),
             at=at,
             trigger=trigger,
             input=view.get("data"),

@@ -12,7 +12,6 @@ died between its two publishes), the request is sent again: a duplicate if it ha
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,13 +22,20 @@ from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
 from flowmesh_proto import headers as h
-from flowmesh_proto.runs import RunQueued, RunRequest, TriggerInfo, run_event_decoder
+from flowmesh_proto.msgids import idempotency_key, opening_msg_id
+from flowmesh_proto.runs import (
+    RunQueued,
+    RunRequest,
+    TriggerInfo,
+    run_event_decoder,
+    run_queued,
+)
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import derived_run_id
+from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE
 
 log = structlog.get_logger("flowmesh.scheduler.firing")
 
-WRONG_LAST_SEQUENCE = 10071
 _encoder = msgspec.json.Encoder()
 
 
@@ -64,22 +70,13 @@ class Starter:
 
         ``claim``: the name alone must decide the run, whatever ``at`` this fire has (an
         event sent again with another time): the first run id made for the name is kept
-        in the idempotency bucket (24 h, the gateway's ``idempotency_key`` scheme with the
-        key ``<name>``) and every later fire of the name uses it.
+        in the idempotency bucket (:func:`~flowmesh_proto.msgids.idempotency_key` of the
+        name) and every later fire of the name uses it.
         """
         run_id = derived_run_id(fire.name, fire.at)
         if claim and self.claims is not None:
             run_id = await self._claim(fire, run_id)
         now = datetime.now(UTC)
-        queued = RunQueued(
-            tenant=fire.tenant,
-            run_id=run_id,
-            workflow_id=fire.workflow_id,
-            version=fire.version,
-            at=now,
-            trigger=fire.trigger,
-            input=fire.input,
-        )
         request = RunRequest(
             tenant=fire.tenant,
             run_id=run_id,
@@ -89,8 +86,9 @@ class Starter:
             input=fire.input,
             requested_at=now,
         )
+        queued = run_queued(request, now)
         subject = self.subjects.run_events(fire.tenant, run_id)
-        fence = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: f"queued:{run_id}"}
+        fence = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", h.MSG_ID: opening_msg_id(queued)}
         try:
             await self.js.publish(
                 subject, _encoder.encode(queued), stream=self.streams.run_events, headers=fence
@@ -115,8 +113,7 @@ class Starter:
         )
 
     async def _claim(self, fire: Fire, run_id: str) -> str:
-        digest = hashlib.sha256(fire.name.encode()).hexdigest()
-        key = f"{fire.tenant}.{fire.workflow_id}.{digest}"
+        key = idempotency_key(fire.tenant, fire.workflow_id, fire.name)
         assert self.claims is not None
         try:
             await self.claims.create(key, run_id.encode())

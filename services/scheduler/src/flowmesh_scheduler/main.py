@@ -33,7 +33,7 @@ from flowmesh_scheduler.timers import Timers
 from flowmesh_scheduler.waits import EventWaits
 from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.health import HealthServer, nats_connected, service_metrics_registry
-from flowmesh_shared.jetstream import ensure_bucket, provision_streams
+from flowmesh_shared.jetstream import IDEMPOTENCY_TTL, ensure_bucket, provision_streams
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
@@ -42,8 +42,6 @@ from flowmesh_shared.turns import Turns
 log = structlog.get_logger("flowmesh.scheduler")
 
 SERVICE = "scheduler"
-#: The idempotency bucket's key lifetime (as the gateway creates it).
-IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class SchedulerApp(msgspec.Struct, kw_only=True):

@@ -31,6 +31,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
 from flowmesh_proto.events import EventEnvelope, event_decoder
+from flowmesh_proto.msgids import event_resume_msg_id
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import EventWait, event_wait_decoder, event_wait_key
 from flowmesh_scheduler.firing import Starter
@@ -136,7 +137,7 @@ class EventWaits:
         return verdict == "yes"
 
     async def _wake(self, key: str, wait: EventWait, event_id: str) -> None:
-        msg_id = f"resume:{wait.run_id}:{wait.node_id}:{wait.parked_at}:{event_id}"
+        msg_id = event_resume_msg_id(wait.run_id, wait.node_id, wait.parked_at, event_id)
         await self.starter.request(wait.request, msg_id)
         for waits in self._by_type.values():
             waits.pop(key, None)

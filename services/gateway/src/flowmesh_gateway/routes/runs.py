@@ -28,6 +28,8 @@ from flowmesh_proto.runs import (
     RunRequest,
     RunScheduled,
     TriggerInfo,
+    run_queued,
+    run_scheduled,
 )
 from flowmesh_shared.errors import FlowmeshError, NotFound
 from flowmesh_shared.runview import run_view
@@ -260,32 +262,9 @@ async def _begin(call: Call, start: Start, wait: float | None) -> web.Response:
         parent_run_id=start.parent_run_id,
         attempt=start.attempt,
         requested_at=now,
+        run_at=start.run_at,
     )
-    queued = RunQueued(
-        tenant=tenant,
-        run_id=run_id,
-        workflow_id=workflow.id,
-        version=workflow.version,
-        at=now,
-        trigger=start.trigger,
-        input=start.input,
-        attempt=start.attempt,
-        parent_run_id=start.parent_run_id,
-    )
-
-    first: RunQueued | RunScheduled = queued
-    if start.run_at is not None:
-        request = msgspec.structs.replace(request, run_at=start.run_at)
-        first = RunScheduled(
-            tenant=tenant,
-            run_id=run_id,
-            workflow_id=workflow.id,
-            version=workflow.version,
-            at=now,
-            trigger=start.trigger,
-            input=start.input,
-            run_at=start.run_at,
-        )
+    first = run_queued(request, now) if start.run_at is None else run_scheduled(request, now)
 
     async def send() -> None:
         if not new:
