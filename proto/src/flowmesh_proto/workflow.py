@@ -7,6 +7,10 @@ references, limits) and reports every problem at once.
 Templates (``{{ expr }}``) are allowed in any string value of ``parameters``; parameter
 fields that must be a fixed kind of thing (a method, a duration) are still strings here
 and are checked by the validator when they hold no template.
+
+What each node type and trigger kind is (instantaneous or a step, which parameters are bare
+expressions or literals, where secrets may be read, which service arms a trigger) is said
+once, in :mod:`flowmesh_proto.catalog`.
 """
 
 from __future__ import annotations
@@ -222,32 +226,9 @@ Node = (
     | WaitForEventNode
 )
 
-NODE_TYPES: dict[str, type[_NodeBase]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (
-        NoopNode,
-        TransformNode,
-        ConditionNode,
-        SwitchNode,
-        DelayNode,
-        HttpNode,
-        MapNode,
-        WorkflowNode,
-        TaskNode,
-        PublishNode,
-        WaitForEventNode,
-    )
-}
-
-#: Where ``secrets.<NAME>`` may be read (DESIGN section 12): only in the parameters that make
-#: up the request an ``http`` node sends (a map's per-item ``http`` template included, being
-#: an http call too). Anywhere else a secret could flow into an output, an event, a task or
-#: a log; the validator refuses it (``SECRET_NOT_ALLOWED``) and the executor never resolves
-#: secrets into any other context.
-SECRET_PARAMETERS: dict[str, frozenset[str]] = {
-    "http": frozenset({"url", "headers", "query", "body"}),
-}
-#: Even there, an expression that reads a secret reads it as it is (``secrets.NAME``, in a
+#: Where ``secrets.<NAME>`` may be read is said per node type in
+#: :mod:`flowmesh_proto.catalog` (``SECRET_PARAMETERS``: an http node's request). Even
+#: there, an expression that reads a secret reads it as it is (``secrets.NAME``, in a
 #: template such as ``"Bearer {{ secrets.NAME }}"``): a value computed from it
 #: (``bytes(...)``, ``size(...)``, a comparison) could come back in an error message (a URL
 #: that cannot be reached) where exact-value redaction would not recognise it.

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
+from flowmesh_proto.catalog import SECRET_PARAMETERS
 from flowmesh_proto.workflow import (
-    SECRET_PARAMETERS,
     ConditionNode,
     Node,
     NoopNode,

@@ -12,19 +12,10 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flowmesh_proto.workflow import (
-    ConditionNode,
-    Definition,
-    Edge,
-    Node,
-    NoopNode,
-    SwitchNode,
-    TransformNode,
-)
+from flowmesh_proto.catalog import is_instant
+from flowmesh_proto.workflow import Definition, Edge, Node
 
 FALLBACK_PREFIX = "fallback:"
-#: Node types the engine evaluates itself (CEL), with no ``step.started`` of their own.
-INSTANT_TYPES: tuple[type[Node], ...] = (NoopNode, TransformNode, ConditionNode, SwitchNode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +32,8 @@ class Plan:
     order: tuple[str, ...]
 
     def is_instant(self, node_id: str) -> bool:
-        return isinstance(self.nodes[node_id], INSTANT_TYPES)
+        """Whether the engine evaluates the node itself (CEL), with no ``step.started``."""
+        return is_instant(self.nodes[node_id])
 
 
 def fallback_of(node: Node) -> str | None:

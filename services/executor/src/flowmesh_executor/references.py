@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from flowmesh_proto.workflow import SECRET_PARAMETERS, Definition, MapNode
+from flowmesh_proto.catalog import SECRET_PARAMETERS, node_type
+from flowmesh_proto.workflow import Definition, MapNode
 from flowmesh_shared.expressions import ExpressionError, find_templates
 
 __all__ = ["secret_names"]
@@ -44,8 +45,7 @@ class _Identity:
 def _secret_names(key: _Identity) -> frozenset[str]:
     names: set[str] = set()
     for node in key.definition.nodes:
-        tag: str = node.__struct_config__.tag  # type: ignore[assignment]
-        names |= _sent(tag, msgspec.to_builtins(node.parameters))
+        names |= _sent(node_type(node), msgspec.to_builtins(node.parameters))
         template = node.parameters.node if isinstance(node, MapNode) else None
         if template is not None:
             names |= _sent(template.type, template.parameters)

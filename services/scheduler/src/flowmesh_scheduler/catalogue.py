@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from flowmesh_proto.catalog import TRIGGER_KINDS, trigger_kind
 from flowmesh_proto.registry import CatalogueEntry, WorkflowChanged
-from flowmesh_proto.workflow import CronTrigger, EventTrigger, Trigger, WebhookTrigger
+from flowmesh_proto.workflow import CronTrigger, EventTrigger, Trigger
 from flowmesh_scheduler.cron import CronSpec
 from flowmesh_scheduler.matching import EventFilter
 
@@ -191,6 +192,6 @@ def _triggers(
                 )
             )
             continue
-        if not isinstance(trigger, WebhookTrigger):  # webhooks arrive through the gateway
+        if TRIGGER_KINDS[trigger_kind(trigger)].armed_by == "scheduler":  # not webhooks
             triggers.append(trigger)
     return triggers, refused

@@ -27,7 +27,7 @@ from flowmesh_executor.instant import (
 )
 from flowmesh_executor.nodes.base import Step, StepCall, StepError, StepServices
 from flowmesh_executor.nodes.params import INVALID
-from flowmesh_executor.plan import INSTANT_TYPES
+from flowmesh_proto.catalog import is_instant, node_type
 from flowmesh_proto.workflow import MapNode, Node
 from flowmesh_shared.expressions import ExpressionError, Meter, evaluate
 
@@ -55,7 +55,7 @@ async def run(call: StepCall, services: StepServices, steps: Mapping[str, Step])
     workflow_id = call.parameters.get("workflow_id")
     if template is not None:
         node = _template(call, template)
-        if isinstance(node, INSTANT_TYPES):
+        if is_instant(node):
             return await _instants(call, services, node, items)
         return await _fan_out(
             items, concurrency, lambda i, item: _step(call, services, steps, node, item, i)
@@ -129,15 +129,15 @@ async def _step(
     item: Any,
     index: int,
 ) -> Any:
-    step = steps.get(_tag(node))
+    step = steps.get(node_type(node))
     if step is None:
-        raise StepError(INVALID, f"a map cannot run {_tag(node)} nodes")
+        raise StepError(INVALID, f"a map cannot run {node_type(node)} nodes")
     variables = _variables(call, item, index)
     meter = Meter(call.expression_budget)
     try:
         raw = msgspec.to_builtins(node.parameters)
         await services.turns.take()
-        parameters = render_parameters(_tag(node), raw, variables, call.secrets, meter)
+        parameters = render_parameters(node_type(node), raw, variables, call.secrets, meter)
     except ExpressionError as exc:
         raise StepError(error_class(exc), f"item {index}: {exc}") from None
     finally:
@@ -150,11 +150,6 @@ async def _step(
         idempotency_key=f"{call.idempotency_key}[{index}]",
     )
     return await step(item_call, services)
-
-
-def _tag(node: Node) -> str:
-    tag: str = node.__struct_config__.tag  # type: ignore[assignment]
-    return tag
 
 
 async def _fan_out(items: list[Any], concurrency: int, work: Any) -> list[Any]:

@@ -1,4 +1,5 @@
-"""Node type -> the step function that runs it (the types the engine does not evaluate)."""
+"""Node type -> the step function that runs it: one for each type the catalog says is a step
+(:data:`flowmesh_proto.catalog.NODE_KINDS`, ``runs="step"``); the engine evaluates the rest."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from functools import cache
 
 from flowmesh_executor.nodes import delay, http, map, publish, task, wait_for_event, workflow
 from flowmesh_executor.nodes.base import Step
+from flowmesh_proto.catalog import NODE_KINDS
 
 
 @cache
@@ -19,4 +21,7 @@ def shell_steps() -> dict[str, Step]:
         "workflow": workflow.run,
     }
     steps["map"] = map.runner(steps)  # a map item runs with these same steps
+    wanted = {name for name, kind in NODE_KINDS.items() if kind.runs == "step"}
+    if steps.keys() != wanted:
+        raise RuntimeError(f"step functions for {sorted(steps)}, the catalog says {sorted(wanted)}")
     return steps

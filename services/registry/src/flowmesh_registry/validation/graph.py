@@ -7,10 +7,11 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from flowmesh_proto.catalog import node_type
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.workflow import ConditionNode, Edge, Node, SwitchNode
 from flowmesh_registry.validation.problems import Problems, shown
-from flowmesh_registry.validation.shape import NodeEntry, node_type
+from flowmesh_registry.validation.shape import NodeEntry
 
 _FALLBACK = "fallback:"
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from flowmesh_proto.catalog import NODE_KINDS
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import (
     NODE_ID_PATTERN,
@@ -19,7 +20,6 @@ from flowmesh_proto.ids import (
 )
 from flowmesh_proto.workflow import (
     HTTP_METHODS,
-    NODE_TYPES,
     DelayNode,
     DelayParameters,
     HttpNode,
@@ -138,11 +138,13 @@ def _check_parameters(path: str, node: Node, problems: Problems, workflow_refs: 
 def _check_template(
     path: str, template: StepTemplate, problems: Problems, workflow_refs: set[str]
 ) -> None:
-    if template.type == "map":
-        problems.add(f"{path}.type", INVALID, "a map cannot run a map: not supported in v1")
-        return
-    if template.type not in NODE_TYPES:
+    kind = NODE_KINDS.get(template.type)
+    if kind is None:
         problems.add(f"{path}.type", INVALID, f"unknown node type {shown(template.type)}")
+        return
+    if not kind.in_map:
+        message = f"a map cannot run a {template.type}: not supported in v1"
+        problems.add(f"{path}.type", INVALID, message)
         return
     try:
         node = map_template(template)

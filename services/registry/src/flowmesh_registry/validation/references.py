@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from flowmesh_proto.catalog import NODE_KINDS, Slot, node_type
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import SECRET_NAME_PATTERN, is_secret_name
-from flowmesh_proto.workflow import NODE_TYPES, EventTrigger, MapNode, Trigger
+from flowmesh_proto.workflow import EventTrigger, MapNode, Trigger
 from flowmesh_registry.validation.graph import Graph
 from flowmesh_registry.validation.limits import Limits
 from flowmesh_registry.validation.problems import Problems, shown
@@ -20,7 +21,7 @@ from flowmesh_registry.validation.secret_placement import (
     refuse_secret_before_path,
     secrets_allowed,
 )
-from flowmesh_registry.validation.shape import NodeEntry, node_type
+from flowmesh_registry.validation.shape import NodeEntry
 from flowmesh_shared.expressions import (
     EvaluationError,
     Expression,
@@ -44,22 +45,13 @@ DEFINITION_ROOTS = frozenset({"trigger", "vars", "run"})
 TRIGGER_FIELDS = ("kind", "data", "headers", "event")
 RUN_FIELDS = ("id", "attempt", "started_at")
 
-#: Parameters holding a bare CEL expression (not a template), with what they must give.
-BARE: Mapping[str, Mapping[str, str]] = {
-    "condition": {"expression": "bool"},
-    "switch": {"expression": "case"},
-    "map": {"items": "list"},
-    "wait_for_event": {"match": "bool"},
+#: Which parameters of each node type are bare expressions (and what they must give) or
+#: literals, and where secrets may be read: :data:`flowmesh_proto.catalog.NODE_KINDS`.
+_SLOT_WANTS: Mapping[Slot, str] = {
+    "bool": "a boolean",
+    "list": "a list",
+    "case": "a string or an integer",
 }
-#: Parameters that are literal values, never templates.
-LITERAL: Mapping[str, frozenset[str]] = {
-    "switch": frozenset({"cases"}),
-    "map": frozenset({"workflow_id", "node", "concurrency"}),
-    "workflow": frozenset({"workflow_id", "version"}),
-    "task": frozenset({"queue", "timeout"}),
-    "wait_for_event": frozenset({"timeout"}),
-}
-_SLOT_WANTS = {"bool": "a boolean", "list": "a list", "case": "a string or an integer"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +86,8 @@ class ReferenceCheck:
         scope = Scope(NODE_ROOTS, entry.id)
         self._parameters(path, node_type(entry.node), entry.raw.get("parameters", {}), scope)
         template = entry.node.parameters.node if isinstance(entry.node, MapNode) else None
-        if template is not None and template.type in NODE_TYPES and template.type != "map":
+        kind = NODE_KINDS.get(template.type) if template is not None else None
+        if template is not None and kind is not None and kind.in_map:
             inner = replace(scope, roots=NODE_ROOTS | {"item", "index"})
             self._parameters(f"{path}.node.parameters", template.type, template.parameters, inner)
 
@@ -110,7 +103,7 @@ class ReferenceCheck:
                 scope = Scope(frozenset({"event"}), code=failed)
                 self.expression(f"triggers[{index}].filter", trigger.filter, scope, slot="bool")
 
-    def expression(self, path: str, source: str, scope: Scope, slot: str | None = None) -> None:
+    def expression(self, path: str, source: str, scope: Scope, slot: Slot | None = None) -> None:
         """Check one bare CEL expression; ``slot`` names the type its place needs."""
         if len(source) > self.max_length:
             self.problems.add(path, scope.code, f"longer than {self.max_length} characters")
@@ -128,13 +121,13 @@ class ReferenceCheck:
     def _parameters(self, path: str, type_name: str, parameters: Any, scope: Scope) -> None:
         if not isinstance(parameters, dict):
             return
-        bare = BARE.get(type_name, {})
-        for name, slot in bare.items():
+        kind = NODE_KINDS[type_name]
+        for name, slot in kind.bare.items():
             source = parameters.get(name)
             if isinstance(source, str):
-                roots = scope.roots | {"event"} if type_name == "wait_for_event" else scope.roots
+                roots = scope.roots | kind.bare_roots
                 self.expression(f"{path}.{name}", source, replace(scope, roots=roots), slot)
-        skipped = bare.keys() | LITERAL.get(type_name, frozenset())
+        skipped = kind.bare.keys() | kind.literal
         rest = {key: value for key, value in parameters.items() if key not in skipped}
         for key, value in rest.items():
             inner = scope
@@ -235,7 +228,7 @@ class ReferenceCheck:
             if self.known_secrets is not None and name not in self.known_secrets:
                 self.problems.add(path, MISSING, f"no secret named {name!r}")
 
-    def _slot(self, path: str, expression: Expression, slot: str, scope: Scope) -> None:
+    def _slot(self, path: str, expression: Expression, slot: Slot, scope: Scope) -> None:
         """A constant expression (no variables, no comprehension) is evaluated to check its type."""
         if not expression.is_constant or expression.references.uses_macros:
             return

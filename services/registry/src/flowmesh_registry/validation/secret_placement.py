@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import re
 
+from flowmesh_proto.catalog import SECRET_PARAMETERS
 from flowmesh_proto.errors import ErrorCode
-from flowmesh_proto.workflow import SECRET_PARAMETERS, is_plain_secret_read
+from flowmesh_proto.workflow import is_plain_secret_read
 from flowmesh_registry.validation.problems import Problems
 from flowmesh_shared.expressions import ExpressionError, Template
 

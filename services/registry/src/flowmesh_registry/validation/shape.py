@@ -8,9 +8,10 @@ from typing import Any, cast
 
 import msgspec
 
+from flowmesh_proto.catalog import NODE_TYPES, TRIGGER_KINDS
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.storable import unstorable
-from flowmesh_proto.workflow import NODE_TYPES, Definition, Edge, Node, Trigger
+from flowmesh_proto.workflow import Definition, Edge, Node, Trigger
 from flowmesh_registry.validation.problems import (
     DOCUMENT,
     Problems,
@@ -21,7 +22,7 @@ from flowmesh_registry.validation.problems import (
 
 _FIELDS = {info.encode_name: info for info in msgspec.structs.fields(Definition)}
 _PARTS = ("nodes", "edges", "triggers")
-_TRIGGER_KINDS = ("cron", "event", "webhook")
+_TRIGGER_KINDS = tuple(TRIGGER_KINDS)
 _NODE_TYPE_NAMES = ", ".join(sorted(NODE_TYPES))
 
 
@@ -50,11 +51,6 @@ class Shape:
     edge_count: int
     has_node_list: bool  # False when ``nodes`` is missing or no array: node ids are unknown
     definition: Definition | None
-
-
-def node_type(node: Node) -> str:
-    """The ``type`` tag of a decoded node (``http``, ``condition``...)."""
-    return str(node.__struct_config__.tag)
 
 
 def check_document(
