@@ -65,7 +65,7 @@ from flowmesh_proto.runs import (
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import Timer
 from flowmesh_shared import telemetry
-from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE
+from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE, StreamLimits
 
 _encoder = msgspec.json.Encoder()
 
@@ -382,6 +382,13 @@ class NatsRunLifecycle:
         if len(payload) > self._max_message_bytes:
             raise RunTooLarge(len(payload), self._max_message_bytes)
         return payload
+
+
+def message_limit(nc: Client, limits: StreamLimits) -> int:
+    """The largest message NATS takes: the server's ``max_payload``, or the streams' own
+    ``max_msg_size`` when it is set and smaller."""
+    limit = limits.max_msg_size
+    return min(nc.max_payload, limit) if limit > 0 else nc.max_payload
 
 
 def _headers(msg_id: str, trace: Trace) -> dict[str, str]:
