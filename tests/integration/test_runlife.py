@@ -33,6 +33,7 @@ from flowmesh_proto.runs import (
     cancel_request_decoder,
     control_key,
     run_request_decoder,
+    run_scheduled,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.timers import Timer
@@ -47,6 +48,7 @@ from flowmesh_shared.runlife import (
     Opening,
     RunLifecycle,
     RunTooLarge,
+    delayed_run_timer,
 )
 from flowmesh_shared.runlife_memory import MemoryRunLifecycle
 
@@ -234,6 +236,21 @@ async def test_a_start_too_large_for_nats_opens_nothing(world: World) -> None:
         await world.life.start(request, datetime.now(UTC))
     assert await world.life.last(tenant, request.run_id) is None
     assert await world.requests(tenant) == []
+
+
+async def test_a_schedule_too_large_for_its_timer_opens_nothing(world: World) -> None:
+    tenant = _tenant()
+    run_at = datetime.now(UTC) + timedelta(hours=1)
+    small = _request(tenant, run_at=run_at, input={"blob": ""})
+    opening = len(msgspec.json.encode(run_scheduled(small, run_at)))
+    timer = len(msgspec.json.encode(delayed_run_timer(small, run_at)))
+    assert timer > opening  # a blob that fits the opening but not the timer:
+    blob = "x" * (LIMIT - (opening + timer) // 2)
+    request = _request(tenant, small.run_id, run_at=run_at, input={"blob": blob})
+    with pytest.raises(RunTooLarge):
+        await world.life.schedule(request, datetime.now(UTC))
+    assert await world.life.last(tenant, request.run_id) is None
+    assert await world.timers(tenant) == []
 
 
 async def test_schedule_opens_the_run_then_sets_its_timer(world: World) -> None:

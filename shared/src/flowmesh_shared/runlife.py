@@ -201,6 +201,7 @@ class NatsRunLifecycle:
 
     async def schedule(self, request: RunRequest, at: datetime, *, trace: Trace = None) -> Opening:
         scheduled = run_scheduled(request, at)
+        self._payload(delayed_run_timer(request, scheduled.run_at))  # too large: open nothing
         opening, last = await self._open(scheduled)
         if opening is Opening.OPENED:
             await self._timer(request, scheduled.run_at, trace)
@@ -361,14 +362,7 @@ class NatsRunLifecycle:
             )
 
     async def _timer(self, request: RunRequest, due: datetime, trace: Trace) -> None:
-        timer = Timer(
-            id=request.run_id,
-            tenant=request.tenant,
-            purpose="delayed_run",
-            due=due,
-            request=request,
-            request_msg_id=request_msg_id(request.run_id),
-        )
+        timer = delayed_run_timer(request, due)
         with _unavailable("the run's timer"):
             await self._js.publish(
                 self._subjects.timers(request.tenant, "delayed_run"),
@@ -382,6 +376,18 @@ class NatsRunLifecycle:
         if len(payload) > self._max_message_bytes:
             raise RunTooLarge(len(payload), self._max_message_bytes)
         return payload
+
+
+def delayed_run_timer(request: RunRequest, due: datetime) -> Timer:
+    """The durable timer that sends a delayed run's ``request`` at ``due``."""
+    return Timer(
+        id=request.run_id,
+        tenant=request.tenant,
+        purpose="delayed_run",
+        due=due,
+        request=request,
+        request_msg_id=request_msg_id(request.run_id),
+    )
 
 
 def message_limit(nc: Client, limits: StreamLimits) -> int:

@@ -28,7 +28,7 @@ from flowmesh_proto.runs import (
     run_scheduled,
 )
 from flowmesh_proto.timers import Timer
-from flowmesh_shared.runlife import LastEvent, Opening, RunTooLarge, Trace
+from flowmesh_shared.runlife import LastEvent, Opening, RunTooLarge, Trace, delayed_run_timer
 
 _encoder = msgspec.json.Encoder()
 
@@ -85,6 +85,7 @@ class MemoryRunLifecycle:
 
     async def schedule(self, request: RunRequest, at: datetime, *, trace: Trace = None) -> Opening:
         scheduled = run_scheduled(request, at)
+        self._check(delayed_run_timer(request, scheduled.run_at))
         opening, last = await self._open(scheduled)
         if opening is Opening.OPENED:
             self._timer(request, scheduled.run_at)
@@ -175,14 +176,7 @@ class MemoryRunLifecycle:
         self.requests.append(SentRequest(msg_id, request, dict(trace) if trace else None))
 
     def _timer(self, request: RunRequest, due: datetime) -> None:
-        timer = Timer(
-            id=request.run_id,
-            tenant=request.tenant,
-            purpose="delayed_run",
-            due=due,
-            request=request,
-            request_msg_id=request_msg_id(request.run_id),
-        )
+        timer = delayed_run_timer(request, due)
         self._check(timer)
         name = f"timer\0{timer_msg_id(request.run_id)}"
         if name not in self._ids:
