@@ -36,7 +36,7 @@ from flowmesh_proto.runs import (
     run_scheduled,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
-from flowmesh_proto.timers import Timer
+from flowmesh_proto.timers import Timer, delayed_run_timer
 from flowmesh_shared.jetstream import (
     CONTROL_TTL,
     StreamLimits,
@@ -48,7 +48,6 @@ from flowmesh_shared.runlife import (
     Opening,
     RunLifecycle,
     RunTooLarge,
-    delayed_run_timer,
 )
 from flowmesh_shared.runlife_memory import MemoryRunLifecycle
 
@@ -288,6 +287,19 @@ async def test_cancel_is_recorded_then_published(world: World) -> None:
             break
         await asyncio.sleep(0.01)
     assert cancel in world.published_cancels()
+
+
+async def test_a_run_only_scheduled_is_cancelled_fenced_on_its_opening(world: World) -> None:
+    tenant = _tenant()
+    request = _request(tenant, run_at=datetime.now(UTC) + timedelta(hours=1))
+    await world.life.schedule(request, datetime.now(UTC))
+    scheduled = await world.life.last(tenant, request.run_id)
+    assert scheduled is not None
+    cancel = CancelRequest(tenant=tenant, run_id=request.run_id, reason="no longer")
+    assert await world.life.cancel_scheduled(scheduled, cancel)
+    last = await world.life.last(tenant, request.run_id)
+    assert last is not None and last.final_status == "cancelled"
+    assert not await world.life.cancel_scheduled(scheduled, cancel)  # it moved on
 
 
 async def test_last_and_replay_follow_the_stream(world: World) -> None:

@@ -34,7 +34,7 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import msgspec
@@ -58,12 +58,13 @@ from flowmesh_proto.runs import (
     control_key,
     final_status,
     request_of,
+    run_cancelled_before_start,
     run_event_decoder,
     run_queued,
     run_scheduled,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
-from flowmesh_proto.timers import Timer
+from flowmesh_proto.timers import delayed_run_timer
 from flowmesh_shared import telemetry
 from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE, StreamLimits
 
@@ -148,6 +149,12 @@ class RunLifecycle(Protocol):
         """Record the cancel for whoever picks the run up next, then tell whoever holds it."""
         ...
 
+    async def cancel_scheduled(self, last: LastEvent, request: CancelRequest) -> bool:
+        """End a run that is only scheduled (``last``, its ``run.scheduled``): its
+        ``run.cancelled``, fenced on ``last``; False when the run moved on meanwhile (cancel
+        it the usual way)."""
+        ...
+
     async def last(self, tenant: str, run_id: str) -> LastEvent | None:
         """The run's latest event, None for a run that has none."""
         ...
@@ -226,6 +233,26 @@ class NatsRunLifecycle:
         with _unavailable("the cancel request"):
             await self._control.put(control_key(request.tenant, request.run_id), payload)
             await self._nc.publish(self._subjects.control(request.tenant, request.run_id), payload)
+
+    async def cancel_scheduled(self, last: LastEvent, request: CancelRequest) -> bool:
+        if not isinstance(last.event, RunScheduled):
+            return False
+        at = request.at or datetime.now(UTC)
+        cancelled = run_cancelled_before_start(last.event, request, at)
+        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last.seq)}
+        with _unavailable("the run's cancelled event"):
+            try:
+                await self._js.publish(
+                    self._subjects.run_events(cancelled.tenant, cancelled.run_id),
+                    self._payload(cancelled),
+                    stream=self._streams.run_events,
+                    headers=headers,
+                )
+            except js_errors.BadRequestError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                return False
+        return True
 
     async def last(self, tenant: str, run_id: str) -> LastEvent | None:
         subject = self._subjects.run_events(tenant, run_id)
@@ -376,18 +403,6 @@ class NatsRunLifecycle:
         if len(payload) > self._max_message_bytes:
             raise RunTooLarge(len(payload), self._max_message_bytes)
         return payload
-
-
-def delayed_run_timer(request: RunRequest, due: datetime) -> Timer:
-    """The durable timer that sends a delayed run's ``request`` at ``due``."""
-    return Timer(
-        id=request.run_id,
-        tenant=request.tenant,
-        purpose="delayed_run",
-        due=due,
-        request=request,
-        request_msg_id=request_msg_id(request.run_id),
-    )
 
 
 def message_limit(nc: Client, limits: StreamLimits) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -24,11 +24,17 @@ from flowmesh_proto.runs import (
     control_key,
     final_status,
     request_of,
+    run_cancelled_before_start,
     run_queued,
     run_scheduled,
 )
-from flowmesh_proto.timers import Timer
-from flowmesh_shared.runlife import LastEvent, Opening, RunTooLarge, Trace, delayed_run_timer
+from flowmesh_proto.timers import Timer, delayed_run_timer
+from flowmesh_shared.runlife import (
+    LastEvent,
+    Opening,
+    RunTooLarge,
+    Trace,
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -108,6 +114,14 @@ class MemoryRunLifecycle:
     async def cancel(self, request: CancelRequest) -> None:
         self.control[control_key(request.tenant, request.run_id)] = request
         self.cancels.append(request)
+
+    async def cancel_scheduled(self, last: LastEvent, request: CancelRequest) -> bool:
+        if not isinstance(last.event, RunScheduled):
+            return False
+        at = request.at or datetime.now(UTC)
+        cancelled = run_cancelled_before_start(last.event, request, at)
+        self._check(cancelled)
+        return await self.append(cancelled, expected_last=last.seq) is not None
 
     async def last(self, tenant: str, run_id: str) -> LastEvent | None:
         stored = self._events.get((tenant, run_id))

@@ -20,7 +20,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
 
 import msgspec
 import nats.errors
@@ -31,12 +30,10 @@ from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
 from flowmesh_gateway.settings import GatewaySettings
-from flowmesh_proto import headers as h
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.msgids import idempotency_key, wake_msg_id
 from flowmesh_proto.runs import (
     CancelRequest,
-    RunCancelled,
     RunEvent,
     RunQueued,
     RunRequest,
@@ -47,7 +44,6 @@ from flowmesh_shared.errors import FlowmeshError, Unavailable
 from flowmesh_shared.jetstream import (
     CONTROL_TTL,
     IDEMPOTENCY_TTL,
-    WRONG_LAST_SEQUENCE,
     ensure_bucket,
 )
 from flowmesh_shared.runlife import (
@@ -175,30 +171,11 @@ class Runs:
     async def cancel_scheduled(self, last: LastEvent, request: CancelRequest) -> bool:
         """End a run that is only scheduled (``run.cancelled`` fenced on its
         ``run.scheduled``); False when it moved on meanwhile (cancel it the usual way)."""
-        event = last.event
-        cancelled = RunCancelled(
-            tenant=event.tenant,
-            run_id=event.run_id,
-            workflow_id=event.workflow_id,
-            version=event.version,
-            at=request.at or datetime.now(UTC),
-            reason=request.reason,
-        )
-        headers = {h.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last.seq)}
         with _unavailable("the run's cancelled event"):
-            try:
-                await self._js.publish(
-                    self._subjects.run_events(event.tenant, event.run_id),
-                    _encoder.encode(cancelled),
-                    stream=self._streams.run_events,
-                    headers=headers,
-                )
-            except js_errors.BadRequestError as exc:
-                if exc.err_code != WRONG_LAST_SEQUENCE:
-                    raise
-                return False
-        log.info("run.cancelled_before_start", run_id=event.run_id, by=request.by)
-        return True
+            ended = await self._life.cancel_scheduled(last, request)
+        if ended:
+            log.info("run.cancelled_before_start", run_id=request.run_id, by=request.by)
+        return ended
 
     # --- counting ---
 
