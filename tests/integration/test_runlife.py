@@ -143,7 +143,7 @@ class NatsWorld:
         return list(self.cancels)
 
 
-@pytest_asyncio.fixture(params=["nats", "memory"])
+@pytest_asyncio.fixture(params=["nats", "nats-leader", "memory"])
 async def world(
     request: pytest.FixtureRequest, nc: Client, subjects: Subjects, streams: StreamNames
 ) -> AsyncIterator[World]:
@@ -153,7 +153,10 @@ async def world(
     js = nc.jetstream()
     await provision_streams(js, subjects, streams, StreamLimits())
     control = await ensure_bucket(js, streams.run_control, CONTROL_TTL, StreamLimits())
-    life = NatsRunLifecycle(nc, js, subjects, streams, control, max_message_bytes=LIMIT)
+    direct = request.param != "nats-leader"  # reads through the stream leader, as replicated
+    life = NatsRunLifecycle(
+        nc, js, subjects, streams, control, max_message_bytes=LIMIT, direct=direct
+    )
     nats_world = NatsWorld(life, nc, subjects, streams, control)
 
     async def heard(msg: Msg) -> None:
@@ -315,6 +318,18 @@ async def test_last_and_replay_follow_the_stream(world: World) -> None:
     assert kinds == [RunQueued, RunStarted]
     kinds = [type(e) for e in await world.life.replay(tenant, request.run_id, ended)]
     assert kinds == [RunQueued, RunStarted, RunSucceeded]
+
+
+async def test_history_is_every_event_and_the_last_sequence(world: World) -> None:
+    tenant = _tenant()
+    request = _request(tenant)
+    assert await world.life.history(tenant, request.run_id) == ([], 0)
+    await world.life.start(request, datetime.now(UTC))
+    events, seq = await world.life.history(tenant, request.run_id)
+    assert [type(e) for e in events] == [RunQueued] and seq > 0
+    ended = await world.append(_started(request))
+    events, seq = await world.life.history(tenant, request.run_id)
+    assert [type(e) for e in events] == [RunQueued, RunStarted] and seq == ended
 
 
 async def test_await_end_returns_the_stored_terminal_event_or_none(world: World) -> None:

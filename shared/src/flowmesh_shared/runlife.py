@@ -163,6 +163,11 @@ class RunLifecycle(Protocol):
         """The run's events in order, up to the stream sequence ``upto``."""
         ...
 
+    async def history(self, tenant: str, run_id: str) -> tuple[list[RunEvent], int]:
+        """The run's events in order and its last sequence; ``([], 0)`` for an unknown run.
+        A run whose only event is its opening (a fresh request) costs one round trip."""
+        ...
+
     async def await_end(
         self,
         tenant: str,
@@ -178,7 +183,14 @@ class RunLifecycle(Protocol):
 
 
 class NatsRunLifecycle:
-    """:class:`RunLifecycle` on NATS JetStream (the run-control bucket for cancels)."""
+    """:class:`RunLifecycle` on NATS JetStream (the run-control bucket for cancels).
+
+    ``direct``: read a run's last and first events with direct gets, which any replica of
+    the stream answers. With one replica that is the stream itself; with several, a
+    follower may not have stored the latest event yet (a stale last sequence would fence
+    an executor out of a run nobody else holds), so replicated streams are read through
+    the stream leader (``direct=False``: see :func:`reads_direct`).
+    """
 
     def __init__(
         self,
@@ -190,8 +202,10 @@ class NatsRunLifecycle:
         *,
         read_timeout: float = 5.0,
         max_message_bytes: int | None = None,
+        direct: bool = True,
     ) -> None:
         self._nc, self._js = nc, js
+        self._direct = direct
         self._subjects, self._streams = subjects, streams
         self._control = control
         self._read_timeout = read_timeout
@@ -258,7 +272,9 @@ class NatsRunLifecycle:
         subject = self._subjects.run_events(tenant, run_id)
         with _unavailable("the run's events"):
             try:
-                msg = await self._js.get_last_msg(self._streams.run_events, subject, direct=True)
+                msg = await self._js.get_last_msg(
+                    self._streams.run_events, subject, direct=self._direct
+                )
             except js_errors.NotFoundError:
                 return None  # a subject with no message (a missing stream has no responder)
             return LastEvent(run_event_decoder.decode(msg.data or b""), msg.seq or 0)
@@ -282,6 +298,14 @@ class NatsRunLifecycle:
                 with suppress(nats.errors.Error):
                     await sub.unsubscribe()
         return events
+
+    async def history(self, tenant: str, run_id: str) -> tuple[list[RunEvent], int]:
+        last = await self.last(tenant, run_id)
+        if last is None:
+            return [], 0
+        if isinstance(last.event, RunQueued | RunScheduled):
+            return [last.event], last.seq
+        return await self.replay(tenant, run_id, last.seq), last.seq
 
     async def await_end(
         self,
@@ -371,7 +395,11 @@ class NatsRunLifecycle:
         with _unavailable("the run's opening event"):
             try:
                 first = await self._js.get_msg(
-                    self._streams.run_events, seq=1, subject=subject, next=True, direct=True
+                    self._streams.run_events,
+                    seq=1,
+                    subject=subject,
+                    next=True,
+                    direct=self._direct,
                 )
             except js_errors.NotFoundError:
                 return None
@@ -403,6 +431,11 @@ class NatsRunLifecycle:
         if len(payload) > self._max_message_bytes:
             raise RunTooLarge(len(payload), self._max_message_bytes)
         return payload
+
+
+def reads_direct(limits: StreamLimits) -> bool:
+    """Whether a run's events may be read with direct gets: only with one replica."""
+    return limits.replicas == 1
 
 
 def message_limit(nc: Client, limits: StreamLimits) -> int:

@@ -133,6 +133,10 @@ class MemoryRunLifecycle:
     async def replay(self, tenant: str, run_id: str, upto: int) -> list[RunEvent]:
         return [event for seq, event in self._events.get((tenant, run_id), []) if seq <= upto]
 
+    async def history(self, tenant: str, run_id: str) -> tuple[list[RunEvent], int]:
+        stored = self._events.get((tenant, run_id)) or []
+        return [event for _, event in stored], (stored[-1][0] if stored else 0)
+
     async def await_end(
         self,
         tenant: str,
