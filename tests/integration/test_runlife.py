@@ -1,9 +1,11 @@
-"""The run-lifecycle contract: the NATS implementation (on the session's nats-server) and
-its in-memory twin start, wake, cancel, read and await runs the same way."""
+"""The run-lifecycle contract: the NATS implementation (on the session's nats-server, read
+directly and through the stream leader) and its in-memory twin start, schedule, wake,
+cancel, read and await runs the same way."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,13 +37,14 @@ from flowmesh_proto.runs import (
     run_request_decoder,
     run_scheduled,
 )
-from flowmesh_proto.subjects import StreamNames, Subjects
+from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
 from flowmesh_proto.timers import Timer, delayed_run_timer
 from flowmesh_shared.jetstream import (
     CONTROL_TTL,
     StreamLimits,
     ensure_bucket,
     provision_streams,
+    stream_configs,
 )
 from flowmesh_shared.runlife import (
     NatsRunLifecycle,
@@ -143,21 +146,43 @@ class NatsWorld:
         return list(self.cancels)
 
 
+@dataclass
+class Place:
+    """Streams of this module's own, so that no executor of another test takes its
+    requests (an executor started by an earlier test keeps consuming the session's)."""
+
+    subjects: Subjects
+    streams: StreamNames
+    control: KeyValue
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def place(nc: Client) -> AsyncIterator[Place]:
+    token = secrets.token_hex(4)
+    subjects, streams = Subjects(prefix=f"fmrl{token}"), stream_names(f"FMRL{token.upper()}")
+    js = nc.jetstream()
+    await provision_streams(js, subjects, streams, StreamLimits())
+    control = await ensure_bucket(js, streams.run_control, CONTROL_TTL, StreamLimits())
+    yield Place(subjects, streams, control)
+    for config in stream_configs(subjects, streams, StreamLimits()):
+        with contextlib.suppress(js_errors.NotFoundError):
+            await js.delete_stream(config.name or "")
+    with contextlib.suppress(js_errors.NotFoundError):
+        await js.delete_key_value(streams.run_control)
+
+
 @pytest_asyncio.fixture(params=["nats", "nats-leader", "memory"])
-async def world(
-    request: pytest.FixtureRequest, nc: Client, subjects: Subjects, streams: StreamNames
-) -> AsyncIterator[World]:
+async def world(request: pytest.FixtureRequest, nc: Client, place: Place) -> AsyncIterator[World]:
     if request.param == "memory":
         yield MemoryWorld(MemoryRunLifecycle(max_message_bytes=LIMIT))
         return
     js = nc.jetstream()
-    await provision_streams(js, subjects, streams, StreamLimits())
-    control = await ensure_bucket(js, streams.run_control, CONTROL_TTL, StreamLimits())
+    subjects, streams = place.subjects, place.streams
     direct = request.param != "nats-leader"  # reads through the stream leader, as replicated
     life = NatsRunLifecycle(
-        nc, js, subjects, streams, control, max_message_bytes=LIMIT, direct=direct
+        nc, js, subjects, streams, place.control, max_message_bytes=LIMIT, direct=direct
     )
-    nats_world = NatsWorld(life, nc, subjects, streams, control)
+    nats_world = NatsWorld(life, nc, subjects, streams, place.control)
 
     async def heard(msg: Msg) -> None:
         nats_world.cancels.append(cancel_request_decoder.decode(msg.data))

@@ -35,7 +35,7 @@ from flowmesh_shared.jetstream import CONTROL_TTL, ensure_bucket, provision_stre
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
-from flowmesh_shared.runlife import NatsRunLifecycle, message_limit
+from flowmesh_shared.runlife import NatsRunLifecycle, message_limit, reads_direct
 from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.executor")
@@ -75,6 +75,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         control,
         read_timeout=settings.rpc_timeout,
         max_message_bytes=message_limit(nc, settings.streams),
+        direct=reads_direct(settings.streams),
     )
     control_plane = RunControl(life)
 
@@ -109,6 +110,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         slots=Slots(slot_bucket, control_plane.finished, control_plane.cancel, control_plane.wake),
         control=control_plane,
         pauses=PauseWatch(pause_threshold(settings.lease_seconds)),
+        life=life,
     )
     consumer = RunConsumer(parts)
     await parts.cancels.start()

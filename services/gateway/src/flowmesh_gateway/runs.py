@@ -54,6 +54,7 @@ from flowmesh_shared.runlife import (
     RunStoreUnavailable,
     RunTooLarge,
     message_limit,
+    reads_direct,
 )
 
 __all__ = ["Claim", "LastEvent", "Runs"]
@@ -92,6 +93,7 @@ class Runs:
         *,
         read_timeout: float,
         max_message_bytes: int,
+        direct: bool = True,
         life: RunLifecycle | None = None,
     ) -> None:
         self._js = js
@@ -106,6 +108,7 @@ class Runs:
             control,
             read_timeout=read_timeout,
             max_message_bytes=max_message_bytes,
+            direct=direct,
         )
         self._queued: dict[str, tuple[float, int]] = {}  # tenant: (when counted, count)
 
@@ -125,6 +128,7 @@ class Runs:
             keys,
             read_timeout=settings.rpc_timeout,
             max_message_bytes=message_limit(nc, settings.streams),
+            direct=reads_direct(settings.streams),
         )
 
     # --- starting ---

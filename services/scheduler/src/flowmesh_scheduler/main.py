@@ -37,7 +37,7 @@ from flowmesh_shared.jetstream import IDEMPOTENCY_TTL, ensure_bucket, provision_
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
-from flowmesh_shared.runlife import NatsRunLifecycle, message_limit
+from flowmesh_shared.runlife import NatsRunLifecycle, message_limit, reads_direct
 from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.scheduler")
@@ -81,6 +81,7 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
         streams,
         read_timeout=settings.rpc_timeout,
         max_message_bytes=message_limit(nc, settings.streams),
+        direct=reads_direct(settings.streams),
     )
     starter = Starter(life, claims)
     catalogue = Catalogue()
