@@ -19,7 +19,11 @@ in unit tests; both pass the same contract (``tests/integration/test_runlife.py`
 - **Wake**: the run's request, rebuilt from its opening, with a ``Nats-Msg-Id`` the caller
   names (:func:`~flowmesh_proto.msgids.wake_msg_id`, ``rerequest_msg_id``).
 - **Cancel**: the :class:`CancelRequest` is put in the run-control bucket (read by the
-  executor that next picks the run up), then published on the run's control subject.
+  executor that next picks the run up), then published on the run's control subject. A
+  run only scheduled is ended at once instead (:meth:`RunLifecycle.cancel_scheduled`:
+  ``run.cancelled`` fenced on its ``run.scheduled``).
+- **Read**: the last event (a direct get, or through the stream leader for replicated
+  streams), a replay up to a sequence, the whole history.
 - **Await**: a terminal event seen live only wakes the wait; the stream decides (a
   subscriber may see a message before the stream stores it, and a fenced-out publish of a
   stale executor reaches subscribers though the stream refused it).
