@@ -8,15 +8,20 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
+from flowmesh_proto.msgids import request_msg_id
 from flowmesh_proto.runs import (
+    CancelRequest,
+    RunCancelled,
     RunQueued,
     RunRequest,
     RunScheduled,
     TriggerInfo,
     request_of,
+    run_cancelled_before_start,
     run_queued,
     run_scheduled,
 )
+from flowmesh_proto.timers import delayed_run_timer
 
 AT = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
 REQUEST = RunRequest(
@@ -60,3 +65,29 @@ def test_run_scheduled_needs_a_run_at_and_carries_it() -> None:
     assert scheduled.at == AT - timedelta(hours=1) and scheduled.input == {"n": 1}
     again = request_of(scheduled, delayed.idempotency_key)
     assert again == msgspec.structs.replace(delayed, requested_at=scheduled.at)
+
+
+def test_a_delayed_runs_timer_holds_its_request_under_the_first_requests_id() -> None:
+    due = AT + timedelta(hours=1)
+    timer = delayed_run_timer(REQUEST, due)
+    assert (timer.id, timer.tenant, timer.purpose, timer.due) == (
+        REQUEST.run_id,
+        "acme",
+        "delayed_run",
+        due,
+    )
+    assert timer.request == REQUEST and timer.request_msg_id == request_msg_id(REQUEST.run_id)
+
+
+def test_a_run_cancelled_before_start_names_the_scheduled_run_and_the_reason() -> None:
+    scheduled = run_scheduled(msgspec.structs.replace(REQUEST, run_at=AT + timedelta(days=1)), AT)
+    cancel = CancelRequest(tenant="acme", run_id=REQUEST.run_id, reason="no longer", by="user:a")
+    ended = run_cancelled_before_start(scheduled, cancel, AT + timedelta(minutes=1))
+    assert ended == RunCancelled(
+        tenant="acme",
+        run_id=REQUEST.run_id,
+        workflow_id="wf",
+        version=3,
+        at=AT + timedelta(minutes=1),
+        reason="no longer",
+    )

@@ -261,6 +261,21 @@ def run_scheduled(request: RunRequest, at: datetime) -> RunScheduled:
     )
 
 
+def run_cancelled_before_start(
+    scheduled: RunScheduled, request: CancelRequest, at: datetime
+) -> RunCancelled:
+    """The ``run.cancelled`` that ends a run that is only scheduled (its ``run.scheduled``),
+    asked by ``request``, written at ``at``."""
+    return RunCancelled(
+        tenant=scheduled.tenant,
+        run_id=scheduled.run_id,
+        workflow_id=scheduled.workflow_id,
+        version=scheduled.version,
+        at=at,
+        reason=request.reason,
+    )
+
+
 run_request_decoder = msgspec.json.Decoder(RunRequest)
 cancel_request_decoder = msgspec.json.Decoder(CancelRequest)
 run_event_decoder = msgspec.json.Decoder(RunEvent)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from flowmesh_proto.msgids import request_msg_id
 from flowmesh_proto.runs import RunRequest
 
 #: ``delayed_run``: an execute with ``delay``/``run_at``; ``resume``: a parked run's wait ends.
@@ -63,6 +64,19 @@ class EventWait(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 event_wait_decoder = msgspec.json.Decoder(EventWait)
+
+
+def delayed_run_timer(request: RunRequest, due: datetime) -> Timer:
+    """The durable timer that sends a delayed run's ``request`` at ``due`` (``Nats-Msg-Id``
+    of the request: :func:`~flowmesh_proto.msgids.request_msg_id`, as every run's first)."""
+    return Timer(
+        id=request.run_id,
+        tenant=request.tenant,
+        purpose="delayed_run",
+        due=due,
+        request=request,
+        request_msg_id=request_msg_id(request.run_id),
+    )
 
 
 def event_wait_key(tenant: str, run_id: str, node_id: str) -> str:

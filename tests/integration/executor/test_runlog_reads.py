@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from flowmesh_executor.runlog import Fenced, RunWriter, read_run
+from flowmesh_executor.runlog import Fenced, RunWriter
 from flowmesh_proto.runs import RunQueued, RunStarted, TriggerInfo
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_shared.jetstream import StreamLimits, provision_streams
+from flowmesh_shared.runlife import NatsRunLifecycle
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +39,16 @@ async def test_read_and_fenced_writes_agree_both_ways(
     await provision_streams(js, subjects, streams, StreamLimits())
     run_id = secrets.token_hex(8)
     subject = subjects.run_events("acme", run_id)
-    assert await read_run(js, streams.run_events, subject, direct=direct) == ([], 0)
+    life = NatsRunLifecycle(nc, js, subjects, streams, direct=direct)
+    assert await life.history("acme", run_id) == ([], 0)
 
     writer = RunWriter(js, streams.run_events, subject, 0, direct=direct)
     first = await writer.publish(_event(RunQueued, run_id))
-    events, last = await read_run(js, streams.run_events, subject, direct=direct)
+    events, last = await life.history("acme", run_id)
     assert last == first and [type(e) for e in events] == [RunQueued]
 
     second = await writer.publish(_event(RunStarted, run_id))
-    events, last = await read_run(js, streams.run_events, subject, direct=direct)
+    events, last = await life.history("acme", run_id)
     assert last == second and [type(e) for e in events] == [RunQueued, RunStarted]
 
     stale = RunWriter(js, streams.run_events, subject, first, direct=direct)

@@ -1,5 +1,6 @@
 """Asking about and cancelling other runs (concurrency ``cancel_in_progress`` and leak
-guards), the same way the gateway cancels: the run-control bucket, then the control subject.
+guards) through the run lifecycle, the same way the gateway cancels and wakes; and the
+cancels recorded in the run-control bucket, kept in memory (:class:`CancelBook`).
 """
 
 from __future__ import annotations
@@ -8,82 +9,40 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js import errors as js_errors
 from nats.js.api import DeliverPolicy
-from nats.js.kv import KeyValue
 
-from flowmesh_proto import headers as h
 from flowmesh_proto.msgids import rerequest_msg_id
-from flowmesh_proto.runs import (
-    CancelRequest,
-    RunQueued,
-    RunScheduled,
-    control_key,
-    final_status,
-    request_of,
-    run_event_decoder,
-)
-from flowmesh_proto.subjects import StreamNames, Subjects
-
-_ENCODER = msgspec.json.Encoder()
+from flowmesh_proto.runs import CancelRequest
+from flowmesh_shared.runlife import RunLifecycle
 
 
 class RunControl:
-    def __init__(
-        self,
-        nc: Client,
-        js: JetStreamContext,
-        subjects: Subjects,
-        streams: StreamNames,
-        kv: KeyValue,
-    ) -> None:
-        self.nc, self.js, self.subjects, self.streams, self.kv = nc, js, subjects, streams, kv
+    """Other runs, named by their run-control key (``<tenant>.<run_id>``)."""
+
+    def __init__(self, life: RunLifecycle) -> None:
+        self.life = life
 
     async def finished(self, key: str) -> bool:
-        """Whether the run named by ``key`` (``<tenant>.<run_id>``) has its terminal event."""
+        """Whether the run named by ``key`` has its terminal event."""
         tenant, _, run_id = key.partition(".")
-        try:
-            last = await self.js.get_last_msg(
-                self.streams.run_events, self.subjects.run_events(tenant, run_id), direct=True
-            )
-        except js_errors.NotFoundError:
-            return True  # no such run (purged): it holds nothing
-        event = run_event_decoder.decode(last.data or b"")
-        return final_status(event) is not None
+        last = await self.life.last(tenant, run_id)
+        return last is None or last.final_status is not None  # no such run: it holds nothing
 
     async def wake(self, key: str, why: str) -> None:
         """Ask for the run named by ``key`` again (a parked run waiting for a slot): its
-        request, rebuilt from its first event, with ``Nats-Msg-Id: <why>:<run_id>``."""
+        request, rebuilt from its opening, with ``Nats-Msg-Id: <why>:<run_id>``."""
         tenant, _, run_id = key.partition(".")
-        subject = self.subjects.run_events(tenant, run_id)
-        try:
-            first = await self.js.get_msg(
-                self.streams.run_events, seq=1, subject=subject, next=True, direct=True
-            )
-        except js_errors.NotFoundError:
-            return
-        opened = run_event_decoder.decode(first.data or b"")
-        if not isinstance(opened, RunQueued | RunScheduled):
-            return
-        await self.js.publish(
-            self.subjects.run_requests(tenant),
-            _ENCODER.encode(request_of(opened)),
-            stream=self.streams.run_requests,
-            headers={h.MSG_ID: rerequest_msg_id(why, run_id)},
-        )
+        await self.life.wake(tenant, run_id, rerequest_msg_id(why, run_id), trace={})
 
     async def cancel(self, key: str, reason: str) -> None:
         tenant, _, run_id = key.partition(".")
         request = CancelRequest(
             tenant=tenant, run_id=run_id, reason=reason, by="service:executor", at=datetime.now(UTC)
         )
-        data = _ENCODER.encode(request)
-        await self.kv.put(control_key(tenant, run_id), data)
-        await self.nc.publish(self.subjects.control(tenant, run_id), data)
+        await self.life.cancel(request)
 
 
 class CancelBook:

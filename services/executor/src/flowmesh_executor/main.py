@@ -15,7 +15,7 @@ from datetime import timedelta
 import msgspec
 import structlog
 
-from flowmesh_executor.children import NatsChildRuns
+from flowmesh_executor.children import ChildRuns
 from flowmesh_executor.concurrency import Slots
 from flowmesh_executor.consumer import RunConsumer
 from flowmesh_executor.control import CancelBook, RunControl
@@ -35,6 +35,7 @@ from flowmesh_shared.jetstream import CONTROL_TTL, ensure_bucket, provision_stre
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
+from flowmesh_shared.runlife import NatsRunLifecycle, message_limit, reads_direct
 from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.executor")
@@ -66,7 +67,17 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
     control = await ensure_bucket(js, streams.run_control, CONTROL_TTL, settings.streams)
     slot_bucket = await ensure_bucket(js, streams.concurrency, timedelta(0), settings.streams)
     event_waits = await ensure_bucket(js, streams.event_waits, timedelta(0), settings.streams)
-    control_plane = RunControl(nc, js, subjects, streams, control)
+    life = NatsRunLifecycle(
+        nc,
+        js,
+        subjects,
+        streams,
+        control,
+        read_timeout=settings.rpc_timeout,
+        max_message_bytes=message_limit(nc, settings.streams),
+        direct=reads_direct(settings.streams),
+    )
+    control_plane = RunControl(life)
 
     http = http_session(settings)
     stack.push_async_callback(http.close)
@@ -80,7 +91,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         settings=settings,
         http=http,
         waits=InProcessWaits(),
-        children=NatsChildRuns(nc, js, subjects, streams, definitions),
+        children=ChildRuns(life, definitions),
         definitions=definitions,
         event_ids=EventIds(js, streams.idempotency, settings.streams),
         event_waits=event_waits,
@@ -99,6 +110,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
         slots=Slots(slot_bucket, control_plane.finished, control_plane.cancel, control_plane.wake),
         control=control_plane,
         pauses=PauseWatch(pause_threshold(settings.lease_seconds)),
+        life=life,
     )
     consumer = RunConsumer(parts)
     await parts.cancels.start()

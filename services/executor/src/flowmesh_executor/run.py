@@ -40,7 +40,7 @@ from flowmesh_executor.nodes.base import EventInterest, Step, StepServices
 from flowmesh_executor.parking import park
 from flowmesh_executor.pauses import PauseWatch
 from flowmesh_executor.references import secret_names
-from flowmesh_executor.runlog import RunWriter, read_run
+from flowmesh_executor.runlog import RunWriter
 from flowmesh_executor.runloop import Loop, utcnow
 from flowmesh_executor.state import RunState, fold, reused_outputs
 from flowmesh_proto import registry as r
@@ -59,6 +59,7 @@ from flowmesh_shared import telemetry
 from flowmesh_shared.errors import FlowmeshError, ValidationFailed
 from flowmesh_shared.expressions import ExpressionError, evaluate
 from flowmesh_shared.rpc import RpcClient
+from flowmesh_shared.runlife import RunLifecycle, reads_direct
 
 log = structlog.get_logger("flowmesh.executor.run")
 
@@ -80,6 +81,8 @@ class ExecutorParts:
     slots: Slots
     control: RunControl
     pauses: PauseWatch
+    #: Runs as NATS holds them: this run's history and its parent's.
+    life: RunLifecycle
 
 
 @dataclass(slots=True)
@@ -160,10 +163,8 @@ class RunDriver:
     async def _drive(self) -> Outcome:
         services, req = self.parts.services, self.request
         subject = services.subjects.run_events(req.tenant, req.run_id)
-        direct = services.settings.streams.replicas == 1  # see read_run
-        events, seq = await read_run(
-            services.js, services.streams.run_events, subject, direct=direct
-        )
+        direct = reads_direct(services.settings.streams)
+        events, seq = await self.parts.life.history(req.tenant, req.run_id)
         writer = RunWriter(
             services.js,
             services.streams.run_events,
@@ -285,9 +286,7 @@ class RunDriver:
         )
 
     async def _parent_outputs(self, parent_run_id: str) -> dict[str, Any]:
-        services = self.parts.services
-        subject = services.subjects.run_events(self.request.tenant, parent_run_id)
-        events, _ = await read_run(services.js, services.streams.run_events, subject)
+        events, _ = await self.parts.life.history(self.request.tenant, parent_run_id)
         return reused_outputs(fold(events)) if events else {}
 
     async def _fail_unrunnable(

@@ -1,4 +1,5 @@
-"""A run's event log on ``<prefix>.<t>.runs.<run_id>``: replay, and fenced publishing.
+"""A run's event log on ``<prefix>.<t>.runs.<run_id>``: fenced publishing (reading it is
+the run lifecycle's, :meth:`~flowmesh_shared.runlife.RunLifecycle.history`).
 
 Fencing (DESIGN section 5): every event goes out with ``Nats-Expected-Last-Subject-Sequence``
 equal to the last sequence this writer saw on the run's subject, so of two executors that
@@ -22,11 +23,10 @@ import nats.errors
 import structlog
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
-from nats.js.api import DeliverPolicy
 
 from flowmesh_executor.lease import RunLease
 from flowmesh_proto import headers as h
-from flowmesh_proto.runs import RunEvent, RunQueued, RunScheduled, run_event_decoder
+from flowmesh_proto.runs import RunEvent
 from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE
 
 log = structlog.get_logger("flowmesh.executor.runlog")
@@ -43,48 +43,6 @@ class LogUnavailable(Exception):
     """NATS did not take the event within the writer's patience (it keeps the lease's)."""
 
 
-async def read_run(
-    js: JetStreamContext, stream: str, subject: str, *, direct: bool = True
-) -> tuple[list[RunEvent], int]:
-    """The run's events in order and the last sequence; ``([], 0)`` for an unknown run.
-
-    A run whose only event is its ``run.queued`` (the common case: a fresh request) costs
-    one round trip; otherwise the subject is replayed with an ordered consumer.
-
-    ``direct``: read the last event with a direct get, which any replica of the stream
-    answers. With one replica that is the stream itself; with several, a follower may not
-    have stored the latest event yet, and a stale last sequence would fence this executor
-    out of a run nobody else holds (it waits for the lease to come round). So replicated
-    streams are read through the stream leader (``direct=False``).
-    """
-    try:
-        last = await js.get_last_msg(stream, subject, direct=direct)
-    except js_errors.NotFoundError:
-        return [], 0
-    event = run_event_decoder.decode(last.data or b"")
-    if isinstance(event, RunQueued | RunScheduled):
-        return [event], last.seq or 0
-    return await _replay(js, stream, subject, last.seq or 0)
-
-
-async def _replay(
-    js: JetStreamContext, stream: str, subject: str, upto: int
-) -> tuple[list[RunEvent], int]:
-    events: list[RunEvent] = []
-    seq = 0
-    sub = await js.subscribe(
-        subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-    )
-    try:
-        while seq < upto:
-            msg = await sub.next_msg(timeout=5.0)
-            seq = msg.metadata.sequence.stream
-            events.append(run_event_decoder.decode(msg.data))
-    finally:
-        await sub.unsubscribe()
-    return events, seq
-
-
 @dataclass(slots=True)
 class RunWriter:
     """Publishes one run's events, each fenced on the sequence before it."""
@@ -97,7 +55,8 @@ class RunWriter:
     published: int = 0
     #: Makes this writer's message ids its own (two writers at one sequence never collide).
     token: str = field(default_factory=lambda: secrets.token_hex(6))
-    #: Read the subject's last message with a direct get (see :func:`read_run`).
+    #: Read the subject's last message with a direct get (see
+    #: :func:`~flowmesh_shared.runlife.reads_direct`).
     direct: bool = True
     #: The lease on the run's request; nothing is published once it may have lapsed.
     lease: RunLease = field(default_factory=RunLease.unbounded)

@@ -37,6 +37,7 @@ from flowmesh_shared.jetstream import IDEMPOTENCY_TTL, ensure_bucket, provision_
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
+from flowmesh_shared.runlife import NatsRunLifecycle, message_limit, reads_direct
 from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.scheduler")
@@ -73,7 +74,16 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
 
     metrics_registry = service_metrics_registry()
     metrics = SchedulerMetrics(metrics_registry)
-    starter = Starter(js, subjects, streams, claims)
+    life = NatsRunLifecycle(
+        nc,
+        js,
+        subjects,
+        streams,
+        read_timeout=settings.rpc_timeout,
+        max_message_bytes=message_limit(nc, settings.streams),
+        direct=reads_direct(settings.streams),
+    )
+    starter = Starter(life, claims)
     catalogue = Catalogue()
     crons = CronLoop(catalogue, starter, cron_bucket, metrics, catch_up_max=settings.catch_up_max)
     sync = CatalogueSync(

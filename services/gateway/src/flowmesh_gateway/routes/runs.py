@@ -279,7 +279,7 @@ async def _begin(call: Call, start: Start, wait: float | None) -> web.Response:
     if wait is None:
         await send()
     else:
-        events = await runs.wait(tenant, run_id, wait, send, check_first=not new)
+        events = await runs.wait(tenant, run_id, wait, send)
         if events is not None:
             return json_response(run_view(events), 200, headers)
     return json_response(h.RunAccepted(run_id=run_id, status=status), 202, headers)
