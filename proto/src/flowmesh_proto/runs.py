@@ -232,15 +232,7 @@ def run_queued(request: RunRequest, at: datetime) -> RunQueued:
     """The ``run.queued`` that opens the run ``request`` asks for, written at ``at`` (the
     inverse of :func:`request_of`, but for the idempotency key, which no event carries)."""
     return RunQueued(
-        tenant=request.tenant,
-        run_id=request.run_id,
-        workflow_id=request.workflow_id,
-        version=request.version,
-        at=at,
-        trigger=request.trigger,
-        input=request.input,
-        attempt=request.attempt,
-        parent_run_id=request.parent_run_id,
+        **_opening(request, at), attempt=request.attempt, parent_run_id=request.parent_run_id
     )
 
 
@@ -249,16 +241,20 @@ def run_scheduled(request: RunRequest, at: datetime) -> RunScheduled:
     ``run_at`` set), written at ``at``."""
     if request.run_at is None:
         raise ValueError("a scheduled run needs the request's run_at")
-    return RunScheduled(
-        tenant=request.tenant,
-        run_id=request.run_id,
-        workflow_id=request.workflow_id,
-        version=request.version,
-        at=at,
-        trigger=request.trigger,
-        run_at=request.run_at,
-        input=request.input,
-    )
+    return RunScheduled(**_opening(request, at), run_at=request.run_at)
+
+
+def _opening(request: RunRequest, at: datetime) -> dict[str, Any]:
+    """The fields every event that opens a run takes from its request."""
+    return {
+        "tenant": request.tenant,
+        "run_id": request.run_id,
+        "workflow_id": request.workflow_id,
+        "version": request.version,
+        "at": at,
+        "trigger": request.trigger,
+        "input": request.input,
+    }
 
 
 def run_cancelled_before_start(
