@@ -61,6 +61,11 @@ MAX_RUN_RETENTION_DAYS = 3650
 MAX_TENANT_HOLDS = 100_000
 #: The largest ``max_queued_runs`` a tenant may be given.
 MAX_TENANT_QUEUED_RUNS = 100_000_000
+#: The largest ``weight`` a tenant may be given (its share of busy executors, default 1).
+MAX_TENANT_WEIGHT = 1000
+#: The largest ``max_running`` a tenant may be given (runs it holds at once, across
+#: executors; ``null``: as many as the executors have room for).
+MAX_TENANT_RUNNING = 1_000_000
 
 
 class TenantUpdate(Request["Tenant"], frozen=True, omit_defaults=True):
@@ -78,6 +83,8 @@ class TenantUpdate(Request["Tenant"], frozen=True, omit_defaults=True):
     run_retention_days: int | msgspec.UnsetType | None = msgspec.UNSET
     max_holds: int | msgspec.UnsetType | None = msgspec.UNSET
     max_queued_runs: int | msgspec.UnsetType | None = msgspec.UNSET
+    weight: int | msgspec.UnsetType | None = msgspec.UNSET
+    max_running: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Tenant(_Result, frozen=True):
@@ -91,6 +98,8 @@ class Tenant(_Result, frozen=True):
     run_retention_days: int | None = None
     max_holds: int | None = None
     max_queued_runs: int | None = None
+    weight: int | None = None
+    max_running: int | None = None
 
 
 class ApiKeySecret(_Result, frozen=True):

@@ -105,6 +105,12 @@ class Subjects(msgspec.Struct, frozen=True):
     def workflow_changed(self, tenant: str) -> str:
         return f"{self.prefix}.{_tenant(tenant)}.registry.workflow.changed"
 
+    def intake(self, tenant: str) -> str:
+        """The doorbell (core NATS, no payload) rung after each run request of ``tenant``
+        is stored, and when a run of a tenant with ``max_running`` ends: executors listen
+        here to know whose queue to take from next (DESIGN section 13)."""
+        return f"{self.prefix}.sys.intake.{_tenant(tenant)}"
+
     # --- services ---
     def rpc(self, service: str, operation: str) -> str:
         return f"{self.prefix}.rpc.{_token(service, 'service')}.{_token(operation, 'operation')}"
@@ -113,6 +119,10 @@ class Subjects(msgspec.Struct, frozen=True):
     @property
     def all_run_requests(self) -> str:
         return f"{self.prefix}.*.requests.runs"
+
+    @property
+    def all_intake(self) -> str:
+        return f"{self.prefix}.sys.intake.*"
 
     @property
     def all_run_events(self) -> str:
@@ -160,6 +170,12 @@ def stream_names(prefix: str = "FM") -> StreamNames:
         event_waits=f"{prefix}_EVENT_WAITS",
         quotas=f"{prefix}_QUOTAS",
     )
+
+
+def run_request_consumer(tenant: str) -> str:
+    """The durable consumer of one tenant's run requests (every executor pulls from it;
+    its ``num_pending`` is the tenant's queue, its ``num_ack_pending`` its leased runs)."""
+    return f"runs-{_tenant(tenant)}"
 
 
 def tenant_of(subject: str) -> str:
