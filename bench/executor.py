@@ -117,6 +117,7 @@ class Runner:
             ENCODER.encode(request),
             headers={h.MSG_ID: run_id},
         )
+        await self.nc.publish(self.subjects.intake(self.tenant), b"")  # the doorbell
         return run_id
 
     async def one(self, workflow: dict[str, Any], data: Any = None) -> float:

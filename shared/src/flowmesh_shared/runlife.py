@@ -419,6 +419,8 @@ class NatsRunLifecycle:
                 stream=self._streams.run_requests,
                 headers=headers,
             )
+            # The doorbell: executors take this tenant's requests in its turn (intake).
+            await self._nc.publish(self._subjects.intake(tenant), b"")
 
     async def _timer(self, request: RunRequest, due: datetime, trace: Trace) -> None:
         timer = delayed_run_timer(request, due)

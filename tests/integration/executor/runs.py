@@ -105,6 +105,7 @@ class Runs:
             _ENCODER.encode(request),
             headers={h.MSG_ID: run_id, **(headers or {})},
         )
+        await self.nc.publish(self.subjects.intake(self.tenant), b"")  # the doorbell
 
     async def event_headers(self, run_id: str) -> list[dict[str, str]]:
         """The NATS headers of each of the run's events, in order."""

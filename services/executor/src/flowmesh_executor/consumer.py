@@ -1,7 +1,8 @@
 """The JetStream side of the executor: lease run requests, drive them, keep the leases.
 
-Every replica pulls from one durable consumer on FM_RUN_REQUESTS
-(:mod:`flowmesh_shared.pull`), so each request goes to one executor at a time. A request
+Every replica takes run requests from the tenants' durable consumers on FM_RUN_REQUESTS in
+weighted turns (:mod:`flowmesh_executor.intake`), so each request goes to one executor at
+a time and no tenant waits behind another's backlog. A request
 stays unacked (leased) while its run is driven; the lease is kept alive with
 ``in_progress`` every third of ``lease_seconds``, and acked once the run has ended. If the
 executor dies, the lease lapses and another replica gets the request and resumes the run
@@ -32,16 +33,15 @@ import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL
+from flowmesh_executor.intake import FairIntake, TenantShares
 from flowmesh_executor.lease import LeaseLost, RunLease, lease_term
 from flowmesh_executor.pauses import Paused
 from flowmesh_executor.run import ExecutorParts, RunDriver
 from flowmesh_executor.runlog import Fenced
 from flowmesh_proto.runs import cancel_request_decoder, control_key, run_request_decoder
 from flowmesh_proto.subjects import tenant_of
-from flowmesh_shared.jetstream import ensure_consumer
-from flowmesh_shared.pull import PullFeed
 
 log = structlog.get_logger("flowmesh.executor.consumer")
 
@@ -76,10 +76,9 @@ class RunConsumer:
         self.settings = parts.services.settings
         self._held: dict[str, _Lease] = {}
         self._stopping = False
-        self._feed: PullFeed | None = None
+        self._feed: FairIntake | None = None
         self._control: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._refills: set[asyncio.Task[None]] = set()
 
     @property
     def held(self) -> int:
@@ -87,29 +86,23 @@ class RunConsumer:
 
     async def start(self) -> None:
         services = self.parts.services
-        stream = services.streams.run_requests
-        config = ConsumerConfig(
-            durable_name=self.settings.consumer,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self.settings.lease_seconds,
-            max_deliver=-1,
-            max_ack_pending=-1,
-            filter_subject=services.subjects.all_run_requests,
-        )
-        await ensure_consumer(services.js, stream, config)
-        self._feed = PullFeed(
+        shares = TenantShares(self.parts.rpc, self.settings.tenant_refresh, EXECUTOR_PRINCIPAL)
+        self._feed = FairIntake(
             services.nc,
-            stream,
-            self.settings.consumer,
+            services.js,
+            services.streams.run_requests,
+            services.subjects,
+            self.settings,
+            shares,
+            self.parts.metrics,
             self._accept,
             lambda: self.settings.max_runs - len(self._held),
-            batch=self.settings.fetch_batch,
         )
         self._control = await services.nc.subscribe(
             f"{services.subjects.prefix}.*.control.*", cb=self._on_control
         )
         await self._feed.start()
+        await self._feed.sweep()
         self._tasks = [
             asyncio.create_task(self._heartbeats(), name="executor.heartbeats"),
             asyncio.create_task(self.parts.pauses.run(), name="executor.pauses"),
@@ -175,7 +168,7 @@ class RunConsumer:
                 with contextlib.suppress(nats.errors.Error):
                     await msg.nak(delay=SECOND_REQUEST_DELAY)
             return  # the lease's own message redelivered: keep the first lease
-        self._observe_lag(msg)
+        self._observe_lag(request.tenant, msg)
         driver = RunDriver(
             self.parts,
             request,
@@ -185,13 +178,19 @@ class RunConsumer:
         )
         task = asyncio.create_task(self._drive(key, msg, driver), name=f"run:{request.run_id}")
         self._held[key] = _Lease(msg=msg, driver=driver, task=task)
-        self.parts.metrics.active.set(len(self._held))
+        self._count(request.tenant, 1)
 
-    def _observe_lag(self, msg: Msg) -> None:
+    def _count(self, tenant: str, change: int) -> None:
+        metrics = self.parts.metrics
+        metrics.active.set(len(self._held))
+        metrics.tenant_running.labels(tenant).inc(change)
+
+    def _observe_lag(self, tenant: str, msg: Msg) -> None:
         with contextlib.suppress(Exception):
             published = msg.metadata.timestamp
-            lag = (datetime.now(UTC) - published).total_seconds()
-            self.parts.metrics.queue_lag.observe(max(0.0, lag))
+            lag = max(0.0, (datetime.now(UTC) - published).total_seconds())
+            self.parts.metrics.queue_lag.observe(lag)
+            self.parts.metrics.tenant_queue_wait.labels(tenant).observe(lag)
 
     async def _drive(self, key: str, msg: Msg, driver: RunDriver) -> None:
         request = driver.request
@@ -240,11 +239,12 @@ class RunConsumer:
         if lease is None or lease.msg is not msg:
             return
         del self._held[key]
-        self.parts.metrics.active.set(len(self._held))
-        if self._feed is not None and not self._stopping:
-            task = asyncio.create_task(self._feed.refill())
-            self._refills.add(task)
-            task.add_done_callback(self._refills.discard)
+        tenant = lease.driver.request.tenant
+        self._count(tenant, -1)
+        if self._feed is not None:
+            self._feed.ring(tenant)
+            if not self._stopping:
+                self._feed.refill()
 
     # --- leases and control ------------------------------------------------------------
 

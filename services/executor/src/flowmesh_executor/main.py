@@ -122,7 +122,7 @@ async def start_executor(settings: ExecutorSettings, stack: AsyncExitStack) -> E
     health.add_check("nats", nats_connected(nc))
     port = await health.start()
     stack.push_async_callback(health.stop)
-    log.info("executor.ready", health_port=port, consumer=settings.consumer, name=name)
+    log.info("executor.ready", health_port=port, name=name)
     return ExecutorApp(settings=settings, consumer=consumer, parts=parts, health_port=port)
 
 

@@ -37,3 +37,23 @@ class ExecutorMetrics:
             buckets=RUN_BUCKETS,
             registry=registry,
         )
+        self.tenant_queued = Gauge(
+            "flowmesh_executor_tenant_queued",
+            "A tenant's run requests waiting in its queue, as last seen by this executor "
+            "(one value for all executors: take the max)",
+            ["tenant"],
+            registry=registry,
+        )
+        self.tenant_running = Gauge(
+            "flowmesh_executor_tenant_running",
+            "A tenant's runs this executor holds now (sum over executors: the tenant's)",
+            ["tenant"],
+            registry=registry,
+        )
+        self.tenant_queue_wait = Histogram(
+            "flowmesh_executor_tenant_queue_wait_seconds",
+            "Time from a tenant's run request to an executor taking it",
+            ["tenant"],
+            buckets=RUN_BUCKETS,
+            registry=registry,
+        )

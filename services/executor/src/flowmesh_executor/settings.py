@@ -12,15 +12,22 @@ ENV_PREFIX = "FLOWMESH_EXECUTOR"
 class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     #: The port of /healthz, /readyz and /metrics (0 picks a free one).
     http_port: int = 8083
-    #: The durable pull consumer every executor replica shares.
-    consumer: str = "executors"
     #: Seconds a run's lease lasts without a heartbeat (the consumer's AckWait); a dead
     #: executor's runs move to another one after this.
     lease_seconds: float = 30.0
     #: Runs one process drives at once; more wait in the stream.
     max_runs: int = 256
-    #: Run requests fetched per pull.
+    #: Run requests fetched per pull (one tenant's share of a turn is at most this).
     fetch_batch: int = 64
+    #: Seconds between looks at which tenants have run requests stored (in case a
+    #: doorbell was lost; each tenant found costs one fetch).
+    intake_sweep: float = 2.0
+    #: Seconds a tenant's weight and max_running (from the registry) are used before they
+    #: are read again: a change by the platform admin takes effect within this.
+    tenant_refresh: float = 10.0
+    #: Seconds a tenant's run-request consumer lives with no fetch (JetStream then deletes
+    #: it; the tenant's next run request makes it again).
+    tenant_consumer_idle: float = 86_400.0
     #: Step output limit (bytes of JSON); a bigger output fails the step.
     max_output_bytes: int = 256 * 1024
     #: Cost units one step's expressions may spend (a map: each item's), the same budget
