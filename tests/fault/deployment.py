@@ -36,6 +36,7 @@ class Deployment:
     streams: StreamNames
     runs: Runs
     logs: Path
+    registry: Registry
 
     @property
     def tenant(self) -> str:
@@ -49,6 +50,11 @@ class Deployment:
         env = executor_environment(self.nats_url, self.subjects, self.streams, lease_seconds)
         env.update({f"{PREFIX}{name}": value for name, value in (settings or {}).items()})
         return executors(count, env, self.logs)
+
+    async def another_tenant(self, prefix: str = "g") -> Runs:
+        """A second tenant of this deployment, with runs of its own."""
+        tenant = await new_tenant(self.registry, prefix)
+        return Runs(Api(self.registry, tenant), self.nc, self.subjects, self.streams)
 
     async def history(self, run_id: str) -> list[Entry]:
         return await read_history(
@@ -78,7 +84,7 @@ async def deployment(nats_url: str, postgres_url: str, logs: Path) -> AsyncItera
         registry = Registry(app, RpcClient(nc, subjects, timeout=5.0), settings)
         tenant = await new_tenant(registry, "f")
         runs = Runs(Api(registry, tenant), nc, subjects, streams)
-        yield Deployment(nats_url, nc, subjects, streams, runs, logs)
+        yield Deployment(nats_url, nc, subjects, streams, runs, logs, registry)
 
 
 async def _delete_streams(nc: Any, streams: StreamNames) -> None:

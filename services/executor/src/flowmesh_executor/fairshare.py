@@ -19,8 +19,7 @@ from collections.abc import Iterable
 
 #: The weight of a tenant that has none set.
 DEFAULT_WEIGHT = 1
-#: Passes remembered for tenants that are not waiting (beyond this, those behind the
-#: virtual time are forgotten: they would join at the virtual time anyway).
+#: Passes remembered for tenants that are not waiting (beyond this, they are forgotten).
 REMEMBERED = 10_000
 
 
@@ -47,23 +46,19 @@ class FairShare:
 
     def ready(self, tenant: str) -> None:
         """``tenant`` has requests waiting (again): it joins the turns at the virtual time
-        (the lowest pass of those waiting, or the last pass given when none is)."""
+        (the pass of the last slot given), never below its own pass."""
         if tenant in self._ready:
             return
-        floor = min((self._passes[name] for name in self._ready), default=self._clock)
         self._ready[tenant] = next(self._order)
-        self._passes[tenant] = max(self._passes.get(tenant, 0.0), floor)
+        self._passes[tenant] = max(self._passes.get(tenant, 0.0), self._clock)
 
     def idle(self, tenant: str) -> None:
         """``tenant`` has nothing waiting (its queue is empty, or at its ``max_running``)."""
         if self._ready.pop(tenant, None) is None:
             return
-        if len(self._passes) > REMEMBERED:
-            self._passes = {
-                name: value
-                for name, value in self._passes.items()
-                if name in self._ready or value > self._clock
-            }
+        if len(self._passes) > REMEMBERED:  # forget those not waiting: they rejoin at
+            # the virtual time, at most one fetch's worth of slots earlier than they would
+            self._passes = {name: self._passes[name] for name in self._ready}
 
     def share(
         self, room: int, *, busy: Iterable[str] = (), most: int | None = None

@@ -262,27 +262,29 @@ class FairIntake:
         self.refill()
 
     async def _on_reply(self, msg: Msg) -> None:
-        tenant = msg.subject.rsplit(".", 1)[-1]
         status = (msg.headers or {}).get(_STATUS)
-        if status is not None and not msg.data:
+        if status is not None and not msg.data:  # to the inbox of the tenant's fetch
+            tenant = msg.subject.rsplit(".", 1)[-1]
             if status == "100":
                 return
-            if status == "409" and "Consumer Deleted" in (msg.headers or {}).get("Description", ""):
+            description = str((msg.headers or {}).get("Description", ""))
+            if status == "409" and "Consumer Deleted" in description:
                 self._consumers.pop(tenant, None)
             self._end_fetch(tenant, waiting=False)  # 404/408: nothing more; 409: at its limit
             return
-        fetch = self._fetches.get(tenant)
-        if fetch is not None:
-            fetch.delivered += 1
-            if fetch.delivered >= fetch.asked:
-                self._end_fetch(tenant, waiting=True)  # all it asked for: maybe more
+        tenant = tenant_of(msg.subject)  # a request keeps the subject it was stored under
         with contextlib.suppress(Exception):  # not a JetStream message (tests)
             self.metrics.tenant_queued.labels(tenant).set(msg.metadata.num_pending)
         if self.stopping:
             with contextlib.suppress(nats.errors.Error):
                 await msg.nak()
-            return
-        await self.on_message(msg)
+        else:
+            await self.on_message(msg)  # held before the fetch ends: the room is right
+        fetch = self._fetches.get(tenant)
+        if fetch is not None:
+            fetch.delivered += 1
+            if fetch.delivered >= fetch.asked:
+                self._end_fetch(tenant, waiting=True)  # all it asked for: maybe more
 
     # --- who is waiting ------------------------------------------------------------------
 
