@@ -1,0 +1,134 @@
+"""Fair share benchmark (issue 15, DESIGN section 13): does a flood of one tenant's runs
+make another tenant wait?
+
+Registry, gateway and one executor each in their own process over a fresh nats-server
+2.15 on loopback (as bench/executor.py); this process is the client and publishes runs as
+the gateway does (``run.queued``, the request, the doorbell).
+
+- ``quiet``: tenant B submits a one-step (``noop``) run every ``--every`` seconds with
+  nothing else running; each sample is B's trigger to ``run.succeeded`` (queue wait,
+  start, one step, end).
+- ``flood``: tenant A first queues ``--flood`` runs of one ``delay`` step of ``--step``
+  seconds (far more than the executor's ``max_runs`` slots: it stays saturated for the
+  whole measurement), then B submits as in ``quiet``. With first-come-first-served intake
+  each of B's runs waited behind all of A's queued runs; with fair intake it waits for the
+  next free slot (at most one slot's turnover: ``--step``).
+
+    uv run python bench/fairness.py --out bench/results/fairness.json
+
+The throughput half of the issue (a burst of 200 five-step runs, fair intake against the
+committed first-come-first-served figure) is bench/executor.py's ``burst200``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import nats
+from executor import Runner, create  # bench/executor.py (scripts run from bench/)
+from gateway import client, stack  # bench/gateway.py
+from workload import summary, write_results
+
+
+def sleeper(seconds: float) -> dict[str, Any]:
+    parameters = {"duration": f"PT{seconds}S"}
+    return {"name": "sleeper", "nodes": [{"id": "wait", "type": "delay", "parameters": parameters}]}
+
+
+QUICK = {"name": "quick", "nodes": [{"id": "n", "type": "noop"}]}
+
+
+async def new_tenant(url: str, admin_token: str, tenant: str) -> str:
+    """Create ``tenant``; its admin key."""
+    async with (
+        aiohttp.ClientSession(url) as plain,
+        plain.post(
+            "/api/v1/admin/tenants",
+            json={"id": tenant},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        ) as resp,
+    ):
+        created = await resp.json()
+        if resp.status != 201:
+            raise SystemExit(f"creating {tenant} answered {resp.status}: {created}")
+        return str(created["admin_key"]["key"])
+
+
+async def trickle(runner: Runner, workflow: dict[str, Any], count: int, every: float) -> list[float]:
+    """``count`` runs, one every ``every`` seconds; each one's trigger-to-end."""
+
+    async def one(delay: float) -> float:
+        await asyncio.sleep(delay)
+        return await runner.one(workflow)
+
+    return list(await asyncio.gather(*(one(i * every) for i in range(count))))
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    env = {"FLOWMESH_EXECUTOR_MAX_RUNS": str(args.slots)}
+    async with stack(executor=True, executor_env=env) as fm:
+        nc = await nats.connect(fm.nats_url)
+        try:
+            b_tenant = "bench-b"
+            b_key = await new_tenant(fm.url, fm.admin_token, b_tenant)
+            flooder, victim = Runner(nc, fm.tenant), Runner(nc, b_tenant)
+            await flooder.start()
+            await victim.start()
+            async with client(fm.url, fm.key, 4) as a_session:
+                slow = await create(a_session, fm.tenant, sleeper(args.step))
+            async with client(fm.url, b_key, 4) as b_session:
+                quick = await create(b_session, b_tenant, QUICK)
+            for _ in range(5):  # warm-up
+                await victim.one(quick)
+            quiet = await trickle(victim, quick, args.samples, args.every)
+            results["quiet"] = summary(quiet)
+            print("quiet", results["quiet"], flush=True)
+
+            began = time.perf_counter()
+            flood = await asyncio.gather(*(flooder.submit(slow) for _ in range(args.flood)))
+            queued_s = time.perf_counter() - began
+            await asyncio.sleep(args.step)  # every slot is A's by now
+            during = await trickle(victim, quick, args.samples, args.every)
+            a_done = sum(1 for run_id in flood if run_id in flooder.done)
+            results["flood"] = {
+                **summary(during),
+                "a_runs_queued": args.flood,
+                "a_queue_s": round(queued_s, 2),
+                "a_runs_finished_meanwhile": a_done,
+            }
+            print("flood", results["flood"], flush=True)
+            await asyncio.wait_for(
+                asyncio.gather(*(flooder.waiters[i] for i in flood if i in flooder.waiters)),
+                args.flood * args.step / args.slots + 120,
+            )
+        finally:
+            await nc.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--flood", type=int, default=3000, help="tenant A's queued runs")
+    parser.add_argument("--step", type=float, default=1.0, help="seconds of A's one step")
+    parser.add_argument("--slots", type=int, default=256, help="the executor's max_runs")
+    parser.add_argument("--samples", type=int, default=50, help="tenant B's runs per phase")
+    parser.add_argument("--every", type=float, default=0.1, help="seconds between B's runs")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    began = datetime.now(UTC)
+    results = asyncio.run(measure(args))
+    note = "registry, executor, gateway, one nats-server, PostgreSQL and this client share them"
+    write_results("fairness.py", began, results, args.out, note=note)
+
+
+if __name__ == "__main__":
+    main()
