@@ -188,8 +188,7 @@ class FairIntake:
     def ring(self, tenant: str) -> None:
         """A run of ``tenant`` ended here: if it has a ``max_running``, every executor may
         take its next request now."""
-        share = self.shares.cached(tenant)
-        if share is None or share.max_running is None:
+        if self._limit(self.shares.cached(tenant)) < 0:
             return
         task = asyncio.create_task(self._ring(tenant))
         task.add_done_callback(lambda done: done.exception() if not done.cancelled() else None)
@@ -328,7 +327,7 @@ class FairIntake:
         share = await self.shares.get(tenant)
         if share is not None:
             self.turns.weigh(tenant, share.weight)
-        limit = -1 if share is None or share.max_running is None else share.max_running
+        limit = self._limit(share)
         have = self._consumers.get(tenant)
         if have is not None and (share is None or have == limit):
             return name
@@ -354,6 +353,13 @@ class FairIntake:
             return None
         self._consumers[tenant] = info.config.max_ack_pending or -1
         return name
+
+    def _limit(self, share: TenantShare | None) -> int:
+        """The ``max_ack_pending`` of a tenant's consumer: its ``max_running`` (-1: none)."""
+        most = None if share is None else share.max_running
+        if most is None:
+            most = self.settings.tenant_max_running or None
+        return -1 if most is None else most
 
     async def _drop_legacy(self) -> None:
         with contextlib.suppress(js_errors.NotFoundError):

@@ -22,6 +22,10 @@ class ExecutorSettings(CommonSettings, frozen=True, kw_only=True):
     #: Seconds between looks at which tenants have run requests stored (in case a
     #: doorbell was lost; each tenant found costs one fetch).
     intake_sweep: float = 2.0
+    #: Runs one tenant may hold at once across every executor, when the platform admin set
+    #: none for it (``max_running`` of PATCH /api/v1/admin/tenants/{id}); 0: no limit but
+    #: the executors' room.
+    tenant_max_running: int = 0
     #: Seconds a tenant's weight and max_running (from the registry) are used before they
     #: are read again: a change by the platform admin takes effect within this.
     tenant_refresh: float = 10.0
