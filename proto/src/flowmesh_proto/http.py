@@ -16,6 +16,8 @@ from flowmesh_proto.registry import (
     MAX_RUN_RETENTION_DAYS,
     MAX_TENANT_HOLDS,
     MAX_TENANT_QUEUED_RUNS,
+    MAX_TENANT_RUNNING,
+    MAX_TENANT_WEIGHT,
     RateLimit,
     Role,
 )
@@ -55,7 +57,9 @@ class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
     ``run_retention_days`` (1..3650): how long run history is kept (``null``: the default);
     ``max_holds``: concurrent SSE streams and ``?wait`` executes of the tenant, across
     gateways; ``max_queued_runs``: runs queued before ``execute`` answers 429 (each
-    ``null``: the gateway's default)."""
+    ``null``: the gateway's default); ``weight`` (1..1000): the tenant's share of the
+    executors when all are busy (``null``: 1); ``max_running`` (1..1000000): the runs it
+    holds at once across executors (``null``: as many as the executors have room for)."""
 
     name: str | None = None
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
@@ -67,6 +71,33 @@ class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
     ) = msgspec.UNSET
     max_queued_runs: (
         Annotated[int, msgspec.Meta(ge=0, le=MAX_TENANT_QUEUED_RUNS)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+    weight: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=MAX_TENANT_WEIGHT,
+                description="The tenant's share of the executors when all are busy "
+                "(a tenant of weight 2 gets twice the turns of one of weight 1); null: 1.",
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+    max_running: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=MAX_TENANT_RUNNING,
+                description="The runs the tenant holds at once, across executors; past it "
+                "its runs stay queued (waiting: tenant_max_running). null: as many as the "
+                "executors have room for.",
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
     ) = msgspec.UNSET
 
 

@@ -30,6 +30,8 @@ async def patch_tenant(call: Call) -> web.Response:
         run_retention_days=body.run_retention_days,
         max_holds=body.max_holds,
         max_queued_runs=body.max_queued_runs,
+        weight=body.weight,
+        max_running=body.max_running,
     )
     return json_response(await call.registry(request))
 
@@ -61,7 +63,8 @@ ROUTES = [
         path="/api/v1/admin/tenants/{id}",
         handler=patch_tenant,
         role=PLATFORM,
-        summary="Rename a tenant, set its rate limit, run retention or quotas (null: the default)",
+        summary="Rename a tenant, set its rate limit, run retention, quotas, weight or max_running "
+        "(null: the default)",
         operation_id="tenant_update",
         body=h.TenantPatchBody,
         response=r.Tenant,
