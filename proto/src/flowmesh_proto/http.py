@@ -20,6 +20,7 @@ from flowmesh_proto.registry import (
     MAX_TENANT_WEIGHT,
     RateLimit,
     Role,
+    Tenant,
 )
 
 
@@ -99,6 +100,21 @@ class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
         | msgspec.UnsetType
         | None
     ) = msgspec.UNSET
+
+
+class TenantRuns(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's runs in the executors' intake (DESIGN section 13), from its run-request
+    consumer: ``queued``, requested and taken by no executor yet; ``running``, held by
+    executors now (a parked run is held by none)."""
+
+    queued: int
+    running: int
+
+
+class TenantView(Tenant, frozen=True, kw_only=True):
+    """``GET /api/v1/admin/tenants/{id}``: the tenant, its settings, and its runs now."""
+
+    runs: TenantRuns
 
 
 class ValidationAnswer(msgspec.Struct, frozen=True, kw_only=True):

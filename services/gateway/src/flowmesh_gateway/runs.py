@@ -11,7 +11,8 @@ what only the gateway does, and translates the lifecycle's errors (503, 413):
   same key never leaves a run id that does not run.
 - **Cancel** of a run that is only scheduled: ``run.cancelled`` is published fenced on its
   ``run.scheduled``, and when its timer fires the executor finds it finished.
-- **Counting** a tenant's queued runs (the queue quota).
+- **Counting** a tenant's queued runs (the queue quota), and reading its intake: the runs
+  its run-request consumer holds for the executors, queued and running (DESIGN section 13).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from nats.js.kv import KeyValue
 
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.http import TenantRuns
 from flowmesh_proto.msgids import idempotency_key, wake_msg_id
 from flowmesh_proto.runs import (
     CancelRequest,
@@ -39,9 +41,10 @@ from flowmesh_proto.runs import (
     RunRequest,
     RunScheduled,
 )
-from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
+from flowmesh_proto.subjects import StreamNames, Subjects, run_request_consumer, stream_names
 from flowmesh_shared.errors import FlowmeshError, Unavailable
 from flowmesh_shared.jetstream import (
+    CONSUMER_NOT_FOUND,
     CONTROL_TTL,
     IDEMPOTENCY_TTL,
     ensure_bucket,
@@ -63,6 +66,9 @@ __all__ = ["Claim", "LastEvent", "Runs"]
 QUEUED_FRESH = 0.1
 #: Tenants whose counts are kept at once (all are forgotten past it).
 QUEUED_TENANTS = 10_000
+#: Seconds a tenant's intake (see ``Runs.tenant_runs``) is used again when a queued run says
+#: why it waits: a burst of reads of a tenant's runs asks JetStream once.
+INTAKE_FRESH = 1.0
 
 log = structlog.get_logger("flowmesh.gateway.runs")
 
@@ -111,6 +117,8 @@ class Runs:
             direct=direct,
         )
         self._queued: dict[str, tuple[float, int]] = {}  # tenant: (when counted, count)
+        #: tenant: (when asked, the answer, or the question under way)
+        self._intake: dict[str, tuple[float, asyncio.Future[TenantRuns]]] = {}
 
     @classmethod
     async def open(cls, nc: Client, settings: GatewaySettings) -> Runs:
@@ -216,6 +224,37 @@ class Runs:
         if known is not None:
             self._queued[tenant] = (known[0], known[1] + 1)
 
+    async def tenant_runs(self, tenant: str, *, fresh: float = 0.0) -> TenantRuns:
+        """The tenant's runs in the executors' intake: its run-request consumer's
+        ``num_pending`` (queued) and ``num_ack_pending`` (running); zeros while it has no
+        consumer (no run yet, or none for a long time). An answer at most ``fresh`` seconds
+        old is used again, and callers that ask while JetStream is being asked share its
+        answer."""
+        now = time.monotonic()
+        known = self._intake.get(tenant)
+        if known is not None:
+            asked, answer = known
+            if not answer.done() or (now - asked < fresh and _answered(answer)):
+                return await asyncio.shield(answer)
+        answer = asyncio.ensure_future(self._read_intake(tenant))
+        answer.add_done_callback(_answered)
+        if len(self._intake) >= QUEUED_TENANTS:
+            self._intake.clear()
+        self._intake[tenant] = (now, answer)
+        return await asyncio.shield(answer)
+
+    async def _read_intake(self, tenant: str) -> TenantRuns:
+        with _unavailable("the tenant's queued and running runs"):
+            try:
+                info = await self._js.consumer_info(
+                    self._streams.run_requests, run_request_consumer(tenant)
+                )
+            except js_errors.NotFoundError as exc:
+                if exc.err_code != CONSUMER_NOT_FOUND:
+                    raise
+                return TenantRuns(queued=0, running=0)
+        return TenantRuns(queued=info.num_pending or 0, running=info.num_ack_pending or 0)
+
     # --- reading ---
 
     async def last(self, tenant: str, run_id: str) -> LastEvent | None:
@@ -262,6 +301,11 @@ class Runs:
         event = last.event
         with _unavailable("the run request"):
             await self._life.wake(event.tenant, event.run_id, wake_msg_id(event.run_id, last.seq))
+
+
+def _answered(answer: asyncio.Future[TenantRuns]) -> bool:
+    """Whether ``answer`` holds a count (not a failure, which is retrieved so)."""
+    return not answer.cancelled() and answer.exception() is None
 
 
 def _log_opening(opening: Opening, request: RunRequest, what: str) -> None:
