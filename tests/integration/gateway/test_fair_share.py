@@ -8,21 +8,38 @@ streams no executor of the session serves (:func:`isolated`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
+import pytest_asyncio
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from flowmesh_proto import headers as h
 from flowmesh_proto.registry import MAX_TENANT_RUNNING, MAX_TENANT_WEIGHT
+from flowmesh_proto.runs import RunEvent, RunStarted, RunSucceeded, RunWaiting
 from flowmesh_proto.subjects import run_request_consumer
 from flowmesh_registry.settings import RegistrySettings
+from tests.helpers import until
 from tests.integration.harness import new_tenant
 
-from .conftest import ADMIN_TOKEN, Client, Http, Isolated, Keys, isolated_stack
+from .conftest import (
+    ADMIN_TOKEN,
+    Client,
+    Http,
+    Isolated,
+    Keys,
+    gateway_settings,
+    isolated_stack,
+    started,
+)
+from .sse_client import sse
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +142,159 @@ async def test_the_admin_get_is_503_when_jetstream_cannot_answer(
             "GET", f"/api/v1/admin/tenants/{tenant.id}", token=ADMIN_TOKEN
         )
         assert (status, body["code"]) == (503, "UNAVAILABLE"), body
+
+
+class Fair(msgspec.Struct, frozen=True, kw_only=True):
+    """Streams no executor serves, and a gateway that looks again quickly."""
+
+    own: Isolated
+    http: Http
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def fair(
+    registry_settings: RegistrySettings, jwt_keys: tuple[Keys, list[str]], nc: Nats
+) -> AsyncIterator[Fair]:
+    async with isolated_stack(registry_settings, jwt_keys, nc) as own, AsyncExitStack() as stack:
+        settings = gateway_settings(
+            own.registry,
+            jwt_keys[1],
+            tenant_limit_cache_seconds=0.05,
+            intake_cache_seconds=0.05,
+            sse_waiting_seconds=0.2,
+            sse_heartbeat_seconds=0.3,
+        )
+        gateway = await started(settings, stack)
+        http = Http(own.http.session, f"http://127.0.0.1:{gateway.port}", own.http.keys)
+        yield Fair(own=own, http=http)
+
+
+async def limited_tenant(fair: Fair, max_running: int) -> Client:
+    client = Client(fair.http, await new_tenant(fair.own.registry, "w"))
+    status, body, _ = await fair.http.request(
+        "PATCH",
+        f"/api/v1/admin/tenants/{client.tenant.id}",
+        token=ADMIN_TOKEN,
+        json={"max_running": max_running},
+    )
+    assert status == 200, body
+    return client
+
+
+async def execute(client: Client, workflow: dict[str, Any]) -> str:
+    status, body, _ = await client("POST", f"/workflows/{workflow['id']}/execute")
+    assert (status, body["status"]) == (202, "queued"), body
+    run_id: str = body["run_id"]
+    return run_id
+
+
+async def append(nc: Nats, own: Isolated, event: RunEvent) -> int:
+    """Publish ``event`` on its run's subject as an executor does (fenced on the last)."""
+    js = nc.jetstream()
+    subject = own.subjects.run_events(event.tenant, event.run_id)
+    last = await js.get_last_msg(own.streams.run_events, subject)
+    ack = await js.publish(
+        subject,
+        msgspec.json.encode(event),
+        stream=own.streams.run_events,
+        headers={h.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last.seq)},
+    )
+    return ack.seq
+
+
+def of(client: Client, workflow: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """What every event of the run repeats."""
+    return {
+        "tenant": client.tenant.id,
+        "run_id": run_id,
+        "workflow_id": workflow["id"],
+        "version": workflow["version"],
+        "at": datetime.now(UTC),
+    }
+
+
+def when(text: str) -> datetime:
+    return msgspec.convert(text, datetime)
+
+
+async def test_get_says_why_a_queued_run_waits(fair: Fair, nc: Nats) -> None:
+    client = await limited_tenant(fair, max_running=1)
+    workflow = await client.create("waits")
+    first, second = await execute(client, workflow), await execute(client, workflow)
+    status, run, _ = await client("GET", f"/runs/{first}")
+    assert (status, run["status"], run["waiting"]["reason"]) == (200, "queued", "capacity")
+    assert when(run["waiting"]["since"]) == when(run["created_at"])  # when it was queued
+
+    async def reason(run_id: str) -> str | None:
+        status, run, _ = await client("GET", f"/runs/{run_id}")
+        assert status == 200, run
+        return None if run["waiting"] is None else str(run["waiting"]["reason"])
+
+    async with intake(nc, fair.own, client.tenant.id, max_ack_pending=1) as sub:
+        await taken(sub, 1)  # an executor holds the first run: the tenant's max_running
+        await until(lambda: _is(reason(second), "tenant_max_running"), timeout=5)
+        # An executor took the second run, which waits for a slot of its concurrency key.
+        since = datetime.now(UTC) - timedelta(seconds=3)
+        waiting = RunWaiting(**of(client, workflow, second), reason="concurrency_key", since=since)
+        await append(nc, fair.own, waiting)
+        status, run, _ = await client("GET", f"/runs/{second}")
+        assert (status, run["status"]) == (200, "queued")
+        assert run["waiting"]["reason"] == "concurrency_key"
+        assert when(run["waiting"]["since"]) == since
+        await append(nc, fair.own, RunStarted(**of(client, workflow, first), executor="double"))
+        status, run, _ = await client("GET", f"/runs/{first}")
+        assert (status, run["status"], run["waiting"]) == (200, "running", None)
+        await until(lambda: _projected(client, first), timeout=5)  # the registry has it so
+        status, run, _ = await client("GET", f"/runs/{first}")
+        assert (status, run["status"], run["waiting"]) == (200, "running", None)
+    status, page, _ = await client("GET", "/runs")
+    assert status == 200
+    assert {item["id"]: item["waiting"] for item in page["items"]} == {
+        first: None,
+        second: None,  # the history says nothing of waits: GET /runs/{id} reads them live
+    }
+
+
+async def test_a_queued_runs_stream_says_why_it_waits_until_its_next_event(
+    fair: Fair, nc: Nats
+) -> None:
+    client = await limited_tenant(fair, max_running=1)
+    workflow = await client.create("streams")
+    run_id = await execute(client, workflow)
+    url = fair.http.url(f"{client.prefix}/runs/{run_id}/events")
+    session = fair.own.http.session
+    async with (
+        sse(session, url, client.tenant.admin_key, computed=True) as stream,
+        intake(nc, fair.own, client.tenant.id, max_ack_pending=1) as sub,
+    ):
+        queued, said = await stream.events(2, timeout=5)
+        assert queued.kind == "run.queued" and queued.id > 0
+        assert (said.kind, said.id, said.data["reason"]) == ("run.waiting", 0, "capacity")
+        assert when(said.data["since"]) == when(queued.data["at"])
+        assert said.data["run_id"] == run_id and said.data["kind"] == "run.waiting"
+        (held,) = await taken(sub, 1)  # the tenant holds its one run (this one's request)
+        (again,) = await stream.events(1, timeout=5)
+        assert (again.kind, again.id, again.data["reason"]) == (
+            "run.waiting",
+            0,
+            "tenant_max_running",
+        )
+        seq = await append(nc, fair.own, RunStarted(**of(client, workflow, run_id)))
+        (moved,) = await stream.events(1, timeout=5)
+        assert (moved.kind, moved.id) == ("run.started", seq)
+        await held.ack()  # the reason would change now, but the run has moved on
+        rest = asyncio.create_task(stream.rest(timeout=10))
+        heard = stream.comments
+        await until(lambda: stream.comments >= heard + 2, timeout=5)  # quiet for 2 heartbeats
+        await append(nc, fair.own, RunSucceeded(**of(client, workflow, run_id)))
+        assert [event.kind for event in await rest] == ["run.succeeded"]
+
+
+async def _is(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def _projected(client: Client, run_id: str) -> bool:
+    status, page, _ = await client("GET", "/runs")
+    assert status == 200, page
+    return any(item["id"] == run_id and item["status"] == "running" for item in page["items"])

@@ -21,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 
 import msgspec
 import nats.errors
@@ -31,6 +32,7 @@ from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
 from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_gateway.waiting import waiting_reason
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.http import TenantRuns
 from flowmesh_proto.msgids import idempotency_key, wake_msg_id
@@ -40,6 +42,7 @@ from flowmesh_proto.runs import (
     RunQueued,
     RunRequest,
     RunScheduled,
+    Waiting,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects, run_request_consumer, stream_names
 from flowmesh_shared.errors import FlowmeshError, Unavailable
@@ -66,9 +69,6 @@ __all__ = ["Claim", "LastEvent", "Runs"]
 QUEUED_FRESH = 0.1
 #: Tenants whose counts are kept at once (all are forgotten past it).
 QUEUED_TENANTS = 10_000
-#: Seconds a tenant's intake (see ``Runs.tenant_runs``) is used again when a queued run says
-#: why it waits: a burst of reads of a tenant's runs asks JetStream once.
-INTAKE_FRESH = 1.0
 
 log = structlog.get_logger("flowmesh.gateway.runs")
 
@@ -101,6 +101,7 @@ class Runs:
         max_message_bytes: int,
         direct: bool = True,
         life: RunLifecycle | None = None,
+        intake_cache: float = 1.0,
     ) -> None:
         self._js = js
         self._subjects, self._streams = subjects, streams
@@ -117,6 +118,8 @@ class Runs:
             direct=direct,
         )
         self._queued: dict[str, tuple[float, int]] = {}  # tenant: (when counted, count)
+        #: Seconds a tenant's intake is used again when a queued run says why it waits.
+        self._intake_cache = intake_cache
         #: tenant: (when asked, the answer, or the question under way)
         self._intake: dict[str, tuple[float, asyncio.Future[TenantRuns]]] = {}
 
@@ -137,6 +140,7 @@ class Runs:
             read_timeout=settings.rpc_timeout,
             max_message_bytes=message_limit(nc, settings.streams),
             direct=reads_direct(settings.streams),
+            intake_cache=settings.intake_cache_seconds,
         )
 
     # --- starting ---
@@ -242,6 +246,13 @@ class Runs:
             self._intake.clear()
         self._intake[tenant] = (now, answer)
         return await asyncio.shield(answer)
+
+    async def waiting(self, tenant: str, since: datetime, max_running: int | None) -> Waiting:
+        """Why a queued run of ``tenant`` that no executor has taken waits (queued at
+        ``since``; the tenant may hold ``max_running`` runs), from its intake as read at
+        most ``intake_cache_seconds`` ago."""
+        intake = await self.tenant_runs(tenant, fresh=self._intake_cache)
+        return waiting_reason(intake.running, max_running, since)
 
     async def _read_intake(self, tenant: str) -> TenantRuns:
         with _unavailable("the tenant's queued and running runs"):
