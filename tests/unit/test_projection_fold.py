@@ -17,6 +17,7 @@ from flowmesh_proto.runs import (
     RunQueued,
     RunStarted,
     RunSucceeded,
+    RunWaiting,
     StepBatch,
     StepFailed,
     StepRetrying,
@@ -207,6 +208,23 @@ def test_rows_read_back_as_the_view_written() -> None:
     run, steps = rows_of(upsert_arguments([projected]))
     assert run["last_seq"] == projected.last_seq
     assert run_of(run, sorted(steps, key=lambda s: s["position"])) == projected.view
+
+
+def test_a_waiting_run_is_stored_queued_without_its_wait() -> None:
+    """The projection accepts ``run.waiting`` and keeps the run queued; why it waits is
+    the gateway's to read live (the stored view, and its rows, have no ``waiting``)."""
+    queued = a_run()[0]
+    wait = RunWaiting(**base(1), reason="concurrency_key", since=at(1))
+    projected = fold_run(None, delivered([queued, wait]), keep_after=LONG_AGO)
+    assert projected is not None and projected.last_seq == 4
+    assert projected.view.status == "queued" and projected.view.waiting is None
+    assert run_view([queued, wait]).waiting is not None  # the fold itself says it
+    run, steps = rows_of(upsert_arguments([projected]))
+    assert run_of(run, steps) == projected.view
+    stored = Stored(view=projected.view, last_seq=4)
+    started = Delivery(seq=5, previous=4, event=a_run()[1])
+    later = fold_run(stored, [started], keep_after=LONG_AGO)
+    assert later is not None and later.view.status == "running"
 
 
 # --- decoding --------------------------------------------------------------------------

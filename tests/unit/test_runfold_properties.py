@@ -6,6 +6,8 @@ resource (``run_view``, and a ``RunFold`` resumed from a prefix's view) and ``fl
 watch``'s table (``Progress``, fed one event at a time) say what the engine's state says, and
 what the engine decided shows: a started attempt is running, a finished run has the status
 it was finished with, and no step of a run that is over is still running or pending.
+Some runs wait for a concurrency slot first (``run.waiting`` before the engine's first
+decision): the run resource says so while it is queued, and not once it has started.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from flowmesh_cli.progress import Progress
 from flowmesh_executor.actions import FinishRun, StartStep
 from flowmesh_executor.state import RunState
 from flowmesh_proto.runs import Run as RunResource
-from flowmesh_proto.runs import RunEvent, StepBatch, StepRetrying
+from flowmesh_proto.runs import RunEvent, RunWaiting, StepBatch, StepRetrying, Waiting
 from flowmesh_proto.workflow import Definition
 from flowmesh_shared.runview import RunFold, run_view
-from tests.unit.engine_shell import Run
+from tests.unit.engine_shell import T0, Run
 from tests.unit.test_engine_properties import MAX_DECISIONS, _shell_moves, workflows
 
 
@@ -33,6 +35,13 @@ def test_the_run_resource_and_watch_agree_with_the_engine(
 ) -> None:
     run = Run(defn, data={"flag": data.draw(st.booleans())})
     progress = Progress(run.state.ref.run_id if run.state.ref else "")
+    waited = data.draw(st.integers(0, 2))  # run.waiting events before it starts
+    for _ in range(waited):
+        first = run.events[0]
+        run.publish([RunWaiting(**_ref(first), at=run.now, reason="concurrency_key", since=T0)])
+    if waited:
+        _agree(run.state, run.events, progress)
+        assert run_view(run.events).waiting == Waiting(reason="concurrency_key", since=T0)
     for _ in range(MAX_DECISIONS):
         actions = run.decide()
         _agree(run.state, run.events, progress)
@@ -51,9 +60,20 @@ def test_the_run_resource_and_watch_agree_with_the_engine(
     assert resumed.view() == view
 
 
+def _ref(event: RunEvent) -> dict[str, Any]:
+    return {
+        "tenant": event.tenant,
+        "run_id": event.run_id,
+        "workflow_id": event.workflow_id,
+        "version": event.version,
+    }
+
+
 def _agree(state: RunState, events: list[RunEvent], progress: Progress) -> None:
     view = run_view(events)
     assert view.status == state.status
+    assert view.waiting == state.waiting
+    assert view.waiting is None or view.status == "queued"
     assert (view.started_at, view.finished_at) == (state.started_at, state.finished_at)
     assert view.metrics.retries == sum(1 for e in _flat(events) if isinstance(e, StepRetrying))
     steps = {step.node_id: step for step in view.steps}

@@ -23,6 +23,7 @@ from flowmesh_proto.runs import (
     RunStarted,
     RunSucceeded,
     RunTimedOut,
+    RunWaiting,
     StepBatch,
     StepFailed,
     StepLog,
@@ -31,6 +32,7 @@ from flowmesh_proto.runs import (
     StepStarted,
     StepSucceeded,
     TriggerInfo,
+    Waiting,
     run_event_decoder,
 )
 from flowmesh_shared.runview import RunFold, run_view
@@ -109,6 +111,37 @@ def test_a_scheduled_run_then_queued() -> None:
     assert run_view([scheduled]).status == "scheduled"
     assert run_view([scheduled, queued(60_000)]).status == "queued"
     assert run_view([scheduled, queued(60_000)]).created_at == T0
+
+
+def waiting(ms: float, since: float = 0) -> RunWaiting:
+    return RunWaiting(**base(ms), reason="concurrency_key", since=at(since))
+
+
+def test_a_run_waiting_for_a_concurrency_slot_stays_queued_until_it_starts() -> None:
+    run = run_view([queued(), waiting(3, since=2)])
+    assert run.status == "queued" and run.started_at is None
+    assert run.waiting == Waiting(reason="concurrency_key", since=at(2))
+    again = run_view([queued(), waiting(3, since=2), waiting(9, since=8)])
+    assert again.waiting == Waiting(reason="concurrency_key", since=at(8))  # the latest says
+    for moved_on in (RunStarted(**base(10)), started("a", 10), RunCancelled(**base(10))):
+        run = run_view([queued(), waiting(3), moved_on])
+        assert run.waiting is None and run.status != "queued", moved_on
+    late = run_view([queued(), RunStarted(**base(1)), waiting(3)])  # a run that has started
+    assert late.status == "running" and late.waiting is None
+    scheduled = RunScheduled(**base(0), trigger=TriggerInfo(kind="api"), run_at=at(5))
+    run = run_view([scheduled, waiting(6, since=6)])
+    assert run.status == "scheduled" and run.waiting == Waiting(
+        reason="concurrency_key", since=at(6)
+    )
+
+
+def test_a_waiting_event_reads_back_from_json() -> None:
+    wire = msgspec.json.encode(waiting(3, since=2))
+    assert msgspec.json.decode(wire)["kind"] == "run.waiting"
+    assert run_event_decoder.decode(wire) == waiting(3, since=2)
+    document = msgspec.json.decode(msgspec.json.encode(run_view([queued(), waiting(3, 2)])))
+    since = "2026-01-02T03:04:05.002000Z"
+    assert document["waiting"] == {"reason": "concurrency_key", "since": since}
 
 
 def test_a_succeeded_run_with_instant_and_timed_steps() -> None:
@@ -290,7 +323,9 @@ def test_the_view_is_json_with_every_field() -> None:
         "duration_ms",
         "metrics",
         "steps",
+        "waiting",
     }
+    assert document["waiting"] is None
     assert document["error"] == {
         "code": "STEP_FAILED",
         "message": "fetch failed",
@@ -313,6 +348,7 @@ def test_the_view_is_json_with_every_field() -> None:
 
 SCRIPTS = [
     a_failed_run_with_a_retry(),
+    [queued(), waiting(1), waiting(2, 1), RunStarted(**base(3)), RunSucceeded(**base(4))],
     [
         queued(),
         RunStarted(**base(1)),

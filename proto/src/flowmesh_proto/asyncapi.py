@@ -45,6 +45,8 @@ RUN_EVENTS: dict[str, str] = {
     "run.claimed": "An executor took over a run already started (a lapsed lease, a parked run "
     "woken), before any other work; changes "
     "nothing in the run's state.",
+    "run.waiting": "An executor took a queued run that must wait before it starts "
+    "(`reason`: `concurrency_key`), since `since`; the run stays queued.",
     "step.started": "An attempt of a step began; `deadline` is when it times out.",
     "step.succeeded": "A step succeeded with `output` (`reused`: taken from the parent run).",
     "step.failed": "An attempt failed; `final: false` when a `step.retrying` follows.",

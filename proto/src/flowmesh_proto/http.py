@@ -16,8 +16,11 @@ from flowmesh_proto.registry import (
     MAX_RUN_RETENTION_DAYS,
     MAX_TENANT_HOLDS,
     MAX_TENANT_QUEUED_RUNS,
+    MAX_TENANT_RUNNING,
+    MAX_TENANT_WEIGHT,
     RateLimit,
     Role,
+    Tenant,
 )
 
 
@@ -55,7 +58,9 @@ class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
     ``run_retention_days`` (1..3650): how long run history is kept (``null``: the default);
     ``max_holds``: concurrent SSE streams and ``?wait`` executes of the tenant, across
     gateways; ``max_queued_runs``: runs queued before ``execute`` answers 429 (each
-    ``null``: the gateway's default)."""
+    ``null``: the gateway's default); ``weight`` (1..1000): the tenant's share of the
+    executors when all are busy (``null``: 1); ``max_running`` (1..1000000): the runs it
+    holds at once across executors (``null``: as many as the executors have room for)."""
 
     name: str | None = None
     rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
@@ -68,6 +73,48 @@ class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
     max_queued_runs: (
         Annotated[int, msgspec.Meta(ge=0, le=MAX_TENANT_QUEUED_RUNS)] | msgspec.UnsetType | None
     ) = msgspec.UNSET
+    weight: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=MAX_TENANT_WEIGHT,
+                description="The tenant's share of the executors when all are busy "
+                "(a tenant of weight 2 gets twice the turns of one of weight 1); null: 1.",
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+    max_running: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=MAX_TENANT_RUNNING,
+                description="The runs the tenant holds at once, across executors; past it "
+                "its runs stay queued (waiting: tenant_max_running). null: as many as the "
+                "executors have room for.",
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+
+
+class TenantRuns(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's runs in the executors' intake (DESIGN section 13), from its run-request
+    consumer: ``queued``, requested and taken by no executor yet; ``running``, held by
+    executors now (a parked run is held by none)."""
+
+    queued: int
+    running: int
+
+
+class TenantView(Tenant, frozen=True, kw_only=True):
+    """``GET /api/v1/admin/tenants/{id}``: the tenant, its settings, and its runs now."""
+
+    runs: TenantRuns
 
 
 class ValidationAnswer(msgspec.Struct, frozen=True, kw_only=True):

@@ -73,7 +73,10 @@ class TenantUpdate(Request["Tenant"], frozen=True, omit_defaults=True):
     ``run_retention_days`` (1..3650) sets how long run history is kept, ``null`` returns
     to the registry's default; ``max_holds`` (0..100000, concurrent SSE streams and waits)
     and ``max_queued_runs`` (0..100000000) are the tenant's quotas, ``null`` the gateway's
-    defaults."""
+    defaults; ``weight`` (1..1000, its share of busy executors) and ``max_running``
+    (1..1000000, the runs it holds at once across executors) are how the executors take its
+    runs (DESIGN section 13), ``null`` the defaults (weight 1, as many runs as the
+    executors have room for)."""
 
     operation = "tenant_update"
 
@@ -89,7 +92,8 @@ class TenantUpdate(Request["Tenant"], frozen=True, omit_defaults=True):
 
 class Tenant(_Result, frozen=True):
     """``run_retention_days: null``: the registry's default applies; ``max_holds`` and
-    ``max_queued_runs`` ``null``: the gateway's defaults."""
+    ``max_queued_runs`` ``null``: the gateway's defaults; ``weight: null``: 1;
+    ``max_running: null``: no limit of the tenant's own (the executors' capacity)."""
 
     id: str
     name: str

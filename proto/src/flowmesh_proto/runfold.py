@@ -11,6 +11,8 @@ Rules, in event order:
 
 - the first event names the run (tenant, id, workflow, version) and its ``created_at``;
   ``run.queued``/``run.scheduled`` give trigger, input, attempt, parent run and ``run_at``;
+- a ``run.waiting`` of a run that has not started says why it waits (``waiting``); its
+  status stays as it was (``queued``); the event that starts or ends the run clears it;
 - ``run.started`` (or, failing that, the first step event) starts it; ``started_at`` is the
   first start;
 - a step's ``started_at`` is its first attempt's start (``attempt_started_at`` the latest
@@ -45,6 +47,7 @@ from flowmesh_proto.runs import (
     RunStatus,
     RunSucceeded,
     RunTimedOut,
+    RunWaiting,
     StepBatch,
     StepEvent,
     StepFailed,
@@ -56,6 +59,7 @@ from flowmesh_proto.runs import (
     StepSucceeded,
     TerminalRunStatus,
     TriggerInfo,
+    Waiting,
 )
 
 __all__ = ["CANCELLED", "TIMED_OUT", "NodeState", "RunRef", "RunState", "apply", "fold"]
@@ -108,6 +112,7 @@ class RunState(msgspec.Struct, kw_only=True):
     output: Any = None
     error: RunError | None = None  # why a run that did not succeed ended
     retries: int = 0  # attempts scheduled again after a failure
+    waiting: Waiting | None = None  # why a run that has not started waits (run.waiting)
 
     @property
     def finished(self) -> bool:
@@ -165,6 +170,9 @@ def _apply_run(state: RunState, event: RunEvent) -> None:
                 state.attempt, state.parent_run_id = event.attempt, event.parent_run_id
             else:
                 state.run_at = event.run_at
+        case RunWaiting(reason=reason, since=since):
+            if state.status in ("queued", "scheduled"):
+                state.waiting = Waiting(reason=reason, since=since)
         case RunStarted(at=at):
             _start(state, at)
         case RunSucceeded(at=at, output=output):
@@ -184,6 +192,7 @@ def _apply_run(state: RunState, event: RunEvent) -> None:
 
 
 def _start(state: RunState, at: datetime) -> None:
+    state.waiting = None
     if state.status in ("queued", "scheduled"):
         state.status = "running"
     if state.started_at is None:
@@ -191,7 +200,7 @@ def _start(state: RunState, at: datetime) -> None:
 
 
 def _finish(state: RunState, status: TerminalRunStatus, at: datetime) -> None:
-    state.status, state.finished_at = status, at
+    state.status, state.finished_at, state.waiting = status, at, None
     for node in state.nodes.values():
         if node.status in ("running", "pending"):
             node.status, node.finished_at = "cancelled", at

@@ -88,6 +88,31 @@ class RunClaimed(_RunEvent, frozen=True, kw_only=True, tag="run.claimed"):
     delivery: int = 1
 
 
+WaitingReason = Literal["tenant_max_running", "concurrency_key", "capacity"]
+
+
+class Waiting(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a queued run has not started (DESIGN section 13), and since when:
+
+    - ``tenant_max_running``: the tenant holds as many runs as its ``max_running``;
+    - ``concurrency_key``: an executor took the run, and its workflow's concurrency limit
+      for the run's key is reached (the run waits for a slot);
+    - ``capacity``: the executors are busy with other runs (or about to take this one).
+    """
+
+    reason: WaitingReason
+    since: datetime
+
+
+class RunWaiting(_RunEvent, frozen=True, kw_only=True, tag="run.waiting"):
+    """An executor took a queued run that must wait before it starts (``concurrency_key``:
+    for a slot of its workflow's concurrency key), since ``since``. The run stays queued;
+    the event that starts or ends it ends the wait."""
+
+    reason: WaitingReason
+    since: datetime
+
+
 class StepStarted(_RunEvent, frozen=True, kw_only=True, tag="step.started"):
     node_id: str
     attempt: int = 1
@@ -159,6 +184,7 @@ RunEvent = (
     | RunScheduled
     | RunStarted
     | RunClaimed
+    | RunWaiting
     | StepStarted
     | StepSucceeded
     | StepFailed
@@ -319,7 +345,9 @@ class RunMetrics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Run(msgspec.Struct, frozen=True, kw_only=True):
-    """The run resource: what a run's events say so far (``steps`` in first-seen order)."""
+    """The run resource: what a run's events say so far (``steps`` in first-seen order).
+    ``waiting``: why a queued run has not started yet (null once it has, and for a run
+    that is not queued)."""
 
     id: str
     tenant_id: str
@@ -338,3 +366,4 @@ class Run(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: float | None
     metrics: RunMetrics
     steps: list[RunStep]
+    waiting: Waiting | None = None

@@ -40,6 +40,8 @@ STREAM_EXISTS = 10058  # "stream name already in use with a different configurat
 #: JetStream's error code for a publish whose ``Nats-Expected-Last-Subject-Sequence`` is not
 #: the subject's last sequence (a fenced publish refused).
 WRONG_LAST_SEQUENCE = 10071
+#: JetStream's error code for a consumer that does not exist (its stream does).
+CONSUMER_NOT_FOUND = 10014
 _DAY = timedelta(days=1)
 
 #: How long a key of the idempotency bucket lives: a client's idempotency key, an event

@@ -62,6 +62,7 @@ class RunFold:
                     code=run.error.code, message=run.error.message, node_id=run.error.node_id
                 ),
                 retries=run.metrics.retries,
+                waiting=run.waiting,
             )
         )
 
@@ -95,6 +96,7 @@ class RunFold:
             duration_ms=_duration_ms(state.started_at, state.finished_at),
             metrics=_metrics(state),
             steps=[_step_view(node_id, node) for node_id, node in state.nodes.items()],
+            waiting=state.waiting,
         )
 
 

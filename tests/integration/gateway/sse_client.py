@@ -32,7 +32,9 @@ from flowmesh_proto.subjects import StreamNames, Subjects
 
 
 class Event(msgspec.Struct, frozen=True):
-    """One SSE event as a client sees it; ``at`` is when it was read (monotonic)."""
+    """One SSE event as a client sees it; ``at`` is when it was read (monotonic). ``id`` is
+    0 for an event sent with no ``id:`` (computed, not stored: a queued run's
+    ``run.waiting``)."""
 
     id: int
     kind: str
@@ -41,12 +43,16 @@ class Event(msgspec.Struct, frozen=True):
 
 
 class SseReader:
-    """Reads an open ``text/event-stream`` response: events, and counts comments."""
+    """Reads an open ``text/event-stream`` response: events, and counts comments. Events
+    with no ``id:`` are returned only when ``computed``; else they are kept aside in
+    :attr:`computed_events` (the stored events are what most tests look at)."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, *, computed: bool = False) -> None:
         self.response = response
         self.comments = 0
         self.ended = False
+        self.computed = computed
+        self.computed_events: list[Event] = []
 
     async def next(self) -> Event | None:
         """The next event; None once the server has ended the stream."""
@@ -60,12 +66,16 @@ class SseReader:
             line = raw.decode().rstrip("\n").rstrip("\r")
             if line == "":
                 if data:
-                    return Event(
-                        int(fields["id"]),
+                    event = Event(
+                        int(fields.get("id", "0")),
                         fields["event"],
                         msgspec.json.decode("\n".join(data)),
                         time.monotonic(),
                     )
+                    if "id" in fields or self.computed:
+                        return event
+                    self.computed_events.append(event)
+                    fields, data = {}, []
                 continue
             if line.startswith(":"):
                 self.comments += 1
@@ -102,12 +112,14 @@ async def sse(
     url: str,
     token: str | None,
     headers: dict[str, str] | None = None,
+    *,
+    computed: bool = False,
 ) -> AsyncIterator[SseReader]:
     sent = {"Accept": "text/event-stream", **(headers or {})}
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
     async with session.get(url, headers=sent, timeout=aiohttp.ClientTimeout(total=None)) as resp:
-        yield SseReader(resp)
+        yield SseReader(resp, computed=computed)
 
 
 def run_base(tenant: str, workflow_id: str, run_id: str | None = None) -> dict[str, Any]:

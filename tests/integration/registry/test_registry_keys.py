@@ -147,3 +147,56 @@ async def test_tenant_update_rate_limit(registry: Registry, tenant: TenantHandle
             "tenant_update", r.TenantUpdate(id=tenant.id, name="x"), principal=tenant.principal
         )
     assert caught.value.problem.code == "FORBIDDEN"
+
+
+async def test_tenant_weight_and_max_running(registry: Registry, tenant: TenantHandle) -> None:
+    updated = await registry.call(
+        "tenant_update", r.TenantUpdate(id=tenant.id, weight=3, max_running=7), principal=PLATFORM
+    )
+    assert (updated.weight, updated.max_running) == (3, 7)
+    got = await registry.call("tenant_get", r.TenantGet(id=tenant.id), principal=GATEWAY)
+    assert (got.weight, got.max_running) == (3, 7)
+    kept = await registry.call(
+        "tenant_update", r.TenantUpdate(id=tenant.id, max_queued_runs=9), principal=PLATFORM
+    )
+    assert (kept.weight, kept.max_running, kept.max_queued_runs) == (3, 7, 9)
+    reset = await registry.call(
+        "tenant_update", r.TenantUpdate(id=tenant.id, weight=None), principal=PLATFORM
+    )
+    assert (reset.weight, reset.max_running) == (None, 7)
+    audit = await registry.call(
+        "audit_list",
+        r.AuditList(action="tenant.update"),
+        tenant=tenant.id,
+        principal=tenant.principal,
+    )
+    details = [entry.detail for entry in reversed(audit.items)]
+    assert details[0]["weight"] == 3 and details[0]["max_running"] == 7
+    assert "weight" in details[-1] and details[-1]["weight"] is None
+    with pytest.raises(RemoteError) as caught:
+        await registry.call(
+            "tenant_update", r.TenantUpdate(id=tenant.id, weight=2), principal=tenant.principal
+        )
+    assert caught.value.problem.code == "FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("weight", 0),
+        ("weight", r.MAX_TENANT_WEIGHT + 1),
+        ("max_running", 0),
+        ("max_running", r.MAX_TENANT_RUNNING + 1),
+    ],
+)
+async def test_tenant_weight_and_max_running_out_of_range(
+    registry: Registry, tenant: TenantHandle, field: str, value: int
+) -> None:
+    with pytest.raises(RemoteError) as caught:
+        await registry.call(
+            "tenant_update", r.TenantUpdate(id=tenant.id, **{field: value}), principal=PLATFORM
+        )
+    assert caught.value.problem.status == 422
+    assert caught.value.problem.errors[0].path == field
+    kept = await registry.call("tenant_get", r.TenantGet(id=tenant.id), principal=PLATFORM)
+    assert getattr(kept, field) is None

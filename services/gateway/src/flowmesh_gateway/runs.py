@@ -11,7 +11,8 @@ what only the gateway does, and translates the lifecycle's errors (503, 413):
   same key never leaves a run id that does not run.
 - **Cancel** of a run that is only scheduled: ``run.cancelled`` is published fenced on its
   ``run.scheduled``, and when its timer fires the executor finds it finished.
-- **Counting** a tenant's queued runs (the queue quota).
+- **Counting** a tenant's queued runs (the queue quota), and reading its intake: the runs
+  its run-request consumer holds for the executors, queued and running (DESIGN section 13).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 
 import msgspec
 import nats.errors
@@ -30,7 +32,9 @@ from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
 from flowmesh_gateway.settings import GatewaySettings
+from flowmesh_gateway.waiting import waiting_reason
 from flowmesh_proto.errors import ErrorCode
+from flowmesh_proto.http import TenantRuns
 from flowmesh_proto.msgids import idempotency_key, wake_msg_id
 from flowmesh_proto.runs import (
     CancelRequest,
@@ -38,10 +42,12 @@ from flowmesh_proto.runs import (
     RunQueued,
     RunRequest,
     RunScheduled,
+    Waiting,
 )
-from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
+from flowmesh_proto.subjects import StreamNames, Subjects, run_request_consumer, stream_names
 from flowmesh_shared.errors import FlowmeshError, Unavailable
 from flowmesh_shared.jetstream import (
+    CONSUMER_NOT_FOUND,
     CONTROL_TTL,
     IDEMPOTENCY_TTL,
     ensure_bucket,
@@ -95,6 +101,7 @@ class Runs:
         max_message_bytes: int,
         direct: bool = True,
         life: RunLifecycle | None = None,
+        intake_cache: float = 1.0,
     ) -> None:
         self._js = js
         self._subjects, self._streams = subjects, streams
@@ -111,6 +118,10 @@ class Runs:
             direct=direct,
         )
         self._queued: dict[str, tuple[float, int]] = {}  # tenant: (when counted, count)
+        #: Seconds a tenant's intake is used again when a queued run says why it waits.
+        self._intake_cache = intake_cache
+        #: tenant: (when asked, the answer, or the question under way)
+        self._intake: dict[str, tuple[float, asyncio.Future[TenantRuns]]] = {}
 
     @classmethod
     async def open(cls, nc: Client, settings: GatewaySettings) -> Runs:
@@ -129,6 +140,7 @@ class Runs:
             read_timeout=settings.rpc_timeout,
             max_message_bytes=message_limit(nc, settings.streams),
             direct=reads_direct(settings.streams),
+            intake_cache=settings.intake_cache_seconds,
         )
 
     # --- starting ---
@@ -216,6 +228,44 @@ class Runs:
         if known is not None:
             self._queued[tenant] = (known[0], known[1] + 1)
 
+    async def tenant_runs(self, tenant: str, *, fresh: float = 0.0) -> TenantRuns:
+        """The tenant's runs in the executors' intake: its run-request consumer's
+        ``num_pending`` (queued) and ``num_ack_pending`` (running); zeros while it has no
+        consumer (no run yet, or none for a long time). An answer at most ``fresh`` seconds
+        old is used again, and callers that ask while JetStream is being asked share its
+        answer."""
+        now = time.monotonic()
+        known = self._intake.get(tenant)
+        if known is not None:
+            asked, answer = known
+            if not answer.done() or (now - asked < fresh and _answered(answer)):
+                return await asyncio.shield(answer)
+        answer = asyncio.ensure_future(self._read_intake(tenant))
+        answer.add_done_callback(_answered)
+        if len(self._intake) >= QUEUED_TENANTS:
+            self._intake.clear()
+        self._intake[tenant] = (now, answer)
+        return await asyncio.shield(answer)
+
+    async def waiting(self, tenant: str, since: datetime, max_running: int | None) -> Waiting:
+        """Why a queued run of ``tenant`` that no executor has taken waits (queued at
+        ``since``; the tenant may hold ``max_running`` runs), from its intake as read at
+        most ``intake_cache_seconds`` ago."""
+        intake = await self.tenant_runs(tenant, fresh=self._intake_cache)
+        return waiting_reason(intake.running, max_running, since)
+
+    async def _read_intake(self, tenant: str) -> TenantRuns:
+        with _unavailable("the tenant's queued and running runs"):
+            try:
+                info = await self._js.consumer_info(
+                    self._streams.run_requests, run_request_consumer(tenant)
+                )
+            except js_errors.NotFoundError as exc:
+                if exc.err_code != CONSUMER_NOT_FOUND:
+                    raise
+                return TenantRuns(queued=0, running=0)
+        return TenantRuns(queued=info.num_pending or 0, running=info.num_ack_pending or 0)
+
     # --- reading ---
 
     async def last(self, tenant: str, run_id: str) -> LastEvent | None:
@@ -262,6 +312,11 @@ class Runs:
         event = last.event
         with _unavailable("the run request"):
             await self._life.wake(event.tenant, event.run_id, wake_msg_id(event.run_id, last.seq))
+
+
+def _answered(answer: asyncio.Future[TenantRuns]) -> bool:
+    """Whether ``answer`` holds a count (not a failure, which is retrieved so)."""
+    return not answer.cancelled() and answer.exception() is None
 
 
 def _log_opening(opening: Opening, request: RunRequest, what: str) -> None:

@@ -98,6 +98,12 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     sse_buffer_bytes: int = 4 * 1024 * 1024
     #: How long the stream of a run that has no event yet waits for its first one.
     sse_wait_for_run_seconds: float = 60.0
+    #: The stream of a queued run says why it waits (an SSE ``run.waiting``) when it opens
+    #: and when the reason changes, looked at every this many seconds while it is queued.
+    sse_waiting_seconds: float = 2.0
+    #: How long a tenant's queued and running runs (its run-request consumer, read to say
+    #: why a queued run waits) are used again: a burst of reads asks JetStream once.
+    intake_cache_seconds: float = 1.0
     #: Webhooks: a ``Flowmesh-Timestamp`` further than this from now (either side) is
     #: refused. Accepted requests are remembered for twice this plus a minute (replays).
     webhook_tolerance: timedelta = timedelta(minutes=5)

@@ -10,6 +10,8 @@ One stream sequence is one SSE event: a ``steps`` batch (several step events pub
 one message, DESIGN section 5) is one SSE event of kind ``steps`` whose data is the batch,
 its ``events`` in order. Resuming after a batch's id resumes after the whole batch; a batch
 is never split. A comment (``: keep-alive``) keeps proxies from closing a quiet stream.
+An event the gateway computes rather than reads from the stream (a queued run's
+``run.waiting``) has no ``id:`` (:func:`notice`): there is nothing to resume after.
 """
 
 from __future__ import annotations
@@ -79,9 +81,18 @@ def envelope(data: bytes) -> Envelope | None:
 def frame(seq: int, kind: str, data: bytes) -> bytes:
     """One SSE event. JSON with line breaks (a pretty-printed message) is sent as several
     ``data:`` lines, which the client joins with ``\\n``: the same JSON value."""
+    return b"id: %d\nevent: %s\n%s\n" % (seq, kind.encode(), _data(data))
+
+
+def notice(kind: str, data: bytes) -> bytes:
+    """An SSE event with no ``id:``: computed when it is sent, not stored, so nothing to
+    resume after (a client's ``Last-Event-ID`` stays its last stored event's)."""
+    return b"event: %s\n%s\n" % (kind.encode(), _data(data))
+
+
+def _data(data: bytes) -> bytes:
     lines = _LINE_BREAK.split(data) if b"\n" in data or b"\r" in data else (data,)
-    body = b"".join(b"data: " + line + b"\n" for line in lines)
-    return b"id: %d\nevent: %s\n%s\n" % (seq, kind.encode(), body)
+    return b"".join(b"data: " + line + b"\n" for line in lines)
 
 
 def render(

@@ -12,6 +12,8 @@ client, a bounded buffer, heartbeats, and a writer that drops a client that cann
   aborted, ``flowmesh_sse_dropped_clients_total{reason}`` counts it, and its consumer is
   unsubscribed. It may reconnect with ``Last-Event-ID`` and lose nothing. Every client has
   its own consumer and writer, so one that stalls delays no other.
+- **Computed events between them**: a queued run's stream also says why the run waits
+  (:class:`flowmesh_gateway.waiting.WaitingNotices`), in order after its ``run.queued``.
 - **Cleaned up always**: whatever ends a stream (the run's end, the client leaving, a drop,
   shutdown, an error), its subscription is unsubscribed, and the server removes the
   ephemeral consumer :data:`CONSUMER_INACTIVE` seconds later. On shutdown every stream ends
@@ -38,6 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_gateway.sse import HEARTBEAT, render
+from flowmesh_gateway.waiting import WaitingNotices
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_shared.errors import Unavailable
 
@@ -157,9 +160,11 @@ class LiveStreams:
         if self._feeds:
             log.info("sse.closing", streams=len(self._feeds))
 
-    async def serve(self, request: web.Request, plan: Plan) -> web.StreamResponse:
-        """Send ``plan``'s events to the client until the stream ends; 503 before the first
-        byte if JetStream cannot serve them."""
+    async def serve(
+        self, request: web.Request, plan: Plan, notices: WaitingNotices | None = None
+    ) -> web.StreamResponse:
+        """Send ``plan``'s events (and ``notices`` among them) to the client until the
+        stream ends; 503 before the first byte if JetStream cannot serve them."""
         if self._closing:
             raise Unavailable("the gateway is shutting down: connect again")
         feed = Feed(self.pacing.buffer_bytes)
@@ -171,7 +176,7 @@ class LiveStreams:
         try:
             await response.prepare(request)
             await self._write(response, HEARTBEAT)  # the headers go out now
-            reason = await self._pump(response, feed, plan)
+            reason = await self._pump(response, feed, plan, notices)
         except SlowClient as exc:
             reason = exc.reason
             self.metrics.dropped.labels(exc.reason).inc()
@@ -220,13 +225,22 @@ class LiveStreams:
             log.warning("nats.unavailable", what="sse", error=repr(exc))
             raise Unavailable("NATS JetStream did not answer in time (run events)") from exc
 
-    async def _pump(self, response: web.StreamResponse, feed: Feed, plan: Plan) -> str:
-        """Write the feed's events as they come, a heartbeat after each quiet spell; the
-        reason the stream ended."""
+    async def _pump(
+        self,
+        response: web.StreamResponse,
+        feed: Feed,
+        plan: Plan,
+        notices: WaitingNotices | None,
+    ) -> str:
+        """Write the feed's events as they come (and ``notices`` when they have something
+        to say), a heartbeat after each quiet spell; the reason the stream ended."""
         heartbeat = self.pacing.heartbeat
+        seen = plan.after or 0  # the stream sequence of the last stored event taken
+        wrote = time.monotonic()
         while True:
+            wake = wrote + heartbeat if notices is None else min(wrote + heartbeat, notices.due)
             with suppress(TimeoutError):
-                async with asyncio.timeout(heartbeat):
+                async with asyncio.timeout(max(0.0, wake - time.monotonic())):
                     await feed.wake.wait()
             feed.wake.clear()
             if feed.stopped:
@@ -234,13 +248,18 @@ class LiveStreams:
             if feed.overflowed:
                 raise SlowClient("lagging")
             waiting = feed.take()
-            if not waiting:
-                await self._write(response, HEARTBEAT)
-                continue
             rendered = render(waiting, workflow_id=plan.workflow_id, end_at_terminal=plan.ends)
-            if rendered.events:
-                await self._write(response, rendered.chunk)
-                self.metrics.events.labels(plan.scope).inc(rendered.events)
+            seen = waiting[-1][0] if waiting else seen
+            chunk = rendered.chunk
+            if notices is not None and not rendered.ended:
+                chunk += await notices.next(seen, time.monotonic())
+            if chunk:
+                await self._write(response, chunk)
+                wrote = time.monotonic()
+            elif time.monotonic() - wrote >= heartbeat:
+                await self._write(response, HEARTBEAT)
+                wrote = time.monotonic()
+            self.metrics.events.labels(plan.scope).inc(rendered.events)
             if rendered.skipped and plan.workflow_id is None:
                 log.warning("sse.undecodable", subject=plan.subject, count=rendered.skipped)
             if rendered.ended:

@@ -10,7 +10,9 @@ run's events, each with its stream sequence and the sequence it was fenced on
   restarted while holding them, or another replica holds them): :func:`find_gap` says
   which sequences are missing, and the shell reads them from the stream first.
 - The view is :class:`flowmesh_shared.runview.RunFold`, resumed from the stored view: the
-  one fold of run events, shared with whoever else shows runs.
+  one fold of run events, shared with whoever else shows runs. It keeps no ``waiting``
+  (why a queued run waits, a ``run.waiting`` says so): that is a queued run's live state,
+  which the gateway reads from the run's events and the executors' intake when asked.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def fold_run(
     fold = RunFold.resume(stored.view) if stored is not None else RunFold()
     for delivery in fresh:
         fold.apply(delivery.event)
-    view = fold.view()
+    view = msgspec.structs.replace(fold.view(), waiting=None)
     if stored is None and view.created_at < keep_after:
         return None
     before = {step.node_id: step for step in stored.view.steps} if stored is not None else {}

@@ -22,6 +22,8 @@ from flowmesh_proto.registry import (
     MAX_RUN_RETENTION_DAYS,
     MAX_TENANT_HOLDS,
     MAX_TENANT_QUEUED_RUNS,
+    MAX_TENANT_RUNNING,
+    MAX_TENANT_WEIGHT,
     ApiKey,
     ApiKeyIdentity,
     ApiKeyPage,
@@ -127,7 +129,8 @@ class KeyOperations:
         return _tenant(row, tenant_id)
 
     async def update_tenant(self, caller: Caller, request: TenantUpdate) -> Tenant:
-        """Rename a tenant, set its rate limit or its run retention (``None``: the default)."""
+        """Rename a tenant, set its rate limit, run retention, quotas or share of the
+        executors (``None``: the default)."""
         limit = request.rate_limit
         retention = request.run_retention_days
         if isinstance(retention, int) and not 1 <= retention <= MAX_RUN_RETENTION_DAYS:
@@ -241,22 +244,31 @@ def _tenant(row: asyncpg.Record, tenant: str) -> Tenant:
         run_retention_days=settings.get("run_retention_days"),
         max_holds=settings.get("max_holds"),
         max_queued_runs=settings.get("max_queued_runs"),
+        weight=settings.get("weight"),
+        max_running=settings.get("max_running"),
     )
 
 
-#: A tenant's quotas (the gateway enforces them) and their largest values.
-_QUOTA_BOUNDS = {"max_holds": MAX_TENANT_HOLDS, "max_queued_runs": MAX_TENANT_QUEUED_RUNS}
+#: A tenant's limits and their bounds: its quotas (the gateway enforces them) and its share
+#: of the executors (``weight``, ``max_running``: the executors take its runs by them,
+#: DESIGN section 13).
+_LIMIT_BOUNDS = {
+    "max_holds": (0, MAX_TENANT_HOLDS),
+    "max_queued_runs": (0, MAX_TENANT_QUEUED_RUNS),
+    "weight": (1, MAX_TENANT_WEIGHT),
+    "max_running": (1, MAX_TENANT_RUNNING),
+}
 
 
 def _quota_changes(request: TenantUpdate) -> dict[str, int | None]:
-    """The quotas ``request`` sets (``None``: back to the gateway's default); 422 out of range."""
+    """The limits ``request`` sets (``None``: back to the default); 422 out of range."""
     changes: dict[str, int | None] = {}
-    for name, most in _QUOTA_BOUNDS.items():
+    for name, (least, most) in _LIMIT_BOUNDS.items():
         value = getattr(request, name)
         if isinstance(value, msgspec.UnsetType):
             continue
-        if value is not None and not 0 <= value <= most:
-            raise field_problem(name, f"{name} must be between 0 and {most}")
+        if value is not None and not least <= value <= most:
+            raise field_problem(name, f"{name} must be between {least} and {most}")
         changes[name] = value
     return changes
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
-from flowmesh_gateway.api import PLATFORM, Call, Route
+from flowmesh_gateway.api import PLATFORM, RUNS, Call, Route
 from flowmesh_gateway.bodies import json_body, json_response
 from flowmesh_proto import http as h
 from flowmesh_proto import registry as r
@@ -18,7 +19,8 @@ async def create_tenant(call: Call) -> web.Response:
 
 async def get_tenant(call: Call) -> web.Response:
     found = await call.registry(r.TenantGet(id=call.request.match_info["id"]))
-    return json_response(found)
+    runs = await call.request.app[RUNS].tenant_runs(found.id)
+    return json_response(h.TenantView(**msgspec.structs.asdict(found), runs=runs))
 
 
 async def patch_tenant(call: Call) -> web.Response:
@@ -30,6 +32,8 @@ async def patch_tenant(call: Call) -> web.Response:
         run_retention_days=body.run_retention_days,
         max_holds=body.max_holds,
         max_queued_runs=body.max_queued_runs,
+        weight=body.weight,
+        max_running=body.max_running,
     )
     return json_response(await call.registry(request))
 
@@ -52,16 +56,17 @@ ROUTES = [
         path="/api/v1/admin/tenants/{id}",
         handler=get_tenant,
         role=PLATFORM,
-        summary="A tenant and its rate limit",
+        summary="A tenant, its settings, and its runs now (queued, running)",
         operation_id="tenant_get",
-        response=r.Tenant,
+        response=h.TenantView,
     ),
     Route(
         method="PATCH",
         path="/api/v1/admin/tenants/{id}",
         handler=patch_tenant,
         role=PLATFORM,
-        summary="Rename a tenant, set its rate limit, run retention or quotas (null: the default)",
+        summary="Rename a tenant, set its rate limit, run retention, quotas, weight or max_running "
+        "(null: the default)",
         operation_id="tenant_update",
         body=h.TenantPatchBody,
         response=r.Tenant,

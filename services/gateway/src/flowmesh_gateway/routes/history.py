@@ -3,7 +3,11 @@
 The registry's projection trails the run-events stream by milliseconds (seconds after an
 outage). A run the registry does not know yet but the stream does is folded from its
 events here, so a run is readable at ``GET /runs/{id}`` as soon as its execute answered.
-The live view of a run is its SSE stream (``GET /runs/{run_id}/events``).
+A run the registry has as queued is read from the stream too: the projection keeps no
+``waiting``, and the run may have moved on. A queued run says why it waits: its events
+say so once an executor has taken it (``run.waiting``), else its tenant's intake does
+(:mod:`flowmesh_gateway.waiting`). The live view of a run is its SSE stream
+(``GET /runs/{run_id}/events``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from flowmesh_gateway.routes.runs import path_run_id
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import parse_uuid
-from flowmesh_proto.runs import Run, RunStatus, TriggerKind
+from flowmesh_proto.runs import Run, RunQueued, RunStatus, TriggerKind
 from flowmesh_shared.errors import FlowmeshError
 from flowmesh_shared.runview import run_view
 
@@ -76,17 +80,36 @@ async def list_runs(call: Call) -> web.Response:
 async def get_run(call: Call) -> web.Response:
     run_id = path_run_id(call)
     try:
-        run: Run = await call.registry(r.RunGet(id=run_id))
+        stored: Run = await call.registry(r.RunGet(id=run_id))
     except FlowmeshError as exc:
         if exc.code != ErrorCode.NOT_FOUND:
             raise
         # Not projected yet (or the projection is behind): the stream has the run's events.
-        runs = call.request.app[RUNS]
-        last = await runs.last(call.tenant, run_id)
-        if last is None:
+        found = await _streamed(call, run_id, None)
+        if found is None:
             raise
+        return json_response(found)
+    if stored.status != "queued":
+        return json_response(stored)
+    return json_response(await _streamed(call, run_id, stored) or stored)
+
+
+async def _streamed(call: Call, run_id: str, stored: Run | None) -> Run | None:
+    """The run as its events say now (None when it has none), with why it waits if it is
+    queued; the registry's ``stored`` view while nothing came after its ``run.queued``."""
+    runs = call.request.app[RUNS]
+    last = await runs.last(call.tenant, run_id)
+    if last is None:
+        return stored
+    queued = last.event if isinstance(last.event, RunQueued) else None
+    if stored is not None and queued is not None:
+        run = stored
+    else:
         run = run_view(await runs.replay(call.tenant, run_id, last.seq))
-    return json_response(run)
+    if run.status != "queued" or run.waiting is not None or queued is None:
+        return run
+    waiting = await runs.waiting(call.tenant, queued.at, call.quota.max_running)
+    return msgspec.structs.replace(run, waiting=waiting)
 
 
 async def workflow_stats(call: Call) -> web.Response:
@@ -121,7 +144,8 @@ ROUTES = [
         path=f"{BASE}/runs/{{run_id}}",
         handler=get_run,
         role="viewer",
-        summary="A run with its steps (status, attempts, durations, errors, outputs)",
+        summary="A run with its steps (status, attempts, durations, errors, outputs); a "
+        "queued run says why it waits (`waiting`)",
         operation_id="run_get",
         response=Run,
     ),

@@ -19,19 +19,25 @@ ends with the stream, however it ends.
 ``last_event_id`` query parameter (for a first connect, where a browser cannot set headers).
 Either must be a stream sequence (decimal, 0 to 2^63-1): anything else is a 422, never
 silently a replay from the start.
+
+The stream of a run that is queued (its ``run.queued`` its latest event) also says why
+it waits: a ``run.waiting`` event with no ``id:`` when it opens and whenever the reason
+changes, until the run's next event (:mod:`flowmesh_gateway.waiting`).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from flowmesh_gateway.api import EVENT_STREAM, RUNS, STREAMS, Call, Route
+from flowmesh_gateway.api import EVENT_STREAM, RUNS, SETTINGS, STREAMS, Call, Route
 from flowmesh_gateway.bodies import query_int, unprocessable
 from flowmesh_gateway.routes.runs import RUNS_PATH, path_run_id
 from flowmesh_gateway.runs import LastEvent
 from flowmesh_gateway.sse import MAX_EVENT_ID, parse_event_id
 from flowmesh_gateway.streams import Plan
+from flowmesh_gateway.waiting import WaitingNotices
 from flowmesh_proto.ids import parse_uuid
+from flowmesh_proto.runs import RunQueued, Waiting
 from flowmesh_shared.errors import NotFound
 
 LAST_EVENT_ID = "Last-Event-ID"
@@ -56,7 +62,8 @@ def _has_seen_the_end(last: LastEvent | None, after: int | None) -> bool:
 async def run_events(call: Call) -> web.StreamResponse:
     run_id = path_run_id(call)
     after = resume_after(call.request)
-    last = await call.request.app[RUNS].last(call.tenant, run_id)
+    runs = call.request.app[RUNS]
+    last = await runs.last(call.tenant, run_id)
     if last is None:
         raise NotFound(f"run {run_id} not found")
     if _has_seen_the_end(last, after):  # nothing will ever follow: EventSource stops on 204
@@ -69,8 +76,17 @@ async def run_events(call: Call) -> web.StreamResponse:
         after=after,
         ends=True,
     )
+    notices = None
+    if isinstance(last.event, RunQueued):  # queued, and no executor has said more yet
+        queued, tenant, max_running = last.event, call.tenant, call.quota.max_running
+
+        async def probe() -> Waiting:
+            return await runs.waiting(tenant, queued.at, max_running)
+
+        every = call.request.app[SETTINGS].sse_waiting_seconds
+        notices = WaitingNotices(queued, last.seq, probe, every=every)
     async with call.holding():
-        return await live.serve(call.request, plan)
+        return await live.serve(call.request, plan, notices)
 
 
 async def tenant_events(call: Call) -> web.StreamResponse:
