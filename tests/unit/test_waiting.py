@@ -122,16 +122,17 @@ def runs_over(js: Intake, intake_cache: float = 1.0) -> Runs:
     )
 
 
-def info(pending: int, ack_pending: int) -> Any:
-    return SimpleNamespace(num_pending=pending, num_ack_pending=ack_pending)
+def info(pending: int, ack_pending: int, limit: int = -1) -> Any:
+    config = SimpleNamespace(max_ack_pending=limit)
+    return SimpleNamespace(num_pending=pending, num_ack_pending=ack_pending, config=config)
 
 
 async def test_a_burst_of_questions_asks_jetstream_once() -> None:
-    js = Intake(info(5, 2), info(1, 3))
+    js = Intake(info(5, 2, limit=2), info(1, 3))
     runs = runs_over(js, intake_cache=60.0)
     answers = await asyncio.gather(*(runs.tenant_runs("acme", fresh=60.0) for _ in range(50)))
-    assert set(answers) == {TenantRuns(queued=5, running=2)} and js.calls == 1
-    waits = await asyncio.gather(*(runs.waiting("acme", T0, 2) for _ in range(20)))
+    assert set(answers) == {TenantRuns(queued=5, running=2, max_running=2)} and js.calls == 1
+    waits = await asyncio.gather(*(runs.waiting("acme", T0) for _ in range(20)))
     assert {w.reason for w in waits} == {"tenant_max_running"} and js.calls == 1
     assert await runs.tenant_runs("acme") == TenantRuns(queued=1, running=3)  # fresh: asks
     assert js.calls == 2

@@ -105,10 +105,13 @@ class TenantPatchBody(_Body, frozen=True, omit_defaults=True):
 class TenantRuns(msgspec.Struct, frozen=True, kw_only=True):
     """A tenant's runs in the executors' intake (DESIGN section 13), from its run-request
     consumer: ``queued``, requested and taken by no executor yet; ``running``, held by
-    executors now (a parked run is held by none)."""
+    executors now (a parked run is held by none); ``max_running``, the most the executors
+    let it hold now (its consumer's ``max_ack_pending``: the tenant's ``max_running``, or
+    the executors' default; ``null``: no limit but their room)."""
 
     queued: int
     running: int
+    max_running: int | None = None
 
 
 class TenantView(Tenant, frozen=True, kw_only=True):

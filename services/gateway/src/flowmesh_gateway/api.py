@@ -295,7 +295,6 @@ class Guard:
             burst=limit.burst if limit is not None else 0,
             max_holds=found.max_holds,
             max_queued_runs=found.max_queued_runs,
-            max_running=found.max_running,
         )
         self.limits.tenant_overrides.put(tenant, quota, now)
         return quota

@@ -86,8 +86,6 @@ class TenantQuota(msgspec.Struct, frozen=True, kw_only=True):
     burst: int = 0
     max_holds: int | None = None
     max_queued_runs: int | None = None
-    #: Runs the tenant may hold at once across executors (None: no limit of its own).
-    max_running: int | None = None
 
 
 DEFAULT_QUOTA = TenantQuota()

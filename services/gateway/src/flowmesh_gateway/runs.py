@@ -247,12 +247,13 @@ class Runs:
         self._intake[tenant] = (now, answer)
         return await asyncio.shield(answer)
 
-    async def waiting(self, tenant: str, since: datetime, max_running: int | None) -> Waiting:
+    async def waiting(self, tenant: str, since: datetime) -> Waiting:
         """Why a queued run of ``tenant`` that no executor has taken waits (queued at
-        ``since``; the tenant may hold ``max_running`` runs), from its intake as read at
-        most ``intake_cache_seconds`` ago."""
+        ``since``), from its intake as read at most ``intake_cache_seconds`` ago: the limit
+        is the one its consumer holds it to, whoever set it (the platform admin, or the
+        executors' default)."""
         intake = await self.tenant_runs(tenant, fresh=self._intake_cache)
-        return waiting_reason(intake.running, max_running, since)
+        return waiting_reason(intake.running, intake.max_running, since)
 
     async def _read_intake(self, tenant: str) -> TenantRuns:
         with _unavailable("the tenant's queued and running runs"):
@@ -264,7 +265,12 @@ class Runs:
                 if exc.err_code != CONSUMER_NOT_FOUND:
                     raise
                 return TenantRuns(queued=0, running=0)
-        return TenantRuns(queued=info.num_pending or 0, running=info.num_ack_pending or 0)
+        limit = info.config.max_ack_pending
+        return TenantRuns(
+            queued=info.num_pending or 0,
+            running=info.num_ack_pending or 0,
+            max_running=limit if limit is not None and limit > 0 else None,
+        )
 
     # --- reading ---
 

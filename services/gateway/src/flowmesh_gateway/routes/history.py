@@ -108,7 +108,7 @@ async def _streamed(call: Call, run_id: str, stored: Run | None) -> Run | None:
         run = run_view(await runs.replay(call.tenant, run_id, last.seq))
     if run.status != "queued" or run.waiting is not None or queued is None:
         return run
-    waiting = await runs.waiting(call.tenant, queued.at, call.quota.max_running)
+    waiting = await runs.waiting(call.tenant, queued.at)
     return msgspec.structs.replace(run, waiting=waiting)
 
 

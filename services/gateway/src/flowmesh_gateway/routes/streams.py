@@ -78,10 +78,10 @@ async def run_events(call: Call) -> web.StreamResponse:
     )
     notices = None
     if isinstance(last.event, RunQueued):  # queued, and no executor has said more yet
-        queued, tenant, max_running = last.event, call.tenant, call.quota.max_running
+        queued, tenant = last.event, call.tenant
 
         async def probe() -> Waiting:
-            return await runs.waiting(tenant, queued.at, max_running)
+            return await runs.waiting(tenant, queued.at)
 
         every = call.request.app[SETTINGS].sse_waiting_seconds
         notices = WaitingNotices(queued, last.seq, probe, every=every)
