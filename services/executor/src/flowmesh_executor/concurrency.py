@@ -69,10 +69,13 @@ class Slots:
         stop: Callable[[], bool],
         *,
         park: bool = False,
+        on_wait: Callable[[], Awaitable[None]] | None = None,
     ) -> Verdict:
         """Take a slot for ``run_id`` (waiting if the policy queues); ``cancel`` when the
         policy cancels the newest run instead, or when ``stop()`` turns true while queued;
-        ``parked`` (with ``park``) when it must wait: it keeps its place in the queue."""
+        ``parked`` (with ``park``) when it must wait: it keeps its place in the queue.
+        ``on_wait`` is called once, when the run is queued and about to wait or park."""
+        told = False
         while True:
             if stop():
                 await self.release(key, run_id)
@@ -101,9 +104,12 @@ class Slots:
                 continue
             elif run_id not in entry.waiting:
                 entry.waiting.append(run_id)
-            elif park:
-                return "parked"
             else:
+                if on_wait is not None and not told:
+                    told = True
+                    await on_wait()
+                if park:
+                    return "parked"
                 await self._await_change(key, revision)
                 continue
             if await self._write(key, entry, revision) and run_id in entry.holders:
