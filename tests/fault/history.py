@@ -2,7 +2,7 @@
 them one coherent history.
 
 An executor publishes each event with ``Nats-Msg-Id: <writer token>:<expected last
-sequence>`` (:class:`flowmesh_executor.runlog.RunWriter`), so the stored log says which
+sequence>`` (:class:`flowmesh_executor.writer.RunWriter`), so the stored log says which
 writer published what, and on top of which event.
 """
 

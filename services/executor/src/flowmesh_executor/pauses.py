@@ -4,7 +4,7 @@ A step's own timers (the attempt's ``asyncio`` deadline, an ``http`` call's time
 on the monotonic clock, which goes on counting while the process is stopped. After a
 pause they fire at once, and the step "times out" though nothing was slow but this
 process. Such a failure is not the step's: the run is handed back instead (the lease
-holder runs the step again; steps are at-least-once), see :mod:`flowmesh_executor.run`.
+holder runs the step again; steps are at-least-once), see :mod:`flowmesh_executor.driver`.
 
 :class:`PauseWatch` ticks every ``tick`` seconds; a tick that comes more than ``threshold``
 seconds after the one before is a pause. ``paused_since(t, now)`` also counts a pause that

@@ -35,14 +35,14 @@ from flowmesh_executor.control import CancelBook, RunControl
 from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL, UnusableVersion
 from flowmesh_executor.engine import cel_context
 from flowmesh_executor.lease import RunLease
+from flowmesh_executor.loop import Loop, utcnow
 from flowmesh_executor.metrics import ExecutorMetrics
 from flowmesh_executor.nodes.base import EventInterest, Step, StepServices
 from flowmesh_executor.parking import park
 from flowmesh_executor.pauses import PauseWatch
 from flowmesh_executor.references import secret_names
-from flowmesh_executor.runlog import RunWriter
-from flowmesh_executor.runloop import Loop, utcnow
 from flowmesh_executor.state import RunState, fold, reused_outputs
+from flowmesh_executor.writer import RunWriter
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.runs import (

@@ -1,4 +1,4 @@
-"""The decide-publish-perform loop of one run (see :mod:`flowmesh_executor.run`)."""
+"""The decide-publish-perform loop of one run (see :mod:`flowmesh_executor.driver`)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from flowmesh_executor.instant import error_class, redact, render_parameters
 from flowmesh_executor.nodes.base import EventInterest, StepCall, StepError
 from flowmesh_executor.parking import park
 from flowmesh_executor.pauses import Paused
-from flowmesh_executor.runlog import RunWriter
 from flowmesh_executor.state import RunState, apply
+from flowmesh_executor.writer import RunWriter
 from flowmesh_proto.runs import (
     RunError,
     RunEvent,
@@ -42,7 +42,7 @@ from flowmesh_shared import telemetry
 from flowmesh_shared.expressions import ExpressionError, Meter
 
 if TYPE_CHECKING:
-    from flowmesh_executor.run import Outcome, RunDriver, _Result, _Running
+    from flowmesh_executor.driver import Outcome, RunDriver, _Result, _Running
 
 log = structlog.get_logger("flowmesh.executor.run")
 
@@ -287,7 +287,7 @@ class Loop:
         task.add_done_callback(self.driver._background.discard)
 
     def _launch(self, node_id: str, attempt: int, deadline: datetime | None) -> None:
-        from flowmesh_executor.run import _Result, _Running
+        from flowmesh_executor.driver import _Result, _Running
 
         driver = self.driver
         driver._long_waits.pop(node_id, None)

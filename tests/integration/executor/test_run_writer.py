@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flowmesh_executor.runlog import Fenced, RunWriter
+from flowmesh_executor.writer import Fenced, RunWriter
 from flowmesh_proto.runs import RunQueued, RunStarted, TriggerInfo
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_shared.jetstream import StreamLimits, provision_streams
