@@ -35,9 +35,10 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL
-from flowmesh_executor.driver import ExecutorParts, RunDriver
+from flowmesh_executor.driver import RunDriver
 from flowmesh_executor.intake import FairIntake, TenantShares
 from flowmesh_executor.lease import LeaseLost, RunLease, lease_term
+from flowmesh_executor.parts import ExecutorParts
 from flowmesh_executor.pauses import Paused
 from flowmesh_executor.writer import Fenced
 from flowmesh_proto.runs import cancel_request_decoder, control_key, run_request_decoder

@@ -20,26 +20,23 @@ recording a failure its own timers made up.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import structlog
 
 from flowmesh_executor.actions import RunContext
-from flowmesh_executor.concurrency import Slots, slot_key
-from flowmesh_executor.control import CancelBook, RunControl
+from flowmesh_executor.concurrency import slot_key
 from flowmesh_executor.definitions import EXECUTOR_PRINCIPAL, UnusableVersion
 from flowmesh_executor.engine import cel_context
+from flowmesh_executor.inflight import InFlight
 from flowmesh_executor.lease import RunLease
-from flowmesh_executor.loop import Loop, utcnow
-from flowmesh_executor.metrics import ExecutorMetrics
-from flowmesh_executor.nodes.base import EventInterest, Step, StepServices
+from flowmesh_executor.loop import Loop, Outcome
 from flowmesh_executor.parking import park
-from flowmesh_executor.pauses import PauseWatch
+from flowmesh_executor.parts import ExecutorParts
 from flowmesh_executor.references import secret_names
 from flowmesh_executor.state import RunState, fold, reused_outputs
 from flowmesh_executor.writer import RunWriter
@@ -58,49 +55,12 @@ from flowmesh_proto.workflow import Definition
 from flowmesh_shared import telemetry
 from flowmesh_shared.errors import FlowmeshError, ValidationFailed
 from flowmesh_shared.expressions import ExpressionError, evaluate
-from flowmesh_shared.rpc import RpcClient
-from flowmesh_shared.runlife import RunLifecycle, reads_direct
+from flowmesh_shared.runlife import reads_direct
 
 log = structlog.get_logger("flowmesh.executor.run")
 
-Outcome = Literal["finished", "fenced", "stopped", "parked"]
 _ENCODER = msgspec.json.Encoder()
 _FATAL_LOAD_CODES = {ErrorCode.WORKFLOW_NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.VALIDATION_FAILED}
-
-
-@dataclass(slots=True)
-class ExecutorParts:
-    """What every run of one executor process shares."""
-
-    services: StepServices
-    rpc: RpcClient
-    cancels: CancelBook
-    steps: Mapping[str, Step]
-    metrics: ExecutorMetrics
-    name: str
-    slots: Slots
-    control: RunControl
-    pauses: PauseWatch
-    #: Runs as NATS holds them: this run's history and its parent's.
-    life: RunLifecycle
-
-
-@dataclass(slots=True)
-class _Result:
-    node_id: str
-    attempt: int
-    output: Any = None
-    error: tuple[str, str] | None = None
-    #: The step failed after this process stood still: its own timers may have made the
-    #: failure up (see :mod:`flowmesh_executor.pauses`).
-    after_pause: bool = False
-
-
-@dataclass(slots=True)
-class _Running:
-    attempt: int
-    task: asyncio.Task[None]
-    started_at: datetime | None = None
 
 
 @dataclass
@@ -114,15 +74,8 @@ class RunDriver:
     delivery: int = 1
 
     def __post_init__(self) -> None:
-        self._signal = asyncio.Event()
-        self._results: list[_Result] = []
-        self._running: dict[str, _Running] = {}
-        self._cancel_reason: str | None = None
-        self._background: set[asyncio.Task[None]] = set()
-        #: Running steps waiting until a time (node id -> when), for parking.
-        self._long_waits: dict[str, datetime] = {}
-        #: Of those, the ``wait_for_event`` steps and what would end their wait.
-        self._interests: dict[str, EventInterest] = {}
+        #: The run's steps in flight and what wakes its loop (handed to the loop).
+        self.inflight = InFlight()
 
     @property
     def key(self) -> str:
@@ -130,26 +83,21 @@ class RunDriver:
 
     def cancel(self, reason: str) -> None:
         """Cancel the run (from the control subject): running steps stop, none starts."""
-        if self._cancel_reason is None:
-            self._cancel_reason = reason or "cancelled"
-            self._signal.set()
+        self.inflight.cancel(reason)
 
     def lease_lost(self) -> None:
         """The lease lapsed (seen by the heartbeats): wake the loop, which then stops."""
-        self._signal.set()
+        self.inflight.wake()
 
     async def drive(self) -> Outcome:
-        """Run until the run ends (``finished``); raises ``Fenced`` when another executor
-        owns it, and lets ``CancelledError`` through when the executor stops."""
+        """Run until the run ends (``finished``) or is parked; raises ``Fenced`` when
+        another executor owns it, and lets ``CancelledError`` through when the executor
+        stops."""
         try:
             with telemetry.consumer_span("run", self.headers, attributes=self._attributes()):
                 return await self._drive()
         finally:
-            for running in self._running.values():
-                running.task.cancel()
-            pending = [r.task for r in self._running.values()] + list(self._background)
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            await self.inflight.close()
 
     def _attributes(self) -> dict[str, str | int]:
         req = self.request
@@ -162,22 +110,7 @@ class RunDriver:
 
     async def _drive(self) -> Outcome:
         services, req = self.parts.services, self.request
-        subject = services.subjects.run_events(req.tenant, req.run_id)
-        direct = reads_direct(services.settings.streams)
-        events, seq = await self.parts.life.history(req.tenant, req.run_id)
-        writer = RunWriter(
-            services.js,
-            services.streams.run_events,
-            subject,
-            seq,
-            patience=services.settings.lease_seconds,
-            direct=direct,
-            lease=self.lease,
-        )
-        if not events:
-            events = [run_queued(self.request, utcnow())]
-            await writer.publish(events[0])
-        state = fold(events)
+        writer, state = await self._open()
         if state.finished:
             await self._release_after_death(state)
             return "finished"
@@ -197,26 +130,65 @@ class RunDriver:
         if problem is not None:
             await self._fail_unrunnable(writer, state, "INPUT_TOO_LARGE", problem)
             return "finished"
-        if slot is not None and definition.concurrency is not None:
-            verdict = await self.parts.slots.acquire(
-                slot,
-                self.key,
-                definition.concurrency,
-                lambda: self._cancel_reason is not None,
-                park=services.settings.park_after > 0,
-            )
-            if verdict == "parked":
-                recheck = datetime.now(UTC) + timedelta(seconds=services.settings.slot_recheck)
-                await park(services, req, writer.last_seq, recheck)
-                self.parts.metrics.runs.labels("parked").inc()
-                log.info("run.parked", waiting_for="a concurrency slot", slot=slot)
-                return "parked"
-            if verdict == "cancel" and self._cancel_reason is None:
-                self._cancel_reason = "the workflow's concurrency limit is reached"
-        outcome = await Loop(self, definition, state, context, writer).run()
+        if slot is not None and not await self._take_slot(slot, definition, writer):
+            return "parked"
+        loop = Loop(
+            self.parts,
+            req,
+            self.lease,
+            self.inflight,
+            definition=definition,
+            state=state,
+            context=context,
+            writer=writer,
+        )
+        outcome = await loop.run()
         if slot is not None and outcome != "parked":  # a parked run keeps its slot
             await self.parts.slots.release(slot, self.key)
         return outcome
+
+    async def _open(self) -> tuple[RunWriter, RunState]:
+        """The run's writer, fenced on its last event, and its state; a run with no event
+        yet (a request published alone) gets its ``run.queued`` first."""
+        services, req = self.parts.services, self.request
+        events, seq = await self.parts.life.history(req.tenant, req.run_id)
+        writer = RunWriter(
+            services.js,
+            services.streams.run_events,
+            services.subjects.run_events(req.tenant, req.run_id),
+            seq,
+            patience=services.settings.lease_seconds,
+            direct=reads_direct(services.settings.streams),
+            lease=self.lease,
+        )
+        if not events:
+            events = [run_queued(req, datetime.now(UTC))]
+            await writer.publish(events[0])
+        return writer, fold(events)
+
+    async def _take_slot(self, slot: str, definition: Definition, writer: RunWriter) -> bool:
+        """Take the run's concurrency slot; False when the run was parked to wait for one
+        (a durable timer rechecks, a released slot wakes it). A run the policy cancels
+        still runs its loop, which ends it as cancelled."""
+        policy = definition.concurrency
+        assert policy is not None  # the slot's key comes from it
+        settings = self.parts.services.settings
+        verdict = await self.parts.slots.acquire(
+            slot,
+            self.key,
+            policy,
+            lambda: self.inflight.cancel_reason is not None,
+            park=settings.park_after > 0,
+        )
+        if verdict == "parked":
+            recheck = datetime.now(UTC) + timedelta(seconds=settings.slot_recheck)
+            await park(self.parts.services, self.request, writer.last_seq, recheck)
+            self.parts.metrics.runs.labels("parked").inc()
+            log.info("run.parked", waiting_for="a concurrency slot", slot=slot)
+            return False
+        if verdict == "cancel":
+            self.inflight.cancel("the workflow's concurrency limit is reached")
+        return True
 
     def _slot(self, definition: Definition, state: RunState) -> str | None:
         """The run's concurrency slot key, or None; a key that cannot be evaluated fails
@@ -255,7 +227,7 @@ class RunDriver:
             run_id=ref.run_id,
             workflow_id=ref.workflow_id,
             version=ref.version,
-            at=utcnow(),
+            at=datetime.now(UTC),
             executor=self.parts.name,
             delivery=self.delivery,
         )
@@ -272,8 +244,8 @@ class RunDriver:
             )
             values = dict(resolved.values)
         asked = parts.cancels.reason(self.key)
-        if asked is not None and self._cancel_reason is None:
-            self._cancel_reason = asked
+        if asked is not None:
+            self.inflight.cancel(asked)
         reused: dict[str, Any] = {}
         retrying = state.trigger is not None and state.trigger.kind == "retry"
         if retrying and state.parent_run_id and state.status in ("queued", "scheduled"):
@@ -293,7 +265,7 @@ class RunDriver:
         self, writer: RunWriter, state: RunState, code: str, message: str
     ) -> None:
         assert state.ref is not None
-        ref, now = state.ref, utcnow()
+        ref, now = state.ref, datetime.now(UTC)
         base: dict[str, Any] = {
             "tenant": ref.tenant,
             "run_id": ref.run_id,

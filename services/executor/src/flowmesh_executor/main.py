@@ -20,11 +20,11 @@ from flowmesh_executor.concurrency import Slots
 from flowmesh_executor.consumer import RunConsumer
 from flowmesh_executor.control import CancelBook, RunControl
 from flowmesh_executor.definitions import Definitions
-from flowmesh_executor.driver import ExecutorParts
 from flowmesh_executor.metrics import ExecutorMetrics
 from flowmesh_executor.nodes.base import StepServices
 from flowmesh_executor.nodes.http import http_session
 from flowmesh_executor.nodes.registry import shell_steps
+from flowmesh_executor.parts import ExecutorParts
 from flowmesh_executor.pauses import PauseWatch, pause_threshold
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
 from flowmesh_executor.waits import InProcessWaits
