@@ -46,13 +46,9 @@ from flowmesh_shared.jetstream import (
     provision_streams,
     stream_configs,
 )
-from flowmesh_shared.runlife import (
-    NatsRunLifecycle,
-    Opening,
-    RunLifecycle,
-    RunTooLarge,
-)
+from flowmesh_shared.runlife import Opening, RunLifecycle, RunTooLarge
 from flowmesh_shared.runlife_memory import MemoryRunLifecycle
+from flowmesh_shared.runlife_nats import NatsRunLifecycle
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The in-memory twin of :class:`~flowmesh_shared.runlife.NatsRunLifecycle` (STYLE habit 3).
+"""The in-memory twin of :class:`~flowmesh_shared.runlife_nats.NatsRunLifecycle` (STYLE habit 3).
 
 It keeps what NATS would: each run's events with stream sequences (fenced the same way),
 the requests and timers sent (a repeated ``Nats-Msg-Id`` dropped), the run-control bucket

@@ -14,7 +14,7 @@ from flowmesh_executor.writer import Fenced, RunWriter
 from flowmesh_proto.runs import RunQueued, RunStarted, TriggerInfo
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_shared.jetstream import StreamLimits, provision_streams
-from flowmesh_shared.runlife import NatsRunLifecycle
+from flowmesh_shared.runlife_nats import NatsRunLifecycle
 
 pytestmark = pytest.mark.integration
 

@@ -55,7 +55,7 @@ from flowmesh_proto.workflow import Definition
 from flowmesh_shared import telemetry
 from flowmesh_shared.errors import FlowmeshError, ValidationFailed
 from flowmesh_shared.expressions import ExpressionError, evaluate
-from flowmesh_shared.runlife import reads_direct
+from flowmesh_shared.runlife_nats import reads_direct
 
 log = structlog.get_logger("flowmesh.executor.run")
 

@@ -56,7 +56,7 @@ class RunWriter:
     #: Makes this writer's message ids its own (two writers at one sequence never collide).
     token: str = field(default_factory=lambda: secrets.token_hex(6))
     #: Read the subject's last message with a direct get (see
-    #: :func:`~flowmesh_shared.runlife.reads_direct`).
+    #: :func:`~flowmesh_shared.runlife_nats.reads_direct`).
     direct: bool = True
     #: The lease on the run's request; nothing is published once it may have lapsed.
     lease: RunLease = field(default_factory=RunLease.unbounded)

@@ -54,14 +54,12 @@ from flowmesh_shared.jetstream import (
 )
 from flowmesh_shared.runlife import (
     LastEvent,
-    NatsRunLifecycle,
     Opening,
     RunLifecycle,
     RunStoreUnavailable,
     RunTooLarge,
-    message_limit,
-    reads_direct,
 )
+from flowmesh_shared.runlife_nats import NatsRunLifecycle, message_limit, reads_direct
 
 __all__ = ["Claim", "LastEvent", "Runs"]
 

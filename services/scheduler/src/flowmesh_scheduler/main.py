@@ -37,7 +37,7 @@ from flowmesh_shared.jetstream import IDEMPOTENCY_TTL, ensure_bucket, provision_
 from flowmesh_shared.lifecycle import service_cli
 from flowmesh_shared.natsconn import connect, drain, service_inbox
 from flowmesh_shared.rpc import RpcClient
-from flowmesh_shared.runlife import NatsRunLifecycle, message_limit, reads_direct
+from flowmesh_shared.runlife_nats import NatsRunLifecycle, message_limit, reads_direct
 from flowmesh_shared.turns import Turns
 
 log = structlog.get_logger("flowmesh.scheduler")
