@@ -1,6 +1,6 @@
 """The run-lifecycle contract: the NATS implementation (on the session's nats-server, read
 directly and through the stream leader) and its in-memory twin start, schedule, wake,
-cancel, read and await runs the same way."""
+park, cancel, read and await runs the same way."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from nats.js.api import RawStreamMsg
 from nats.js.kv import KeyValue
 
 from flowmesh_proto import headers as h
-from flowmesh_proto.msgids import request_msg_id, wake_msg_id
+from flowmesh_proto.msgids import park_timer_id, request_msg_id, resume_msg_id, wake_msg_id
 from flowmesh_proto.runs import (
     CancelRequest,
     RunEvent,
@@ -38,7 +38,7 @@ from flowmesh_proto.runs import (
     run_scheduled,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
-from flowmesh_proto.timers import Timer, delayed_run_timer
+from flowmesh_proto.timers import Timer, delayed_run_timer, park_timer
 from flowmesh_shared.jetstream import (
     CONTROL_TTL,
     StreamLimits,
@@ -129,6 +129,7 @@ class NatsWorld:
 
     async def timers(self, tenant: str) -> list[Timer]:
         msgs = await self._read(self.streams.timers, self.subjects.timers(tenant, "delayed_run"))
+        msgs += await self._read(self.streams.timers, self.subjects.timers(tenant, "resume"))
         return [msgspec.json.decode(m.data or b"", type=Timer) for m in msgs]
 
     async def recorded_cancel(self, tenant: str, run_id: str) -> CancelRequest | None:
@@ -299,6 +300,39 @@ async def test_wake_sends_the_request_again_under_the_callers_id(world: World) -
     sent = await world.requests(tenant)
     assert [msg_id for msg_id, _ in sent] == [request.run_id, wake_msg_id(request.run_id, seq)]
     assert sent[1][1].run_id == request.run_id and sent[1][1].input == request.input
+
+
+async def test_park_sets_one_timer_per_park_that_resumes_the_run_once(world: World) -> None:
+    tenant = _tenant()
+    request = _request(tenant)
+    await world.life.start(request, datetime.now(UTC))
+    first = await world.append(_started(request))
+    due = datetime.now(UTC) + timedelta(hours=1)
+    await world.life.park(request, first, due)
+    await world.life.park(request, first, due)  # the same park again: stored once
+    later = await world.append(_started(request))
+    await world.life.park(request, later, due + timedelta(hours=1))
+    timers = await world.timers(tenant)
+    names = [park_timer_id(request.run_id, first), park_timer_id(request.run_id, later)]
+    assert [(t.id, t.purpose, t.request, t.request_msg_id) for t in timers] == [
+        (names[0], "resume", request, resume_msg_id(names[0])),
+        (names[1], "resume", request, resume_msg_id(names[1])),
+    ]
+    assert [t.due for t in timers] == [due, due + timedelta(hours=1)]
+    # Parking sends no request: the timer does, when due.
+    assert [msg_id for msg_id, _ in await world.requests(tenant)] == [request.run_id]
+
+
+async def test_a_park_too_large_for_its_timer_sets_nothing(world: World) -> None:
+    tenant = _tenant()
+    due = datetime.now(UTC) + timedelta(hours=1)
+    small = _request(tenant, input={"blob": ""})
+    sizes = len(msgspec.json.encode(small)), len(msgspec.json.encode(park_timer(small, 7, due)))
+    request = _request(tenant, small.run_id, input={"blob": "x" * (LIMIT - sum(sizes) // 2)})
+    assert len(msgspec.json.encode(request)) < LIMIT  # the request fits, its timer does not
+    with pytest.raises(RunTooLarge):
+        await world.life.park(request, 7, due)
+    assert await world.timers(tenant) == []
 
 
 async def test_cancel_is_recorded_then_published(world: World) -> None:

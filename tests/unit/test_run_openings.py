@@ -21,7 +21,7 @@ from flowmesh_proto.runs import (
     run_queued,
     run_scheduled,
 )
-from flowmesh_proto.timers import delayed_run_timer
+from flowmesh_proto.timers import delayed_run_timer, park_timer
 
 AT = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
 REQUEST = RunRequest(
@@ -77,6 +77,15 @@ def test_a_delayed_runs_timer_holds_its_request_under_the_first_requests_id() ->
         due,
     )
     assert timer.request == REQUEST and timer.request_msg_id == request_msg_id(REQUEST.run_id)
+
+
+def test_a_parked_runs_timer_is_named_by_the_park_and_resumes_it_once() -> None:
+    due = AT + timedelta(hours=2)
+    timer = park_timer(REQUEST, 41, due)
+    name = f"{REQUEST.run_id}:41"
+    assert (timer.id, timer.tenant, timer.purpose, timer.due) == (name, "acme", "resume", due)
+    assert timer.request == REQUEST and timer.request_msg_id == f"resume:{name}"
+    assert park_timer(REQUEST, 42, due).id != timer.id  # parked again: a new timer
 
 
 def test_a_run_cancelled_before_start_names_the_scheduled_run_and_the_reason() -> None:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from flowmesh_proto.msgids import request_msg_id
+from flowmesh_proto.msgids import park_timer_id, request_msg_id, resume_msg_id
 from flowmesh_proto.runs import RunRequest
 
 #: ``delayed_run``: an execute with ``delay``/``run_at``; ``resume``: a parked run's wait ends.
@@ -76,6 +76,22 @@ def delayed_run_timer(request: RunRequest, due: datetime) -> Timer:
         due=due,
         request=request,
         request_msg_id=request_msg_id(request.run_id),
+    )
+
+
+def park_timer(request: RunRequest, last_seq: int, due: datetime) -> Timer:
+    """The durable timer that asks at ``due`` for a run parked after its event at stream
+    sequence ``last_seq``: named :func:`~flowmesh_proto.msgids.park_timer_id` (a run parked
+    again gets a new one), its request sent with ``Nats-Msg-Id``
+    :func:`~flowmesh_proto.msgids.resume_msg_id` (one park is resumed once)."""
+    name = park_timer_id(request.run_id, last_seq)
+    return Timer(
+        id=name,
+        tenant=request.tenant,
+        purpose="resume",
+        due=due,
+        request=request,
+        request_msg_id=resume_msg_id(name),
     )
 
 

@@ -1,4 +1,4 @@
-"""A run's life, written once: start, schedule, ask for, wake, cancel, read, await.
+"""A run's life, written once: start, schedule, ask for, wake, park, cancel, read, await.
 
 Every service that starts or steers a run does it through a :class:`RunLifecycle`
 (STYLE habit 11): :class:`~flowmesh_shared.runlife_nats.NatsRunLifecycle` in the services,
@@ -20,6 +20,13 @@ rules below, the Protocol, what it answers and how it fails.
   is left alone. :meth:`RunLifecycle.start` says which happened (:class:`Opening`).
 - **Wake**: the run's request, rebuilt from its opening, with a ``Nats-Msg-Id`` the caller
   names (:func:`~flowmesh_proto.msgids.wake_msg_id`, ``rerequest_msg_id``).
+- **Park** (DESIGN section 5, long waits): a run whose executor gives its lease back
+  while it waits (a long ``delay``, an event, a concurrency slot) is asked for again by a
+  durable :class:`~flowmesh_proto.timers.Timer` on ``<prefix>.<t>.timers.resume``
+  (:func:`~flowmesh_proto.timers.park_timer`: ``Nats-Msg-Id``
+  :func:`~flowmesh_proto.msgids.timer_msg_id` of ``<run_id>:<last sequence>``, so one park
+  sets one timer; its request goes out as ``resume:<run_id>:<last sequence>``, so one park
+  is resumed once). The scheduler sends the request when due.
 - **Cancel**: the :class:`CancelRequest` is put in the run-control bucket (read by the
   executor that next picks the run up), then published on the run's control subject. A
   run only scheduled is ended at once instead (:meth:`RunLifecycle.cancel_scheduled`:
@@ -121,6 +128,13 @@ class RunLifecycle(Protocol):
 
     async def wake(self, tenant: str, run_id: str, msg_id: str, *, trace: Trace = None) -> bool:
         """Send the run's request again, rebuilt from its opening; False when it has none."""
+        ...
+
+    async def park(
+        self, request: RunRequest, last_seq: int, due: datetime, *, trace: Trace = None
+    ) -> None:
+        """Leave the run, parked after its event at ``last_seq``, to a durable timer that
+        sends ``request`` again at ``due``; parked twice at one sequence, one timer."""
         ...
 
     async def cancel(self, request: CancelRequest) -> None:

@@ -28,7 +28,7 @@ from flowmesh_proto.runs import (
     run_queued,
     run_scheduled,
 )
-from flowmesh_proto.timers import Timer, delayed_run_timer
+from flowmesh_proto.timers import Timer, delayed_run_timer, park_timer
 from flowmesh_shared.runlife import (
     LastEvent,
     Opening,
@@ -94,7 +94,7 @@ class MemoryRunLifecycle:
         self._check(delayed_run_timer(request, scheduled.run_at))
         opening, last = await self._open(scheduled)
         if opening is Opening.OPENED:
-            self._timer(request, scheduled.run_at)
+            self._set_timer(delayed_run_timer(request, scheduled.run_at))
         elif last is not None:
             self._again(last, request.idempotency_key, trace)
         return opening
@@ -110,6 +110,11 @@ class MemoryRunLifecycle:
             return False
         self._send(request_of(opened), msg_id, trace)
         return True
+
+    async def park(
+        self, request: RunRequest, last_seq: int, due: datetime, *, trace: Trace = None
+    ) -> None:
+        self._set_timer(park_timer(request, last_seq, due))
 
     async def cancel(self, request: CancelRequest) -> None:
         self.control[control_key(request.tenant, request.run_id)] = request
@@ -181,7 +186,7 @@ class MemoryRunLifecycle:
     def _again(self, last: LastEvent, idempotency_key: str | None, trace: Trace) -> None:
         opened = last.event
         if isinstance(opened, RunScheduled):
-            self._timer(request_of(opened, idempotency_key), opened.run_at)
+            self._set_timer(delayed_run_timer(request_of(opened, idempotency_key), opened.run_at))
         elif isinstance(opened, RunQueued):
             again = request_of(opened, idempotency_key)
             self._send(again, request_msg_id(again.run_id), trace)
@@ -193,10 +198,9 @@ class MemoryRunLifecycle:
         self._ids.add(name)
         self.requests.append(SentRequest(msg_id, request, dict(trace) if trace else None))
 
-    def _timer(self, request: RunRequest, due: datetime) -> None:
-        timer = delayed_run_timer(request, due)
+    def _set_timer(self, timer: Timer) -> None:
         self._check(timer)
-        name = f"timer\0{timer_msg_id(request.run_id)}"
+        name = f"timer\0{timer_msg_id(timer.id)}"
         if name not in self._ids:
             self._ids.add(name)
             self.timers.append(timer)

@@ -37,7 +37,7 @@ from flowmesh_proto.runs import (
     run_scheduled,
 )
 from flowmesh_proto.subjects import StreamNames, Subjects
-from flowmesh_proto.timers import delayed_run_timer
+from flowmesh_proto.timers import Timer, delayed_run_timer, park_timer
 from flowmesh_shared import telemetry
 from flowmesh_shared.jetstream import WRONG_LAST_SEQUENCE, StreamLimits
 from flowmesh_shared.runlife import (
@@ -100,7 +100,7 @@ class NatsRunLifecycle:
         self._payload(delayed_run_timer(request, scheduled.run_at))  # too large: open nothing
         opening, last = await self._open(scheduled)
         if opening is Opening.OPENED:
-            await self._timer(request, scheduled.run_at, trace)
+            await self._set_timer(delayed_run_timer(request, scheduled.run_at), trace)
         elif last is not None:
             await self._again(last, request.idempotency_key, trace)
         return opening
@@ -114,6 +114,11 @@ class NatsRunLifecycle:
             return False
         await self._send(tenant, self._payload(request_of(opened)), msg_id, trace)
         return True
+
+    async def park(
+        self, request: RunRequest, last_seq: int, due: datetime, *, trace: Trace = None
+    ) -> None:
+        await self._set_timer(park_timer(request, last_seq, due), trace)
 
     async def cancel(self, request: CancelRequest) -> None:
         if self._control is None:
@@ -259,7 +264,7 @@ class NatsRunLifecycle:
             return
         again = request_of(opened, idempotency_key)
         if isinstance(opened, RunScheduled):
-            await self._timer(again, opened.run_at, trace)
+            await self._set_timer(delayed_run_timer(again, opened.run_at), trace)
         else:
             await self._send(
                 again.tenant, self._payload(again), request_msg_id(again.run_id), trace
@@ -293,14 +298,15 @@ class NatsRunLifecycle:
             # The doorbell: executors take this tenant's requests in its turn (intake).
             await self._nc.publish(self._subjects.intake(tenant), b"")
 
-    async def _timer(self, request: RunRequest, due: datetime, trace: Trace) -> None:
-        timer = delayed_run_timer(request, due)
+    async def _set_timer(self, timer: Timer, trace: Trace) -> None:
+        """Publish a durable timer (``Nats-Msg-Id``: set twice, stored once)."""
+        payload = self._payload(timer)
         with _unavailable("the run's timer"):
             await self._js.publish(
-                self._subjects.timers(request.tenant, "delayed_run"),
-                self._payload(timer),
+                self._subjects.timers(timer.tenant, timer.purpose),
+                payload,
                 stream=self._streams.timers,
-                headers=_headers(timer_msg_id(request.run_id), trace),
+                headers=_headers(timer_msg_id(timer.id), trace),
             )
 
     def _payload(self, message: msgspec.Struct) -> bytes:

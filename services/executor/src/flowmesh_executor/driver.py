@@ -35,7 +35,6 @@ from flowmesh_executor.engine import cel_context
 from flowmesh_executor.inflight import InFlight
 from flowmesh_executor.lease import RunLease
 from flowmesh_executor.loop import Loop, Outcome
-from flowmesh_executor.parking import park
 from flowmesh_executor.parts import ExecutorParts
 from flowmesh_executor.references import secret_names
 from flowmesh_executor.state import RunState, fold, reused_outputs
@@ -182,7 +181,7 @@ class RunDriver:
         )
         if verdict == "parked":
             recheck = datetime.now(UTC) + timedelta(seconds=settings.slot_recheck)
-            await park(self.parts.services, self.request, writer.last_seq, recheck)
+            await self.parts.life.park(self.request, writer.last_seq, recheck)
             self.parts.metrics.runs.labels("parked").inc()
             log.info("run.parked", waiting_for="a concurrency slot", slot=slot)
             return False

@@ -5,7 +5,7 @@ actions, publishes the events (fenced; consecutive step events as one ``steps`` 
 starts the steps it asks for (:mod:`flowmesh_executor.attempts`), and waits for a result,
 a timer or a cancel (:class:`~flowmesh_executor.inflight.InFlight`). A run whose running
 steps all wait long, as the engine does, is parked: a durable timer asks for it again
-(:mod:`flowmesh_executor.parking`) and the loop ends.
+(:meth:`~flowmesh_shared.runlife.RunLifecycle.park`) and the loop ends.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from flowmesh_executor.children import child_run_id
 from flowmesh_executor.engine import batch, decide, step_failed, step_succeeded
 from flowmesh_executor.inflight import InFlight, RunningStep
 from flowmesh_executor.lease import RunLease
-from flowmesh_executor.parking import park
 from flowmesh_executor.parts import ExecutorParts
 from flowmesh_executor.pauses import Paused
 from flowmesh_executor.state import RunState, apply
@@ -153,7 +152,7 @@ class Loop:
         asks for it again at ``due`` (one resume per park, named by the last sequence)."""
         self.lease.check(time.monotonic())
         await self._keep_event_waits()
-        await park(self.parts.services, self.request, self.writer.last_seq, due)
+        await self.parts.life.park(self.request, self.writer.last_seq, due)
         self.parts.metrics.runs.labels("parked").inc()
         log.info("run.parked", until=due.isoformat(), steps=sorted(self.inflight))
 

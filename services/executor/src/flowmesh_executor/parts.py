@@ -27,5 +27,5 @@ class ExecutorParts:
     slots: Slots
     control: RunControl
     pauses: PauseWatch
-    #: Runs as NATS holds them: this run's history and its parent's, and parking.
+    #: Runs as NATS holds them: a run's history and its parent's; parking a run.
     life: RunLifecycle
