@@ -1,4 +1,7 @@
-"""Driving one run: replay its events, then decide, publish, perform, until it ends.
+"""Driving one run: take it up (its events, a claim, its definition, secrets and
+concurrency slot), then hand it to its loop (:mod:`flowmesh_executor.loop`) with its work
+in flight (:class:`~flowmesh_executor.inflight.InFlight`, made here: the consumer's
+cancel and a lapsed lease reach the loop through it) until it ends or is parked.
 
 The loop (DESIGN section 5): fold the step results that arrived into events, ask the
 engine for the next actions, publish the events (fenced; consecutive step events as one
