@@ -60,7 +60,9 @@ async def new_tenant(url: str, admin_token: str, tenant: str) -> str:
         return str(created["admin_key"]["key"])
 
 
-async def trickle(runner: Runner, workflow: dict[str, Any], count: int, every: float) -> list[float]:
+async def trickle(
+    runner: Runner, workflow: dict[str, Any], count: int, every: float
+) -> list[float]:
     """``count`` runs, one every ``every`` seconds; each one's trigger-to-end."""
 
     async def one(delay: float) -> float:

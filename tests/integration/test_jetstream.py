@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
+from flowmesh_proto.subjects import StreamNames, Subjects, run_request_consumer, stream_names
 from flowmesh_shared.errors import Conflict
 from flowmesh_shared.jetstream import (
     StreamLimits,
@@ -141,11 +141,22 @@ async def test_ensure_consumer_is_idempotent_and_updates(
     js: JetStreamContext, subjects: Subjects, streams: StreamNames
 ) -> None:
     await provision_streams(js, subjects, streams, LIMITS)
-    config = ConsumerConfig(durable_name="executors", ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0)
-    first = await ensure_consumer(js, streams.run_requests, config)
-    again = await ensure_consumer(js, streams.run_requests, config)
-    assert again.created == first.created
-    longer = ConsumerConfig(durable_name="executors", ack_policy=AckPolicy.EXPLICIT, ack_wait=60.0)
-    updated = await ensure_consumer(js, streams.run_requests, longer)
-    assert updated.config.ack_wait == 60.0
-    assert updated.created == first.created
+    # A tenant's run-request consumer, as the executors make it: the stream is a work
+    # queue shared with the session's executors, whose consumers filter other tenants.
+    tenant = f"jst-{secrets.token_hex(3)}"
+    base = {
+        "durable_name": run_request_consumer(tenant),
+        "ack_policy": AckPolicy.EXPLICIT,
+        "filter_subject": subjects.run_requests(tenant),
+    }
+    config = ConsumerConfig(**base, ack_wait=30.0)
+    try:
+        first = await ensure_consumer(js, streams.run_requests, config)
+        again = await ensure_consumer(js, streams.run_requests, config)
+        assert again.created == first.created
+        longer = ConsumerConfig(**base, ack_wait=60.0)
+        updated = await ensure_consumer(js, streams.run_requests, longer)
+        assert updated.config.ack_wait == 60.0
+        assert updated.created == first.created
+    finally:
+        await js.delete_consumer(streams.run_requests, run_request_consumer(tenant))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowmesh_proto.runs import RunQueued, RunWaiting
 from tests.integration.executor.runs import Runs
 
 
@@ -85,3 +86,22 @@ async def test_a_slot_left_by_a_finished_run_is_reclaimed(runs: Runs) -> None:
     await kv.put(slot_key(runs.tenant, workflow.id, "c9"), msgspec.json.encode(leaked))
     after = await runs.finished(await runs.start(workflow, {"customer": "c9", "d": "PT0S"}))
     assert after.status == "succeeded"
+
+
+async def test_a_run_waiting_for_a_slot_says_why_once(runs: Runs) -> None:
+    workflow = await runs.workflow(limited("queue"))
+    first = await runs.start(workflow, {"customer": "c1", "d": "PT0.5S"})
+    await runs.step_running(first, "work")
+    second = await runs.start(workflow, {"customer": "c1", "d": "PT0S"})
+    assert (await runs.finished(second)).status == "succeeded"
+    events = await runs.events(second)
+    kinds = [type(event).__name__ for event in events]
+    assert kinds.count("RunWaiting") == 1, kinds
+    assert kinds.index("RunWaiting") < kinds.index("RunStarted")
+    (waiting,) = [event for event in events if isinstance(event, RunWaiting)]
+    assert waiting.reason == "concurrency_key"
+    (queued,) = [event for event in events if isinstance(event, RunQueued)]
+    assert waiting.since >= queued.at
+    alone = await runs.start(workflow, {"customer": "c2", "d": "PT0S"})
+    assert (await runs.finished(alone)).status == "succeeded"
+    assert not any(isinstance(event, RunWaiting) for event in await runs.events(alone))

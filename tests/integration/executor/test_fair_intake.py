@@ -5,7 +5,6 @@ from __future__ import annotations
 import msgspec
 
 from flowmesh_proto import headers as h
-from flowmesh_proto.ids import new_run_id
 from flowmesh_proto.runs import RunRequest, TriggerInfo
 from flowmesh_proto.subjects import run_request_consumer
 from tests.integration.executor.runs import Runs

@@ -50,6 +50,7 @@ from flowmesh_proto.runs import (
     RunFailed,
     RunRequest,
     RunStarted,
+    RunWaiting,
     control_key,
     run_queued,
 )
@@ -132,7 +133,7 @@ class RunDriver:
         if problem is not None:
             await self._fail_unrunnable(writer, state, "INPUT_TOO_LARGE", problem)
             return "finished"
-        if slot is not None and not await self._take_slot(slot, definition, writer):
+        if slot is not None and not await self._take_slot(slot, definition, writer, state):
             return "parked"
         loop = Loop(
             self.parts,
@@ -168,19 +169,40 @@ class RunDriver:
             await writer.publish(events[0])
         return writer, fold(events)
 
-    async def _take_slot(self, slot: str, definition: Definition, writer: RunWriter) -> bool:
+    async def _take_slot(
+        self, slot: str, definition: Definition, writer: RunWriter, state: RunState
+    ) -> bool:
         """Take the run's concurrency slot; False when the run was parked to wait for one
         (a durable timer rechecks, a released slot wakes it). A run the policy cancels
-        still runs its loop, which ends it as cancelled."""
+        still runs its loop, which ends it as cancelled. A run that must wait says so once
+        (``run.waiting``, reason ``concurrency_key``), for its resource and its stream."""
         policy = definition.concurrency
         assert policy is not None  # the slot's key comes from it
         settings = self.parts.services.settings
+
+        async def waits() -> None:
+            if state.waiting is not None and state.waiting.reason == "concurrency_key":
+                return  # said when it first waited (it was parked, and woken)
+            req, now = self.request, datetime.now(UTC)
+            await writer.publish(
+                RunWaiting(
+                    tenant=req.tenant,
+                    run_id=req.run_id,
+                    workflow_id=req.workflow_id,
+                    version=req.version,
+                    at=now,
+                    reason="concurrency_key",
+                    since=now,
+                )
+            )
+
         verdict = await self.parts.slots.acquire(
             slot,
             self.key,
             policy,
             lambda: self.inflight.cancel_reason is not None,
             park=settings.park_after > 0,
+            on_wait=waits,
         )
         if verdict == "parked":
             recheck = datetime.now(UTC) + timedelta(seconds=settings.slot_recheck)
