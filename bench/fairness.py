@@ -6,8 +6,10 @@ Registry, gateway and one executor each in their own process over a fresh nats-s
 the gateway does (``run.queued``, the request, the doorbell).
 
 - ``quiet``: tenant B submits a one-step (``noop``) run every ``--every`` seconds with
-  nothing else running; each sample is B's trigger to ``run.succeeded`` (queue wait,
-  start, one step, end).
+  nothing else running; each run gives two samples: its queue-to-start (its
+  ``run.started``'s ``at`` minus its ``run.queued``'s, both stamped by the services) and
+  its trigger to ``run.succeeded`` as this client sees it (queue wait, start, one step,
+  end).
 - ``flood``: tenant A first queues ``--flood`` runs of one ``delay`` step of ``--step``
   seconds (far more than the executor's ``max_runs`` slots: it stays saturated for the
   whole measurement), then B submits as in ``quiet``. With first-come-first-served intake
@@ -30,10 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import nats
 from executor import Runner, create  # bench/executor.py (scripts run from bench/)
 from gateway import client, stack  # bench/gateway.py
 from workload import summary, write_results
+
+from flowmesh_proto.runs import RunQueued, RunStarted, run_event_decoder
 
 
 def sleeper(seconds: float) -> dict[str, Any]:
@@ -60,6 +65,28 @@ async def new_tenant(url: str, admin_token: str, tenant: str) -> str:
         return str(created["admin_key"]["key"])
 
 
+class Starts:
+    """Each run's queue-to-start, from its ``run.queued`` and ``run.started`` events."""
+
+    def __init__(self) -> None:
+        self.queued: dict[str, datetime] = {}
+        self.waits: dict[str, float] = {}
+
+    async def on_event(self, msg: Any) -> None:
+        try:
+            event = run_event_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        if isinstance(event, RunQueued):
+            self.queued[event.run_id] = event.at
+        elif isinstance(event, RunStarted) and event.run_id in self.queued:
+            wait = (event.at - self.queued[event.run_id]).total_seconds()
+            self.waits[event.run_id] = wait
+
+    def of(self, run_ids: list[str]) -> list[float]:
+        return [self.waits[run_id] for run_id in run_ids if run_id in self.waits]
+
+
 async def trickle(
     runner: Runner, workflow: dict[str, Any], count: int, every: float
 ) -> list[float]:
@@ -70,6 +97,10 @@ async def trickle(
         return await runner.one(workflow)
 
     return list(await asyncio.gather(*(one(i * every) for i in range(count))))
+
+
+def new_ids(runner: Runner, before: set[str]) -> list[str]:
+    return [run_id for run_id in runner.done if run_id not in before]
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,24 +114,32 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             flooder, victim = Runner(nc, fm.tenant), Runner(nc, b_tenant)
             await flooder.start()
             await victim.start()
+            starts = Starts()
+            await nc.subscribe(f"fm.{b_tenant}.runs.*", cb=starts.on_event)
             async with client(fm.url, fm.key, 4) as a_session:
                 slow = await create(a_session, fm.tenant, sleeper(args.step))
             async with client(fm.url, b_key, 4) as b_session:
                 quick = await create(b_session, b_tenant, QUICK)
             for _ in range(5):  # warm-up
                 await victim.one(quick)
+            before = set(victim.done)
             quiet = await trickle(victim, quick, args.samples, args.every)
-            results["quiet"] = summary(quiet)
+            results["quiet"] = {
+                "queue_to_start": summary(starts.of(new_ids(victim, before))),
+                "trigger_to_end": summary(quiet),
+            }
             print("quiet", results["quiet"], flush=True)
 
             began = time.perf_counter()
             flood = await asyncio.gather(*(flooder.submit(slow) for _ in range(args.flood)))
             queued_s = time.perf_counter() - began
             await asyncio.sleep(args.step)  # every slot is A's by now
+            before = set(victim.done)
             during = await trickle(victim, quick, args.samples, args.every)
             a_done = sum(1 for run_id in flood if run_id in flooder.done)
             results["flood"] = {
-                **summary(during),
+                "queue_to_start": summary(starts.of(new_ids(victim, before))),
+                "trigger_to_end": summary(during),
                 "a_runs_queued": args.flood,
                 "a_queue_s": round(queued_s, 2),
                 "a_runs_finished_meanwhile": a_done,
