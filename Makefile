@@ -52,6 +52,7 @@ bench: sync
 	$(UV) run python bench/gateway.py --workflows 10000 --wrk --out bench/results/gateway.json
 	$(UV) run python bench/ingress.py --events 2000 --out bench/results/ingress.json
 	$(UV) run python bench/noisy_neighbour.py --out bench/results/noisy_neighbour.json
+	$(UV) run python bench/fairness.py --out bench/results/fairness.json
 
 clean:
 	rm -rf .flowmesh .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -31,11 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import msgspec
 import nats
 from executor import Runner, create  # bench/executor.py (scripts run from bench/)
-from gateway import client, stack  # bench/gateway.py
+from gateway import client, new_tenant, stack  # bench/gateway.py
 from workload import summary, write_results
 
 from flowmesh_proto.runs import RunQueued, RunStarted, run_event_decoder
@@ -47,22 +46,6 @@ def sleeper(seconds: float) -> dict[str, Any]:
 
 
 QUICK = {"name": "quick", "nodes": [{"id": "n", "type": "noop"}]}
-
-
-async def new_tenant(url: str, admin_token: str, tenant: str) -> str:
-    """Create ``tenant``; its admin key."""
-    async with (
-        aiohttp.ClientSession(url) as plain,
-        plain.post(
-            "/api/v1/admin/tenants",
-            json={"id": tenant},
-            headers={"Authorization": f"Bearer {admin_token}"},
-        ) as resp,
-    ):
-        created = await resp.json()
-        if resp.status != 201:
-            raise SystemExit(f"creating {tenant} answered {resp.status}: {created}")
-        return str(created["admin_key"]["key"])
 
 
 class Starts:

@@ -467,19 +467,8 @@ async def stack(
         await wait_ready(f"{url}/readyz", gateway, "gateway")
 
         tenant = f"bench-{secrets.token_hex(3)}"
-        async with (
-            aiohttp.ClientSession(url) as plain,
-            plain.post(
-                "/api/v1/admin/tenants",
-                json={"id": tenant},
-                headers={"Authorization": f"Bearer {admin_token}"},
-            ) as resp,
-        ):
-            created = await resp.json()
-            if resp.status != 201:
-                raise SystemExit(f"creating the tenant answered {resp.status}: {created}")
+        key = await new_tenant(url, admin_token, tenant)
         nats_pid = nats.process.pid if isinstance(nats, NatsHandle) and nats.process else None
-        key = created["admin_key"]["key"]
         yield Stack(
             url,
             tenant,
@@ -510,6 +499,22 @@ async def stack(
             await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
         await admin.close()
         await pg.stop()
+
+
+async def new_tenant(url: str, admin_token: str, tenant: str) -> str:
+    """Create ``tenant`` (POST /api/v1/admin/tenants); its admin key."""
+    async with (
+        aiohttp.ClientSession(url) as plain,
+        plain.post(
+            "/api/v1/admin/tenants",
+            json={"id": tenant},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        ) as resp,
+    ):
+        created = await resp.json()
+        if resp.status != 201:
+            raise SystemExit(f"creating {tenant} answered {resp.status}: {created}")
+        return str(created["admin_key"]["key"])
 
 
 def client(url: str, key: str, pool: int) -> aiohttp.ClientSession:
