@@ -146,6 +146,7 @@ class FairIntake:
         self._consumers: dict[str, int] = {}  # tenant -> max_ack_pending its consumer has
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._rings: set[asyncio.Task[None]] = set()  # kept until done (not collected)
 
     async def start(self) -> None:
         await self._drop_legacy()
@@ -191,7 +192,8 @@ class FairIntake:
         if self._limit(self.shares.cached(tenant)) < 0:
             return
         task = asyncio.create_task(self._ring(tenant))
-        task.add_done_callback(lambda done: done.exception() if not done.cancelled() else None)
+        self._rings.add(task)
+        task.add_done_callback(self._rings.discard)
 
     async def _ring(self, tenant: str) -> None:
         with contextlib.suppress(nats.errors.Error):
