@@ -232,10 +232,14 @@ class WorkflowApply(Request["WorkflowApplied"], frozen=True):
     definition: Any
 
 
-class WorkflowVersions(Request["VersionPage"], frozen=True):
+class WorkflowVersions(Request["VersionPage"], frozen=True, omit_defaults=True):
+    """A workflow's versions, newest first, a page at a time (``cursor`` from the last page)."""
+
     operation = "workflow_versions"
 
     id: str
+    limit: int = 50
+    cursor: str | None = None
 
 
 class WorkflowClone(Request["Workflow"], frozen=True):
@@ -352,6 +356,8 @@ class VersionInfo(_Result, frozen=True):
 
 class VersionPage(_Result, frozen=True):
     items: list[VersionInfo]
+    next_cursor: str | None
+    has_more: bool
 
 
 class ExportedDocument(_Result, frozen=True):

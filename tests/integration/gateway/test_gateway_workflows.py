@@ -38,7 +38,9 @@ async def test_put_if_match_and_versions(client: Client) -> None:
     status, body, _ = await client("PUT", path, json=again, headers={"If-Match": "garbage"})
     assert status == 412
     status, history, _ = await client("GET", f"{path}/versions")
+    assert status == 200 and set(history) == {"items", "next_cursor", "has_more"}
     assert [v["version"] for v in history["items"]] == [2, 1]
+    assert (history["has_more"], history["next_cursor"]) == (False, None)
     assert set(history["items"][0]) == {
         "version",
         "created_at",
@@ -51,7 +53,7 @@ async def test_put_if_match_and_versions(client: Client) -> None:
     status, old, _ = await client("GET", f"{path}?version=1")
     assert old == v1
     status, body, _ = await client("GET", f"{path}/versions/9")
-    assert status == 404
+    assert status == 404 and body["code"] == "NOT_FOUND"
 
 
 async def test_patch_rollback_delete(client: Client) -> None:

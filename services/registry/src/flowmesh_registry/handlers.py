@@ -28,6 +28,7 @@ from flowmesh_registry.listing import list_workflows
 from flowmesh_registry.locks import LockOperations
 from flowmesh_registry.secrets import SecretOperations
 from flowmesh_registry.transfer import export_workflow, import_workflow
+from flowmesh_registry.versions import list_versions
 from flowmesh_registry.webhooks import WebhookSecretOperations
 from flowmesh_registry.workflows import WorkflowOperations
 from flowmesh_shared.errors import FlowmeshError
@@ -164,7 +165,7 @@ class RegistryHandlers:
 
     async def workflow_versions(self, req: r.WorkflowVersions, ctx: CallContext) -> r.VersionPage:
         caller = await self.caller(ctx, "workflow_versions")
-        return await self.workflows.versions(caller.tenant, req.id)
+        return await list_versions(self.workflows.db, caller.tenant, req)
 
     async def workflow_clone(self, req: r.WorkflowClone, ctx: CallContext) -> r.Workflow:
         caller = await self.caller(ctx, "workflow_clone")

@@ -64,6 +64,26 @@ def workflow_resource(row: asyncpg.Record, tenant: str) -> Workflow:
     )
 
 
+def version_resource(row: asyncpg.Record, tenant: str) -> Workflow:
+    """The workflow as it was at the row's version (DESIGN section 7, ``?version=N``).
+
+    Every field of the definition (name, description, category, tags, triggers, nodes ...)
+    is the one stored with that version; a later rename or tag change does not reach back.
+    What is not part of the definition stays the workflow's current state: ``enabled``,
+    execution statistics, the edit lock, ``versions``, ``id``, ``created_at``/``created_by``.
+    ``updated_at``/``updated_by`` are when and by whom that version was stored.
+    """
+    current = workflow_resource(row, tenant)
+    definition: dict[str, Any] = row["definition"]
+    return msgspec.structs.replace(
+        current,
+        name=definition.get("name", current.name),
+        tags=list(definition.get("tags", [])),
+        updated_at=row["version_created_at"],
+        updated_by=row["version_created_by"],
+    )
+
+
 def document_of(row: asyncpg.Record) -> dict[str, Any]:
     """The portable document of a version, with the workflow's current tags and switch."""
     definition: dict[str, Any] = dict(row["definition"])

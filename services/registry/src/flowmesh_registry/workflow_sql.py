@@ -8,7 +8,8 @@ WORKFLOW_COLUMNS = """
     w.execution_count, w.success_count, w.failure_count, w.total_duration_ms, w.timed_count,
     w.last_executed_at, w.last_execution_status, w.created_at, w.created_by,
     w.updated_at, w.updated_by,
-    v.version, v.definition, v.content_hash, v.validation_status, v.validation_errors"""
+    v.version, v.definition, v.content_hash, v.validation_status, v.validation_errors,
+    v.created_at AS version_created_at, v.created_by AS version_created_by"""
 
 JOIN_VERSION = """
     FROM workflows w
@@ -73,9 +74,13 @@ RETURNING workflow_id, version"""
 LIVE_WORKFLOW_IDS = """
 SELECT id FROM workflows WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL"""
 
+# Newest first, a page at a time: $3 is the last version of the previous page (or NULL).
 LIST_VERSIONS = """
-SELECT version, created_at, created_by, validation_status, content_hash
-FROM workflow_versions WHERE tenant_id = $1 AND workflow_id = $2 ORDER BY version DESC"""
+SELECT tenant_id, version, created_at, created_by, validation_status, content_hash
+FROM workflow_versions
+WHERE tenant_id = $1 AND workflow_id = $2 AND ($3::integer IS NULL OR version < $3)
+ORDER BY version DESC
+LIMIT $4"""
 
 WORKFLOW_EXISTS = """
 SELECT 1 FROM workflows WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"""

@@ -1,4 +1,4 @@
-"""Workflow operations: create, read, list, version, patch, delete, apply, clone, lock.
+"""Workflow operations: create, read, version, patch, delete, apply, clone.
 
 Each mutation runs in one tenant transaction with its audit entry and its outbox row.
 Order of judgement follows the API's: the resource (404) before the body (422).
@@ -14,14 +14,7 @@ import msgspec
 
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import new_id, parse_uuid
-from flowmesh_proto.registry import (
-    Deleted,
-    VersionInfo,
-    VersionPage,
-    Workflow,
-    WorkflowApplied,
-    WorkflowPatch,
-)
+from flowmesh_proto.registry import Deleted, Workflow, WorkflowApplied, WorkflowPatch
 from flowmesh_proto.workflow import Definition, definition_to_builtins
 from flowmesh_registry import audit, outbox, secrets
 from flowmesh_registry import workflow_sql as sql
@@ -29,7 +22,7 @@ from flowmesh_registry.caller import Caller
 from flowmesh_registry.db import Database
 from flowmesh_registry.preparation import Prepared, prepare
 from flowmesh_registry.problems import checked_version, field_problem
-from flowmesh_registry.resources import workflow_resource
+from flowmesh_registry.resources import version_resource, workflow_resource
 from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
 from flowmesh_registry.webhooks import WebhookSecretOperations
 from flowmesh_shared.errors import FlowmeshError
@@ -88,40 +81,30 @@ class WorkflowOperations:
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, tenant: str, workflow_id: str, version: int | None = None) -> Workflow:
-        return workflow_resource(await self.row(tenant, workflow_id, version), tenant)
+        """The current workflow, or (``version``) the workflow as it was at that version."""
+        row = await self.row(tenant, workflow_id, version)
+        if version is None:
+            return workflow_resource(row, tenant)
+        return version_resource(row, tenant)
 
     async def row(self, tenant: str, workflow_id: str, version: int | None) -> asyncpg.Record:
-        """The workflow's row joined with its current version (or ``version``), or 404."""
+        """The workflow's row joined with its current version (or ``version``), or 404:
+        WORKFLOW_NOT_FOUND without the workflow, NOT_FOUND without the version."""
         checked_version(version, "version")
         wid = workflow_uuid(workflow_id)
         async with self.db.tenant_tx(tenant) as conn:
             row = await conn.fetchrow(sql.GET_WORKFLOW, tenant, wid, version)
+            exists = row is not None or (
+                version is not None
+                and await conn.fetchval(sql.WORKFLOW_EXISTS, tenant, wid) is not None
+            )
+        if row is None and exists:
+            raise FlowmeshError(
+                ErrorCode.NOT_FOUND, f"workflow {workflow_id} has no version {version}"
+            )
         if row is None:
-            if version is not None:
-                raise FlowmeshError(
-                    ErrorCode.NOT_FOUND, f"workflow {workflow_id} has no version {version}"
-                )
             raise not_found(workflow_id)
         return row
-
-    async def versions(self, tenant: str, workflow_id: str) -> VersionPage:
-        wid = workflow_uuid(workflow_id)
-        async with self.db.tenant_tx(tenant) as conn:
-            if await conn.fetchval(sql.WORKFLOW_EXISTS, tenant, wid) is None:
-                raise not_found(workflow_id)
-            rows = await conn.fetch(sql.LIST_VERSIONS, tenant, wid)
-        return VersionPage(
-            items=[
-                VersionInfo(
-                    version=row["version"],
-                    created_at=row["created_at"],
-                    created_by=row["created_by"],
-                    validation_status=row["validation_status"],
-                    content_hash=row["content_hash"],
-                )
-                for row in rows
-            ]
-        )
 
     # --- writes -------------------------------------------------------------------------
 

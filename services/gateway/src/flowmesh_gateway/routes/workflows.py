@@ -114,7 +114,11 @@ async def batch(call: Call) -> web.Response:
 
 
 async def versions(call: Call) -> web.Response:
-    request = r.WorkflowVersions(id=call.request.match_info["id"])
+    request = r.WorkflowVersions(
+        id=call.request.match_info["id"],
+        limit=query_int(call.request, "limit", 1, 100) or 50,
+        cursor=call.request.query.get("cursor") or None,
+    )
     return json_response(await call.registry(request))
 
 
@@ -314,16 +318,17 @@ ROUTES = [
         path=f"{BASE}/{{id}}/versions",
         handler=versions,
         role="viewer",
-        summary="Version history",
+        summary="Version history, newest first (a list response: limit, cursor)",
         operation_id="workflow_versions",
         response=r.VersionPage,
+        query=(("limit", "integer"), ("cursor", "string")),
     ),
     Route(
         method="GET",
         path=f"{BASE}/{{id}}/versions/{{n}}",
         handler=version,
         role="viewer",
-        summary="One version",
+        summary="The workflow as it was at version n",
         operation_id="workflow_version",
         response=r.Workflow,
     ),
