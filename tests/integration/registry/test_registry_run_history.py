@@ -547,3 +547,18 @@ async def test_projection_lag_is_exported(registry: Registry, api: Api, log: Run
     lag = await metric(registry, "flowmesh_registry_projection_lag_seconds")
     assert 0 <= lag < 5
     assert await metric(registry, "flowmesh_registry_projection_batches_total") > 0
+
+
+async def test_a_run_whose_trigger_names_no_kind_is_still_listed(
+    registry: Registry, api: Api, log: RunLog, owner: asyncpg.Connection
+) -> None:
+    wf = await api.create(unique("kindless"))
+    ids = [await log.run(wf.id, duration_ms=5.0) for _ in range(2)]
+    await settle(registry, log)
+    await owner.execute("UPDATE runs SET trigger = '{}' WHERE id = $1::uuid", ids[0])
+    page = await api("run_list", r.RunList(limit=100, workflow_id=wf.id))
+    assert [run.id for run in page.items] == [ids[1], ids[0]]
+    everything = await api("run_list", r.RunList(limit=100))
+    assert ids[0] in {run.id for run in everything.items}
+    by_kind = await api("run_list", r.RunList(limit=100, workflow_id=wf.id, trigger_kind="api"))
+    assert [run.id for run in by_kind.items] == [ids[1]]

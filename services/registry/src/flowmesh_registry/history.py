@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import get_args
 
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import parse_uuid
 from flowmesh_proto.registry import RunList, RunPage, WorkflowStats
-from flowmesh_proto.runs import Run
+from flowmesh_proto.runs import Run, RunStatus, TriggerKind
 from flowmesh_registry import run_sql as sql
 from flowmesh_registry.cursors import CursorError, decode_cursor, encode_cursor
 from flowmesh_registry.db import Database
@@ -62,14 +63,16 @@ class RunHistory:
             if moment is not None and moment.tzinfo is None:
                 raise field_problem(name, f"{name} must be a time with an offset (RFC 3339)")
         after_time, after_id = _cursor_key(request.cursor)
+        statuses: list[str] = [*request.status] or [*_STATUSES]
+        kinds = [*_KINDS] if request.trigger_kind is None else [request.trigger_kind]
         async with self.db.tenant_tx(tenant) as conn:
             await conn.execute(sql.FORCE_CUSTOM_PLANS)
             rows = await conn.fetch(
                 sql.LIST_RUNS,
                 tenant,
                 workflow_id,
-                list(request.status),
-                request.trigger_kind,
+                statuses,
+                kinds,
                 request.created_after,
                 request.created_before,
                 after_time,
@@ -105,6 +108,12 @@ class RunHistory:
             average_execution_ms=round(row["total_duration_ms"] / timed, 3) if timed else None,
             p95_execution_ms=row["p95"],
         )
+
+
+#: What a listing with no status (trigger kind) filter reads: every one (``''``: a run
+#: whose trigger names no kind).
+_STATUSES: tuple[str, ...] = get_args(RunStatus)
+_KINDS: tuple[str, ...] = (*get_args(TriggerKind), "")
 
 
 def _cursor_key(cursor: str | None) -> tuple[datetime | None, uuid.UUID | None]:

@@ -133,18 +133,36 @@ STEPS_OF_RUN = f"""
 SELECT {STEP_ROW}
 WHERE s.tenant_id = $1 AND s.run_id = $2 ORDER BY s.position"""
 
-#: Newest first; absent filters fold away under custom plans (``FORCE_CUSTOM_PLANS``).
+#: Newest first. For each (status, trigger kind) pair of ``$3`` x ``$4`` (the caller
+#: passes every status and kind when a filter is absent; ``''``: a trigger with no kind),
+#: the newest ids of that pair, at most a page, from an index range scan (``runs_by_status``,
+#: or ``runs_by_workflow_status`` with a workflow); then the newest page of all those, and
+#: its rows (migration 0006). Every condition an index range needs is leakproof (row-level
+#: security keeps others out of index scans): the cursor ``($7, $8)`` is compared column by
+#: column. Absent filters fold away under custom plans (``FORCE_CUSTOM_PLANS``).
 LIST_RUNS = f"""
 SELECT {RUN_ROW}
-WHERE r.tenant_id = $1
-  AND ($2::uuid IS NULL OR r.workflow_id = $2)
-  AND (cardinality($3::text[]) = 0 OR r.status = ANY($3::text[]))
-  AND ($4::text IS NULL OR r.trigger_kind = $4)
-  AND ($5::timestamptz IS NULL OR r.created_at >= $5)
-  AND ($6::timestamptz IS NULL OR r.created_at < $6)
-  AND ($7::timestamptz IS NULL OR (r.created_at, r.id) < ($7, $8::uuid))
-ORDER BY r.created_at DESC, r.id DESC
-LIMIT $9"""
+JOIN (
+    SELECT p.id, p.created_at
+    FROM unnest($3::text[]) AS wanted_status (status)
+    CROSS JOIN unnest($4::text[]) AS wanted_kind (kind)
+    CROSS JOIN LATERAL (
+        SELECT x.id, x.created_at FROM runs x
+        WHERE x.tenant_id = $1
+          AND x.status = wanted_status.status
+          AND x.trigger_kind = wanted_kind.kind
+          AND ($2::uuid IS NULL OR x.workflow_id = $2)
+          AND ($5::timestamptz IS NULL OR x.created_at >= $5)
+          AND ($6::timestamptz IS NULL OR x.created_at < $6)
+          AND ($7::timestamptz IS NULL OR x.created_at <= $7)
+          AND ($7::timestamptz IS NULL OR x.created_at < $7 OR x.id < $8::uuid)
+        ORDER BY x.created_at DESC, x.id DESC
+        LIMIT $9
+    ) p
+    ORDER BY p.created_at DESC, p.id DESC
+    LIMIT $9
+) page ON r.tenant_id = $1 AND r.id = page.id
+ORDER BY r.created_at DESC, r.id DESC"""
 
 #: The statistics and the p95 of the durations (nearest rank: the smallest duration at
 #: or above which 5% of the runs lie), read from the top of the ``runs_durations`` index.
