@@ -242,9 +242,13 @@ def test_cancel_finishes_the_run_and_starts_nothing_new() -> None:
     run.decide()
     run.context = RunContext(cancel_requested=True, cancel_reason="by alice")
     actions = run.decide()
-    assert actions == [FinishRun(status="cancelled", reason="by alice", cancel=["a"])]
+    assert actions == [
+        SkipSteps(node_ids=["b"]),  # will never run
+        FinishRun(status="cancelled", reason="by alice", cancel=["a"]),
+    ]
     run.succeed("a")
-    assert run.state.status == "cancelled" and run.status("b") == "pending"
+    assert run.state.status == "cancelled"
+    assert (run.status("a"), run.status("b")) == ("cancelled", "skipped")
 
 
 # --- on_error --------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Random valid DAGs are driven by the engine and a random simulated shell (the str
 resource (``run_view``, and a ``RunFold`` resumed from a prefix's view) and ``flowmesh
 watch``'s table (``Progress``, fed one event at a time) say what the engine's state says, and
 what the engine decided shows: a started attempt is running, a finished run has the status
-it was finished with, and no step of a run that is over is still running or pending.
+it was finished with, no step of a run that is over is still running or pending, its steps
+are the definition's nodes in definition order, and each skipped one has its
+``step.skipped``.
 Some runs wait for a concurrency slot first (``run.waiting`` before the engine's first
 decision): the run resource says so while it is queued, and not once it has started.
 """
@@ -21,7 +23,14 @@ from flowmesh_cli.progress import Progress
 from flowmesh_executor.actions import FinishRun, StartStep
 from flowmesh_executor.state import RunState
 from flowmesh_proto.runs import Run as RunResource
-from flowmesh_proto.runs import RunEvent, RunWaiting, StepBatch, StepRetrying, Waiting
+from flowmesh_proto.runs import (
+    RunEvent,
+    RunWaiting,
+    StepBatch,
+    StepRetrying,
+    StepSkipped,
+    Waiting,
+)
 from flowmesh_proto.workflow import Definition
 from flowmesh_shared.runview import RunFold, run_view
 from tests.unit.engine_shell import T0, Run
@@ -53,6 +62,10 @@ def test_the_run_resource_and_watch_agree_with_the_engine(
     assert run.state.finished
     view = run_view(run.events)
     assert all(step.status not in ("running", "pending") for step in view.steps)
+    assert [step.node_id for step in view.steps] == [node.id for node in defn.nodes]
+    skipped = {e.node_id for e in _flat(run.events) if isinstance(e, StepSkipped)}
+    assert skipped == {step.node_id for step in view.steps if step.status == "skipped"}
+    assert view.metrics.nodes_skipped == len(skipped)
     cut = data.draw(st.integers(1, len(run.events)))
     resumed = RunFold.resume(run_view(run.events[:cut]))
     for event in run.events[cut:]:

@@ -86,7 +86,8 @@ def elapsed(start: datetime | None, end: datetime | None, now: datetime) -> time
 
 
 class Progress:
-    """One run's header and steps (in first-seen order), one event at a time."""
+    """One run's header and steps (the run resource's: every node in definition order once
+    the run has started), one event at a time."""
 
     def __init__(self, run_id: str) -> None:
         self.run = RunHeader(run_id=run_id)

@@ -4,8 +4,10 @@ The executor's engine decides from it, the registry's projection and the gateway
 run resource (DESIGN section 7) from it, and ``flowmesh watch`` draws its table from it, so
 all three agree. Pure: no I/O, no clock. Folding needs no definition: every event says what
 it changed (a ``step.started`` carries its attempt's deadline, a ``step.retrying`` its
-delay), so replaying the same events always rebuilds an equal state. A node that has no
-event yet is ``pending`` and absent from ``nodes``.
+delay), so replaying the same events always rebuilds an equal state. ``run.started`` names
+the pinned version's nodes in definition order: each is in ``nodes`` from then on,
+``pending`` until its first event. A node no event has named yet (a run started by an
+executor that sent no node list) is ``pending`` and absent from ``nodes``.
 
 Rules, in event order:
 
@@ -14,7 +16,7 @@ Rules, in event order:
 - a ``run.waiting`` of a run that has not started says why it waits (``waiting``); its
   status stays as it was (``queued``); the event that starts or ends the run clears it;
 - ``run.started`` (or, failing that, the first step event) starts it; ``started_at`` is the
-  first start;
+  first start; its ``nodes`` put every node of the version in ``nodes``, in their order;
 - a step's ``started_at`` is its first attempt's start (``attempt_started_at`` the latest
   one's); ``attempt`` is the highest attempt run (a reused output runs none); a failed
   attempt that will be retried leaves the step ``pending`` with that attempt's error;
@@ -23,7 +25,9 @@ Rules, in event order:
   ``run.claimed`` change nothing;
 - the first terminal event ends the run. Every step it lists that is still running or
   pending (waiting for a retry) becomes ``cancelled``: a run that is over has no step in
-  flight. Later events change nothing.
+  flight; one that never started becomes ``skipped`` (the executor publishes a
+  ``step.skipped`` for each before the end; a run ended outside its engine, by a limit,
+  may not). Later events change nothing.
 """
 
 from __future__ import annotations
@@ -92,6 +96,11 @@ class NodeState(msgspec.Struct, kw_only=True):
     reused: bool = False  # a retry run took the parent run's output instead of running it
 
     @property
+    def unstarted(self) -> bool:
+        """No attempt has started, nor has the node been settled (it may still run)."""
+        return self.status == "pending" and self.attempt == 0
+
+    @property
     def retrying(self) -> bool:
         """A failed attempt will be followed by another (the node waits for it)."""
         return self.status == "pending" and self.attempt > 0
@@ -108,7 +117,7 @@ class RunState(msgspec.Struct, kw_only=True):
     run_at: datetime | None = None  # a scheduled run's start time
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    nodes: dict[str, NodeState] = {}  # first-seen order
+    nodes: dict[str, NodeState] = {}  # definition order (run.started), then first-seen
     output: Any = None
     error: RunError | None = None  # why a run that did not succeed ended
     retries: int = 0  # attempts scheduled again after a failure
@@ -173,8 +182,10 @@ def _apply_run(state: RunState, event: RunEvent) -> None:
         case RunWaiting(reason=reason, since=since):
             if state.status in ("queued", "scheduled"):
                 state.waiting = Waiting(reason=reason, since=since)
-        case RunStarted(at=at):
+        case RunStarted(at=at, nodes=nodes):
             _start(state, at)
+            if nodes:
+                _list_nodes(state, nodes)
         case RunSucceeded(at=at, output=output):
             _finish(state, "succeeded", at)
             state.output = output
@@ -199,12 +210,19 @@ def _start(state: RunState, at: datetime) -> None:
         state.started_at = at
 
 
+def _list_nodes(state: RunState, node_ids: list[str]) -> None:
+    """Every node of the version in ``nodes``, in definition order (a node seen before
+    keeps its state; one the list does not name stays, after them)."""
+    listed = {node_id: state.nodes.get(node_id) or NodeState() for node_id in node_ids}
+    state.nodes = listed | {k: v for k, v in state.nodes.items() if k not in listed}
+
+
 def _finish(state: RunState, status: TerminalRunStatus, at: datetime) -> None:
     state.status, state.finished_at, state.waiting = status, at, None
     for node in state.nodes.values():
         if node.status in ("running", "pending"):
-            node.status, node.finished_at = "cancelled", at
-            node.deadline = node.retry_at = None
+            node.status = "skipped" if node.unstarted else "cancelled"
+            node.finished_at, node.deadline, node.retry_at = at, None, None
 
 
 def _apply_step(state: RunState, event: StepEvent) -> None:

@@ -73,7 +73,12 @@ class RunScheduled(_RunEvent, frozen=True, kw_only=True, tag="run.scheduled"):
 
 
 class RunStarted(_RunEvent, frozen=True, kw_only=True, tag="run.started"):
+    """An executor started the run. ``nodes``: the node ids of the run's pinned version, in
+    definition order; from here on the run's steps list each of them (``pending`` until it
+    runs). Empty in runs started before the field existed: their steps appear as they start."""
+
     executor: str = ""
+    nodes: list[str] = []
 
 
 class RunClaimed(_RunEvent, frozen=True, kw_only=True, tag="run.claimed"):
@@ -345,7 +350,10 @@ class RunMetrics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Run(msgspec.Struct, frozen=True, kw_only=True):
-    """The run resource: what a run's events say so far (``steps`` in first-seen order).
+    """The run resource: what a run's events say so far. ``steps``: every node of the pinned
+    version in definition order once the run has started (``pending`` until it runs,
+    ``skipped`` or ``cancelled`` once the run is over if it never finished); a run started
+    without its node list (an older ``run.started``) lists its nodes in first-seen order.
     ``waiting``: why a queued run has not started yet (null once it has, and for a run
     that is not queued)."""
 

@@ -8,6 +8,7 @@ from flowmesh_proto import registry as r
 from flowmesh_shared.runview import run_view
 from tests.integration.executor.conftest import executor, executor_settings, runs
 from tests.integration.executor.runs import Runs
+from tests.integration.executor.test_executor_run_steps import FAILS, LONG, ORDER
 
 from .conftest import Registry
 from .run_events import projected, session_projection
@@ -60,6 +61,46 @@ async def test_executed_runs_read_back_as_their_events(registry: Registry, runs:
     assert stats.average_execution_ms == round(sum(durations) / 3, 3)
     assert stats.p95_execution_ms == max(durations)
     assert stats.last_execution_status == "succeeded"
+
+
+async def test_every_node_reads_back_the_same_from_the_projection_and_the_events(
+    registry: Registry, runs: Runs
+) -> None:
+    """``GET /runs/{id}`` answers from the projection, or from the run's events (``run_view``,
+    the gateway's replay path): both list every node, in definition order, while the run
+    runs and once it failed or was cancelled."""
+    projection = session_projection(registry)
+    failing = await runs.workflow(FAILS)
+    failed = await runs.start(failing, {"d": "not a duration"})
+    long = await runs.workflow(LONG)
+    cancelled = await runs.start(long, {"items": [1]})
+    await runs.step_running(cancelled, "first")
+    await projected(projection, max(await _last_seqs(runs, [cancelled])))
+    running = await runs.api("run_get", r.RunGet(id=cancelled))
+    assert running == run_view(await runs.events(cancelled))
+    assert [(s.node_id, s.status) for s in running.steps] == [
+        ("first", "running"),
+        ("each", "pending"),
+        ("last", "pending"),
+    ]
+    await runs.cancel(cancelled)
+    retried = await runs.start(
+        failing, {"d": "still not"}, kind="retry", parent_run_id=failed, attempt=2
+    )
+    run_ids = [failed, cancelled, retried]
+    for run_id in run_ids:
+        await runs.finished(run_id)
+    await projected(projection, max(await _last_seqs(runs, run_ids)))
+    for run_id in run_ids:
+        run = await runs.api("run_get", r.RunGet(id=run_id))
+        assert run == run_view(await runs.events(run_id))
+        assert all(step.status not in ("pending", "running") for step in run.steps)
+    views = [await runs.api("run_get", r.RunGet(id=run_id)) for run_id in run_ids]
+    assert [s.node_id for s in views[0].steps] == ORDER == [s.node_id for s in views[2].steps]
+    assert [s.status for s in views[1].steps] == ["cancelled", "skipped", "skipped"]
+    assert views[1].metrics.nodes_skipped == 2
+    reused = [s.node_id for s in views[2].steps if s.reused]
+    assert reused == ["prepare"] and views[2].metrics.nodes_reused == 1
 
 
 async def _last_seqs(runs: Runs, run_ids: list[str]) -> list[int]:

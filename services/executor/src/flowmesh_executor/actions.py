@@ -57,7 +57,10 @@ class _Action(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
 
 
 class StartRun(_Action, frozen=True, kw_only=True, tag="start_run"):
-    """Record that this executor started the run (``run.started``)."""
+    """Record that this executor started the run (``run.started``, naming ``nodes``: the
+    version's node ids in definition order, each a step of the run from then on)."""
+
+    nodes: list[str] = []
 
 
 class StartStep(_Action, frozen=True, kw_only=True, tag="start_step"):
@@ -101,6 +104,8 @@ class RetryStep(_Action, frozen=True, kw_only=True, tag="retry_step"):
 
 
 class SkipSteps(_Action, frozen=True, kw_only=True, tag="skip_steps"):
+    """Nodes that will never run: on a branch not taken, or left when the run ends."""
+
     node_ids: list[str]
 
 
@@ -164,8 +169,8 @@ def events_for(ref: RunRef, action: Action, now: datetime) -> list[RunEvent | St
         "at": now,
     }
     match action:
-        case StartRun():
-            return [RunStarted(**base)]
+        case StartRun(nodes=nodes):
+            return [RunStarted(**base, nodes=nodes)]
         case StartStep(node_id=node_id, attempt=attempt, deadline=deadline):
             return [StepStarted(**base, node_id=node_id, attempt=attempt, deadline=deadline)]
         case CompleteStep():

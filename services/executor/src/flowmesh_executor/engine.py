@@ -9,7 +9,9 @@ One call settles everything that can be settled at ``now``: it walks the nodes i
 topological order, evaluating instantaneous nodes (noop, transform, condition, switch) and
 skipping cut ones as it goes, so a chain of instantaneous nodes finishes in one decision and
 its events go out as one ``steps`` batch. Branch, join, ``on_error`` and output rules are in
-:mod:`flowmesh_executor.outcomes`.
+:mod:`flowmesh_executor.outcomes`. ``run.started`` names every node of the version (each
+is a step of the run from then on); a run that ends before some nodes ran (failed,
+cancelled, timed out) skips them in one ``steps`` batch just before its terminal event.
 
 The shell reports a step's result with :func:`step_succeeded` / :func:`step_failed`, which
 return the events to publish (a failure's retry decision included), then calls
@@ -248,7 +250,7 @@ class _Work:
 
     def run(self) -> None:
         if self.state.status in ("queued", "scheduled"):
-            self.record(StartRun())
+            self.record(StartRun(nodes=list(self.plan.nodes)))
             self._reuse()
         if self.context.cancel_requested:
             self.finish("cancelled", reason=self.context.cancel_reason)
@@ -289,7 +291,7 @@ class _Work:
 
     def _reuse(self) -> None:
         for node_id in self.plan.order:
-            if node_id in self.context.reused and node_id not in self.state.nodes:
+            if node_id in self.context.reused and self.state.node(node_id).unstarted:
                 output = self.context.reused[node_id]
                 self.record(CompleteStep(node_id=node_id, attempt=1, output=output, reused=True))
 
@@ -433,6 +435,9 @@ class _Work:
         error: RunError | None = None,
         reason: str = "",
     ) -> None:
+        never = [n for n in self.plan.nodes if self.state.node(n).unstarted]
+        if never:
+            self.record(SkipSteps(node_ids=never))
         running = [n for n in self.plan.order if self.state.node(n).status == "running"]
         self.record(
             FinishRun(status=status, output=output, error=error, reason=reason, cancel=running)
