@@ -6,7 +6,8 @@ the machine's PostgreSQL (a fresh database); this process is the HTTP client, as
 console is. ``--runs`` runs of one tenant (10 million by default) are written straight
 into PostgreSQL (as the projection would have left them: 20 workflows, mostly succeeded,
 a few failed, cancelled and timed out, 100 running and 50 queued; triggered by api,
-event, webhook and rarely cron, never retry), one a second up to now; then ``VACUUM
+event, webhook and rarely cron, never retry; workflow and trigger drawn by hash, so they
+are independent of the status), one a second up to now; then ``VACUUM
 ANALYZE``. Each scenario is ``GET /api/v1/<tenant>/runs?...&limit=50``, 5 warm-ups then
 ``--samples`` requests one after another: p50 and p99 of what the client sees.
 
@@ -35,13 +36,14 @@ SEED = """
 INSERT INTO runs (tenant_id, id, workflow_id, version, status, trigger, input, output,
                   error, created_at, started_at, finished_at, duration_ms, metrics,
                   last_seq, counted)
-SELECT $1, gen_random_uuid(), ($5::uuid[])[1 + g % array_length($5::uuid[], 1)], 1,
+SELECT $1, gen_random_uuid(), ($5::uuid[])[1 + abs(hashint8(g)) % array_length($5::uuid[], 1)], 1,
        CASE WHEN g <= 50 THEN 'queued' WHEN g <= 150 THEN 'running'
             WHEN g % 10000 = 7 THEN 'failed' WHEN g % 1000 = 3 THEN 'cancelled'
             WHEN g % 5000 = 11 THEN 'timed_out' ELSE 'succeeded' END,
-       jsonb_build_object('kind', CASE WHEN g % 2000 = 5 THEN 'cron'
-                                       WHEN g % 100 < 60 THEN 'api'
-                                       WHEN g % 100 < 95 THEN 'event' ELSE 'webhook' END,
+       jsonb_build_object('kind', CASE WHEN abs(hashint8(-g)) % 2000 = 5 THEN 'cron'
+                                       WHEN abs(hashint8(-g)) % 100 < 60 THEN 'api'
+                                       WHEN abs(hashint8(-g)) % 100 < 95 THEN 'event'
+                                       ELSE 'webhook' END,
                           'data', jsonb_build_object('order', g)),
        jsonb_build_object('order', g, 'customer', 'c-' || (g % 977)),
        CASE WHEN g > 150 THEN '{"ok": true}'::jsonb END,
