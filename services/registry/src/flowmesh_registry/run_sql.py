@@ -162,7 +162,7 @@ JOIN (
     ORDER BY p.created_at DESC, p.id DESC
     LIMIT $9
 ) page ON r.tenant_id = $1 AND r.id = page.id
-ORDER BY r.created_at DESC, r.id DESC"""
+ORDER BY r.created_at DESC, r.id DESC"""  # noqa: S608 - this module's constants only
 
 #: The statistics and the p95 of the durations (nearest rank: the smallest duration at
 #: or above which 5% of the runs lie), read from the top of the ``runs_durations`` index.
