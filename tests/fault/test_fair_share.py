@@ -20,9 +20,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from nats.js import errors as js_errors
 
 from flowmesh_proto import registry as r
 from flowmesh_proto.runs import TERMINAL_RUN_EVENTS, RunStarted, RunSucceeded
+from flowmesh_proto.subjects import run_request_consumer
 from tests.fault.deployment import Deployment
 from tests.helpers import until
 from tests.integration.executor.runs import Runs
@@ -152,3 +154,24 @@ async def test_an_executor_killed_mid_turn_loses_and_duplicates_nothing(
         events = await runs.events(run_id)
         ends = [event for event in events if type(event) in TERMINAL_RUN_EVENTS]
         assert len(ends) == 1 and isinstance(ends[0], RunSucceeded), events
+
+
+async def test_a_consumer_deleted_for_idling_is_made_again(shared_nats: Deployment) -> None:
+    """JetStream deletes a tenant's consumer after ``tenant_consumer_idle`` seconds without
+    a fetch (or loses it in a restart); the executor that made it must make it again, not
+    keep fetching from a consumer that no longer exists (no responders, ``503``)."""
+    a = shared_nats.runs
+    workflow = await a.workflow(QUICK)
+    name = run_request_consumer(a.tenant)
+    async with shared_nats.executors(1, LEASE, {"TENANT_CONSUMER_IDLE": "1"}):
+        assert (await a.finished(await a.start(workflow), timeout=10)).status == "succeeded"
+
+        async def gone() -> bool:
+            try:
+                await a.js.consumer_info(a.streams.run_requests, name)
+            except js_errors.NotFoundError:
+                return True
+            return False
+
+        await until(gone, 15, interval=0.2)
+        assert (await a.finished(await a.start(workflow), timeout=10)).status == "succeeded"

@@ -14,7 +14,9 @@ of a tenant with ``max_running`` ends) and, in case a bell was lost or this exec
 just started, from a sweep of the stream's per-subject counts every ``intake_sweep``
 seconds. A fetch that comes back short (``404``/``408``) or refused at the tenant's
 ``max_running`` (``409``, the consumer's ``max_ack_pending``) makes the tenant idle until
-the next bell or sweep; a bell heard while its fetch was out keeps it waiting.
+the next bell or sweep; a bell heard while its fetch was out keeps it waiting. A fetch
+nobody answers (``503``: the consumer was deleted for idling, or lost in a restart) makes
+the consumer again at the tenant's next turn.
 
 A tenant's ``weight`` and ``max_running`` come from the registry (:class:`TenantShares`,
 cached for ``tenant_refresh`` seconds); ``max_running`` is written into the tenant's
@@ -56,6 +58,8 @@ from flowmesh_shared.rpc import RpcClient
 log = structlog.get_logger("flowmesh.executor.intake")
 
 _STATUS = "Status"
+#: The status of a request nobody answered: the consumer fetched from does not exist.
+_NO_RESPONDERS = "503"
 #: The consumer every executor shared before fair intake (deleted at start: a work queue
 #: takes no consumer whose filter overlaps another's).
 LEGACY_CONSUMER = "executors"
@@ -265,6 +269,10 @@ class FairIntake:
         if status is not None and not msg.data:  # to the inbox of the tenant's fetch
             tenant = msg.subject.rsplit(".", 1)[-1]
             if status == "100":
+                return
+            if status == _NO_RESPONDERS:  # no such consumer (idle too long, a restart):
+                self._consumers.pop(tenant, None)  # made again at the tenant's next turn
+                self._end_fetch(tenant, waiting=True)
                 return
             description = str((msg.headers or {}).get("Description", ""))
             if status == "409" and "Consumer Deleted" in description:
