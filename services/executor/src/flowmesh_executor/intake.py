@@ -80,14 +80,21 @@ class TenantShares:
     """Tenants' weights and ``max_running``, from the registry, kept ``refresh`` seconds.
 
     When the registry cannot answer, the last known value stays (None if there is none:
-    the caller then leaves the tenant's consumer as it is)."""
+    the caller then leaves the tenant's consumer as it is) for another ``refresh``: a
+    registry that is down costs the intake one ``timeout`` per tenant per refresh, not
+    one in every turn."""
 
     def __init__(
-        self, rpc: RpcClient, refresh: float, principal: Principal, timeout: float = 1.0
+        self,
+        rpc: RpcClient,
+        refresh: float,
+        principal: Principal,
+        timeout: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rpc, self._refresh, self._principal = rpc, refresh, principal
-        self._timeout = timeout
-        self._known: dict[str, tuple[float, TenantShare]] = {}
+        self._timeout, self._clock = timeout, clock
+        self._known: dict[str, tuple[float, TenantShare | None]] = {}
 
     def cached(self, tenant: str) -> TenantShare | None:
         known = self._known.get(tenant)
@@ -95,7 +102,7 @@ class TenantShares:
 
     async def get(self, tenant: str) -> TenantShare | None:
         known = self._known.get(tenant)
-        now = time.monotonic()
+        now = self._clock()
         if known is not None and now - known[0] < self._refresh:
             return known[1]
         try:
@@ -108,7 +115,9 @@ class TenantShares:
         except FlowmeshError as exc:
             if exc.code != ErrorCode.NOT_FOUND:
                 log.warning("intake.tenant_unknown", tenant=tenant, error=str(exc))
-                return None if known is None else known[1]
+                last = None if known is None else known[1]
+                self._known[tenant] = (now, last)  # asked again after another refresh
+                return last
             share = TenantShare()  # no such tenant (any more): defaults
         else:
             share = TenantShare(weight=found.weight or 1, max_running=found.max_running)
