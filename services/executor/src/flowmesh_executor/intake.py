@@ -79,10 +79,11 @@ class TenantShare:
 class TenantShares:
     """Tenants' weights and ``max_running``, from the registry, kept ``refresh`` seconds.
 
-    When the registry cannot answer, the last known value stays (None if there is none:
-    the caller then leaves the tenant's consumer as it is) for another ``refresh``: a
-    registry that is down costs the intake one ``timeout`` per tenant per refresh, not
-    one in every turn."""
+    A share past its refresh is still used while it is read again in the background: only
+    a tenant seen for the first time waits for the registry (at most ``timeout``), so a
+    slow registry never holds the intake's turns. When the registry cannot answer, the
+    last known value stays (None if there is none: the caller then leaves the tenant's
+    consumer as it is) and is asked for again after another ``refresh``."""
 
     def __init__(
         self,
@@ -95,6 +96,7 @@ class TenantShares:
         self._rpc, self._refresh, self._principal = rpc, refresh, principal
         self._timeout, self._clock = timeout, clock
         self._known: dict[str, tuple[float, TenantShare | None]] = {}
+        self._reading: dict[str, asyncio.Task[TenantShare | None]] = {}
 
     def cached(self, tenant: str) -> TenantShare | None:
         known = self._known.get(tenant)
@@ -102,9 +104,16 @@ class TenantShares:
 
     async def get(self, tenant: str) -> TenantShare | None:
         known = self._known.get(tenant)
+        if known is None:
+            return await self._read(tenant)
+        if self._clock() - known[0] >= self._refresh and tenant not in self._reading:
+            reading = asyncio.create_task(self._read(tenant), name=f"intake.share:{tenant}")
+            self._reading[tenant] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(tenant, None))
+        return known[1]
+
+    async def _read(self, tenant: str) -> TenantShare | None:
         now = self._clock()
-        if known is not None and now - known[0] < self._refresh:
-            return known[1]
         try:
             found = await self._rpc.call(
                 TenantGet(id=tenant),
@@ -115,7 +124,7 @@ class TenantShares:
         except FlowmeshError as exc:
             if exc.code != ErrorCode.NOT_FOUND:
                 log.warning("intake.tenant_unknown", tenant=tenant, error=str(exc))
-                last = None if known is None else known[1]
+                last = self.cached(tenant)
                 self._known[tenant] = (now, last)  # asked again after another refresh
                 return last
             share = TenantShare()  # no such tenant (any more): defaults
