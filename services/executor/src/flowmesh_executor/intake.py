@@ -265,10 +265,17 @@ class FairIntake:
         return True
 
     def _forget_lost_fetches(self) -> None:
+        """A fetch unanswered this long was lost (a server restarted meanwhile). Its tenant
+        rejoins the turns at the virtual time, with no refund: while its fetch was out the
+        other tenants had every slot, and a refund now would take the virtual time back
+        to before them all (the tenant, and any newcomer, would then have a turn for every
+        slot they had before the next of the tenants that kept waiting)."""
         now = time.monotonic()
         for tenant, fetch in list(self._fetches.items()):
             if now - fetch.sent_at > 2 * FETCH_PATIENCE:
                 log.info("intake.fetch_lost", tenant=tenant)
+                del self._fetches[tenant]
+                self.turns.idle(tenant)
                 self._end_fetch(tenant, waiting=True)
 
     def _end_fetch(self, tenant: str, *, waiting: bool) -> None:
