@@ -175,3 +175,56 @@ async def test_a_consumer_deleted_for_idling_is_made_again(shared_nats: Deployme
 
         await until(gone, 15, interval=0.2)
         assert (await a.finished(await a.start(workflow), timeout=10)).status == "succeeded"
+
+
+async def test_max_running_lowered_while_runs_are_held_holds_for_the_next_ones(
+    shared_nats: Deployment,
+) -> None:
+    a = shared_nats.runs
+    await _set(shared_nats, a.tenant, max_running=3)
+    slow, quick = await a.workflow(sleeper(2.5)), await a.workflow(sleeper(0.3))
+    settings = {"MAX_RUNS": "8", "TENANT_REFRESH": "0.2", "INTAKE_SWEEP": "0.3"}
+    async with shared_nats.executors(2, LEASE, settings):
+        first = [await a.start(slow) for _ in range(3)]
+        await until(lambda: _all_started(a, first), 10, interval=0.05)
+        await _set(shared_nats, a.tenant, max_running=1)
+        then = [await a.start(quick) for _ in range(4)]
+        states = [await a.finished(run_id, timeout=30) for run_id in first + then]
+    assert [state.status for state in states] == ["succeeded"] * 7
+    t0 = min(state.started_at for state in states if state.started_at)
+    spans = [
+        ((s.started_at - t0).total_seconds(), (s.finished_at - t0).total_seconds())
+        for s in states
+        if s.started_at and s.finished_at
+    ]
+    for i, (start, _) in enumerate(spans[3:], 3):  # the later runs: each alone
+        overlapping = [j for j, (b, e) in enumerate(spans) if j != i and b <= start < e]
+        assert overlapping == [], (i, spans)
+
+
+async def _all_started(runs: Runs, run_ids: list[str]) -> bool:
+    return len(await _started(runs, run_ids)) == len(run_ids)
+
+
+async def test_a_tenant_at_its_max_running_keeps_no_slots_from_others(
+    shared_nats: Deployment,
+) -> None:
+    """A tenant held to ``max_running`` 1 with a backlog: JetStream keeps a fetch from its
+    consumer waiting while it is at its limit (a ``no_wait`` fetch too, until it expires).
+    The slots that fetch asked for must not stay out of other tenants' reach meanwhile:
+    B's runs start at once on an executor with free slots."""
+    a, b = shared_nats.runs, await shared_nats.another_tenant()
+    await _set(shared_nats, a.tenant, max_running=1)
+    slow, quick = await a.workflow(sleeper(6)), await b.workflow(QUICK)
+    async with shared_nats.executors(1, LEASE, {"MAX_RUNS": str(SLOTS)}):
+        backlog = [await a.start(slow) for _ in range(4)]
+        await until(lambda: _all_started(a, backlog[:1]), 10, interval=0.05)
+        states = []
+        for _ in range(3):
+            states.append(await b.finished(await b.start(quick), timeout=10))
+        waits = [
+            (state.started_at - state.created_at).total_seconds()
+            for state in states
+            if state.started_at is not None and state.created_at is not None
+        ]
+        assert len(waits) == 3 and max(waits) <= SLACK, waits

@@ -12,9 +12,11 @@ Who is waiting is learnt from the doorbell (``<prefix>.sys.intake.<tenant>``, co
 rung by the run lifecycle after every run request it stores, and by an executor when a run
 of a tenant with ``max_running`` ends) and, in case a bell was lost or this executor has
 just started, from a sweep of the stream's per-subject counts every ``intake_sweep``
-seconds. A fetch that comes back short (``404``/``408``) or refused at the tenant's
-``max_running`` (``409``, the consumer's ``max_ack_pending``) makes the tenant idle until
-the next bell or sweep; a bell heard while its fetch was out keeps it waiting. A fetch
+seconds. A fetch that comes back short (``404``), or expires held at the tenant's
+``max_running`` (``408``: JetStream keeps a fetch while the consumer is at its
+``max_ack_pending``, for at most :data:`FETCH_WAIT`), makes the tenant idle until the next
+bell or sweep; a bell heard while its fetch was out keeps it waiting. A tenant with a
+``max_running`` is never asked for more than that in one fetch. A fetch
 nobody answers (``503``: the consumer was deleted for idling, or lost in a restart) makes
 the consumer again at the tenant's next turn.
 
@@ -63,8 +65,13 @@ _NO_RESPONDERS = "503"
 #: The consumer every executor shared before fair intake (deleted at start: a work queue
 #: takes no consumer whose filter overlaps another's).
 LEGACY_CONSUMER = "executors"
-#: Seconds a fetch may stay unanswered before it is given up (the server ends a
-#: ``no_wait`` fetch at once; this covers a server restarted meanwhile).
+#: Seconds the server may hold a fetch (its ``expires``). A ``no_wait`` fetch is answered
+#: at once, except when the tenant is at its ``max_running`` (the consumer's
+#: ``max_ack_pending``): JetStream then keeps it until a run ends or this passes (``408``),
+#: and the slots it asked for are out of every other tenant's reach meanwhile.
+FETCH_WAIT = 0.1
+#: Seconds a fetch may stay unanswered before it is given up as lost (a server restarted
+#: meanwhile).
 FETCH_PATIENCE = 5.0
 
 
@@ -250,7 +257,12 @@ class FairIntake:
         consumer = await self._consumer(tenant)
         if consumer is None:
             return False
-        request = {"batch": count, "no_wait": True, "expires": int(FETCH_PATIENCE * 1e9)}
+        most = self._consumers.get(tenant, -1)
+        if 0 < most < count:  # it cannot hold more: the rest of its share goes to others
+            self.turns.refund(tenant, count - most)
+            count = most
+            self.refill()
+        request = {"batch": count, "no_wait": True, "expires": int(FETCH_WAIT * 1e9)}
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}"
         self._fetches[tenant] = _Fetch(asked=count, sent_at=time.monotonic())
         self._rung.discard(tenant)
@@ -302,7 +314,7 @@ class FairIntake:
             description = str((msg.headers or {}).get("Description", ""))
             if status == "409" and "Consumer Deleted" in description:
                 self._consumers.pop(tenant, None)
-            self._end_fetch(tenant, waiting=False)  # 404/408: nothing more; 409: at its limit
+            self._end_fetch(tenant, waiting=False)  # 404: nothing more; 408: at its limit
             return
         tenant = tenant_of(msg.subject)  # a request keeps the subject it was stored under
         with contextlib.suppress(Exception):  # not a JetStream message (tests)
@@ -346,10 +358,8 @@ class FairIntake:
             if count <= 0:
                 continue
             tenant = tenant_of(subject)
-            if tenant in self._fetches:
-                self._rung.add(tenant)
-            else:
-                self.turns.ready(tenant)
+            if tenant not in self._fetches:  # (a count includes requests held by runs:
+                self.turns.ready(tenant)  # it says nothing new about one being fetched)
         self.refill()
 
     # --- consumers -----------------------------------------------------------------------
