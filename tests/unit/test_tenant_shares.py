@@ -96,3 +96,16 @@ async def test_a_registry_that_cannot_answer_is_asked_once_per_refresh_not_every
     assert await shares.get("other") is None  # asked again, in the background
     await until(lambda: shares.cached("other") == TenantShare(weight=2), timeout=1)
     assert registry.calls == 4
+
+
+async def test_stop_ends_the_reads_in_the_background() -> None:
+    registry, clock = Registry(), Clock()
+    shares = _shares(registry, clock)
+    await shares.get("acme")
+    registry.answering.clear()
+    clock.now += 11
+    await shares.get("acme")
+    await until(lambda: registry.calls == 2, timeout=1)
+    await asyncio.wait_for(shares.stop(), 1)
+    assert shares.cached("acme") == TenantShare(weight=2)
+    assert not shares._reading

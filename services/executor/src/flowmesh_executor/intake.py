@@ -105,6 +105,13 @@ class TenantShares:
         self._known: dict[str, tuple[float, TenantShare | None]] = {}
         self._reading: dict[str, asyncio.Task[TenantShare | None]] = {}
 
+    async def stop(self) -> None:
+        """Stop the reads in the background (the values known stay)."""
+        reading = list(self._reading.values())
+        for task in reading:
+            task.cancel()
+        await asyncio.gather(*reading, return_exceptions=True)
+
     def cached(self, tenant: str) -> TenantShare | None:
         known = self._known.get(tenant)
         return None if known is None else known[1]
@@ -203,6 +210,7 @@ class FairIntake:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.shares.stop()
 
     async def close(self) -> None:
         for sub in self._subs:
