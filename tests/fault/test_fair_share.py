@@ -20,9 +20,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from nats.js import errors as js_errors
 
 from flowmesh_proto import registry as r
 from flowmesh_proto.runs import TERMINAL_RUN_EVENTS, RunStarted, RunSucceeded
+from flowmesh_proto.subjects import run_request_consumer
 from tests.fault.deployment import Deployment
 from tests.helpers import until
 from tests.integration.executor.runs import Runs
@@ -152,3 +154,77 @@ async def test_an_executor_killed_mid_turn_loses_and_duplicates_nothing(
         events = await runs.events(run_id)
         ends = [event for event in events if type(event) in TERMINAL_RUN_EVENTS]
         assert len(ends) == 1 and isinstance(ends[0], RunSucceeded), events
+
+
+async def test_a_consumer_deleted_for_idling_is_made_again(shared_nats: Deployment) -> None:
+    """JetStream deletes a tenant's consumer after ``tenant_consumer_idle`` seconds without
+    a fetch (or loses it in a restart); the executor that made it must make it again, not
+    keep fetching from a consumer that no longer exists (no responders, ``503``)."""
+    a = shared_nats.runs
+    workflow = await a.workflow(QUICK)
+    name = run_request_consumer(a.tenant)
+    async with shared_nats.executors(1, LEASE, {"TENANT_CONSUMER_IDLE": "1"}):
+        assert (await a.finished(await a.start(workflow), timeout=10)).status == "succeeded"
+
+        async def gone() -> bool:
+            try:
+                await a.js.consumer_info(a.streams.run_requests, name)
+            except js_errors.NotFoundError:
+                return True
+            return False
+
+        await until(gone, 15, interval=0.2)
+        assert (await a.finished(await a.start(workflow), timeout=10)).status == "succeeded"
+
+
+async def test_max_running_lowered_while_runs_are_held_holds_for_the_next_ones(
+    shared_nats: Deployment,
+) -> None:
+    a = shared_nats.runs
+    await _set(shared_nats, a.tenant, max_running=3)
+    slow, quick = await a.workflow(sleeper(2.5)), await a.workflow(sleeper(0.3))
+    settings = {"MAX_RUNS": "8", "TENANT_REFRESH": "0.2", "INTAKE_SWEEP": "0.3"}
+    async with shared_nats.executors(2, LEASE, settings):
+        first = [await a.start(slow) for _ in range(3)]
+        await until(lambda: _all_started(a, first), 10, interval=0.05)
+        await _set(shared_nats, a.tenant, max_running=1)
+        then = [await a.start(quick) for _ in range(4)]
+        states = [await a.finished(run_id, timeout=30) for run_id in first + then]
+    assert [state.status for state in states] == ["succeeded"] * 7
+    t0 = min(state.started_at for state in states if state.started_at)
+    spans = [
+        ((s.started_at - t0).total_seconds(), (s.finished_at - t0).total_seconds())
+        for s in states
+        if s.started_at and s.finished_at
+    ]
+    for i, (start, _) in enumerate(spans[3:], 3):  # the later runs: each alone
+        overlapping = [j for j, (b, e) in enumerate(spans) if j != i and b <= start < e]
+        assert overlapping == [], (i, spans)
+
+
+async def _all_started(runs: Runs, run_ids: list[str]) -> bool:
+    return len(await _started(runs, run_ids)) == len(run_ids)
+
+
+async def test_a_tenant_at_its_max_running_keeps_no_slots_from_others(
+    shared_nats: Deployment,
+) -> None:
+    """A tenant held to ``max_running`` 1 with a backlog: JetStream keeps a fetch from its
+    consumer waiting while it is at its limit (a ``no_wait`` fetch too, until it expires).
+    The slots that fetch asked for must not stay out of other tenants' reach meanwhile:
+    B's runs start at once on an executor with free slots."""
+    a, b = shared_nats.runs, await shared_nats.another_tenant()
+    await _set(shared_nats, a.tenant, max_running=1)
+    slow, quick = await a.workflow(sleeper(6)), await b.workflow(QUICK)
+    async with shared_nats.executors(1, LEASE, {"MAX_RUNS": str(SLOTS)}):
+        backlog = [await a.start(slow) for _ in range(4)]
+        await until(lambda: _all_started(a, backlog[:1]), 10, interval=0.05)
+        states = []
+        for _ in range(3):
+            states.append(await b.finished(await b.start(quick), timeout=10))
+        waits = [
+            (state.started_at - state.created_at).total_seconds()
+            for state in states
+            if state.started_at is not None and state.created_at is not None
+        ]
+        assert len(waits) == 3 and max(waits) <= SLACK, waits

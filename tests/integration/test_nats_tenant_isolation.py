@@ -351,3 +351,37 @@ async def test_a_tenant_account_is_held_to_its_limits(deployed: Deployed) -> Non
         for nc in (first, second, third):
             await nc.close()
         gc.collect()
+
+
+async def test_no_tenant_user_hears_or_rings_the_intake_doorbell(deployed: Deployed) -> None:
+    """The doorbell (``fm.sys.intake.<t>``) would tell who has runs queued, and a rung bell
+    costs every executor a fetch: tenant users neither hear it nor ring it."""
+    spies = [Eavesdropper(f"{t}-{role}") for t in TENANTS for role in ("publisher", "reader")]
+    spies += [Eavesdropper(f"{t}-worker") for t in TENANTS]
+    executor = await service(deployed, "executor")
+    gateway = await service(deployed, "gateway")
+    bells: list[str] = []
+
+    async def heard(msg: Any) -> None:
+        bells.append(msg.subject)
+
+    try:
+        await executor.subscribe(Subjects().all_intake, cb=heard)
+        await executor.flush()
+        for spy in spies:
+            await spy.start(deployed)
+        for spy in spies:
+            assert spy.nc is not None
+            await spy.nc.publish("fm.sys.intake.globex", b"")
+            await spy.nc.publish("fm.sys.intake.acme", b"")
+            await spy.nc.flush()
+        await gateway.publish(Subjects().intake("acme"), b"")  # a bell a service rings
+        await gateway.flush()
+        await until(lambda: bells == ["fm.sys.intake.acme"], timeout=5, message=str(bells))
+        await asyncio.sleep(0.2)  # time for a wrongly routed bell to arrive too
+        assert bells == ["fm.sys.intake.acme"]
+        for spy in spies:
+            assert not [s for s, _ in spy.heard if "intake" in s], (spy.user, spy.heard)
+    finally:
+        for nc in [executor, gateway, *(spy.nc for spy in spies if spy.nc is not None)]:
+            await nc.close()

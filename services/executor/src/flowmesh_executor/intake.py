@@ -12,9 +12,13 @@ Who is waiting is learnt from the doorbell (``<prefix>.sys.intake.<tenant>``, co
 rung by the run lifecycle after every run request it stores, and by an executor when a run
 of a tenant with ``max_running`` ends) and, in case a bell was lost or this executor has
 just started, from a sweep of the stream's per-subject counts every ``intake_sweep``
-seconds. A fetch that comes back short (``404``/``408``) or refused at the tenant's
-``max_running`` (``409``, the consumer's ``max_ack_pending``) makes the tenant idle until
-the next bell or sweep; a bell heard while its fetch was out keeps it waiting.
+seconds. A fetch that comes back short (``404``), or expires held at the tenant's
+``max_running`` (``408``: JetStream keeps a fetch while the consumer is at its
+``max_ack_pending``, for at most :data:`FETCH_WAIT`), makes the tenant idle until the next
+bell or sweep; a bell heard while its fetch was out keeps it waiting. A tenant with a
+``max_running`` is never asked for more than that in one fetch. A fetch
+nobody answers (``503``: the consumer was deleted for idling, or lost in a restart) makes
+the consumer again at the tenant's next turn.
 
 A tenant's ``weight`` and ``max_running`` come from the registry (:class:`TenantShares`,
 cached for ``tenant_refresh`` seconds); ``max_running`` is written into the tenant's
@@ -56,11 +60,18 @@ from flowmesh_shared.rpc import RpcClient
 log = structlog.get_logger("flowmesh.executor.intake")
 
 _STATUS = "Status"
+#: The status of a request nobody answered: the consumer fetched from does not exist.
+_NO_RESPONDERS = "503"
 #: The consumer every executor shared before fair intake (deleted at start: a work queue
 #: takes no consumer whose filter overlaps another's).
 LEGACY_CONSUMER = "executors"
-#: Seconds a fetch may stay unanswered before it is given up (the server ends a
-#: ``no_wait`` fetch at once; this covers a server restarted meanwhile).
+#: Seconds the server may hold a fetch (its ``expires``). A ``no_wait`` fetch is answered
+#: at once, except when the tenant is at its ``max_running`` (the consumer's
+#: ``max_ack_pending``): JetStream then keeps it until a run ends or this passes (``408``),
+#: and the slots it asked for are out of every other tenant's reach meanwhile.
+FETCH_WAIT = 0.1
+#: Seconds a fetch may stay unanswered before it is given up as lost (a server restarted
+#: meanwhile).
 FETCH_PATIENCE = 5.0
 
 
@@ -75,15 +86,31 @@ class TenantShare:
 class TenantShares:
     """Tenants' weights and ``max_running``, from the registry, kept ``refresh`` seconds.
 
-    When the registry cannot answer, the last known value stays (None if there is none:
-    the caller then leaves the tenant's consumer as it is)."""
+    A share past its refresh is still used while it is read again in the background: only
+    a tenant seen for the first time waits for the registry (at most ``timeout``), so a
+    slow registry never holds the intake's turns. When the registry cannot answer, the
+    last known value stays (None if there is none: the caller then leaves the tenant's
+    consumer as it is) and is asked for again after another ``refresh``."""
 
     def __init__(
-        self, rpc: RpcClient, refresh: float, principal: Principal, timeout: float = 1.0
+        self,
+        rpc: RpcClient,
+        refresh: float,
+        principal: Principal,
+        timeout: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rpc, self._refresh, self._principal = rpc, refresh, principal
-        self._timeout = timeout
-        self._known: dict[str, tuple[float, TenantShare]] = {}
+        self._timeout, self._clock = timeout, clock
+        self._known: dict[str, tuple[float, TenantShare | None]] = {}
+        self._reading: dict[str, asyncio.Task[TenantShare | None]] = {}
+
+    async def stop(self) -> None:
+        """Stop the reads in the background (the values known stay)."""
+        reading = list(self._reading.values())
+        for task in reading:
+            task.cancel()
+        await asyncio.gather(*reading, return_exceptions=True)
 
     def cached(self, tenant: str) -> TenantShare | None:
         known = self._known.get(tenant)
@@ -91,9 +118,16 @@ class TenantShares:
 
     async def get(self, tenant: str) -> TenantShare | None:
         known = self._known.get(tenant)
-        now = time.monotonic()
-        if known is not None and now - known[0] < self._refresh:
-            return known[1]
+        if known is None:
+            return await self._read(tenant)
+        if self._clock() - known[0] >= self._refresh and tenant not in self._reading:
+            reading = asyncio.create_task(self._read(tenant), name=f"intake.share:{tenant}")
+            self._reading[tenant] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(tenant, None))
+        return known[1]
+
+    async def _read(self, tenant: str) -> TenantShare | None:
+        now = self._clock()
         try:
             found = await self._rpc.call(
                 TenantGet(id=tenant),
@@ -104,7 +138,9 @@ class TenantShares:
         except FlowmeshError as exc:
             if exc.code != ErrorCode.NOT_FOUND:
                 log.warning("intake.tenant_unknown", tenant=tenant, error=str(exc))
-                return None if known is None else known[1]
+                last = self.cached(tenant)
+                self._known[tenant] = (now, last)  # asked again after another refresh
+                return last
             share = TenantShare()  # no such tenant (any more): defaults
         else:
             share = TenantShare(weight=found.weight or 1, max_running=found.max_running)
@@ -175,6 +211,7 @@ class FairIntake:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.shares.stop()
 
     async def close(self) -> None:
         for sub in self._subs:
@@ -230,7 +267,12 @@ class FairIntake:
         consumer = await self._consumer(tenant)
         if consumer is None:
             return False
-        request = {"batch": count, "no_wait": True, "expires": int(FETCH_PATIENCE * 1e9)}
+        most = self._consumers.get(tenant, -1)
+        if 0 < most < count:  # it cannot hold more: the rest of its share goes to others
+            self.turns.refund(tenant, count - most)
+            count = most
+            self.refill()
+        request = {"batch": count, "no_wait": True, "expires": int(FETCH_WAIT * 1e9)}
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{consumer}"
         self._fetches[tenant] = _Fetch(asked=count, sent_at=time.monotonic())
         self._rung.discard(tenant)
@@ -245,10 +287,17 @@ class FairIntake:
         return True
 
     def _forget_lost_fetches(self) -> None:
+        """A fetch unanswered this long was lost (a server restarted meanwhile). Its tenant
+        rejoins the turns at the virtual time, with no refund: while its fetch was out the
+        other tenants had every slot, and a refund now would take the virtual time back
+        to before them all (the tenant, and any newcomer, would then have a turn for every
+        slot they had before the next of the tenants that kept waiting)."""
         now = time.monotonic()
         for tenant, fetch in list(self._fetches.items()):
             if now - fetch.sent_at > 2 * FETCH_PATIENCE:
                 log.info("intake.fetch_lost", tenant=tenant)
+                del self._fetches[tenant]
+                self.turns.idle(tenant)
                 self._end_fetch(tenant, waiting=True)
 
     def _end_fetch(self, tenant: str, *, waiting: bool) -> None:
@@ -268,10 +317,14 @@ class FairIntake:
             tenant = msg.subject.rsplit(".", 1)[-1]
             if status == "100":
                 return
+            if status == _NO_RESPONDERS:  # no such consumer (idle too long, a restart):
+                self._consumers.pop(tenant, None)  # made again at the tenant's next turn
+                self._end_fetch(tenant, waiting=True)
+                return
             description = str((msg.headers or {}).get("Description", ""))
             if status == "409" and "Consumer Deleted" in description:
                 self._consumers.pop(tenant, None)
-            self._end_fetch(tenant, waiting=False)  # 404/408: nothing more; 409: at its limit
+            self._end_fetch(tenant, waiting=False)  # 404: nothing more; 408: at its limit
             return
         tenant = tenant_of(msg.subject)  # a request keeps the subject it was stored under
         with contextlib.suppress(Exception):  # not a JetStream message (tests)
@@ -315,10 +368,8 @@ class FairIntake:
             if count <= 0:
                 continue
             tenant = tenant_of(subject)
-            if tenant in self._fetches:
-                self._rung.add(tenant)
-            else:
-                self.turns.ready(tenant)
+            if tenant not in self._fetches:  # (a count includes requests held by runs:
+                self.turns.ready(tenant)  # it says nothing new about one being fetched)
         self.refill()
 
     # --- consumers -----------------------------------------------------------------------
