@@ -103,6 +103,14 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             (await create(session, fm.tenant, {"name": f"wf{i}", **chain}))["id"]
             for i in range(WORKFLOWS)
         ]
+        # Runs go back --runs seconds (115 days for 10 million): keep them all.
+        patch = {"run_retention_days": 3650}
+        auth = {"Authorization": f"Bearer {fm.admin_token}"}
+        async with session.patch(
+            f"/api/v1/admin/tenants/{fm.tenant}", json=patch, headers=auth
+        ) as resp:
+            if resp.status != 200:
+                raise SystemExit(f"setting the retention answered {resp.status}")
         results["seed_s"] = round(await seed(fm, workflows, args.runs, now), 1)
         print("seeded in", results["seed_s"], "s", flush=True)
         base = f"/api/v1/{fm.tenant}/runs"
