@@ -72,7 +72,7 @@ class SessionPolicy(msgspec.Struct, frozen=True, kw_only=True):
     def expires_in(self, session: Session, now: float) -> int:
         """Whole seconds until the session ends if it is not used again."""
         left = min(session.seen_at + self.idle, session.created_at + self.lifetime) - now
-        return max(0, int(left))
+        return max(0, round(left))
 
 
 def session_digest(session_id: str) -> str:

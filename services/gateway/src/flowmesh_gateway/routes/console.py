@@ -1,7 +1,9 @@
 """The console's session (DESIGN section 14): sign in with an API key, who am I, sign out.
 
-The session id travels in the ``fm_session`` cookie only; the page keeps the CSRF token
-it is answered and sends it as ``X-CSRF-Token`` with every change.
+The body is the credential: one that holds no key (not JSON, another shape, too large)
+answers the same 401 as a bad key. The session id travels in the ``fm_session`` cookie
+only; the page keeps the CSRF token it is answered and sends it as ``X-CSRF-Token`` with
+every change.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from flowmesh_gateway.api import CONSOLE, CONSOLE_SESSIONS, Call, Route
 from flowmesh_gateway.bodies import json_body, json_response
 from flowmesh_gateway.console import check_csrf, clear_cookie, set_cookie
 from flowmesh_proto import http as h
+from flowmesh_shared.errors import FlowmeshError
 
 PATH = "/console/session"
 #: A sign-in body holds one key: a few hundred bytes.
@@ -22,7 +25,10 @@ NO_STORE = {"Cache-Control": "no-store"}
 async def sign_in(call: Call) -> web.Response:
     console = call.request.app[CONSOLE_SESSIONS]
     console.take_sign_in(call.request)
-    body = await json_body(call.request, h.ConsoleSignInBody, SIGN_IN_BODY_LIMIT, kept=False)
+    try:
+        body = await json_body(call.request, h.ConsoleSignInBody, SIGN_IN_BODY_LIMIT, kept=False)
+    except FlowmeshError:  # no key is a bad key: the same 401, counted
+        body = h.ConsoleSignInBody(key="")
     session_id, session = await console.sign_in(call.request, body.key, call.request_id)
     response = json_response(console.answer(session, session.role), 201, NO_STORE)
     set_cookie(call.request, response, session_id)
