@@ -4,8 +4,10 @@ with its CSRF token on changes, idle expiry and sign-out; two replicas share ses
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -14,7 +16,10 @@ import msgspec
 import pytest
 import pytest_asyncio
 import structlog
+from nats.aio.client import Client as Nats
 
+from flowmesh_gateway.session_store import KvSessionStore, MemorySessionStore, SessionStore
+from flowmesh_shared.jetstream import StreamLimits, ensure_bucket
 from tests.helpers import until
 from tests.integration.harness import Registry, new_tenant, simple_definition, unique
 
@@ -283,3 +288,28 @@ async def test_the_cookie_is_httponly_strict_and_secure_outside_localhost(
         assert {"httponly", "samesite", "path"} <= attributes, raw
         assert "SameSite=Strict" in raw and "Path=/" in raw
         assert ("secure" in attributes) is secure, (host, raw)
+
+
+@pytest.mark.parametrize("kind", ["memory", "jetstream"])
+async def test_the_stores_behave_the_same(kind: str, nc: Nats) -> None:
+    bucket = f"TEST_SESSIONS_{secrets.token_hex(4).upper()}"
+    store: SessionStore
+    if kind == "memory":
+        store = MemorySessionStore()
+    else:
+        kv = await ensure_bucket(nc.jetstream(), bucket, timedelta(minutes=5), StreamLimits())
+        store = KvSessionStore(kv)
+    try:
+        assert await store.get("a" * 64) is None
+        await store.put("a" * 64, b'{"x":1}')
+        await store.put("b" * 64, b'{"y":2}')
+        assert await store.get("a" * 64) == b'{"x":1}'
+        await store.put("a" * 64, b'{"x":3}')
+        assert await store.get("a" * 64) == b'{"x":3}'
+        await store.delete("a" * 64)
+        await store.delete("c" * 64)  # deleting a missing one is no error
+        assert await store.get("a" * 64) is None
+        assert await store.get("b" * 64) == b'{"y":2}'
+    finally:
+        if kind == "jetstream":
+            await nc.jetstream().delete_key_value(bucket)
