@@ -241,7 +241,7 @@ def _operation(method: str, path: str) -> dict[str, Any] | None:
 def _absolute(path: str) -> str:
     return (
         path
-        if path.startswith(("/api/", "/healthz", "/readyz", "/metrics", "/openapi"))
+        if path.startswith(("/api/", "/console/", "/healthz", "/readyz", "/metrics", "/openapi"))
         else TENANT_BASE + path
     )
 
@@ -274,6 +274,8 @@ def test_the_endpoint_table_is_complete_and_its_roles_are_the_gateways() -> None
             assert "platform admin token" in description, f"{method} {path}"
         elif role == "signature":
             assert "signature" in description, f"{method} {path}"
+        elif role == "console session":
+            assert operation.get("security") == [{"consoleSession": []}], f"{method} {path}"
         else:
             assert role == "none" and not operation.get("security"), f"{method} {path}"
         documented.add((method.lower(), _absolute(path)))

@@ -93,7 +93,8 @@ def test_each_request_names_its_operation_and_reply() -> None:
     assert OPERATIONS["workflow_get"] == (r.WorkflowGet, r.Workflow)
     assert OPERATIONS["apikey_verify"] == (r.ApiKeyVerify, r.ApiKeyIdentity)
     assert OPERATIONS["workflow_unlock"] == (r.WorkflowUnlock, r.Deleted)
-    assert len(OPERATIONS) == len({request for request, _ in OPERATIONS.values()}) == 34
+    assert OPERATIONS["apikey_check"] == (r.ApiKeyCheck, r.ApiKeyIdentity)
+    assert len(OPERATIONS) == len({request for request, _ in OPERATIONS.values()}) == 35
     for name, (request, reply) in OPERATIONS.items():
         assert request.operation == name
         assert reply_type(request) is reply

@@ -48,6 +48,22 @@ class ApiKeyBody(_Body, frozen=True):
     role: Role
 
 
+class ConsoleSignInBody(_Body, frozen=True):
+    """``POST /console/session``: the API key to sign in with (never in a URL)."""
+
+    key: str
+
+
+class ConsoleSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A console session as its page sees it (the session id is in the cookie only)."""
+
+    tenant: str
+    role: Role
+    csrf_token: str
+    #: Seconds until the session ends if it is not used again.
+    expires_in: int
+
+
 class TenantBody(_Body, frozen=True):
     id: str
     name: str = ""

@@ -151,6 +151,15 @@ class ApiKeyVerify(Request["ApiKeyIdentity"], frozen=True):
     key: str
 
 
+class ApiKeyCheck(Request["ApiKeyIdentity"], frozen=True):
+    """Asked by the gateway for a console session's key (it holds the key's id, never the
+    key): who the key is now; UNAUTHENTICATED once it is revoked or gone."""
+
+    operation = "apikey_check"
+
+    id: str
+
+
 class ApiKey(_Result, frozen=True):
     id: str
     name: str
@@ -744,6 +753,7 @@ _REQUESTS: tuple[type[Request[Any]], ...] = (
     ApiKeyList,
     ApiKeyRevoke,
     ApiKeyVerify,
+    ApiKeyCheck,
     WorkflowCreate,
     WorkflowGet,
     WorkflowList,

@@ -52,6 +52,8 @@ class StreamNames(msgspec.Struct, frozen=True, kw_only=True):
     #: Key-value bucket the gateway replicas share their rate limits and concurrent holds
     #: in (``rate.tenant.<t>``, ``rate.credential.<digest>``, ``holds.<t>``).
     quotas: str
+    #: Key-value bucket of console sessions (the SHA-256 of a session id; DESIGN section 14).
+    sessions: str
 
 
 class Subjects(msgspec.Struct, frozen=True):
@@ -169,6 +171,7 @@ def stream_names(prefix: str = "FM") -> StreamNames:
         cron=f"{prefix}_CRON",
         event_waits=f"{prefix}_EVENT_WAITS",
         quotas=f"{prefix}_QUOTAS",
+        sessions=f"{prefix}_SESSIONS",
     )
 
 

@@ -144,7 +144,14 @@ async def http(
 async def delete_buckets(nc: Nats, prefix: str) -> None:
     """The gateway's buckets outlive it on the server: the session's are removed at its end."""
     names = stream_names(prefix)
-    for bucket in (names.run_control, names.idempotency, names.webhook_replays, names.quotas):
+    buckets = (
+        names.run_control,
+        names.idempotency,
+        names.webhook_replays,
+        names.quotas,
+        names.sessions,
+    )
+    for bucket in buckets:
         with contextlib.suppress(NotFoundError):
             await nc.jetstream().delete_key_value(bucket)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from flowmesh_gateway.api import PLATFORM, SIGNATURE, Route
+from flowmesh_gateway.api import CONSOLE, PLATFORM, SIGNATURE, Route
 from flowmesh_gateway.auth import ROLE_RANK
 from flowmesh_gateway.routes import ROUTES
 from flowmesh_proto.registry import ROLES
@@ -15,7 +15,7 @@ from .conftest import Client, Http
 
 pytestmark = pytest.mark.integration
 
-TENANT_ROUTES = [route for route in ROUTES if route.role not in (PLATFORM, SIGNATURE)]
+TENANT_ROUTES = [route for route in ROUTES if route.role not in (PLATFORM, SIGNATURE, CONSOLE)]
 ABOVE_VIEWER = [route for route in TENANT_ROUTES if ROLE_RANK[route.role] > 0]
 SOME_ID = "0190f5a4-0000-7000-8000-00000000abcd"
 

@@ -102,6 +102,34 @@ async def test_only_services_verify_keys(registry: Registry, tenant: TenantHandl
     assert caught.value.problem.code == "FORBIDDEN"
 
 
+async def test_a_key_is_checked_by_id_for_services_in_its_own_tenant_only(
+    registry: Registry, tenant: TenantHandle
+) -> None:
+    """What a console session asks: the key it was signed in with, by id, until revoked."""
+    check = r.ApiKeyCheck(id=tenant.admin_key_id)
+    who = await registry.call("apikey_check", check, tenant=tenant.id, principal=GATEWAY)
+    assert (who.tenant, who.key_id, who.role) == (tenant.id, tenant.admin_key_id, "admin")
+    with pytest.raises(RemoteError) as refused:
+        await registry.call("apikey_check", check, tenant=tenant.id, principal=tenant.principal)
+    assert refused.value.code.name == "FORBIDDEN"
+    other = await new_tenant(registry, "o")
+    for tenant_id, key_id in ((other.id, tenant.admin_key_id), (tenant.id, "not-a-uuid")):
+        with pytest.raises(RemoteError) as unknown:
+            await registry.call(
+                "apikey_check", r.ApiKeyCheck(id=key_id), tenant=tenant_id, principal=GATEWAY
+            )
+        assert unknown.value.code.name == "UNAUTHENTICATED"
+    await registry.call(
+        "apikey_revoke",
+        r.ApiKeyRevoke(id=tenant.admin_key_id),
+        tenant=tenant.id,
+        principal=tenant.principal,
+    )
+    with pytest.raises(RemoteError) as revoked:
+        await registry.call("apikey_check", check, tenant=tenant.id, principal=GATEWAY)
+    assert revoked.value.code.name == "UNAUTHENTICATED"
+
+
 async def test_keys_are_stored_hashed(
     registry: Registry, tenant: TenantHandle, postgres_url: str
 ) -> None:

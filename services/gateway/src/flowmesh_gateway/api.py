@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from flowmesh_gateway.auth import GATEWAY_PRINCIPAL, Authenticator, Identity
+from flowmesh_gateway.console import Console
 from flowmesh_gateway.events import EventPublisher
 from flowmesh_gateway.holds import HoldLimits
 from flowmesh_gateway.inputs import InputSchemas
@@ -31,12 +32,14 @@ from flowmesh_gateway.quotas import Quotas, digest, rate_key
 from flowmesh_gateway.ratelimit import (
     DEFAULT_QUOTA,
     Decision,
+    RateLimited,
     RateLimiter,
     TenantLimits,
     TenantQuota,
 )
 from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.runs import Runs
+from flowmesh_gateway.sessions import COOKIE
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_gateway.streams import LiveStreams
 from flowmesh_proto import registry as r
@@ -51,6 +54,7 @@ T = TypeVar("T")
 
 PLATFORM = "platform"  # the role of routes only the platform admin token opens
 SIGNATURE = "signature"  # the role of routes whose credential is the request's signature
+CONSOLE = "console"  # the role of the console's session routes (their handler judges)
 EVENT_STREAM = "events"  # a Route's response: Server-Sent Events of run events
 SETTINGS = web.AppKey("settings", GatewaySettings)
 RUNS = web.AppKey("runs", Runs)
@@ -59,6 +63,7 @@ STREAMS = web.AppKey("streams", LiveStreams)
 EVENTS = web.AppKey("events", EventPublisher)
 REPLAYS = web.AppKey("replays", Replays)
 QUOTAS = web.AppKey("quotas", Quotas)
+CONSOLE_SESSIONS = web.AppKey("console", Console)
 
 Admit = Callable[[Identity], Awaitable[TenantQuota]]
 
@@ -70,16 +75,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     tenant: RateLimiter
     key: RateLimiter
     auth_failures: RateLimiter
+    #: Console sign-ins per client address.
+    sign_ins: RateLimiter
     tenant_overrides: TenantLimits
     shared: Quotas | None = None
-
-
-class RateLimited(FlowmeshError):
-    """Too many requests; try again later."""
-
-    def __init__(self, decision: Decision, what: str) -> None:
-        super().__init__(ErrorCode.RATE_LIMITED, f"rate limit of the {what} exceeded")
-        self.headers = {"Retry-After": str(decision.retry_after_seconds)}
 
 
 class Call:
@@ -168,10 +167,10 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
 
 class Guard:
     def __init__(
-        self, auth: Authenticator, registry: RpcClient, limits: Limits, trust_forwarded: bool
+        self, auth: Authenticator, registry: RpcClient, limits: Limits, console: Console
     ) -> None:
         self.auth, self.registry, self.limits = auth, registry, limits
-        self.trust_forwarded = trust_forwarded
+        self.console = console
 
     def wrap(
         self, route: Route, request_id: Callable[[web.Request], str]
@@ -183,6 +182,9 @@ class Guard:
                 return await route.handler(Call(request, None, self.registry, rid))
             if route.role == SIGNATURE:
                 return await self._signed(route, request, rid)
+            if route.role == CONSOLE:  # the handler judges; as nobody, never as an admin
+                nobody = Identity(tenant="", principal="", role="viewer", credential="")
+                return await route.handler(Call(request, nobody, self.registry, rid))
             identity = await self._identify(request)
             await self._check_tenant(request, identity, route, rid)
             await self._check_role(identity, route, rid)
@@ -213,28 +215,26 @@ class Guard:
         structlog.contextvars.bind_contextvars(tenant=identity.tenant)
         return quota
 
-    def _client(self, request: web.Request) -> str:
-        if self.trust_forwarded and "X-Forwarded-For" in request.headers:
-            return request.headers["X-Forwarded-For"].split(",")[0].strip()
-        return request.remote or "unknown"
-
     def _check_admin(self, request: web.Request) -> None:
         if not self.auth.is_admin(request.headers.get("Authorization")):
             self._count_failure(request)
             raise FlowmeshError(ErrorCode.UNAUTHENTICATED, "the platform admin token is required")
 
     async def _identify(self, request: web.Request) -> Identity:
+        """The bearer credential; without one, the console session cookie (and its CSRF
+        token on a change)."""
+        header = request.headers.get("Authorization")
+        if header is None and COOKIE in request.cookies:
+            return await self.console.identify(request)
         try:
-            return await self.auth.identify(request.headers.get("Authorization"))
+            return await self.auth.identify(header)
         except FlowmeshError as exc:
             if exc.code is ErrorCode.UNAUTHENTICATED:
                 self._count_failure(request)
             raise
 
     def _count_failure(self, request: web.Request) -> None:
-        decision = self.limits.auth_failures.take(self._client(request), time.monotonic())
-        if not decision.allowed:
-            raise RateLimited(decision, "failed authentications from this address")
+        self.console.count_failure(request)
 
     async def _check_tenant(
         self, request: web.Request, identity: Identity, route: Route, rid: str

@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from flowmesh_gateway.api import (
+    CONSOLE_SESSIONS,
     EVENTS,
     INPUT_SCHEMAS,
     QUOTAS,
@@ -25,6 +26,7 @@ from flowmesh_gateway.api import (
     Route,
 )
 from flowmesh_gateway.auth import Authenticator
+from flowmesh_gateway.console import Console
 from flowmesh_gateway.events import EventPublisher
 from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.openapi import build_document
@@ -33,6 +35,7 @@ from flowmesh_gateway.quotas import Quotas
 from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.routes import ROUTES
 from flowmesh_gateway.runs import Runs
+from flowmesh_gateway.session_store import Sessions
 from flowmesh_gateway.settings import GatewaySettings
 from flowmesh_gateway.streams import LiveStreams
 from flowmesh_proto.ids import new_id
@@ -112,6 +115,7 @@ def init_app(
     *,
     replays: Replays,
     quotas: Quotas,
+    sessions: Sessions,
 ) -> web.Application:
     app = web.Application(
         middlewares=[_observe(HttpMetrics(metrics_registry)), problems_middleware],
@@ -126,7 +130,16 @@ def init_app(
     app[STREAMS] = LiveStreams(registry.nc, settings, metrics_registry)
     app.on_shutdown.append(app[STREAMS].close_all)  # streams end before NATS is drained
     add_health_routes(app, health, metrics_registry)
-    guard = Guard(auth, registry, limits, settings.trust_forwarded_for)
+    console = Console(
+        sessions,
+        auth,
+        registry,
+        sign_ins=limits.sign_ins,
+        auth_failures=limits.auth_failures,
+        trust_forwarded=settings.trust_forwarded_for,
+    )
+    app[CONSOLE_SESSIONS] = console
+    guard = Guard(auth, registry, limits, console)
     for route in routes if routes is not None else ROUTES:
         app.router.add_route(route.method, route.path, guard.wrap(route, request_id_of))
     document = msgspec.json.encode(build_document(routes if routes is not None else ROUTES))

@@ -7,6 +7,9 @@
   configured for it (no algorithm confusion); ``none`` is never accepted; ``exp`` is
   required; claims ``tenant``, ``sub`` and ``roles``.
 - The platform admin token, for ``/api/v1/admin/*`` only.
+- A console session (:mod:`flowmesh_gateway.sessions`): the key it was signed in with,
+  checked again by id as often as a bearer key is (a revoked key's sessions stop within
+  ``key_cache_seconds``).
 """
 
 from __future__ import annotations
@@ -141,6 +144,15 @@ def _identity_from_claims(claims: dict[str, Any]) -> Identity:
     )
 
 
+def _key_identity(who: r.ApiKeyIdentity) -> Identity:
+    return Identity(
+        tenant=who.tenant,
+        principal=f"key:{who.tenant}:{who.key_id}",
+        role=who.role,
+        credential=f"key:{who.key_id}",
+    )
+
+
 class KeyCache:
     """Verified API keys, by digest, for a few seconds."""
 
@@ -172,12 +184,12 @@ class Authenticator:
     async def identify(self, header: str | None) -> Identity:
         token = bearer(header)
         if token.startswith("fm_"):
-            return await self._api_key(token)
+            return await self.api_key(token)
         if token.count(".") == 2:
             return self.jwts.verify(token)
         raise unauthenticated("the token is neither an API key nor a JWT")
 
-    async def _api_key(self, key: str) -> Identity:
+    async def api_key(self, key: str) -> Identity:
         digest = hashlib.sha256(key.encode()).digest()
         now = time.monotonic()
         cached = self.keys.get(digest, now)
@@ -189,12 +201,26 @@ class Authenticator:
             if exc.code is ErrorCode.UNAUTHENTICATED:
                 raise unauthenticated("the API key is not valid") from exc
             raise
-        identity = Identity(
-            tenant=who.tenant,
-            principal=f"key:{who.tenant}:{who.key_id}",
-            role=who.role,
-            credential=f"key:{who.key_id}",
-        )
+        identity = _key_identity(who)
+        self.keys.put(digest, identity, now)
+        return identity
+
+    async def key_by_id(self, tenant: str, key_id: str) -> Identity:
+        """Who the key ``key_id`` of ``tenant`` is now (a console session's key), or 401."""
+        digest = hashlib.sha256(f"id:{tenant}:{key_id}".encode()).digest()
+        now = time.monotonic()
+        cached = self.keys.get(digest, now)
+        if cached is not None:
+            return cached
+        try:
+            who = await self.registry.call(
+                r.ApiKeyCheck(id=key_id), tenant=tenant, principal=GATEWAY_PRINCIPAL
+            )
+        except RemoteError as exc:
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                raise unauthenticated("the console session is not valid") from exc
+            raise
+        identity = _key_identity(who)
         self.keys.put(digest, identity, now)
         return identity
 

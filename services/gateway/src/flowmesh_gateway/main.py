@@ -23,6 +23,7 @@ from flowmesh_gateway.quotas import Quotas
 from flowmesh_gateway.ratelimit import RateLimiter, TenantLimits
 from flowmesh_gateway.replays import Replays
 from flowmesh_gateway.runs import Runs
+from flowmesh_gateway.session_store import Sessions
 from flowmesh_gateway.settings import ENV_PREFIX, GatewaySettings
 from flowmesh_proto.ids import new_id
 from flowmesh_proto.subjects import Subjects, stream_names
@@ -53,6 +54,7 @@ def limits_of(settings: GatewaySettings, shared: Quotas | None = None) -> Limits
         tenant=RateLimiter(settings.tenant_rate, settings.tenant_burst),
         key=RateLimiter(settings.key_rate, settings.key_burst),
         auth_failures=RateLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
+        sign_ins=RateLimiter(settings.console_sign_in_rate, settings.console_sign_in_burst),
         tenant_overrides=TenantLimits(settings.tenant_limit_cache_seconds),
         shared=shared,
     )
@@ -94,6 +96,7 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
     health.add_check("nats", nats_connected(nc))
     metrics = service_metrics_registry()
     quotas = await open_quotas(nc, settings, metrics, stack)
+    sessions = await Sessions.open(nc, settings)
     app = init_app(
         settings,
         registry,
@@ -104,6 +107,7 @@ async def start_gateway(settings: GatewaySettings, stack: AsyncExitStack) -> Gat
         metrics,
         replays=replays,
         quotas=quotas,
+        sessions=sessions,
     )
     ingress = EventIngress(
         nc,

@@ -14,7 +14,7 @@ from typing import Any, get_args
 
 import msgspec
 
-from flowmesh_gateway.api import EVENT_STREAM, PLATFORM, SIGNATURE, Route
+from flowmesh_gateway.api import CONSOLE, EVENT_STREAM, PLATFORM, SIGNATURE, Route
 from flowmesh_proto.errors import Problem
 from flowmesh_proto.runs import RunEvent
 from flowmesh_proto.workflow import Definition
@@ -61,6 +61,13 @@ WEBHOOK_SIGNATURE = {
     "name": "Flowmesh-Signature",
     "description": "v1=<hex HMAC-SHA256 of '<Flowmesh-Timestamp>.<raw body>' under the "
     "webhook's secret>; several v1= values may be given, comma-separated",
+}
+CONSOLE_SESSION = {
+    "type": "apiKey",
+    "in": "cookie",
+    "name": "fm_session",
+    "description": "A console session (POST /console/session); a change made with it needs "
+    "the X-CSRF-Token header",
 }
 _PARAM = re.compile(r"{(\w+)}")
 RUN_EVENTS = get_args(RunEvent)
@@ -168,7 +175,7 @@ def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         "description": _needs(route.role),
         "parameters": parameters,
         "responses": _responses(route, refs),
-        "security": _security(route.role),
+        "security": _security(route),
     }
     body = _body(route, refs)
     if body is not None:
@@ -184,15 +191,26 @@ def _needs(role: str) -> str:
             "Needs a valid signature, no bearer token: a missing, wrong, expired or replayed "
             "signature, and an unknown workflow or trigger, all answer 401 INVALID_SIGNATURE."
         )
-    return f"Needs the {role} role."
+    if role == CONSOLE:
+        return (
+            "The console's session: signing in takes an API key in the body (a bad key is "
+            "401, audited, and counts against the address's budget); the others need the "
+            "fm_session cookie, and a change its X-CSRF-Token."
+        )
+    return (
+        f"Needs the {role} role. The console's fm_session cookie stands for the key it was "
+        "signed in with (a change then needs X-CSRF-Token)."
+    )
 
 
-def _security(role: str) -> list[dict[str, list[str]]]:
-    if role == PLATFORM:
+def _security(route: Route) -> list[dict[str, list[str]]]:
+    if route.role == PLATFORM:
         return [{"adminToken": []}]
-    if role == SIGNATURE:
+    if route.role == SIGNATURE:
         return [{"webhookSignature": []}]
-    return [{"apiKey": []}, {"jwt": []}]
+    if route.role == CONSOLE:
+        return [] if route.method == "POST" else [{"consoleSession": []}]
+    return [{"apiKey": []}, {"jwt": []}, {"consoleSession": []}]
 
 
 def build_document(routes: list[Route]) -> dict[str, Any]:
@@ -229,6 +247,7 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
                 "jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "adminToken": {"type": "http", "scheme": "bearer"},
                 "webhookSignature": WEBHOOK_SIGNATURE,
+                "consoleSession": CONSOLE_SESSION,
             },
         },
     }

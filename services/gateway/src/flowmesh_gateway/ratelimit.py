@@ -16,6 +16,9 @@ from collections import OrderedDict
 
 import msgspec
 
+from flowmesh_proto.errors import ErrorCode
+from flowmesh_shared.errors import FlowmeshError
+
 
 class Decision(msgspec.Struct, frozen=True):
     allowed: bool
@@ -25,6 +28,14 @@ class Decision(msgspec.Struct, frozen=True):
     def retry_after_seconds(self) -> int:
         """Whole seconds for a ``Retry-After`` header (at least 1)."""
         return max(1, math.ceil(self.retry_after))
+
+
+class RateLimited(FlowmeshError):
+    """Too many requests; try again later."""
+
+    def __init__(self, decision: Decision, what: str) -> None:
+        super().__init__(ErrorCode.RATE_LIMITED, f"rate limit of the {what} exceeded")
+        self.headers = {"Retry-After": str(decision.retry_after_seconds)}
 
 
 class TokenBucket:

@@ -58,13 +58,13 @@ class Replays:
         name = stream_names(settings.stream_prefix).webhook_replays
         ttl = replay_ttl(settings.webhook_tolerance)
         bucket = await ensure_bucket(js, name, ttl, settings.streams)
-        with _unavailable("the webhook replay bucket"):
+        with jetstream_unavailable("the webhook replay bucket"):
             await _lengthen(js, name, ttl)
         return cls(bucket)
 
     async def claim(self, key: str) -> bool:
         """True when this request is the first with ``key``; False for a replay."""
-        with _unavailable("the webhook replay bucket"):
+        with jetstream_unavailable("the webhook replay bucket"):
             try:
                 await self._bucket.create(key, b"")
             except js_errors.KeyWrongLastSequenceError:
@@ -90,7 +90,7 @@ async def _lengthen(js: JetStreamContext, bucket: str, ttl: timedelta) -> None:
 
 
 @contextmanager
-def _unavailable(what: str) -> Iterator[None]:
+def jetstream_unavailable(what: str) -> Iterator[None]:
     try:
         yield
     except js_errors.APIError as exc:

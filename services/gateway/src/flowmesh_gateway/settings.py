@@ -75,6 +75,17 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     auth_failure_rate: float = 2.0
     #: The burst of a client address's failed-authentication bucket.
     auth_failure_burst: int = 20
+    #: Console sign-ins (``POST /console/session``, good keys or bad) allowed per client
+    #: address per second; past the burst, 429. A bad key also counts as a failed
+    #: authentication.
+    console_sign_in_rate: float = 0.5
+    #: The burst of a client address's sign-in bucket.
+    console_sign_in_burst: int = 10
+    #: A console session not used for this many seconds is gone (its last use is written
+    #: at most once a minute, so it may end up to a minute sooner).
+    console_idle_seconds: float = 1800.0
+    #: A console session ends this many seconds after sign-in, however busy.
+    console_lifetime_seconds: float = 12 * 3600.0
     #: Trust X-Forwarded-For for the client address (only behind a proxy you run).
     trust_forwarded_for: bool = False
     #: Storage and replicas of the buckets the gateway creates if missing (run control,

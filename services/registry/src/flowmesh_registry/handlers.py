@@ -134,6 +134,14 @@ class RegistryHandlers:
             raise FlowmeshError(ErrorCode.FORBIDDEN, "only Flowmesh services verify keys")
         return await self.keys.verify_key(req.key)
 
+    async def apikey_check(self, req: r.ApiKeyCheck, ctx: CallContext) -> r.ApiKeyIdentity:
+        principal = _require_principal(ctx)
+        if not principal.is_service:
+            raise FlowmeshError(ErrorCode.FORBIDDEN, "only Flowmesh services check keys")
+        if ctx.tenant is None:
+            raise FlowmeshError(ErrorCode.VALIDATION_FAILED, "the Fm-Tenant header is required")
+        return await self.keys.check_key(ctx.tenant, req.id)
+
     # --- workflows -----------------------------------------------------------------------
 
     async def workflow_create(self, req: r.WorkflowCreate, ctx: CallContext) -> r.Workflow:

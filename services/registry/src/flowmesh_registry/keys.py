@@ -70,6 +70,8 @@ RETURNING tenant_id, id, name, role, created_at, created_by, last_used_at, revok
 FIND_KEY = """
 SELECT tenant_id, id, name, role, key_hash, revoked_at, last_used_at
 FROM api_keys WHERE tenant_id = $1 AND key_hash = $2"""
+GET_KEY = """
+SELECT tenant_id, id, name, role, revoked_at FROM api_keys WHERE tenant_id = $1 AND id = $2"""
 TOUCH_KEY = """
 UPDATE api_keys SET last_used_at = now()
 WHERE tenant_id = $1 AND id = $2
@@ -227,6 +229,21 @@ class KeyOperations:
                 raise unauthenticated()
             check_tenant(row, tenant)
             await conn.execute(TOUCH_KEY, tenant, row["id"])
+        return ApiKeyIdentity(
+            tenant=tenant, key_id=str(row["id"]), name=row["name"], role=row["role"]
+        )
+
+    async def check_key(self, tenant: str, key_id: str) -> ApiKeyIdentity:
+        """Who the key ``key_id`` is now (a console session holds its id, not the key);
+        UNAUTHENTICATED for an unknown or revoked one."""
+        kid = parse_uuid(key_id)
+        if kid is None:
+            raise unauthenticated()
+        async with self.db.tenant_tx(tenant) as conn:
+            row = await conn.fetchrow(GET_KEY, tenant, kid)
+        if row is None or row["revoked_at"] is not None:
+            raise unauthenticated()
+        check_tenant(row, tenant)
         return ApiKeyIdentity(
             tenant=tenant, key_id=str(row["id"]), name=row["name"], role=row["role"]
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flowmesh_gateway.api import Route
 from flowmesh_gateway.routes import (
     admin,
+    console,
     events,
     history,
     keys,
@@ -25,4 +26,5 @@ ROUTES: list[Route] = [
     *keys.ROUTES,
     *secrets.ROUTES,
     *admin.ROUTES,
+    *console.ROUTES,
 ]
