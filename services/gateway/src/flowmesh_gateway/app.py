@@ -30,6 +30,7 @@ from flowmesh_gateway.console import Console
 from flowmesh_gateway.events import EventPublisher
 from flowmesh_gateway.inputs import InputSchemas
 from flowmesh_gateway.openapi import build_document
+from flowmesh_gateway.pages import add_console_pages
 from flowmesh_gateway.problems import REQUEST_ID_KEY, Handler, problems_middleware
 from flowmesh_gateway.quotas import Quotas
 from flowmesh_gateway.replays import Replays
@@ -148,4 +149,5 @@ def init_app(
         return web.Response(body=document, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
+    add_console_pages(app)
     return app
