@@ -243,6 +243,7 @@ async def main() -> int:
         say(f"demo tenant {DEMO_TENANT!r}, admin key: {key}")
         listing = f"{gateway_url}/api/v1/{DEMO_TENANT}/workflows"
         say(f"try: curl -H 'Authorization: Bearer {key}' {listing}")
+        say(f"console: {gateway_url}/console/ (sign in with the admin key above)")
         say(f"wrote {dev_file}; press Ctrl-C to stop")
         waiters = [asyncio.create_task(stop.wait())] + [
             asyncio.create_task(child.wait()) for child in children
