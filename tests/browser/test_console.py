@@ -10,6 +10,7 @@ tenant per test. Screenshots go under ``docs/console/`` when ``FLOWMESH_SCREENSH
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -195,6 +196,26 @@ async def test_a_bad_key_shows_an_error_and_sets_no_cookie(
     await expect(page.locator("#key")).to_have_value("")
     assert await visit.context.cookies() == []
     await expect(page.locator("#top")).to_be_hidden()
+
+
+async def test_too_many_sign_ins_show_when_to_try_again(
+    browser: Browser, registry: Registry, jwt_keys: tuple[Keys, list[str]]
+) -> None:
+    _, files = jwt_keys
+    tenant = await new_tenant(registry, "ui")
+    strict = {"console_sign_in_rate": 0.01, "console_sign_in_burst": 1}
+    async with AsyncExitStack() as stack:
+        gateway = await started(gateway_settings(registry, files, **strict), stack)
+        context = await browser.new_context(base_url=f"http://127.0.0.1:{gateway.port}")
+        stack.push_async_callback(context.close)
+        page = await context.new_page()
+        await sign_in(page, f"fm_{tenant.id}_" + "x" * 43)
+        error = page.locator("#sign-in-error")
+        await expect(error).to_have_text("That key was not accepted.")
+        await page.locator("#key").fill(tenant.admin_key)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(error).to_have_text(re.compile(r"^Too many sign-in attempts: try again"))
+        assert await context.cookies() == []
 
 
 async def test_sign_out_makes_the_old_cookie_useless(
