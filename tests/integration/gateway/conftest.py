@@ -271,3 +271,15 @@ async def client(http: Http, registry: Registry) -> Client:
 @pytest_asyncio.fixture(loop_scope="session")
 async def other_client(http: Http, registry: Registry) -> Client:
     return Client(http, await new_tenant(registry, "h"))
+
+
+# The console's browser fixtures (a gateway and a Chromium per module, a context per test).
+from tests.integration.gateway.browser import (  # noqa: E402
+    browser,
+    chromium,
+    console,
+    screenshots,
+    visit,
+)
+
+__all__ = ["browser", "chromium", "console", "screenshots", "visit"]

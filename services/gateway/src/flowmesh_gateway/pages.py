@@ -23,7 +23,9 @@ FILES = {
     "app.js": "text/javascript",
     "api.js": "text/javascript",
     "dom.js": "text/javascript",
-    "views.js": "text/javascript",
+    "signin.js": "text/javascript",
+    "workflows.js": "text/javascript",
+    "dag.js": "text/javascript",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "

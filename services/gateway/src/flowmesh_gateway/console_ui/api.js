@@ -6,33 +6,58 @@ export class ApiError extends Error {
     super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
     this.status = status;
     this.code = problem ? problem.code : undefined;
+    this.errors = (problem && problem.errors) || [];
     this.retryAfter = retryAfter;
   }
 }
 
 let csrfToken = null;
+let tenantId = null;
 
-async function request(method, path, body) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+/**
+ * One call: `path` is under the tenant (`/workflows`) unless it starts with `//`-free `/api`
+ * or `/console`. `body` is JSON unless `contentType` says otherwise (then a string).
+ * Answers the decoded JSON (null for 204), or the text when `text` is set.
+ */
+export async function request(method, path, body, { contentType, accept, text } = {}) {
+  const headers = { Accept: accept || "application/json" };
+  if (body !== undefined) headers["Content-Type"] = contentType || "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
-  const response = await fetch(path, {
+  const response = await fetch(url(path), {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? undefined : contentType ? body : JSON.stringify(body),
     credentials: "same-origin",
     cache: "no-store",
     redirect: "error",
   });
-  const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
-    throw new ApiError(response.status, data, response.headers.get("Retry-After"));
+    const problem = await response.json().catch(() => null);
+    throw new ApiError(response.status, problem, response.headers.get("Retry-After"));
   }
-  return data;
+  if (response.status === 204) return null;
+  return text ? response.text() : response.json().catch(() => null);
+}
+
+/** The URL of a tenant path (`/runs/x` -> `/api/v1/<tenant>/runs/x`). */
+export function url(path) {
+  if (path.startsWith("/console/") || path.startsWith("/api/")) return path;
+  return `/api/v1/${encodeURIComponent(tenantId)}${path}`;
+}
+
+/** `?a=1&b=2` from an object, leaving out empty values. */
+export function query(params) {
+  const found = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") found.set(name, String(value));
+  }
+  const text = found.toString();
+  return text ? `?${text}` : "";
 }
 
 function remember(session) {
   csrfToken = session.csrf_token;
+  tenantId = session.tenant;
   return { tenant: session.tenant, role: session.role };
 }
 
@@ -56,13 +81,12 @@ export async function signOut() {
     await request("DELETE", "/console/session");
   } finally {
     csrfToken = null;
+    tenantId = null;
   }
 }
 
-/** One page of the tenant's workflows: {items, next_cursor, has_more}. */
-export function listWorkflows(tenant, { q, cursor, limit }) {
-  const query = new URLSearchParams({ limit: String(limit) });
-  if (q) query.set("q", q);
-  if (cursor) query.set("cursor", cursor);
-  return request("GET", `/api/v1/${encodeURIComponent(tenant)}/workflows?${query}`);
+/** What a role may do, as the API judges it (the console hides what would be refused). */
+const RANKS = { viewer: 0, operator: 1, editor: 2, admin: 3 };
+export function may(session, role) {
+  return (RANKS[session.role] ?? -1) >= RANKS[role];
 }

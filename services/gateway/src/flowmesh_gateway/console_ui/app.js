@@ -1,22 +1,25 @@
-// The console: a single page with hash routes (#/workflows?q=...&limit=...).
-import { ApiError, currentSession, listWorkflows, signIn, signOut } from "./api.js";
-import { show } from "./dom.js";
-import { headerView, problemView, signInView, workflowsView } from "./views.js";
+// The console: a single page with hash routes (#/workflows?q=..., #/runs/<id>, ...). Each
+// page is a module whose `render(context)` fills `main`; the router gives it the session,
+// the route's parameters, `guarded` (a 401 goes back to sign-in, a 404 says "not found"),
+// `navigate` and `onLeave` (what to stop when the reader goes to another page).
+import { ApiError, currentSession, signIn, signOut } from "./api.js";
+import { el, problemView, show } from "./dom.js";
+import { headerView, signInView } from "./signin.js";
 
-const PAGE_SIZE = 25;
+/** [pattern of the path, the page's module, names of the pattern's groups]. */
+const ROUTES = [
+  [/^\/workflows$/, "./workflows.js", []],
+];
+
 const top = document.getElementById("top");
 const main = document.getElementById("main");
 let session = null;
+let leaving = [];  // what the current page asked to stop when it is left
+let shown = 0;  // which render is current: a slow page must not draw over a newer one
 
 function route() {
-  const [path, query] = location.hash.replace(/^#/, "").split("?");
-  const params = new URLSearchParams(query || "");
-  const limit = Number.parseInt(params.get("limit") || "", 10);
-  return {
-    path: path || "/workflows",
-    q: params.get("q") || "",
-    limit: limit >= 1 && limit <= 100 ? limit : PAGE_SIZE,
-  };
+  const [path, search] = location.hash.replace(/^#/, "").split("?");
+  return { path: path || "/workflows", params: new URLSearchParams(search || "") };
 }
 
 function signInMessage(error) {
@@ -29,6 +32,7 @@ function signInMessage(error) {
 }
 
 function showSignIn() {
+  leave();
   session = null;
   top.hidden = true;
   show(top);
@@ -54,47 +58,57 @@ async function onSignOut() {
   showSignIn();
 }
 
-/** Runs a view's load; a 401 means the session is gone: back to sign-in. */
-async function guarded(load) {
-  try {
-    await load();
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 401) showSignIn();
-    else show(main, problemView(error.message));
+export function notFoundView() {
+  return el("section", { id: "not-found", className: "card" },
+    el("h1", {}, "Not found"),
+    el("p", { className: "muted" }, "There is nothing here, or it is not yours to see."),
+    el("a", { href: "#/workflows" }, "Back to the workflows"));
+}
+
+function leave() {
+  for (const stop of leaving) stop();
+  leaving = [];
+}
+
+function navigate(path, params = {}) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") search.set(name, String(value));
   }
+  const hash = `#${path}${search.size ? `?${search}` : ""}`;
+  if (location.hash === hash) render();
+  else location.hash = hash;
 }
 
-async function workflows({ q, limit }) {
-  const cursors = [];  // the cursors of the pages before this one
-  const load = (cursor) => guarded(async () => {
-    const page = await listWorkflows(session.tenant, { q, cursor, limit });
-    show(main, workflowsView({
-      q,
-      page,
-      onSearch: (text) => {
-        const params = new URLSearchParams();
-        if (text) params.set("q", text);
-        if (limit !== PAGE_SIZE) params.set("limit", String(limit));
-        const hash = `#/workflows${params.size ? `?${params}` : ""}`;
-        if (location.hash === hash) render();
-        else location.hash = hash;
-      },
-      onNext: (next) => {
-        cursors.push(cursor);
-        load(next);
-      },
-      onPrevious: cursors.length ? () => load(cursors.pop()) : null,
-    }));
-  });
-  await load(null);
-}
-
-function render() {
+async function render() {
+  leave();
   if (!session) return showSignIn();
+  const current = ++shown;
   top.hidden = false;
   show(top, headerView(session, onSignOut));
-  const current = route();
-  return workflows(current);  // the only page so far
+  const { path, params } = route();
+  const found = ROUTES.map(([pattern, module, names]) => [pattern.exec(path), module, names])
+    .find(([match]) => match);
+  if (!found) return show(main, notFoundView());
+  const [match, module, names] = found;
+  const values = Object.fromEntries(names.map((name, i) => [name, decodeURIComponent(match[i + 1])]));
+  const page = await import(module);
+  if (current !== shown) return undefined;
+  const guarded = async (load) => {
+    try {
+      await load();
+    } catch (error) {
+      if (current !== shown) return;
+      if (error instanceof ApiError && error.status === 401) showSignIn();
+      else if (error instanceof ApiError && error.status === 404) show(main, notFoundView());
+      else show(main, problemView(error.message));
+    }
+  };
+  return guarded(() => page.render({
+    session, main, params, values, guarded, navigate,
+    onLeave: (stop) => leaving.push(stop),
+    isCurrent: () => current === shown,
+  }));
 }
 
 window.addEventListener("hashchange", () => render());
