@@ -54,6 +54,7 @@ bench: sync
 	$(UV) run python bench/noisy_neighbour.py --out bench/results/noisy_neighbour.json
 	$(UV) run python bench/fairness.py --out bench/results/fairness.json
 	$(UV) run python bench/history.py --out bench/results/history.json
+	$(UV) run python bench/console.py --out bench/results/console.json
 
 clean:
 	rm -rf .flowmesh .pytest_cache .mypy_cache .ruff_cache .hypothesis
