@@ -141,7 +141,7 @@ def test_aliases_are_refused_before_any_walk() -> None:
     [
         ("name: x\nnodes: [\n", "yaml", 3, 1),
         ("name: x\n  bad: indent\n", "yaml", 2, 6),
-        ("name: x\nname: y\n", "yaml", 1, 1),  # a key twice: at its mapping
+        ("name: x\nname: y\n", "yaml", 2, 1),  # a key twice: where it is again
         ('{\n  "name": x\n}', "json", 2, 11),
         ('{"name": "é", oops}', "json", 1, 15),  # columns count characters, not bytes
         ('{"name":', "json", 1, 9),  # cut short: at the end

@@ -99,12 +99,12 @@ class _Yaml12Loader(yaml.SafeLoader):
         mapping = super().construct_mapping(node, deep=deep)
         if len(mapping) != len(node.value):
             keys = [self.construct_object(key, deep=True) for key, _ in node.value]
-            twice = next(key for i, key in enumerate(keys) if key in keys[:i])
+            second = next(i for i, key in enumerate(keys) if key in keys[:i])
             raise ConstructorError(
                 "while reading a mapping",
                 node.start_mark,
-                f"the key {twice!r} appears twice",
-                node.start_mark,
+                f"the key {keys[second]!r} appears twice",
+                node.value[second][0].start_mark,  # where it appears again
             )
         return mapping
 
@@ -154,7 +154,8 @@ def read_document(text: str, fmt: str) -> tuple[Any, yaml.Node | None]:
             node = loader.get_single_node()
             return (loader.construct_document(node) if node is not None else None), node
         except yaml.YAMLError as exc:
-            raise DocumentError(f"not valid YAML: {exc}", *_yaml_error_position(text, exc)) from exc
+            message = f"not valid YAML: {_yaml_error_message(exc)}"
+            raise DocumentError(message, *_yaml_error_position(text, exc)) from exc
         except RecursionError as exc:
             raise DocumentError("YAML nesting is too deep") from exc
         finally:
@@ -173,6 +174,18 @@ def compose_json(text: str) -> yaml.Node | None:
         return None
     finally:
         loader.dispose()
+
+
+def _yaml_error_message(error: yaml.YAMLError) -> str:
+    """PyYAML's explanation on one line, without its quote of the text (the position is
+    given apart): ``while parsing a flow sequence at line 4, column 11: expected ...``."""
+    if not isinstance(error, yaml.MarkedYAMLError) or not error.problem:
+        return str(error)
+    context = error.context or ""
+    mark = error.context_mark
+    if context and mark is not None:
+        context += f" at line {mark.line + 1}, column {mark.column + 1}"
+    return f"{context}: {error.problem}" if context else str(error.problem)
 
 
 def _yaml_error_position(text: str, error: yaml.YAMLError) -> tuple[int | None, int | None]:
