@@ -48,6 +48,12 @@ YAML_DOCUMENT = {
     "description": "A workflow document as YAML 1.2 text, read by the registry: each problem "
     "in `errors` carries the `line` and `column` where its value is written",
 }
+#: ``POST /workflows/validate`` judges any YAML document too, answering 200 either way.
+YAML_CANDIDATE = {
+    "description": "A candidate definition as YAML 1.2 text (see Definition): any document is "
+    "judged, and each problem in `errors` carries the `line` and `column` where it is written "
+    "(text that is not YAML is one INVALID_EXPORT_FORMAT problem at `$`)",
+}
 #: A webhook's body: any JSON (it becomes the run's input and ``trigger.data``).
 ANY_JSON = {"description": "Any JSON value: the run's input and `trigger.data`"}
 #: The headers of a signed request (the signature itself is the security scheme).
@@ -110,7 +116,7 @@ def _body(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any] | Non
             "required": True,
             "content": {
                 "application/json": {"schema": CANDIDATE},
-                "application/yaml": {"schema": YAML_DOCUMENT},
+                "application/yaml": {"schema": YAML_CANDIDATE},
             },
         }
     if route.body == "any":
