@@ -75,12 +75,20 @@ DEFINITION_CODES = frozenset(
 )
 
 
-class ProblemItem(msgspec.Struct, frozen=True, kw_only=True):
-    """One problem: where (a JSON path such as ``nodes[2].parameters.url``), what, why."""
+class ProblemItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One problem: where (a JSON path such as ``nodes[2].parameters.url``), what, why.
+
+    When the problem is with a document sent as text (a YAML or JSON body of import, of
+    validate or update with ``Content-Type: application/yaml``), ``line`` and ``column``
+    (1-based, counting characters) say where the value at ``path`` is written, or where the
+    text stopped being well-formed; they are left out when there is no such text.
+    """
 
     path: str
     code: str
     message: str
+    line: int | None = None
+    column: int | None = None
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -211,11 +211,16 @@ class WorkflowList(Request["WorkflowPage"], frozen=True, omit_defaults=True):
 
 
 class WorkflowUpdate(Request["Workflow"], frozen=True):
+    """A new version from ``definition``, or from ``document`` (text in ``format``, read by
+    the registry: its problems then carry their line and column)."""
+
     operation = "workflow_update"
 
     id: str
-    definition: Any
+    definition: Any = None
     if_version: int | None = None
+    document: str | None = None
+    format: ExportFormat = "json"
 
 
 class WorkflowPatch(Request["Workflow"], frozen=True, omit_defaults=True):
@@ -275,9 +280,15 @@ class WorkflowImport(Request["Workflow"], frozen=True):
 
 
 class WorkflowValidate(Request["ValidationResult"], frozen=True):
+    """Validate ``definition``, or ``document`` (text in ``format``, read by the registry:
+    each problem then carries its line and column, and text that is not well-formed is one
+    INVALID_EXPORT_FORMAT problem at ``$``)."""
+
     operation = "workflow_validate"
 
-    definition: Any
+    definition: Any = None
+    document: str | None = None
+    format: ExportFormat = "json"
 
 
 class WorkflowLock(Request["LockInfo"], frozen=True):

@@ -64,14 +64,20 @@ async def json_body(request: web.Request, kind: type[T], limit: int, *, kept: bo
     return decode_json(data, kind, kept=kept)
 
 
-def require_json(request: web.Request) -> None:
-    """415 unless the body is ``application/json`` (or ``application/<...>+json``)."""
+def require_json(request: web.Request, accepted: str = "application/json") -> None:
+    """415 unless the body is ``application/json`` (or ``application/<...>+json``); the
+    message names what is ``accepted``."""
     media_type = _media_type(request)
     if not _is_json(media_type):
         raise FlowmeshError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            f"the body must be application/json, not {media_type or 'missing'}",
+            f"the body must be {accepted}, not {media_type or 'missing'}",
         )
+
+
+def is_yaml(request: web.Request) -> bool:
+    """The body is a YAML document (:data:`YAML_TYPES`), to be read by the registry."""
+    return _media_type(request) in YAML_TYPES
 
 
 async def raw_body(request: web.Request, limit: int) -> bytes:

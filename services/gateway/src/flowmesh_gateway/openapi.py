@@ -42,6 +42,18 @@ CANDIDATE = {
     "description": "A candidate definition (see Definition): any JSON value is judged, "
     "and its problems are answered in `errors`",
 }
+#: A workflow document as YAML text (also application/x-yaml, text/yaml, text/x-yaml).
+YAML_DOCUMENT = {
+    "type": "string",
+    "description": "A workflow document as YAML 1.2 text, read by the registry: each problem "
+    "in `errors` carries the `line` and `column` where its value is written",
+}
+#: ``POST /workflows/validate`` judges any YAML document too, answering 200 either way.
+YAML_CANDIDATE = {
+    "description": "A candidate definition as YAML 1.2 text (see Definition): any document is "
+    "judged, and each problem in `errors` carries the `line` and `column` where it is written "
+    "(text that is not YAML is one INVALID_EXPORT_FORMAT problem at `$`)",
+}
 #: A webhook's body: any JSON (it becomes the run's input and ``trigger.data``).
 ANY_JSON = {"description": "Any JSON value: the run's input and `trigger.data`"}
 #: The headers of a signed request (the signature itself is the security scheme).
@@ -96,12 +108,18 @@ def _body(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any] | Non
             "required": True,
             "content": {
                 "application/json": {"schema": refs[Definition]},
-                "application/yaml": {"schema": {"type": "string"}},
+                "application/yaml": {"schema": YAML_DOCUMENT},
             },
         }
     if route.body == "candidate":
-        schema = CANDIDATE
-    elif route.body == "any":
+        return {
+            "required": True,
+            "content": {
+                "application/json": {"schema": CANDIDATE},
+                "application/yaml": {"schema": YAML_CANDIDATE},
+            },
+        }
+    if route.body == "any":
         schema = ANY_JSON
     else:
         schema = refs[Definition] if route.body == "definition" else refs[route.body]

@@ -44,7 +44,13 @@ CORE_SCHEMA: list[tuple[str, re.Pattern[str], list[str]]] = [
 
 
 class DocumentError(ValueError):
-    """The document is not well-formed JSON or YAML."""
+    """The document is not well-formed JSON or YAML; ``line`` and ``column`` (1-based) say
+    where, when the reader knows."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
 
 
 def _scalar(loader: SafeConstructor, node: Any, pattern: re.Pattern[str], what: str) -> str:
@@ -93,12 +99,12 @@ class _Yaml12Loader(yaml.SafeLoader):
         mapping = super().construct_mapping(node, deep=deep)
         if len(mapping) != len(node.value):
             keys = [self.construct_object(key, deep=True) for key, _ in node.value]
-            twice = next(key for i, key in enumerate(keys) if key in keys[:i])
+            second = next(i for i, key in enumerate(keys) if key in keys[:i])
             raise ConstructorError(
                 "while reading a mapping",
                 node.start_mark,
-                f"the key {twice!r} appears twice",
-                node.start_mark,
+                f"the key {keys[second]!r} appears twice",
+                node.value[second][0].start_mark,  # where it appears again
             )
         return mapping
 
@@ -129,19 +135,82 @@ for _tag, _pattern, _first in CORE_SCHEMA:
 
 def parse_document(text: str, fmt: str) -> Any:
     """Decode ``text`` as ``fmt`` ("json" or "yaml") into plain data."""
+    return read_document(text, fmt)[0]
+
+
+def read_document(text: str, fmt: str) -> tuple[Any, yaml.Node | None]:
+    """Decode ``text`` as ``fmt`` into plain data and, for YAML, the node tree it was read
+    from (whose marks say where each value is written); None for JSON."""
     if fmt == "json":
         try:
-            return msgspec.json.decode(text.encode())
+            return msgspec.json.decode(text.encode()), None
         except msgspec.DecodeError as exc:
-            raise DocumentError(f"not valid JSON: {exc}") from exc
+            raise DocumentError(
+                f"not valid JSON: {exc}", *_json_error_position(text, str(exc))
+            ) from exc
     if fmt == "yaml":
+        loader = _Yaml12Loader(text)
         try:
-            return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - safe, alias-free, YAML 1.2
+            node = loader.get_single_node()
+            return (loader.construct_document(node) if node is not None else None), node
         except yaml.YAMLError as exc:
-            raise DocumentError(f"not valid YAML: {exc}") from exc
+            message = f"not valid YAML: {_yaml_error_message(exc)}"
+            raise DocumentError(message, *_yaml_error_position(text, exc)) from exc
         except RecursionError as exc:
             raise DocumentError("YAML nesting is too deep") from exc
+        finally:
+            loader.dispose()
     raise DocumentError(f"unknown format {fmt!r}: use json or yaml")
+
+
+def compose_json(text: str) -> yaml.Node | None:
+    """The node tree of JSON text, read by the YAML loader (alias-free); None when the
+    text is not well-formed. JSON is YAML's flow style: every tab in well-formed JSON lies
+    between tokens (a string cannot hold one raw), so tabs are read as the spaces YAML wants."""
+    loader = _Yaml12Loader(text.replace("\t", " "))
+    try:
+        return loader.get_single_node()
+    except (yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+
+
+def _yaml_error_message(error: yaml.YAMLError) -> str:
+    """PyYAML's explanation on one line, without its quote of the text (the position is
+    given apart): ``while parsing a flow sequence at line 4, column 11: expected ...``."""
+    if not isinstance(error, yaml.MarkedYAMLError) or not error.problem:
+        return str(error)
+    context = error.context or ""
+    mark = error.context_mark
+    if context and mark is not None:
+        context += f" at line {mark.line + 1}, column {mark.column + 1}"
+    return f"{context}: {error.problem}" if context else str(error.problem)
+
+
+def _yaml_error_position(text: str, error: yaml.YAMLError) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of PyYAML's mark of the problem, or of its character."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if mark is not None:
+        return mark.line + 1, mark.column + 1
+    if isinstance(error, yaml.reader.ReaderError) and isinstance(error.position, int):
+        before = text[: error.position]
+        return before.count("\n") + 1, error.position - (before.rfind("\n") + 1) + 1
+    return None, None
+
+
+_AT_BYTE = re.compile(r"\(byte (\d+)\)$")
+
+
+def _json_error_position(text: str, message: str) -> tuple[int, int]:
+    """Line and column (1-based, in characters) of msgspec's ``(byte N)``; the end of the
+    text when the input was cut short."""
+    data = text.encode()
+    match = _AT_BYTE.search(message)
+    offset = min(int(match.group(1)), len(data)) if match else len(data)
+    before = data[:offset].decode(errors="replace")
+    line_start = before.rfind("\n") + 1
+    return before.count("\n") + 1, len(before) - line_start + 1
 
 
 def render_document(data: Any, fmt: str) -> str:

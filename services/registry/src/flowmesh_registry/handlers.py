@@ -27,7 +27,12 @@ from flowmesh_registry.keys import KeyOperations
 from flowmesh_registry.listing import list_workflows
 from flowmesh_registry.locks import LockOperations
 from flowmesh_registry.secrets import SecretOperations
-from flowmesh_registry.transfer import export_workflow, import_workflow
+from flowmesh_registry.transfer import (
+    export_workflow,
+    import_workflow,
+    update_from_document,
+    validate_document,
+)
 from flowmesh_registry.versions import list_versions
 from flowmesh_registry.webhooks import WebhookSecretOperations
 from flowmesh_registry.workflows import WorkflowOperations
@@ -159,6 +164,10 @@ class RegistryHandlers:
 
     async def workflow_update(self, req: r.WorkflowUpdate, ctx: CallContext) -> r.Workflow:
         caller = await self.caller(ctx, "workflow_update")
+        if req.document is not None:
+            return await update_from_document(
+                self.workflows, caller, req.id, req.document, req.format, req.if_version
+            )
         return await self.workflows.update(caller, req.id, req.definition, req.if_version)
 
     async def workflow_patch(self, req: r.WorkflowPatch, ctx: CallContext) -> r.Workflow:
@@ -191,6 +200,8 @@ class RegistryHandlers:
         self, req: r.WorkflowValidate, ctx: CallContext
     ) -> r.ValidationResult:
         caller = await self.caller(ctx, "workflow_validate")
+        if req.document is not None:
+            return await validate_document(self.workflows, caller.tenant, req.document, req.format)
         report = await self.workflows.validate(caller.tenant, req.definition)
         return r.ValidationResult(valid=report.valid, errors=list(report.problems))
 

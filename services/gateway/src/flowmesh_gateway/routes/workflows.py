@@ -11,11 +11,13 @@ from flowmesh_gateway.bodies import (
     document_body,
     etag,
     if_match_version,
+    is_yaml,
     json_body,
     json_response,
     query_bool,
     query_int,
     query_list,
+    require_json,
     unprocessable,
 )
 from flowmesh_proto import http as h
@@ -27,6 +29,7 @@ from flowmesh_shared.errors import FlowmeshError
 BASE = "/api/v1/{tenant}/workflows"
 EXPORT_TYPES = {"application/yaml": "yaml", "application/x-yaml": "yaml", "text/yaml": "yaml"}
 SORTS = ("name", "-name", "created_at", "-created_at", "updated_at", "-updated_at")
+DEFINITION_TYPES = "application/json or application/yaml"
 MAX_VERSION = h.MAX_VERSION  # a version number the API reads (query or body) is 1..MAX_VERSION
 
 
@@ -71,8 +74,13 @@ async def update(call: Call) -> web.Response:
     wid = call.request.match_info["id"]
     expected = if_match_version(call.request)
     await call.registry(r.WorkflowGet(id=wid))  # 404 before the body
-    definition = await json_body(call.request, Any, call.body_limit)
-    request = r.WorkflowUpdate(id=wid, definition=definition, if_version=expected)
+    if is_yaml(call.request):  # read by the registry: its problems carry their lines
+        text, fmt = await document_body(call.request, call.body_limit)
+        request = r.WorkflowUpdate(id=wid, document=text, format=fmt, if_version=expected)
+    else:
+        require_json(call.request, DEFINITION_TYPES)
+        definition = await json_body(call.request, Any, call.body_limit)
+        request = r.WorkflowUpdate(id=wid, definition=definition, if_version=expected)
     return workflow_response(await call.registry(request))
 
 
@@ -158,9 +166,15 @@ async def import_(call: Call) -> web.Response:
 
 
 async def validate(call: Call) -> web.Response:
-    # A question, not a store: what cannot be kept is one of the answer's errors.
-    definition = await json_body(call.request, Any, call.body_limit, kept=False)
-    result = await call.registry(r.WorkflowValidate(definition=definition))
+    # A question, not a store: what cannot be kept, or (YAML) cannot be read, is one of the
+    # answer's errors. A YAML document is read by the registry: its errors carry their lines.
+    if is_yaml(call.request):
+        text, fmt = await document_body(call.request, call.body_limit)
+        result = await call.registry(r.WorkflowValidate(document=text, format=fmt))
+    else:
+        require_json(call.request, DEFINITION_TYPES)
+        definition = await json_body(call.request, Any, call.body_limit, kept=False)
+        result = await call.registry(r.WorkflowValidate(definition=definition))
     return json_response(h.ValidationAnswer(valid=result.valid, errors=result.errors))
 
 
@@ -289,7 +303,7 @@ ROUTES = [
         summary="Update: a new immutable version (If-Match for optimistic concurrency)",
         operation_id="workflow_update",
         conflicts=("409", "412", "423"),
-        body="definition",
+        body="document",
         response=r.Workflow,
     ),
     Route(
