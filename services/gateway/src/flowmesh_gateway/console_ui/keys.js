@@ -59,7 +59,7 @@ function keysPage(session) {
   const name = el("input", { id: "key-name", name: "name", required: true, maxlength: 200, autocomplete: "off" });
   const role = el("select", { id: "key-role", name: "role" },
     ROLES.map((r) => el("option", { value: r }, r)));
-  const form = el("form", { id: "new-key", className: "inline-form" },
+  const form = el("form", { id: "create-key", className: "inline-form" },
     el("label", { for: "key-name" }, "Name"), name,
     el("label", { for: "key-role" }, "Role"), role,
     el("button", { type: "submit" }, "Create key"));
