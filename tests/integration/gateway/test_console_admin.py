@@ -194,8 +194,10 @@ async def test_the_audit_log_shows_changes_in_pages_with_filters_as_text(
         console, tenant, "PATCH", f"/workflows/{workflow['id']}", json={"tags": [MARKUP_NAME]}
     )
     assert status == 200, body
-    await new_key(console, tenant, "deployer", "operator")
-    status, body = await api(console, tenant, "PUT", "/secrets/API_TOKEN", json={"value": "v"})
+    deployer = await new_key(console, tenant, MARKUP_NAME, "admin")
+    status, body, _ = await console.http.request(
+        "PUT", f"/api/v1/{tenant.id}/secrets/API_TOKEN", token=deployer["key"], json={"value": "v"}
+    )
     assert status == 200, body
     page = visit.page
     await sign_in(page, tenant.admin_key, "/console/#/admin/audit?limit=2")
@@ -203,6 +205,8 @@ async def test_the_audit_log_shows_changes_in_pages_with_filters_as_text(
     actions = page.locator("#audit td.action")
     await expect(actions).to_have_text(["console.sign_in", "secret.put"])
     await expect(page.locator("#audit td.target").nth(1)).to_have_text("secret:API_TOKEN")
+    # Actors of the tenant's keys carry the key's name, as text.
+    await expect(page.locator("#audit td.actor .actor-name")).to_have_text(["admin", MARKUP_NAME])
     await expect(page.locator("#audit td.outcome").first).to_have_text("success")
     await expect(page.locator("#previous")).to_be_disabled()
     await page.locator("#next").click()
@@ -221,7 +225,7 @@ async def test_the_audit_log_shows_changes_in_pages_with_filters_as_text(
     await expect(actions).to_have_text(["apikey.create"])
     assert "action=apikey.create" in page.url
     actor = f"key:{tenant.id}:{tenant.admin_key_id}"
-    await expect(page.locator("#audit td.actor")).to_have_text([actor])
+    await expect(page.locator("#audit td.actor a")).to_have_text([actor])
     await page.get_by_role("button", name="Clear").click()
     await expect(actions).to_have_count(2)
     await page.goto("/console/#/admin/audit")
@@ -241,11 +245,12 @@ async def test_lower_roles_see_no_admin_links_and_the_pages_say_they_need_admin(
     tenant = await new_tenant(registry, "ui")
     made = await new_key(console, tenant, f"an {role}", role)
     page = visit.page
-    await sign_in(page, made["key"])
+    await sign_in(page, made["key"], "/console/#/admin/keys")
     await expect(page.locator("#role")).to_have_text(role)
     await expect(page.locator("#top nav a")).to_have_text(["Workflows", "Runs"])
     for path in ("keys", "secrets", "audit"):
         await page.goto(f"/console/#/admin/{path}")
+        await expect(page).to_have_url(re.compile(f"#/admin/{path}$"))
         forbidden = page.locator("#forbidden")
         await expect(forbidden).to_contain_text("needs the admin role")
         await expect(forbidden).to_contain_text(role)
@@ -254,6 +259,8 @@ async def test_lower_roles_see_no_admin_links_and_the_pages_say_they_need_admin(
     request = visit.context.request
     answer = await request.get(f"/api/v1/{tenant.id}/api-keys")
     assert answer.status == 403 and (await answer.json())["code"] == "FORBIDDEN"
+    # The pages asked nothing the role may not have.
+    assert [u for _, u, _ in visit.sent if re.search("/api/v1/.*/(api-keys|secrets|audit)", u)] == []
 
 
 async def test_a_change_without_the_csrf_token_is_refused_and_said_so(

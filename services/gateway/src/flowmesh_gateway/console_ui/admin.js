@@ -102,3 +102,14 @@ export function confirmButton(label, onConfirm, { warning = null, id = null } = 
   showFirst();
   return holder;
 }
+
+/** Actor -> the key's name, for `key:<tenant>:<id>` actors of the tenant's keys. */
+export function keyNames(tenant, keys) {
+  return new Map(keys.map((key) => [`key:${tenant}:${key.id}`, key.name]));
+}
+
+/** An actor as it is, followed by the name of its key when known (both as text). */
+export function actorView(actor, names, link = null) {
+  const name = names.get(actor);
+  return [link || actor, name ? el("span", { className: "actor-name" }, name) : null];
+}

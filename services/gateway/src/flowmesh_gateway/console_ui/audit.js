@@ -1,7 +1,7 @@
 // #/admin/audit: the tenant's audit log (admin), newest first, pages from the server
 // (next_cursor) and the API's filters (action, actor, target: exact values).
 import { query, request } from "./api.js";
-import { adminPage } from "./admin.js";
+import { actorView, adminPage, keyNames } from "./admin.js";
 import { el, show, when } from "./dom.js";
 
 export const PAGE_SIZE = 25;
@@ -23,10 +23,15 @@ export async function render(context) {
   const go = (chosen) => navigate("/admin/audit", { ...chosen, limit: limit === PAGE_SIZE ? "" : limit });
   const cursors = [];  // the cursors of the pages before this one
   const load = (cursor) => adminPage(context, async () => {
-    const page = await request("GET", `/audit${query({ ...filters, limit, cursor })}`);
+    const [page, keys] = await Promise.all([
+      request("GET", `/audit${query({ ...filters, limit, cursor })}`),
+      request("GET", "/api-keys"),
+    ]);
+    if (!context.isCurrent()) return;
     show(main, auditView({
       filters,
       page,
+      names: keyNames(context.session.tenant, keys.items),
       onFilter: go,
       onNext: (next) => {
         cursors.push(cursor);
@@ -49,10 +54,11 @@ export function detailText(detail) {
 }
 
 /**
- * The log: the filters, a table, pagination. `page` is the API's answer; `onFilter(filters)`,
+ * The log: the filters, a table, pagination. `page` is the API's answer, `names` the key
+ * names by actor (`keyNames`); `onFilter(filters)`,
  * `onNext(cursor)`, `onPrevious()` (null when there is no previous page).
  */
-export function auditView({ filters, page, onFilter, onNext, onPrevious }) {
+export function auditView({ filters, page, names, onFilter, onNext, onPrevious }) {
   const inputs = Object.fromEntries(FILTERS.map((name) => [name, el("input", {
     type: "search", id: `audit-${name}`, name, value: filters[name],
     list: name === "action" ? "audit-actions" : null, autocomplete: "off", spellcheck: "false",
@@ -71,7 +77,7 @@ export function auditView({ filters, page, onFilter, onNext, onPrevious }) {
   const filtered = FILTERS.some((name) => filters[name]);
   const rows = page.items.map((entry) => el("tr", { "data-id": String(entry.id) },
     el("td", { className: "at" }, el("time", { datetime: entry.at }, when(entry.at))),
-    el("td", { className: "actor" }, filterLink("actor", entry.actor)),
+    el("td", { className: "actor" }, actorView(entry.actor, names, filterLink("actor", entry.actor))),
     el("td", { className: "action" }, filterLink("action", entry.action)),
     el("td", { className: "target" }, filterLink("target", entry.target)),
     el("td", { className: `outcome outcome-${entry.outcome}` }, entry.outcome),

@@ -1,7 +1,7 @@
 // #/admin/keys: the tenant's API keys (admin). A new key is shown once, in the page only:
 // never in a URL or browser storage, and gone when the reader leaves the page.
 import { request, signOut } from "./api.js";
-import { adminPage, change, confirmButton, problemAt, refusal } from "./admin.js";
+import { actorView, adminPage, change, confirmButton, keyNames, problemAt, refusal } from "./admin.js";
 import { el, show, when } from "./dom.js";
 
 export const ROLES = ["viewer", "operator", "editor", "admin"];
@@ -13,6 +13,7 @@ export async function render(context) {
     const parts = keysPage(session);
     const load = async () => show(parts.list, keysTable({
       keys: (await request("GET", "/api-keys")).items,
+      tenant: session.tenant,
       ownId: session.keyId,
       onRevoke: (key) => revoke(key),
     }));
@@ -44,7 +45,7 @@ export async function render(context) {
     });
     onLeave(() => show(parts.shown));  // the key is not kept once the page is left
     await load();
-    show(main, parts.page);
+    if (context.isCurrent()) show(main, parts.page);
   });
 }
 
@@ -96,8 +97,9 @@ export function shownKeyView(created, onDone) {
 }
 
 /** The keys as a table: a revoke button (with a confirmation) on each live key. */
-export function keysTable({ keys, ownId, onRevoke }) {
+export function keysTable({ keys, tenant, ownId, onRevoke }) {
   if (!keys.length) return el("p", { id: "empty", className: "muted" }, "No keys.");
+  const names = keyNames(tenant, keys);
   const rows = keys.map((key) => {
     const own = key.id === ownId;
     const action = key.revoked_at ? "" : confirmButton("Revoke", () => onRevoke(key), {
@@ -107,7 +109,7 @@ export function keysTable({ keys, ownId, onRevoke }) {
       el("td", { className: "name" }, key.name, own ? el("span", { className: "tag own" }, "your session") : null),
       el("td", { className: "role" }, key.role),
       el("td", { className: "created" }, when(key.created_at)),
-      el("td", { className: "created-by" }, key.created_by),
+      el("td", { className: "created-by" }, actorView(key.created_by, names)),
       el("td", { className: "last-used" }, key.last_used_at ? when(key.last_used_at) : "never"),
       el("td", { className: "state" }, key.revoked_at ? `revoked ${when(key.revoked_at)}` : "active"),
       el("td", { className: "actions" }, action));

@@ -43,7 +43,7 @@ export async function render(context) {
       return guarded(load);
     });
     await load();
-    show(main, parts.page);
+    if (context.isCurrent()) show(main, parts.page);
   });
 }
 
