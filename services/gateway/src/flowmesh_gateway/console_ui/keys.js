@@ -22,7 +22,7 @@ export async function render(context) {
       if (refused) return say(parts.error, refusal(refused));
       if (key.id === session.keyId) return ended(main);
       say(parts.error, null);
-      say(parts.notice, `The key “${key.name}” is revoked: the API refuses it from now on.`);
+      say(parts.notice, `The key “${key.name}” is revoked: the API refuses it within seconds.`);
       return guarded(load);
     };
     parts.form.addEventListener("submit", async (event) => {
