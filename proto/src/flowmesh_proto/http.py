@@ -60,6 +60,9 @@ class ConsoleSession(msgspec.Struct, frozen=True, kw_only=True):
     tenant: str
     role: Role
     csrf_token: str
+    #: The id of the API key the session was signed in with (never the key): the console
+    #: marks it in the keys list, as revoking it ends the session.
+    key_id: str
     #: Seconds until the session ends if it is not used again.
     expires_in: int
 

@@ -162,6 +162,7 @@ class Console:
             tenant=session.tenant,
             role=cast(Role, role),  # a role the registry answered
             csrf_token=session.csrf_token,
+            key_id=session.key_id,
             expires_in=self.sessions.policy.expires_in(session, time.time()),
         )
 

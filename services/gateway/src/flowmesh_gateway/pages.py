@@ -26,6 +26,10 @@ FILES = {
     "signin.js": "text/javascript",
     "workflows.js": "text/javascript",
     "dag.js": "text/javascript",
+    "admin.js": "text/javascript",
+    "keys.js": "text/javascript",
+    "secrets.js": "text/javascript",
+    "audit.js": "text/javascript",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "

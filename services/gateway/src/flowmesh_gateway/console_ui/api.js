@@ -58,7 +58,7 @@ export function query(params) {
 function remember(session) {
   csrfToken = session.csrf_token;
   tenantId = session.tenant;
-  return { tenant: session.tenant, role: session.role };
+  return { tenant: session.tenant, role: session.role, keyId: session.key_id };
 }
 
 /** Sign in with an API key: {tenant, role}; throws ApiError (401, 429). */

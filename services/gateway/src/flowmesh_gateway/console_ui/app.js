@@ -9,6 +9,9 @@ import { headerView, signInView } from "./signin.js";
 /** [pattern of the path, the page's module, names of the pattern's groups]. */
 const ROUTES = [
   [/^\/workflows$/, "./workflows.js", []],
+  [/^\/admin\/keys$/, "./keys.js", []],
+  [/^\/admin\/secrets$/, "./secrets.js", []],
+  [/^\/admin\/audit$/, "./audit.js", []],
 ];
 
 const top = document.getElementById("top");
