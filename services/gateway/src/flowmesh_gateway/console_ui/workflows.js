@@ -10,13 +10,14 @@ export function listWorkflows({ q, cursor, limit }) {
 }
 
 /** The page at #/workflows?q=...&limit=N. */
-export async function render({ main, params, guarded, navigate }) {
+export async function render({ main, params, guarded, navigate, isCurrent }) {
   const q = params.get("q") || "";
   const asked = Number.parseInt(params.get("limit") || "", 10);
   const limit = asked >= 1 && asked <= 100 ? asked : PAGE_SIZE;
   const cursors = [];  // the cursors of the pages before this one
   const load = (cursor) => guarded(async () => {
     const page = await listWorkflows({ q, cursor, limit });
+    if (!isCurrent()) return;  // the reader has gone to another page meanwhile
     show(main, workflowsView({
       q,
       page,
