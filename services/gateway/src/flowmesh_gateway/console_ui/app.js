@@ -9,6 +9,8 @@ import { headerView, signInView } from "./signin.js";
 /** [pattern of the path, the page's module, names of the pattern's groups]. */
 const ROUTES = [
   [/^\/workflows$/, "./workflows.js", []],
+  [/^\/workflows\/([^/]+)$/, "./workflow.js", ["id"]],
+  [/^\/import$/, "./importer.js", []],
 ];
 
 const top = document.getElementById("top");
