@@ -1,11 +1,12 @@
 // A line diff of two documents (two versions of a workflow's YAML): pure, no DOM.
 
 /**
- * The most cells of the LCS table (lines of a times lines of b, once the common head and
- * tail are set aside). Past it the differing middle is shown as deleted then added: still
- * a true diff, only not the shortest, and the page stays responsive.
+ * The most lines added plus removed that the shortest diff is looked for with (Myers's
+ * algorithm: time in (lines of a + lines of b) times edits, memory in edits squared). Past
+ * it the differing middle is shown as removed then added: still a true diff, only not the
+ * shortest, and the page stays responsive.
  */
-export const MAX_CELLS = 4_000_000;
+export const MAX_EDITS = 2000;
 
 /** The lines of a text: "" is no line, and a final newline ends the last line. */
 export function linesOf(text) {
@@ -20,7 +21,7 @@ export function linesOf(text) {
  * {op: "add", text: "c"}]: every line of `a` is "same" or "del", every line of `b` "same"
  * or "add", in order; within a change, deletions come before additions.
  */
-export function diffLines(a, b, { maxCells = MAX_CELLS } = {}) {
+export function diffLines(a, b, { maxEdits = MAX_EDITS } = {}) {
   const left = linesOf(a);
   const right = linesOf(b);
   let head = 0;
@@ -30,7 +31,7 @@ export function diffLines(a, b, { maxCells = MAX_CELLS } = {}) {
     && left[left.length - 1 - tail] === right[right.length - 1 - tail]) tail += 1;
   const x = left.slice(head, left.length - tail);
   const y = right.slice(head, right.length - tail);
-  const middle = x.length * y.length > maxCells ? blocks(x, y) : lcs(x, y);
+  const middle = myers(x, y, maxEdits) ?? blocks(x, y);
   return [
     ...left.slice(0, head).map((text) => ({ op: "same", text })),
     ...middle,
@@ -42,40 +43,57 @@ function blocks(x, y) {
   return [...x.map((text) => ({ op: "del", text })), ...y.map((text) => ({ op: "add", text }))];
 }
 
-/** The classic longest-common-subsequence table, walked from the start. */
-function lcs(x, y) {
+/** The shortest edit script of x into y (Myers 1986), or null past `maxEdits` edits. */
+function myers(x, y, maxEdits) {
   const n = x.length;
   const m = y.length;
-  if (n === 0 || m === 0) return blocks(x, y);
-  const width = m + 1;
-  // longest[i * width + j]: the LCS length of x[i..] and y[j..].
-  const longest = new Uint32Array((n + 1) * width);
-  for (let i = n - 1; i >= 0; i -= 1) {
-    for (let j = m - 1; j >= 0; j -= 1) {
-      longest[i * width + j] = x[i] === y[j]
-        ? longest[(i + 1) * width + j + 1] + 1
-        : Math.max(longest[(i + 1) * width + j], longest[i * width + j + 1]);
+  const max = n + m;
+  const v = new Int32Array(2 * max + 3);  // v[k + max + 1]: the furthest x on diagonal k
+  const trace = [];  // before step d, v over the diagonals -(d+1)..d+1
+  for (let d = 0; d <= Math.min(max, maxEdits); d += 1) {
+    trace.push(v.slice(max - d, max + d + 3));
+    for (let k = -d; k <= d; k += 2) {
+      const at = k + max + 1;
+      let i = k === -d || (k !== d && v[at - 1] < v[at + 1]) ? v[at + 1] : v[at - 1] + 1;
+      let j = i - k;
+      while (i < n && j < m && x[i] === y[j]) {
+        i += 1;
+        j += 1;
+      }
+      v[at] = i;
+      if (i >= n && j >= m) return walkBack(x, y, trace);
     }
   }
+  return null;
+}
+
+function walkBack(x, y, trace) {
   const out = [];
-  let i = 0;
-  let j = 0;
-  while (i < n && j < m) {
-    if (x[i] === y[j]) {
-      out.push({ op: "same", text: x[i] });
-      i += 1;
-      j += 1;
-    } else if (longest[(i + 1) * width + j] >= longest[i * width + j + 1]) {
-      out.push({ op: "del", text: x[i] });
-      i += 1;
+  let i = x.length;
+  let j = y.length;
+  for (let d = trace.length - 1; d >= 0; d -= 1) {
+    const before = trace[d];
+    const get = (k) => before[k + d + 1];
+    const k = i - j;
+    const down = k === -d || (k !== d && get(k - 1) < get(k + 1));
+    const previousK = down ? k + 1 : k - 1;
+    const previousI = get(previousK);
+    const previousJ = previousI - previousK;
+    while (i > previousI && j > previousJ && i > 0 && j > 0) {
+      out.push({ op: "same", text: x[i - 1] });
+      i -= 1;
+      j -= 1;
+    }
+    if (d === 0) break;
+    if (down) {
+      out.push({ op: "add", text: y[j - 1] });
+      j -= 1;
     } else {
-      out.push({ op: "add", text: y[j] });
-      j += 1;
+      out.push({ op: "del", text: x[i - 1] });
+      i -= 1;
     }
   }
-  while (i < n) out.push({ op: "del", text: x[i++] });
-  while (j < m) out.push({ op: "add", text: y[j++] });
-  return out;
+  return out.reverse();
 }
 
 /** How many lines each kind: {same, add, del}. */
