@@ -101,3 +101,38 @@ async def test_a_long_document_with_a_few_changes_is_exact(page: Page) -> None:
     assert sides(ops) == (old, new)
     changes = [(op, text) for op, text in ops if op != "same"]
     assert changes == [("del", "line 10"), ("add", "changed"), ("del", "line 2000"), ("add", "inserted")]
+
+
+FOLD = "(m, arg) => m.foldUnchanged(m.diffLines(arg.a, arg.b), arg.context)"
+
+
+def folded(entries: list[dict[str, Any]]) -> list[str]:
+    """Each entry as "<op> <left>/<right> <text>", a fold as "skip <how many>"."""
+    return [
+        f"skip {len(e['lines'])}" if e["op"] == "skip" else f"{e['op']} {e['left']}/{e['right']} {e['text']}"
+        for e in entries
+    ]
+
+
+async def test_unchanged_runs_away_from_a_change_are_folded(page: Page) -> None:
+    old = [f"l{i}" for i in range(1, 21)]
+    new = list(old)
+    new[9] = "changed"  # line 10
+    entries = await call(page, "diff.js", FOLD, {"a": "\n".join(old), "b": "\n".join(new), "context": 2})
+    assert folded(entries) == [
+        "skip 7",
+        "same 8/8 l8",
+        "same 9/9 l9",
+        "del 10/0 l10",
+        "add 0/10 changed",
+        "same 11/11 l11",
+        "same 12/12 l12",
+        "skip 8",
+    ]
+    assert entries[0]["lines"][0] == {"op": "same", "text": "l1", "left": 1, "right": 1}
+    # A short run between two changes is kept whole; an identical text is one fold.
+    new[13] = "again"
+    entries = await call(page, "diff.js", FOLD, {"a": "\n".join(old), "b": "\n".join(new), "context": 2})
+    assert "skip" not in " ".join(folded(entries)[2:-1])
+    same = await call(page, "diff.js", FOLD, {"a": "a\nb", "b": "a\nb", "context": 3})
+    assert folded(same) == ["skip 2"]

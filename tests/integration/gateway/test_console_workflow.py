@@ -232,6 +232,10 @@ async def test_history_lists_the_versions_and_the_diff_shows_the_changed_line(
     await expect(page.locator('.diff-line[data-op="add"] .diff-text')).to_have_text(
         ["description: Charge, then ship."]
     )
+    # Unchanged lines away from the change are folded, and unfold on a click.
+    shown = await page.locator(".diff-line").count()
+    await page.locator(".diff-fold").first.click()
+    await expect(page.locator(".diff-line")).not_to_have_count(shown)
     await page.locator("#diff").scroll_into_view_if_needed()
     await page.screenshot(path=screenshots / "diff.png", full_page=True)
 

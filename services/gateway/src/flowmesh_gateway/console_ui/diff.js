@@ -102,3 +102,39 @@ export function diffSummary(ops) {
   for (const { op } of ops) counts[op] += 1;
   return counts;
 }
+
+/**
+ * The diff for reading: each line with its numbers in the old and new text ({op, text, left,
+ * right}, 0 for none), and runs of unchanged lines further than `context` lines from a change
+ * folded into {op: "skip", lines: [...]} (the folded lines, to unfold).
+ */
+export function foldUnchanged(ops, context = 3) {
+  const numbered = [];
+  let left = 0;
+  let right = 0;
+  for (const { op, text } of ops) {
+    if (op !== "add") left += 1;
+    if (op !== "del") right += 1;
+    numbered.push({ op, text, left: op === "add" ? 0 : left, right: op === "del" ? 0 : right });
+  }
+  const out = [];
+  let i = 0;
+  while (i < numbered.length) {
+    if (numbered[i].op !== "same") {
+      out.push(numbered[i]);
+      i += 1;
+      continue;
+    }
+    let end = i;
+    while (end < numbered.length && numbered[end].op === "same") end += 1;
+    const keepBefore = i === 0 ? 0 : context;  // lines kept after the change before the run
+    const keepAfter = end === numbered.length ? 0 : context;  // and before the next change
+    if (end - i > keepBefore + keepAfter + 1) {
+      out.push(...numbered.slice(i, i + keepBefore));
+      out.push({ op: "skip", lines: numbered.slice(i + keepBefore, end - keepAfter) });
+      out.push(...numbered.slice(end - keepAfter, end));
+    } else out.push(...numbered.slice(i, end));
+    i = end;
+  }
+  return out;
+}

@@ -18,9 +18,18 @@ export function editorView({ id, text = "", readOnly = false, label = "Definitio
   const gutter = el("div", { className: "editor-gutter", "aria-hidden": "true" });
   const unplaced = el("ul", { className: "problems problems-unplaced", hidden: true });
   const placed = el("ul", { className: "problems problems-placed", hidden: true });
-  const body = el("div", { className: "editor-body" }, gutter, textarea);
+  // Under the (transparent) textarea, a band across each line that has a problem.
+  const bands = el("div", { className: "editor-bands" });
+  const area = el("div", { className: "editor-area" },
+    el("div", { className: "editor-marks", "aria-hidden": "true" }, bands), textarea);
+  const body = el("div", { className: "editor-body" }, gutter, area);
   const node = el("div", { className: "editor" }, unplaced, body, placed);
   let shownLines = 0;
+  const lineHeight = () => Number.parseFloat(getComputedStyle(textarea).lineHeight) || 18;
+  const follow = () => {
+    gutter.scrollTop = textarea.scrollTop;
+    bands.style.transform = `translate(${-textarea.scrollLeft}px, ${-textarea.scrollTop}px)`;
+  };
   let marks = new Map();  // line -> its problems' messages
 
   const drawGutter = () => {
@@ -37,16 +46,22 @@ export function editorView({ id, text = "", readOnly = false, label = "Definitio
       }, String(line)));
     }
     show(gutter, numbers);
-    gutter.scrollTop = textarea.scrollTop;
+    const height = lineHeight();
+    show(bands, [...marks.keys()].map((line) => {
+      const band = el("div", { className: "line-band", "data-band": line });
+      band.style.top = `${(line - 1) * height}px`;
+      band.style.height = `${height}px`;
+      return band;
+    }));
+    follow();
   };
 
   const goTo = (line) => {
     const [start, end] = lineRange(textarea.value, line);
     textarea.focus();
     textarea.setSelectionRange(start, end);
-    const height = Number.parseFloat(getComputedStyle(textarea).lineHeight) || 18;
-    textarea.scrollTop = Math.max(0, (line - 1) * height - textarea.clientHeight / 3);
-    gutter.scrollTop = textarea.scrollTop;
+    textarea.scrollTop = Math.max(0, (line - 1) * lineHeight() - textarea.clientHeight / 3);
+    follow();
   };
 
   const item = (problem) => {
@@ -69,9 +84,7 @@ export function editorView({ id, text = "", readOnly = false, label = "Definitio
   };
 
   textarea.addEventListener("input", drawGutter);
-  textarea.addEventListener("scroll", () => {
-    gutter.scrollTop = textarea.scrollTop;
-  });
+  textarea.addEventListener("scroll", follow);
   drawGutter();
   return {
     node,

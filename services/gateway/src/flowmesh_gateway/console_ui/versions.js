@@ -2,7 +2,7 @@
 // versions' YAML exports.
 import { query, request } from "./api.js";
 import { button, el, show, when } from "./dom.js";
-import { diffLines, diffSummary } from "./diff.js";
+import { diffLines, diffSummary, foldUnchanged } from "./diff.js";
 
 const YAML = "application/yaml";
 export const PAGE_SIZE = 20;
@@ -75,25 +75,27 @@ export function versionsView({ id, current, guarded }) {
     diff);
 }
 
-/** The diff as lines marked +, - or blank, with the old and new line numbers. */
+/** The diff as lines marked +, - or blank, with the old and new line numbers; unchanged
+ * runs away from a change are folded into a button that unfolds them. */
 export function diffView(from, to, ops) {
   const counts = diffSummary(ops);
-  let left = 0;
-  let right = 0;
-  const lines = ops.map(({ op, text }) => {
-    if (op !== "add") left += 1;
-    if (op !== "del") right += 1;
-    return el("div", { className: `diff-line diff-${op}`, "data-op": op },
-      el("span", { className: "diff-number" }, op === "add" ? "" : String(left)),
-      el("span", { className: "diff-number" }, op === "del" ? "" : String(right)),
-      el("span", { className: "diff-sign" }, op === "add" ? "+" : op === "del" ? "-" : " "),
-      el("span", { className: "diff-text" }, text));
-  });
+  const line = ({ op, text, left, right }) => el("div", { className: `diff-line diff-${op}`, "data-op": op },
+    el("span", { className: "diff-number" }, left ? String(left) : ""),
+    el("span", { className: "diff-number" }, right ? String(right) : ""),
+    el("span", { className: "diff-sign" }, op === "add" ? "+" : op === "del" ? "-" : " "),
+    el("span", { className: "diff-text" }, text));
+  const entry = (item) => {
+    if (item.op !== "skip") return line(item);
+    const fold = el("button", { type: "button", className: "diff-fold link" },
+      `… ${item.lines.length} unchanged line(s)`);
+    fold.addEventListener("click", () => fold.replaceWith(...item.lines.map(line)));
+    return fold;
+  };
   return [
     el("p", { id: "diff-summary", className: "muted" },
       counts.add || counts.del
         ? `v${from} → v${to}: ${counts.add} line(s) added, ${counts.del} removed.`
         : `v${from} and v${to} have the same content.`),
-    el("div", { className: "diff-lines" }, lines),
+    el("div", { className: "diff-lines" }, foldUnchanged(ops).map(entry)),
   ];
 }

@@ -125,8 +125,7 @@ export function showFailure(error, editor, say) {
   if (!(error instanceof ApiError)) throw error;
   if (error.status === 401) throw error;
   editor.setProblems(error.errors);
-  const count = error.errors.length;
-  say(count ? `${error.message} (${count} problem(s))` : error.message, "error");
+  say(error.message, "error");
 }
 
 /** Run: a JSON input, then the run's page. */
