@@ -33,7 +33,11 @@ def sides(ops: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
 
 async def test_identical_documents_are_all_same(page: Page) -> None:
     text = "name: w\nnodes:\n- id: a\n"
-    assert await diff(page, text, text) == [("same", "name: w"), ("same", "nodes:"), ("same", "- id: a")]
+    assert await diff(page, text, text) == [
+        ("same", "name: w"),
+        ("same", "nodes:"),
+        ("same", "- id: a"),
+    ]
 
 
 async def test_an_inserted_line(page: Page) -> None:
@@ -47,7 +51,9 @@ async def test_a_deleted_line(page: Page) -> None:
 
 
 async def test_a_replaced_line_is_deleted_then_added(page: Page) -> None:
-    ops = await diff(page, "name: w\ntimeout: PT1H\nnodes: []\n", "name: w\ntimeout: PT2H\nnodes: []\n")
+    ops = await diff(
+        page, "name: w\ntimeout: PT1H\nnodes: []\n", "name: w\ntimeout: PT2H\nnodes: []\n"
+    )
     assert ops == [
         ("same", "name: w"),
         ("del", "timeout: PT1H"),
@@ -100,7 +106,12 @@ async def test_a_long_document_with_a_few_changes_is_exact(page: Page) -> None:
     ops = await diff(page, "\n".join(old), "\n".join(new))
     assert sides(ops) == (old, new)
     changes = [(op, text) for op, text in ops if op != "same"]
-    assert changes == [("del", "line 10"), ("add", "changed"), ("del", "line 2000"), ("add", "inserted")]
+    assert changes == [
+        ("del", "line 10"),
+        ("add", "changed"),
+        ("del", "line 2000"),
+        ("add", "inserted"),
+    ]
 
 
 FOLD = "(m, arg) => m.foldUnchanged(m.diffLines(arg.a, arg.b), arg.context)"
@@ -109,7 +120,9 @@ FOLD = "(m, arg) => m.foldUnchanged(m.diffLines(arg.a, arg.b), arg.context)"
 def folded(entries: list[dict[str, Any]]) -> list[str]:
     """Each entry as "<op> <left>/<right> <text>", a fold as "skip <how many>"."""
     return [
-        f"skip {len(e['lines'])}" if e["op"] == "skip" else f"{e['op']} {e['left']}/{e['right']} {e['text']}"
+        f"skip {len(e['lines'])}"
+        if e["op"] == "skip"
+        else f"{e['op']} {e['left']}/{e['right']} {e['text']}"
         for e in entries
     ]
 
@@ -118,7 +131,9 @@ async def test_unchanged_runs_away_from_a_change_are_folded(page: Page) -> None:
     old = [f"l{i}" for i in range(1, 21)]
     new = list(old)
     new[9] = "changed"  # line 10
-    entries = await call(page, "diff.js", FOLD, {"a": "\n".join(old), "b": "\n".join(new), "context": 2})
+    entries = await call(
+        page, "diff.js", FOLD, {"a": "\n".join(old), "b": "\n".join(new), "context": 2}
+    )
     assert folded(entries) == [
         "skip 7",
         "same 8/8 l8",
@@ -132,7 +147,9 @@ async def test_unchanged_runs_away_from_a_change_are_folded(page: Page) -> None:
     assert entries[0]["lines"][0] == {"op": "same", "text": "l1", "left": 1, "right": 1}
     # A short run between two changes is kept whole; an identical text is one fold.
     new[13] = "again"
-    entries = await call(page, "diff.js", FOLD, {"a": "\n".join(old), "b": "\n".join(new), "context": 2})
+    entries = await call(
+        page, "diff.js", FOLD, {"a": "\n".join(old), "b": "\n".join(new), "context": 2}
+    )
     assert "skip" not in " ".join(folded(entries)[2:-1])
     same = await call(page, "diff.js", FOLD, {"a": "a\nb", "b": "a\nb", "context": 3})
     assert folded(same) == ["skip 2"]

@@ -97,9 +97,14 @@ async def test_problems_are_placed_by_their_line_else_by_their_path(page: Page) 
         {"path": "$", "code": "INVALID_EXPORT_FORMAT", "message": "m3"},
         {"path": "edges[0].to", "code": "INVALID_EDGES", "message": "m4", "line": 999},
     ]
-    placed = await lines(page, "(m, arg) => m.placeProblems(arg.problems, arg.text)", {
-        "problems": problems, "text": YAML,
-    })
+    placed = await lines(
+        page,
+        "(m, arg) => m.placeProblems(arg.problems, arg.text)",
+        {
+            "problems": problems,
+            "text": YAML,
+        },
+    )
     assert [(line, [p["message"] for p in found]) for line, found in placed["byLine"]] == [
         (7, ["m2"]),
         (14, ["m1"]),
@@ -112,11 +117,15 @@ async def test_problems_are_placed_by_their_line_else_by_their_path(page: Page) 
 
 async def test_problem_text_and_formats(page: Page) -> None:
     body = "(m, ps) => ps.map((p) => m.problemText(p))"
-    said = await lines(page, body, [
-        {"path": "nodes[0].type", "message": "unknown node type", "line": 7, "column": 9},
-        {"path": "name", "message": "too long", "line": 1},
-        {"path": "$", "code": "INVALID_EXPORT_FORMAT", "message": "not valid YAML"},
-    ])
+    said = await lines(
+        page,
+        body,
+        [
+            {"path": "nodes[0].type", "message": "unknown node type", "line": 7, "column": 9},
+            {"path": "name", "message": "too long", "line": 1},
+            {"path": "$", "code": "INVALID_EXPORT_FORMAT", "message": "not valid YAML"},
+        ],
+    )
     assert said == [
         "line 7:9: unknown node type (nodes[0].type)",
         "line 1: too long (name)",
@@ -124,12 +133,16 @@ async def test_problem_text_and_formats(page: Page) -> None:
     ]
     formats = "(m, ts) => ts.map((t) => m.formatOf(t))"
     assert await lines(page, formats, ['  {"name": "w"}', "name: w", "", "- {a: 1}"]) == [
-        "json", "yaml", "yaml", "yaml"
+        "json",
+        "yaml",
+        "yaml",
+        "yaml",
     ]
 
 
 async def test_the_editor_marks_lines_and_moves_the_caret(page: Page) -> None:
     body = """(m, text) => {
+      const all = (selector) => [...editor.node.querySelectorAll(selector)];
       const editor = m.editorView({id: "t", text});
       document.body.replaceChildren(editor.node);
       editor.setProblems([
@@ -140,17 +153,19 @@ async def test_the_editor_marks_lines_and_moves_the_caret(page: Page) -> None:
       item.click();
       const area = editor.textarea;
       return {
-        marked: [...editor.node.querySelectorAll(".gutter-line.has-problem")].map((n) => n.dataset.number),
+        marked: all(".gutter-line.has-problem").map((n) => n.dataset.number),
+        bands: all(".line-band").map((n) => n.dataset.band),
         numbers: editor.node.querySelectorAll(".gutter-line").length,
         item: item.textContent,
         bold: editor.node.querySelectorAll("b").length,
-        unplaced: [...editor.node.querySelectorAll(".problems-unplaced li")].map((n) => n.textContent),
+        unplaced: all(".problems-unplaced li").map((n) => n.textContent),
         caret: area.value.slice(area.selectionStart, area.selectionEnd),
       };
     }"""
     seen = await call(page, "editor.js", body, YAML)
     assert seen == {
         "marked": ["14"],
+        "bands": ["14"],
         "numbers": 22,  # 21 lines and the empty one after the last newline
         "item": "line 14: <b>m1</b> (nodes[1].parameters.expression)",
         "bold": 0,

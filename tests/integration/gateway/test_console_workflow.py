@@ -138,6 +138,15 @@ async def test_import_of_json_and_a_yaml_syntax_error(
     await expect(page.locator("#import-status")).to_contain_text("YAML")
     await expect(page.locator("#import-status")).to_have_class("error")
 
+    # Check of a JSON document: its problems have paths but no lines (the API gives lines
+    # for YAML only), so they are listed above the text, each with its path.
+    broken = '{"name": "from-json", "nodes": [{"id": "only", "type": "teleport"}], "edges": []}'
+    await page.locator("#import-text").fill(broken)
+    await page.locator("#check").click()
+    unplaced = page.locator('.problems-unplaced [data-path="nodes[0].type"]')
+    await expect(unplaced).to_contain_text("(nodes[0].type)")
+    await expect(page.locator("#import-status")).to_have_text("1 problem(s).")
+
     document = '{"name": "from-json", "nodes": [{"id": "only", "type": "noop"}], "edges": []}'
     await page.locator("#import-text").fill(document)
     await page.locator("#import-button").click()
@@ -149,14 +158,16 @@ async def test_import_of_json_and_a_yaml_syntax_error(
 async def test_a_yaml_syntax_error_is_shown_at_its_line(
     visit: Visit, console: Console, registry: Registry
 ) -> None:
-    # NEEDS YAML API: problems of a YAML body carry `line` (here one at `$`, which no path
-    # could place).
+    # NEEDS YAML API: POST /workflows/validate takes application/yaml, and a syntax error is
+    # one problem at `$` with its line (which no path could place).
     tenant = await new_tenant(registry, "ui")
     page = visit.page
     await sign_in(page, tenant.admin_key, "/console/#/import")
     await page.locator("#import-text").fill("name: w\nnodes: [unclosed\nedges: []\n")
-    await page.locator("#import-button").click()
-    await expect(page.locator('.problems-placed [data-line]').first).to_be_visible()
+    await page.locator("#check").click()
+    problem = page.locator('.problems-placed [data-code="INVALID_EXPORT_FORMAT"]')
+    await expect(problem).to_have_attribute("data-line", re.compile(r"^[23]$"))
+    await expect(page.locator(".problems-unplaced")).to_be_hidden()
 
 
 async def test_check_shows_the_problems_of_the_text_at_their_lines(
@@ -223,21 +234,19 @@ async def test_history_lists_the_versions_and_the_diff_shows_the_changed_line(
     await expect(page.locator("#wf-version")).to_have_text("v2")
     await expect(page.locator("#versions tbody tr")).to_have_count(2)
     await page.locator("#compare").click()
-    await expect(page.locator("#diff-summary")).to_have_text(
-        "v1 → v2: 1 line(s) added, 1 removed."
-    )
+    await expect(page.locator("#diff-summary")).to_have_text("v1 → v2: 1 line(s) added, 1 removed.")
     await expect(page.locator('.diff-line[data-op="del"] .diff-text')).to_have_text(
         ["description: Charge, then decide."]
     )
     await expect(page.locator('.diff-line[data-op="add"] .diff-text')).to_have_text(
         ["description: Charge, then ship."]
     )
+    await page.locator("#diff").scroll_into_view_if_needed()
+    await page.screenshot(path=screenshots / "diff.png", full_page=True)
     # Unchanged lines away from the change are folded, and unfold on a click.
     shown = await page.locator(".diff-line").count()
     await page.locator(".diff-fold").first.click()
     await expect(page.locator(".diff-line")).not_to_have_count(shown)
-    await page.locator("#diff").scroll_into_view_if_needed()
-    await page.screenshot(path=screenshots / "diff.png", full_page=True)
 
     # An old version: its YAML and DAG, read only.
     await page.locator('#versions tr[data-version="1"] a').click()
@@ -319,7 +328,10 @@ async def test_a_viewer_sees_no_buttons_and_the_api_refuses_anyway(
     )
     assert status == 403
     status, _, _ = await console.http.request(
-        "PATCH", f"/api/v1/{tenant.id}/workflows/{workflow_id}", token=viewer, json={"enabled": False}
+        "PATCH",
+        f"/api/v1/{tenant.id}/workflows/{workflow_id}",
+        token=viewer,
+        json={"enabled": False},
     )
     assert status == 403
 

@@ -4,11 +4,10 @@ import { may, request } from "./api.js";
 import { button, el, show } from "./dom.js";
 import { editorView } from "./editor.js";
 import { formatOf } from "./lines.js";
-import { showFailure } from "./workflow.js";
+import { TYPES, checkButton, showFailure } from "./workflow.js";
 
 /** The largest file read into the page: the API refuses bodies over 1 MiB anyway. */
 export const MAX_FILE_BYTES = 1024 * 1024;
-const TYPES = { json: "application/json", yaml: "application/yaml" };
 
 /** The page at #/import. */
 export async function render({ session, main, navigate }) {
@@ -52,6 +51,6 @@ export async function render({ session, main, navigate }) {
       "A workflow document as export writes it: YAML, or JSON (a document starting with {)."),
     el("label", { for: "import-file" }, "Read a file: "), file,
     editor.node,
-    el("div", { className: "actions" }, send),
+    el("div", { className: "actions" }, checkButton(editor, say), send),
     status));
 }

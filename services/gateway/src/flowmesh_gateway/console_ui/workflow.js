@@ -5,9 +5,12 @@ import { ApiError, may, query, request } from "./api.js";
 import { drawDag, graphOf } from "./dag.js";
 import { button, el, show } from "./dom.js";
 import { editorView } from "./editor.js";
+import { formatOf } from "./lines.js";
 import { versionsView } from "./versions.js";
 
 const YAML = "application/yaml";
+/** The content type of a document by its format (lines.js formatOf). */
+export const TYPES = { json: "application/json", yaml: YAML };
 
 /** The workflow (current, or as it was at `version`) and its ETag. */
 export async function loadWorkflow(id, version) {
@@ -84,21 +87,14 @@ export function headerView(session, workflow, old, onToggle) {
 /** The YAML editor: Check for everyone, Save for editors (a new version, If-Match). */
 function definitionView({ session, id, yaml, state, old, reload }) {
   const editor = editorView({ id: "yaml", text: yaml, readOnly: old || !may(session, "editor") });
+  // A stored version that turned invalid (a sub-workflow or secret it names went away).
+  editor.setProblems(state.workflow.validation_errors || []);
   const status = el("p", { id: "editor-status", role: "status" });
   const say = (message, kind = "muted") => {
     status.className = kind;
     show(status, message);
   };
-  const check = button("Check", async () => {
-    try {
-      const answer = await request("POST", "/workflows/validate", editor.text(), { contentType: YAML });
-      editor.setProblems(answer.errors || []);
-      say(answer.valid ? "No problems found." : `${answer.errors.length} problem(s).`,
-        answer.valid ? "ok" : "error");
-    } catch (error) {
-      showFailure(error, editor, say);
-    }
-  }, { id: "check" });
+  const check = checkButton(editor, say);
   const save = may(session, "editor") && !old ? button("Save", async () => {
     try {
       const saved = await request("PUT", `/workflows/${encodeURIComponent(id)}`, editor.text(), {
@@ -118,6 +114,21 @@ function definitionView({ session, id, yaml, state, old, reload }) {
   }, { id: "save" }) : null;
   return el("div", { className: "definition" }, editor.node,
     el("div", { className: "actions" }, check, save), status);
+}
+
+/** Check: the editor's text to POST /workflows/validate, its problems at their lines. */
+export function checkButton(editor, say) {
+  return button("Check", async () => {
+    const text = editor.text();
+    try {
+      const answer = await request("POST", "/workflows/validate", text, { contentType: TYPES[formatOf(text)] });
+      editor.setProblems(answer.errors || []);
+      say(answer.valid ? "No problems found." : `${answer.errors.length} problem(s).`,
+        answer.valid ? "ok" : "error");
+    } catch (error) {
+      showFailure(error, editor, say);
+    }
+  }, { id: "check" });
 }
 
 /** A refused document: its problems at their lines, or the API's message. */
