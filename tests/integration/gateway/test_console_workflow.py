@@ -35,6 +35,7 @@ edges:
   to: charge
 """
 BROKEN_LINE = 7
+FILE = "name: from-a-file\nnodes:\n- id: only\n  type: noop\nedges: []\n"
 
 
 async def create(console: Console, tenant: TenantHandle, definition: dict[str, Any]) -> str:
@@ -151,8 +152,19 @@ async def test_import_of_json_and_a_yaml_syntax_error(
     await page.locator("#import-text").fill(document)
     await page.locator("#import-button").click()
     await expect(page.locator("#wf-name")).to_have_text("from-json")
+
+    # A local file, read in the page.
+    await page.goto("/console/#/import")
+    await page.locator("#import-file").set_input_files(
+        files=[{"name": "w.yaml", "mimeType": "application/yaml", "buffer": FILE.encode()}]
+    )
+    await expect(page.locator("#import-status")).to_have_text("Read w.yaml.")
+    assert await page.locator("#import-text").input_value() == FILE
+    await page.locator("#import-button").click()
+    await expect(page.locator("#wf-name")).to_have_text("from-a-file")
     sent = [rest for method, url, rest in visit.sent if url.endswith("/workflows/import")]
-    assert "application/json" in sent[-1] and "application/yaml" in sent[0]
+    kinds = [re.findall(r"'content-type': '([^']+)'", rest) for rest in sent]
+    assert kinds == [["application/yaml"], ["application/json"], ["application/yaml"]]
 
 
 async def test_a_yaml_syntax_error_is_shown_at_its_line(
