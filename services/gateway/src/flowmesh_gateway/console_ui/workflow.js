@@ -40,8 +40,12 @@ export async function render({ session, main, params, values, guarded, navigate,
   const state = { workflow, etag };
   const header = el("div", { className: "workflow-header" });
   const drawHeader = () => show(header, headerView(session, state.workflow, old, async (enabled) => {
-    const changed = await request("PATCH", `/workflows/${encodeURIComponent(id)}`, { enabled });
-    state.workflow = { ...state.workflow, enabled: changed.enabled };
+    const changed = await request("PATCH", `/workflows/${encodeURIComponent(id)}`, { enabled }, {
+      onHeaders: (headers) => {
+        state.etag = headers.get("ETag") || state.etag;
+      },
+    });
+    state.workflow = { ...state.workflow, enabled: changed.enabled, version: changed.version };
     drawHeader();
   }));
   drawHeader();
