@@ -30,6 +30,12 @@ FILES = {
     "keys.js": "text/javascript",
     "secrets.js": "text/javascript",
     "audit.js": "text/javascript",
+    "workflow.js": "text/javascript",
+    "versions.js": "text/javascript",
+    "editor.js": "text/javascript",
+    "lines.js": "text/javascript",
+    "diff.js": "text/javascript",
+    "importer.js": "text/javascript",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "

@@ -17,10 +17,13 @@ let tenantId = null;
 /**
  * One call: `path` is under the tenant (`/workflows`) unless it starts with `//`-free `/api`
  * or `/console`. `body` is JSON unless `contentType` says otherwise (then a string).
- * Answers the decoded JSON (null for 204), or the text when `text` is set.
+ * Answers the decoded JSON (null for 204), or the text when `text` is set. `headers` are
+ * more request headers (`If-Match`); `onHeaders(headers)` sees a successful answer's.
  */
-export async function request(method, path, body, { contentType, accept, text } = {}) {
-  const headers = { Accept: accept || "application/json" };
+export async function request(
+  method, path, body, { contentType, accept, text, headers: more, onHeaders } = {},
+) {
+  const headers = { ...more, Accept: accept || "application/json" };
   if (body !== undefined) headers["Content-Type"] = contentType || "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
   const response = await fetch(url(path), {
@@ -35,6 +38,7 @@ export async function request(method, path, body, { contentType, accept, text } 
     const problem = await response.json().catch(() => null);
     throw new ApiError(response.status, problem, response.headers.get("Retry-After"));
   }
+  if (onHeaders) onHeaders(response.headers);
   if (response.status === 204) return null;
   return text ? response.text() : response.json().catch(() => null);
 }

@@ -12,6 +12,8 @@ const ROUTES = [
   [/^\/admin\/keys$/, "./keys.js", []],
   [/^\/admin\/secrets$/, "./secrets.js", []],
   [/^\/admin\/audit$/, "./audit.js", []],
+  [/^\/workflows\/([^/]+)$/, "./workflow.js", ["id"]],
+  [/^\/import$/, "./importer.js", []],
 ];
 
 const top = document.getElementById("top");

@@ -1,5 +1,5 @@
 // The workflows list: search, pages from the server (next_cursor), a row per workflow.
-import { query, request } from "./api.js";
+import { may, query, request } from "./api.js";
 import { el, show, statusBadge } from "./dom.js";
 
 export const PAGE_SIZE = 25;
@@ -10,7 +10,7 @@ export function listWorkflows({ q, cursor, limit }) {
 }
 
 /** The page at #/workflows?q=...&limit=N. */
-export async function render({ main, params, guarded, navigate, isCurrent }) {
+export async function render({ session, main, params, guarded, navigate, isCurrent }) {
   const q = params.get("q") || "";
   const asked = Number.parseInt(params.get("limit") || "", 10);
   const limit = asked >= 1 && asked <= 100 ? asked : PAGE_SIZE;
@@ -21,6 +21,7 @@ export async function render({ main, params, guarded, navigate, isCurrent }) {
     show(main, workflowsView({
       q,
       page,
+      canImport: may(session, "editor"),
       onSearch: (text) => navigate("/workflows", { q: text, limit: limit === PAGE_SIZE ? "" : limit }),
       onNext: (next) => {
         cursors.push(cursor);
@@ -34,9 +35,10 @@ export async function render({ main, params, guarded, navigate, isCurrent }) {
 
 /**
  * The list: a search box, a table, pagination. `page` is the API's answer; `onSearch(q)`,
- * `onNext(cursor)`, `onPrevious()` (null when there is no previous page).
+ * `onNext(cursor)`, `onPrevious()` (null when there is no previous page); `canImport` shows
+ * the link to #/import.
  */
-export function workflowsView({ q, page, onSearch, onNext, onPrevious }) {
+export function workflowsView({ q, page, canImport, onSearch, onNext, onPrevious }) {
   const search = el("input", {
     type: "search", id: "q", name: "q", value: q, placeholder: "Search names and descriptions",
   });
@@ -64,5 +66,7 @@ export function workflowsView({ q, page, onSearch, onNext, onPrevious }) {
   if (onPrevious) previous.addEventListener("click", () => onPrevious());
   if (page.next_cursor) next.addEventListener("click", () => onNext(page.next_cursor));
   return el("section", { className: "card" },
-    el("h1", {}, "Workflows"), form, table, el("div", { className: "pager" }, previous, next));
+    el("div", { className: "title-row" }, el("h1", {}, "Workflows"),
+      canImport ? el("a", { id: "import-link", className: "button", href: "#/import" }, "Import") : null),
+    form, table, el("div", { className: "pager" }, previous, next));
 }

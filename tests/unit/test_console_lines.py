@@ -1,0 +1,174 @@
+"""Where a problem of the API is in a document (``lines.js``), and the editor that shows it
+(``editor.js``): lines, paths, and problems placed at their lines."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+from playwright.async_api import Page
+
+from tests.unit.console_js import call, console_modules
+
+#: What export writes for a small workflow (PyYAML, block style, indentless sequences).
+YAML = """\
+name: orders
+description: Charge, then decide.
+tags:
+- orders
+nodes:
+- id: prepare
+  type: transform
+  parameters:
+    output:
+      total: '{{ trigger.data.total }}'
+- id: big
+  type: condition
+  parameters:
+    expression: nodes.prepare.output.total > 100
+# a comment
+- id: notify
+  type: noop
+edges:
+- from: prepare
+  to: big
+- {from: big, to: notify, when: 'true'}
+"""
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def page() -> AsyncIterator[Page]:
+    async for found in console_modules():
+        yield found
+
+
+async def lines(page: Page, body: str, arg: Any) -> Any:
+    return await call(page, "lines.js", body, arg)
+
+
+async def test_lines_and_offsets(page: Page) -> None:
+    text = "a\nbc\n\nd"
+    assert await lines(page, "(m, t) => m.lineStarts(t)", text) == [0, 2, 5, 6]
+    assert await lines(page, "(m, t) => m.lineCount(t)", text) == 4
+    assert await lines(page, "(m, t) => m.lineCount(t)", "") == 1
+    ranges = "(m, t) => [1, 2, 3, 4, 99, 0].map((n) => m.lineRange(t, n))"
+    assert await lines(page, ranges, text) == [[0, 1], [2, 4], [5, 5], [6, 7], [6, 7], [0, 1]]
+    at = "(m, t) => [0, 1, 2, 4, 5, 6].map((o) => m.lineAt(t, o))"
+    assert await lines(page, at, text) == [1, 1, 2, 2, 3, 4]
+
+
+async def test_paths_are_parsed(page: Page) -> None:
+    body = "(m, paths) => paths.map((p) => m.parsePath(p))"
+    paths = ["$", "name", "nodes[2].parameters.url", '$.vars["a.b"][0]', "edges[10]"]
+    assert await lines(page, body, paths) == [
+        [],
+        ["name"],
+        ["nodes", 2, "parameters", "url"],
+        ["vars", "a.b", 0],
+        ["edges", 10],
+    ]
+
+
+async def test_a_path_is_found_in_block_yaml(page: Page) -> None:
+    body = "(m, arg) => arg.paths.map((p) => m.locate(arg.text, p))"
+    paths = [
+        "name",
+        "tags[0]",
+        "nodes[0].id",
+        "nodes[0].parameters.output.total",
+        "nodes[1]",
+        "nodes[1].parameters.expression",
+        "nodes[2].type",
+        "edges[1].when",  # a flow mapping: its line
+        "nodes[1].parameters.missing",  # a missing field: its parent's line
+        "nodes[7].id",  # no such node: the list's line
+        "nowhere",
+        "$",
+    ]
+    found = await lines(page, body, {"text": YAML, "paths": paths})
+    assert found == [1, 4, 6, 10, 11, 14, 17, 21, 13, 5, None, None]
+
+
+async def test_problems_are_placed_by_their_line_else_by_their_path(page: Page) -> None:
+    problems = [
+        {"path": "nodes[1].parameters.expression", "code": "MISSING_VARIABLE", "message": "m1"},
+        {"path": "nodes[0].type", "code": "INVALID_NODES", "message": "m2", "line": 7, "column": 9},
+        {"path": "$", "code": "INVALID_EXPORT_FORMAT", "message": "m3"},
+        {"path": "edges[0].to", "code": "INVALID_EDGES", "message": "m4", "line": 999},
+    ]
+    placed = await lines(
+        page,
+        "(m, arg) => m.placeProblems(arg.problems, arg.text)",
+        {
+            "problems": problems,
+            "text": YAML,
+        },
+    )
+    assert [(line, [p["message"] for p in found]) for line, found in placed["byLine"]] == [
+        (7, ["m2"]),
+        (14, ["m1"]),
+        (20, ["m4"]),  # a line past the end is not believed: the path is looked for
+    ]
+    assert placed["byLine"][0][1][0]["guessed"] is False
+    assert placed["byLine"][1][1][0]["guessed"] is True
+    assert [p["message"] for p in placed["unplaced"]] == ["m3"]
+
+
+async def test_problem_text_and_formats(page: Page) -> None:
+    body = "(m, ps) => ps.map((p) => m.problemText(p))"
+    said = await lines(
+        page,
+        body,
+        [
+            {"path": "nodes[0].type", "message": "unknown node type", "line": 7, "column": 9},
+            {"path": "name", "message": "too long", "line": 1},
+            {"path": "$", "code": "INVALID_EXPORT_FORMAT", "message": "not valid YAML"},
+        ],
+    )
+    assert said == [
+        "line 7:9: unknown node type (nodes[0].type)",
+        "line 1: too long (name)",
+        "not valid YAML",
+    ]
+    formats = "(m, ts) => ts.map((t) => m.formatOf(t))"
+    assert await lines(page, formats, ['  {"name": "w"}', "name: w", "", "- {a: 1}"]) == [
+        "json",
+        "yaml",
+        "yaml",
+        "yaml",
+    ]
+
+
+async def test_the_editor_marks_lines_and_moves_the_caret(page: Page) -> None:
+    body = """(m, text) => {
+      const all = (selector) => [...editor.node.querySelectorAll(selector)];
+      const editor = m.editorView({id: "t", text});
+      document.body.replaceChildren(editor.node);
+      editor.setProblems([
+        {path: "nodes[1].parameters.expression", code: "MISSING_VARIABLE", message: "<b>m1</b>"},
+        {path: "$", code: "X", message: "whole"},
+      ]);
+      const item = editor.node.querySelector('[data-line="14"] button');
+      item.click();
+      const area = editor.textarea;
+      return {
+        marked: all(".gutter-line.has-problem").map((n) => n.dataset.number),
+        bands: all(".line-band").map((n) => n.dataset.band),
+        numbers: editor.node.querySelectorAll(".gutter-line").length,
+        item: item.textContent,
+        bold: editor.node.querySelectorAll("b").length,
+        unplaced: all(".problems-unplaced li").map((n) => n.textContent),
+        caret: area.value.slice(area.selectionStart, area.selectionEnd),
+      };
+    }"""
+    seen = await call(page, "editor.js", body, YAML)
+    assert seen == {
+        "marked": ["14"],
+        "bands": ["14"],
+        "numbers": 22,  # 21 lines and the empty one after the last newline
+        "item": "line 14: <b>m1</b> (nodes[1].parameters.expression)",
+        "bold": 0,
+        "unplaced": ["whole"],
+        "caret": "    expression: nodes.prepare.output.total > 100",
+    }
