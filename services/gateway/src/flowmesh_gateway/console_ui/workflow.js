@@ -91,8 +91,11 @@ export function headerView(session, workflow, old, onToggle) {
 /** The YAML editor: Check for everyone, Save for editors (a new version, If-Match). */
 function definitionView({ session, id, yaml, state, old, reload }) {
   const editor = editorView({ id: "yaml", text: yaml, readOnly: old || !may(session, "editor") });
-  // A stored version that turned invalid (a sub-workflow or secret it names went away).
-  editor.setProblems(state.workflow.validation_errors || []);
+  // A stored version that is invalid (a sub-workflow or secret it names went away): its
+  // problems as stored (paths), then placed at their lines by validating the text.
+  const stored = state.workflow.validation_errors || [];
+  editor.setProblems(stored);
+  if (stored.length) placeStored(editor, stored);
   const status = el("p", { id: "editor-status", role: "status" });
   const say = (message, kind = "muted") => {
     status.className = kind;
@@ -118,6 +121,18 @@ function definitionView({ session, id, yaml, state, old, reload }) {
   }, { id: "save" }) : null;
   return el("div", { className: "definition" }, editor.node,
     el("div", { className: "actions" }, check, save), status);
+}
+
+/** The stored problems at their lines: the same text validated now (the registry places
+ * them); when the answer has none of them (the world changed since), the stored stay. */
+async function placeStored(editor, stored) {
+  const text = editor.text();
+  try {
+    const answer = await request("POST", "/workflows/validate", text, { contentType: TYPES[formatOf(text)] });
+    if ((answer.errors || []).length && editor.text() === text) editor.setProblems(answer.errors);
+  } catch {
+    // the stored problems, listed by their paths, are still shown
+  }
 }
 
 /** Check: the editor's text to POST /workflows/validate, its problems at their lines. */
