@@ -13,7 +13,7 @@ from playwright.async_api import Browser, expect
 
 from tests.integration.gateway.browser import MARKUP_NAME, Console, Visit, seeded, sign_in
 from tests.integration.gateway.conftest import Keys, gateway_settings, started
-from tests.integration.harness import Registry, new_tenant
+from tests.integration.harness import Registry, new_tenant, simple_definition
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,60 @@ async def test_search_and_pages_ask_the_server(
     await expect(page.locator("#empty")).to_have_text("No workflow matches.")
     queries = [u for m, u, _ in visit.sent if "/workflows?" in u]
     assert any("cursor=" in u for u in queries) and any("q=alpha" in u for u in queries)
+
+
+async def test_filters_by_enabled_category_and_tag_are_the_apis_and_kept_in_the_url(
+    visit: Visit, console: Console, registry: Registry
+) -> None:
+    tenant = await new_tenant(registry, "ui")
+    shapes = {
+        "paused-billing": {"enabled": False, "tags": ["billing"], "category": "automation"},
+        "live-billing": {"tags": ["billing", "eu"], "category": "notification"},
+        "live-orders": {"tags": ["orders"], "category": "automation"},
+    }
+    for name, extra in shapes.items():
+        status, body, _ = await console.http.request(
+            "POST",
+            f"/api/v1/{tenant.id}/workflows",
+            token=tenant.admin_key,
+            json=simple_definition(name, **extra),
+        )
+        assert status == 201, body
+    page = visit.page
+    await sign_in(page, tenant.admin_key)
+    names = page.locator("#workflows td.name")
+    await expect(names).to_have_count(3)
+
+    await page.locator("#enabled").select_option("false")
+    await page.get_by_role("button", name="Search").click()
+    await expect(names).to_have_text(["paused-billing"])
+    assert "enabled=false" in page.url
+
+    await page.locator("#enabled").select_option("")
+    await page.locator("#category").select_option("automation")
+    await page.get_by_role("button", name="Search").click()
+    await expect(names).to_have_text(["live-orders", "paused-billing"])
+    await expect(page.locator("#category")).to_have_value("automation")
+
+    # A tag in a row is a link to the workflows that carry it.
+    await page.locator("#top nav a", has_text="Workflows").click()
+    await expect(names).to_have_count(3)
+    row = page.locator("#workflows tr", has_text="live-billing")
+    await row.locator("a.tag", has_text="eu").click()
+    await expect(names).to_have_text(["live-billing"])
+    await expect(page.locator("#tags")).to_have_value("eu")
+    await page.locator("#tags").fill("billing, eu,")
+    await page.get_by_role("button", name="Search").click()
+    await expect(names).to_have_text(["live-billing"])
+    assert "tags=billing%2Ceu" in page.url
+    await page.locator("#tags").fill("nothing-tagged-so")
+    await page.get_by_role("button", name="Search").click()
+    await expect(page.locator("#empty")).to_have_text("No workflow matches.")
+    # A filter made up in the URL is not sent: an unknown category is "any".
+    await page.goto("/console/#/workflows?category=%3Cb%3E&enabled=maybe")
+    await expect(names).to_have_count(3)
+    asked = [u for m, u, _ in visit.sent if "/workflows?" in u]
+    assert not any("maybe" in u or "%3Cb%3E" in u for u in asked)
 
 
 async def test_a_bad_key_shows_an_error_and_sets_no_cookie(
