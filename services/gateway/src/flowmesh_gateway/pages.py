@@ -26,6 +26,10 @@ FILES = {
     "signin.js": "text/javascript",
     "workflows.js": "text/javascript",
     "dag.js": "text/javascript",
+    "fold.js": "text/javascript",
+    "runs.js": "text/javascript",
+    "run.js": "text/javascript",
+    "timeline.js": "text/javascript",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "

@@ -9,6 +9,8 @@ import { headerView, signInView } from "./signin.js";
 /** [pattern of the path, the page's module, names of the pattern's groups]. */
 const ROUTES = [
   [/^\/workflows$/, "./workflows.js", []],
+  [/^\/runs$/, "./runs.js", []],
+  [/^\/runs\/([^/]+)$/, "./run.js", ["id"]],
 ];
 
 const top = document.getElementById("top");

@@ -22,7 +22,7 @@ export function emptyRun() {
     ref: null, created_at: null, status: "queued", trigger: null, input: null, attempt: 1,
     parent_run_id: null, run_at: null, started_at: null, finished_at: null,
     order: [], nodes: {}, output: null, error: null, retries: 0, waiting: null,
-    lastId: null, applied: 0,
+    lastId: null, ids: [], applied: 0,  // the stream ids applied, in order
   };
 }
 
@@ -41,14 +41,21 @@ export function isFinished(state) {
 /**
  * Apply one SSE message: `id` is its stream sequence (a string or number; null for a
  * computed notice such as a queued run's `run.waiting`, which has none). A message whose
- * id is not above the last one applied is a repeat and changes nothing. Answers whether
- * it was applied.
+ * id is not above the last one applied is a repeat and changes nothing, but for a
+ * `run.waiting`: an EventSource gives a notice the last id it saw. New ids are kept in
+ * `state.ids`. Answers whether the event was applied.
  */
 export function receive(state, id, event) {
   if (id !== null && id !== undefined && id !== "") {
     const seq = Number(id);
-    if (state.lastId !== null && seq <= state.lastId) return false;
-    state.lastId = seq;
+    if (state.lastId !== null && seq <= state.lastId) {
+      // A notice has no id, and an EventSource hands it the last id seen: it is applied
+      // (a repeated stored run.waiting only says again what it said).
+      if (!event || event.kind !== "run.waiting") return false;
+    } else {
+      state.lastId = seq;
+      state.ids.push(seq);
+    }
   }
   foldEvent(state, event);
   state.applied += 1;
