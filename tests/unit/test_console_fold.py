@@ -225,7 +225,7 @@ async def test_a_repeated_id_is_applied_once_and_a_notice_without_id_always(page
           events.forEach((e, i) => applied.push(m.receive(s, 10 + i, e)));
           const again = [m.receive(s, 12, events[2]), m.receive(s, "13", events[3])];
           const notice = m.receive(s, null, events[0]);
-          const waiting = {...events[0], kind: "run.waiting", reason: "capacity", since: events[0].at};
+          const waiting = {...events[0], kind: "run.waiting", reason: "capacity"};
           const renotice = m.receive(s, s.lastId, waiting);
           return {applied, again, notice, renotice, lastId: s.lastId, ids: s.ids,
                   retries: s.retries, attempts: s.nodes.a.attempts, count: s.applied};
