@@ -379,6 +379,37 @@ async def test_retry_a_failed_run_reuses_what_succeeded(
     assert steps["prepare"]["reused"] and not steps["charge"]["reused"]
 
 
+async def test_the_timeline_shows_a_failed_attempt_and_its_retry_delay(
+    visit: Visit, console: Console, registry: Registry, executor: None, flaky: Flaky
+) -> None:
+    tenant = await tenant_of(console, registry)
+    key = unique("k")
+    definition = calling(unique("pay-again"), f"{flaky.base}/fail-once/{key}")
+    definition["nodes"][1]["retry"] = {
+        "max_attempts": 2,
+        "backoff": "fixed",
+        "initial": "PT0.3S",
+        "jitter": False,
+    }
+    workflow = await tenant.workflow(definition)
+    run_id = await tenant.execute(workflow)
+    await tenant.finished(run_id, "succeeded")
+    page = visit.page
+    await sign_in(page, tenant.handle.admin_key, f"/console/#/runs/{run_id}")
+    await expect(page.locator("#run-status")).to_have_text("succeeded")
+    charge = page.locator('#timeline table.attempts tr[data-node="charge"]')
+    await expect(charge).to_have_count(2)
+    await expect(charge.first.locator("td.outcome")).to_have_text("failed")
+    await expect(charge.first.locator("td.retry-delay")).to_have_text("retry after 300 ms")
+    await expect(charge.first.locator("td.attempt-error")).to_contain_text("500")
+    await expect(charge.last.locator("td.outcome")).to_have_text("succeeded")
+    await expect(page.locator('#timeline-chart rect[data-node="charge"]')).to_have_count(2)
+    await expect(page.locator("#timeline-chart line.tl-retry")).to_have_count(1)
+    await page.locator('#timeline-chart rect[data-node="charge"]').first.click()
+    await expect(page.locator("#step-id")).to_have_text("charge")
+    await expect(page.locator("#step-detail table.attempts tbody tr")).to_have_count(2)
+
+
 async def test_the_runs_list_filters_and_shows_new_runs_live(
     visit: Visit,
     console: Console,

@@ -18,6 +18,8 @@ const RETRYABLE = new Set(["failed", "cancelled", "timed_out"]);
 export const RECONNECT_MS = 1500;
 /** Milliseconds between redraws while events pour in. */
 const REDRAW_MS = 40;
+/** Milliseconds between redraws of an active run's timeline when no event comes. */
+const TICK_MS = 1000;
 
 /** A fold-shaped state from the run resource: what to show before the first event. */
 export function fromResource(run) {
@@ -119,8 +121,14 @@ function runPage({ session, run, definition, navigate }) {
     let source = null;
     let reopen = null;
     let stopped = false;
+    // While the run is active its running bars grow: a redraw every second.
+    const ticker = setInterval(() => {
+      if (stopped) clearInterval(ticker);
+      else later();
+    }, TICK_MS);
     const stop = () => {
       stopped = true;
+      clearInterval(ticker);
       clearTimeout(reopen);
       clearTimeout(timer);
       if (source) source.close();
@@ -177,7 +185,7 @@ function summaryView(state, run, definition) {
     ["Finished", when(state.finished_at)],
     ["Duration", state.finished_at ? `${between(state.started_at || state.created_at, state.finished_at)} ms` : ""],
     state.waiting ? ["Waiting", el("span", { id: "waiting" }, waitingText(state.waiting))] : null,
-  ].filter(Boolean);
+  ].filter((row) => row && row[1] !== "");
   return el("dl", { className: "facts" }, rows.map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
 }
 
