@@ -182,7 +182,7 @@ async def test_a_run_turns_green_live_with_its_timeline(
     visit: Visit, console: Console, registry: Registry, executor: None, screenshots: Path
 ) -> None:
     tenant = await tenant_of(console, registry)
-    workflow = await tenant.workflow(delays(unique("diamond"), 400, DIAMOND, "a", "b", "c", "d"))
+    workflow = await tenant.workflow(delays(unique("diamond"), 700, DIAMOND, "a", "b", "c", "d"))
     page = visit.page
     await sign_in(page, tenant.handle.admin_key)
     await expect(page.locator("#tenant")).to_have_text(tenant.handle.id)
@@ -206,7 +206,7 @@ async def test_a_run_turns_green_live_with_its_timeline(
     await node(page, "b").click()
     await expect(page.locator("#step-id")).to_have_text("b")
     await expect(page.locator("#step-status")).to_have_text("succeeded")
-    await expect(page.locator("#step-input")).to_contain_text('"duration": "PT0.400S"')
+    await expect(page.locator("#step-input")).to_contain_text('"duration": "PT0.700S"')
     await expect(page.locator("#step-detail table.attempts tbody tr")).to_have_count(1)
     await page.screenshot(path=screenshots / "run.png", full_page=True)
 
@@ -264,7 +264,7 @@ async def test_a_dropped_stream_resumes_after_its_last_event(
     browser: Browser, console: Console, registry: Registry, executor: None
 ) -> None:
     tenant = await tenant_of(console, registry)
-    workflow = await tenant.workflow(delays(unique("chain"), 600, CHAIN, "a", "b", "c", "d"))
+    workflow = await tenant.workflow(delays(unique("chain"), 1000, CHAIN, "a", "b", "c", "d"))
     cutter = Cutter(int(console.base.rsplit(":", 1)[1]))
     port = await cutter.start()
     context = await browser.new_context(base_url=f"http://127.0.0.1:{port}")
@@ -275,9 +275,12 @@ async def test_a_dropped_stream_resumes_after_its_last_event(
         run_id = await tenant.execute(workflow)
         await open_run(page, run_id)
         await expect(node(page, "a")).to_have_class("node status-running", timeout=RUN_TIMEOUT)
+        events = page.locator("#run-events")
+        # Events came over the stream (not only the first paint from GET /runs/{id}).
+        await expect(events).to_have_attribute("data-connection", "live")
+        await expect(events).not_to_have_attribute("data-last-event-id", "")
 
         cutter.cut()
-        events = page.locator("#run-events")
         await expect(events).to_have_attribute("data-connection", "reconnecting")
         seen_before = await page_event_ids(page)
 
