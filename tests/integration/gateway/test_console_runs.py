@@ -446,6 +446,12 @@ async def test_the_runs_list_filters_and_shows_new_runs_live(
     await expect(page.locator("#runs tbody tr")).to_have_attribute("data-id", failed_id)
     await expect(page.locator("#filter-status")).to_have_value("failed")
 
+    # A time range: nothing was created after 2099.
+    await page.locator("#filter-created_after").fill("2099-01-01T00:00")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("#empty")).to_have_text("No run matches.")
+    assert "created_after=2099-01-01T" in page.url and "status=failed" in page.url
+
     # A new run appears without a reload: the tenant's stream refreshes the list.
     await page.goto("/console/#/runs")
     await expect(rows).to_have_count(2)
@@ -462,6 +468,64 @@ async def test_the_runs_list_filters_and_shows_new_runs_live(
 
     await rows.first.locator("td.run-id a").click()
     await expect(page.locator("#run")).to_have_attribute("data-run", new_id)
+
+
+async def test_the_runs_list_pages_come_from_the_server(
+    visit: Visit, console: Console, registry: Registry, executor: None
+) -> None:
+    tenant = await tenant_of(console, registry)
+    quick = await tenant.workflow(delays(unique("paged"), 10, [], "a"))
+    runs = [await tenant.execute(quick) for _ in range(3)]
+    for run_id in runs:
+        await tenant.finished(run_id, "succeeded")
+    page = visit.page
+    await sign_in(page, tenant.handle.admin_key, "/console/#/runs?limit=2")
+    rows = page.locator("#runs tbody tr")
+    newest_first = list(reversed(runs))
+    await expect(rows).to_have_count(2)
+    assert [await r.get_attribute("data-id") for r in await rows.all()] == newest_first[:2]
+    await expect(page.locator("#previous")).to_be_disabled()
+    await page.locator("#next").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_have_attribute("data-id", newest_first[2])
+    await expect(page.locator("#next")).to_be_disabled()
+    await page.locator("#previous").click()
+    await expect(rows).to_have_count(2)
+    asked = [u for _, u, _ in visit.sent if f"/api/v1/{tenant.handle.id}/runs?" in u]
+    assert any("cursor=" in u for u in asked) and all("limit=2" in u for u in asked)
+
+
+async def test_a_queued_run_says_why_it_waits(
+    visit: Visit, console: Console, registry: Registry, executor: None
+) -> None:
+    tenant = await tenant_of(console, registry)
+    definition = delays(unique("one-at-a-time"), 15_000, [], "a")
+    definition["concurrency"] = {"key": "'all'", "limit": 1, "on_limit": "queue"}
+    workflow = await tenant.workflow(definition)
+    first = await tenant.execute(workflow)
+    second = await tenant.execute(workflow)
+
+    async def waits() -> bool:
+        run = await tenant.run(second)
+        return run["status"] == "queued" and (run.get("waiting") or {}).get("reason") == (
+            "concurrency_key"
+        )
+
+    await until(waits, timeout=10, interval=0.1)
+    page = visit.page
+    await sign_in(page, tenant.handle.admin_key, "/console/#/runs")
+    row = page.locator(f'#runs tr[data-id="{second}"]')
+    await expect(row.locator("td.status-cell .waiting")).to_contain_text("concurrency_key")
+    await expect(page.locator(f'#runs tr[data-id="{first}"] .waiting')).to_have_count(0)
+    await open_run(page, second)
+    await expect(page.locator("#run-status")).to_have_text("queued")
+    await expect(page.locator("#waiting")).to_contain_text("concurrency_key")
+    await page.locator("#cancel").click()
+    await expect(page.locator("#run-status")).to_have_text("cancelled", timeout=RUN_TIMEOUT)
+    await expect(page.locator("#waiting")).to_have_count(0)
+    await expect(node(page, "a")).to_have_class("node status-skipped")
+    status, body = await tenant.call("POST", f"/runs/{first}/cancel", json={})
+    assert status == 202, body
 
 
 async def test_another_tenants_run_is_not_found(
