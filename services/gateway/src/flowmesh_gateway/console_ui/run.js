@@ -104,7 +104,7 @@ function runPage({ session, run, definition, navigate }) {
     show(parts.actions, actionsView(session, state, run, navigate));
     show(parts.detail, detailView(state, definition, selected));
     parts.detail.hidden = selected === null;
-    show(parts.timeline, chartView(state, new Date().toISOString(), select), attemptsTable(state, select));
+    drawTimeline(state);
     show(parts.io, ioView(state));
     const last = folded.lastId === null ? "" : String(folded.lastId);
     parts.events.setAttribute("data-last-event-id", last);
@@ -113,63 +113,76 @@ function runPage({ session, run, definition, navigate }) {
     show(parts.events, `Events: ${folded.ids.length} (${connection})`);
   }
 
+  function drawTimeline(state = current()) {
+    show(parts.timeline, chartView(state, new Date().toISOString(), select), attemptsTable(state, select));
+  }
+
   function later() {
     if (timer === null) timer = setTimeout(redraw, REDRAW_MS);
   }
 
   function follow(onLeave) {
-    let source = null;
-    let reopen = null;
-    let stopped = false;
-    // While the run is active its running bars grow: a redraw every second.
-    const ticker = setInterval(() => {
-      if (stopped) clearInterval(ticker);
-      else later();
-    }, TICK_MS);
-    const stop = () => {
-      stopped = true;
-      clearInterval(ticker);
-      clearTimeout(reopen);
-      clearTimeout(timer);
-      if (source) source.close();
-    };
-    const onMessage = (message) => {
-      let event;
-      try {
-        event = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (!receive(folded, message.lastEventId, event)) return;
-      if (event.kind in TERMINAL) {
-        stopped = true;
-        source.close();
-        connection = "ended";
-      }
+    const ticker = setInterval(() => drawTimeline(), TICK_MS);  // running bars grow
+    const stop = followRun(run.id, folded, (now) => {
+      connection = now;
+      if (now === "ended") clearInterval(ticker);
       later();
-    };
-    const open = () => {
-      const after = folded.lastId === null ? "" : `?last_event_id=${folded.lastId}`;
-      source = new EventSource(url(`/runs/${encodeURIComponent(run.id)}/events${after}`), { withCredentials: true });
-      for (const kind of KINDS) source.addEventListener(kind, onMessage);
-      source.addEventListener("open", () => {
-        connection = "live";
-        later();
-      });
-      source.addEventListener("error", () => {
-        if (stopped) return;
-        connection = "reconnecting";
-        later();
-        if (source.readyState === EventSource.CLOSED) reopen = setTimeout(open, RECONNECT_MS);
-      });
-    };
-    onLeave(stop);
-    open();
+    });
+    onLeave(() => {
+      stop();
+      clearInterval(ticker);
+      clearTimeout(timer);
+    });
     redraw();
   }
 
   redraw();
   return { node, follow };
+}
+
+/**
+ * Fold a run's SSE stream into `folded` (fold.js) until its terminal event, calling
+ * `changed(connection)` after each change ("live", "reconnecting", "ended"). After a drop
+ * the EventSource reconnects with Last-Event-ID itself; if it gives up (CLOSED), a new
+ * one starts after the last id applied. Answers `stop()`.
+ */
+export function followRun(runId, folded, changed) {
+  let source = null;
+  let reopen = null;
+  let stopped = false;
+  const onMessage = (message) => {
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    if (!receive(folded, message.lastEventId, event)) return;
+    if (event.kind in TERMINAL) {
+      stopped = true;
+      source.close();
+      changed("ended");
+    } else {
+      changed("live");
+    }
+  };
+  const open = () => {
+    const after = folded.lastId === null ? "" : `?last_event_id=${folded.lastId}`;
+    source = new EventSource(url(`/runs/${encodeURIComponent(runId)}/events${after}`), { withCredentials: true });
+    for (const kind of KINDS) source.addEventListener(kind, onMessage);
+    source.addEventListener("open", () => changed("live"));
+    source.addEventListener("error", () => {
+      if (stopped) return;
+      changed("reconnecting");
+      if (source.readyState === EventSource.CLOSED) reopen = setTimeout(open, RECONNECT_MS);
+    });
+  };
+  open();
+  return () => {
+    stopped = true;
+    clearTimeout(reopen);
+    source.close();
+  };
 }
 
 function summaryView(state, run, definition) {
