@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, expect
 from flowmesh_executor.main import start_executor
 from flowmesh_executor.settings import ExecutorSettings
 from tests.helpers import until
-from tests.integration.gateway.browser import Console, Visit, sign_in
+from tests.integration.gateway.browser import MARKUP_NAME, Console, Visit, sign_in
 from tests.integration.gateway.sse_client import sse
 from tests.integration.harness import Registry, TenantHandle, new_tenant, unique
 
@@ -526,6 +526,29 @@ async def test_a_queued_run_says_why_it_waits(
     await expect(node(page, "a")).to_have_class("node status-skipped")
     status, body = await tenant.call("POST", f"/runs/{first}/cancel", json={})
     assert status == 202, body
+
+
+async def test_user_written_text_stays_text(
+    visit: Visit, console: Console, registry: Registry, executor: None
+) -> None:
+    tenant = await tenant_of(console, registry)
+    definition = delays(MARKUP_NAME, 10, [], "a")
+    definition["nodes"][0]["description"] = MARKUP_NAME
+    workflow = await tenant.workflow(definition)
+    status, body = await tenant.call(
+        "POST", f"/workflows/{workflow}/execute", json={"input": {"note": MARKUP_NAME}}
+    )
+    assert status == 202, body
+    run_id = body["run_id"]
+    await tenant.finished(run_id, "succeeded")
+    page = visit.page
+    await sign_in(page, tenant.handle.admin_key, "/console/#/runs")
+    await expect(page.locator("#runs td.workflow a")).to_have_text(MARKUP_NAME)
+    await open_run(page, run_id)
+    await expect(page.locator("#run-summary")).to_contain_text(MARKUP_NAME)
+    await expect(page.locator("#run-input")).to_contain_text(MARKUP_NAME)
+    await expect(page.locator("img")).to_have_count(0)
+    assert visit.dialogs == []
 
 
 async def test_another_tenants_run_is_not_found(
