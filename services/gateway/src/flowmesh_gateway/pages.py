@@ -36,6 +36,10 @@ FILES = {
     "lines.js": "text/javascript",
     "diff.js": "text/javascript",
     "importer.js": "text/javascript",
+    "fold.js": "text/javascript",
+    "runs.js": "text/javascript",
+    "run.js": "text/javascript",
+    "timeline.js": "text/javascript",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "

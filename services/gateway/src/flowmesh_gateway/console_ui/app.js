@@ -14,6 +14,8 @@ const ROUTES = [
   [/^\/admin\/audit$/, "./audit.js", []],
   [/^\/workflows\/([^/]+)$/, "./workflow.js", ["id"]],
   [/^\/import$/, "./importer.js", []],
+  [/^\/runs$/, "./runs.js", []],
+  [/^\/runs\/([^/]+)$/, "./run.js", ["id"]],
 ];
 
 const top = document.getElementById("top");
