@@ -208,7 +208,7 @@ merge: {<<: {a: 1}}
         ("a: !!int 1.5\n", "not an integer"),
         ("a: !!bool yes\n", "not a boolean"),
         ("a: " + "9" * 5000 + "\n", "integer too long"),
-        ("a: [" * 2000, "too deep"),
+        ("a: " + "[" * 2000 + "]" * 2000, "too deep"),
     ],
 )
 def test_yaml_that_is_no_json_document_is_refused(document: str, words: str) -> None:

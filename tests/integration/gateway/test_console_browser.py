@@ -129,6 +129,7 @@ async def test_filters_by_enabled_category_and_tag_are_the_apis_and_kept_in_the_
     await expect(page.locator("#tags")).to_have_value("eu")
     await page.locator("#tags").fill("billing, eu,")
     await page.get_by_role("button", name="Search").click()
+    await expect(page.locator("#tags")).to_have_value("billing,eu")  # drawn again, tidied
     await expect(names).to_have_text(["live-billing"])
     assert "tags=billing%2Ceu" in page.url
     await page.locator("#tags").fill("nothing-tagged-so")

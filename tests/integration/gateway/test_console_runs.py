@@ -457,16 +457,23 @@ async def test_a_queued_run_says_why_it_waits(
     definition = delays(unique("one-at-a-time"), 15_000, [], "a")
     definition["concurrency"] = {"key": "'all'", "limit": 1, "on_limit": "queue"}
     workflow = await tenant.workflow(definition)
-    first = await tenant.execute(workflow)
-    second = await tenant.execute(workflow)
+    runs = [await tenant.execute(workflow), await tenant.execute(workflow)]
+    # One holds the slot, the other waits for it: which is which is the executors' race
+    # (both may be taken in one fetch), not an order the API promises.
+    held: list[str] = []
 
     async def waits() -> bool:
-        run = await tenant.run(second)
-        return run["status"] == "queued" and (run.get("waiting") or {}).get("reason") == (
-            "concurrency_key"
-        )
+        for run_id in runs:
+            run = await tenant.run(run_id)
+            waiting = (run.get("waiting") or {}).get("reason")
+            if run["status"] == "queued" and waiting == "concurrency_key":
+                held[:] = [r for r in runs if r != run_id]
+                return True
+        return False
 
     await until(waits, timeout=10, interval=0.1)
+    [first] = held
+    [second] = [r for r in runs if r != first]
     page = visit.page
     await sign_in(page, tenant.handle.admin_key, "/console/#/runs")
     row = page.locator(f'#runs tr[data-id="{second}"]')

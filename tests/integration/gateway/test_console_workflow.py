@@ -88,6 +88,9 @@ async def test_a_workflow_shows_its_header_dag_yaml_and_history(
         await expect(page.locator(button)).to_be_visible()
     await page.screenshot(path=screenshots / "workflow.png", full_page=True)
     assert visit.dialogs == []
+    # Its runs: the runs list, filtered to this workflow.
+    await page.locator("#wf-runs").click()
+    await expect(page.locator("#filter-workflow_id")).to_have_value(workflow_id)
     assert [e for e in visit.console_errors if not e.startswith("Failed to load")] == []
 
 

@@ -83,6 +83,7 @@ export function headerView(session, workflow, old, onToggle) {
         workflow.enabled ? "enabled" : "disabled"),
       el("span", { id: "wf-validation", className: "muted" }, workflow.validation_status || ""),
       el("span", { id: "wf-tags" }, (workflow.tags || []).map((t) => el("span", { className: "tag" }, t))),
+      el("a", { id: "wf-runs", href: `#/runs?workflow_id=${encodeURIComponent(workflow.id)}` }, "Runs"),
       toggle),
     workflow.description ? el("p", { id: "wf-description" }, workflow.description) : null,
   ];
