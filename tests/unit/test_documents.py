@@ -70,7 +70,8 @@ from flowmesh_registry.documents import DocumentError, compose_json, read_docume
 answers = []
 
 def read():
-    for text in ["[" * 100_000, "- " * 100_000 + "x", "a:\\n" + "".join(" " * i + "b:\\n" for i in range(1, 2000))]:
+    block = "a:\\n" + "".join(" " * i + "b:\\n" for i in range(1, 2000))
+    for text in ["[" * 100_000, "- " * 100_000 + "x", block]:
         try:
             read_document(text, "yaml")
         except DocumentError as exc:
