@@ -290,6 +290,37 @@ async def test_the_cookie_is_httponly_strict_and_secure_outside_localhost(
         assert ("secure" in attributes) is secure, (host, raw)
 
 
+async def test_every_answer_the_console_reads_says_nosniff(
+    gateways: Gateways, registry: Registry
+) -> None:
+    """API answers quote what a tenant wrote (a path, a workflow's YAML): none is sniffed
+    into a page when opened directly."""
+    tenant = await new_tenant(registry, "cs")
+    http, base = gateways.main, f"/api/v1/{tenant.id}"
+    created = await Client(http, tenant).create(unique("sniff"))
+    cookie, _ = await signed_in(http, tenant.admin_key)
+    answers = [
+        await as_session(http, "GET", f"{base}/workflows", cookie),
+        await as_session(
+            http, "GET", f"{base}/workflows/{created['id']}/export?format=yaml", cookie
+        ),
+        await as_session(http, "GET", "/api/v1/<script>alert(1)</script>", cookie),
+        await as_session(http, "GET", f"{base}/workflows", "not-a-session"),
+        await as_session(http, "GET", "/console/session", cookie),
+        await http.request("GET", "/openapi.json"),
+    ]
+    for status, body, headers in answers:
+        assert headers.get("X-Content-Type-Options") == "nosniff", (status, body)
+    assert [status for status, _, _ in answers] == [200, 200, 404, 401, 200, 200]
+    assert answers[1][2]["Content-Type"].startswith("application/yaml")
+    stream = f"{base}/events/stream"
+    async with http.session.get(
+        http.url(stream), headers={"Cookie": f"fm_session={cookie}"}
+    ) as resp:
+        assert resp.status == 200
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff"
+
+
 @pytest.mark.parametrize("kind", ["memory", "jetstream"])
 async def test_the_stores_behave_the_same(kind: str, nc: Nats) -> None:
     bucket = f"TEST_SESSIONS_{secrets.token_hex(4).upper()}"

@@ -150,4 +150,11 @@ def init_app(
 
     app.router.add_get("/openapi.json", openapi)
     add_console_pages(app)
+    app.on_response_prepare.append(_nosniff)
     return app
+
+
+async def _nosniff(_: web.Request, response: web.StreamResponse) -> None:
+    """Every answer is what its Content-Type says, never sniffed: an API answer that quotes
+    what a caller wrote (a 404's path, a workflow's YAML) is never read as a page."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
