@@ -128,3 +128,14 @@ async def test_sessions_are_kept_by_digest_touched_expired_and_revoked() -> None
     assert await sessions.find(other_id, T0 + 1) is None
     for bad in ("", "x" * 43, "x" * 5000):
         assert await sessions.find(bad, T0) is None
+
+
+async def test_a_stream_looking_at_its_session_does_not_keep_it_alive() -> None:
+    """An open SSE stream asks now and then whether its session still holds: asking is no
+    use, so a console left open on a live page still ends when idle."""
+    store = MemorySessionStore()
+    sessions = Sessions(store, SessionPolicy(idle=10, lifetime=100))
+    session_id, created = await sessions.create("acme", "k", "admin", T0)
+    assert await sessions.find(session_id, T0 + 6, use=False) == created  # due, not touched
+    assert await sessions.find(session_id, T0 + 9, use=False) == created
+    assert await sessions.find(session_id, T0 + 11, use=False) is None  # idle since T0

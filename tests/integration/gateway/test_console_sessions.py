@@ -321,6 +321,64 @@ async def test_every_answer_the_console_reads_says_nosniff(
         assert resp.headers.get("X-Content-Type-Options") == "nosniff"
 
 
+async def _ends_within(response: aiohttp.ClientResponse, seconds: float) -> bool:
+    """Whether the stream ends (EOF, or the connection dropped) within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await response.content.readany():
+                pass
+    except TimeoutError:
+        return False
+    except aiohttp.ClientError:
+        return True
+    return True
+
+
+async def test_an_open_stream_ends_with_its_session_or_its_key(
+    registry: Registry, jwt_keys: tuple[Keys, list[str]]
+) -> None:
+    """A tab left open on the runs list keeps an SSE stream of the tenant's events: signing
+    out (or revoking the key) must end it, not only refuse the next request."""
+    keys, files = jwt_keys
+    settings = gateway_settings(registry, files, sse_heartbeat_seconds=0.3)
+    async with AsyncExitStack() as stack:
+        gateway = await started(settings, stack)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        )
+        http = Http(session, f"http://127.0.0.1:{gateway.port}", keys)
+        tenant = await new_tenant(registry, "cs")
+        stream = http.url(f"/api/v1/{tenant.id}/events/stream")
+
+        cookie, body = await signed_in(http, tenant.admin_key)
+        kept_cookie, _ = await signed_in(http, tenant.admin_key)
+        async with (
+            session.get(stream, headers={"Cookie": f"fm_session={cookie}"}) as signed_out,
+            session.get(stream, headers={"Cookie": f"fm_session={kept_cookie}"}) as kept,
+        ):
+            assert signed_out.status == 200 and kept.status == 200
+            assert not await _ends_within(signed_out, 1.0)  # heartbeats, not an end
+            status, _, _ = await as_session(
+                http, "DELETE", "/console/session", cookie, csrf=body["csrf_token"]
+            )
+            assert status == 204
+            assert await _ends_within(signed_out, 3.0)
+            assert not await _ends_within(kept, 0.5)  # another session of the key goes on
+
+            admin = Client(http, tenant)
+            status, created, _ = await admin(
+                "POST", "/api-keys", json={"name": "v", "role": "viewer"}
+            )
+            assert status == 201
+            auth = {"Authorization": f"Bearer {created['key']}"}
+            async with session.get(stream, headers=auth) as bearer:
+                assert bearer.status == 200
+                assert not await _ends_within(bearer, 0.8)
+                assert (await admin("DELETE", f"/api-keys/{created['id']}"))[0] == 204
+                assert await _ends_within(bearer, 4.0)  # within the key cache's 1 s
+            assert not await _ends_within(kept, 0.5)
+
+
 @pytest.mark.parametrize("kind", ["memory", "jetstream"])
 async def test_the_stores_behave_the_same(kind: str, nc: Nats) -> None:
     bucket = f"TEST_SESSIONS_{secrets.token_hex(4).upper()}"

@@ -150,6 +150,26 @@ class Console:
             raise
         return session_id, session, identity
 
+    async def still_signed_in(self, request: web.Request) -> bool:
+        """Whether the credential a stream was opened with still lets it in: its bearer
+        header, or its session cookie (looked at, not used: a stream does not keep an idle
+        session alive). Asked now and then by an open stream, so sign-out, an expired
+        session, a revoked key or an expired JWT end it; an unanswered check keeps it."""
+        header = request.headers.get("Authorization")
+        try:
+            if header is None and COOKIE in request.cookies:
+                found = await self.sessions.find(request.cookies[COOKIE], time.time(), use=False)
+                if found is None:
+                    return False
+                await self.auth.key_by_id(found.tenant, found.key_id)
+            else:
+                await self.auth.identify(header)
+        except FlowmeshError as exc:
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                return False
+            log.warning("stream.credential_unchecked", error=exc.detail)
+        return True
+
     async def identify(self, request: web.Request) -> Identity:
         """The caller of an API request that carries the cookie and no Authorization."""
         _, session, identity = await self.current(request)
