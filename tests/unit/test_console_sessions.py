@@ -3,10 +3,13 @@ which hosts get no ``Secure`` cookie, and :class:`Sessions` over the in-memory s
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import msgspec
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
-from flowmesh_gateway.console import tenant_named_by
+from flowmesh_gateway.console import client_address, tenant_named_by
 from flowmesh_gateway.session_store import MemorySessionStore, Sessions
 from flowmesh_gateway.sessions import (
     Session,
@@ -139,3 +142,24 @@ async def test_a_stream_looking_at_its_session_does_not_keep_it_alive() -> None:
     assert await sessions.find(session_id, T0 + 6, use=False) == created  # due, not touched
     assert await sessions.find(session_id, T0 + 9, use=False) == created
     assert await sessions.find(session_id, T0 + 11, use=False) is None  # idle since T0
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "trusted", "address"),
+    [
+        ("6.6.6.6, 10.0.0.7", True, "10.0.0.7"),  # the client wrote 6.6.6.6; the proxy added
+        ("10.0.0.7", True, "10.0.0.7"),
+        (" 6.6.6.6 ,", True, "unknown"),
+        ("6.6.6.6, 10.0.0.7", False, "127.0.0.1"),
+    ],
+)
+def test_the_client_address_is_the_one_the_trusted_proxy_added(
+    forwarded: str, trusted: bool, address: str
+) -> None:
+    """With a proxy that appends (nginx's $proxy_add_x_forwarded_for), the first entry is
+    the client's own word: taking it let one client sign in from any number of addresses."""
+    request = make_mocked_request(
+        "POST", "/console/session", headers={"X-Forwarded-For": forwarded}
+    )
+    with patch.object(type(request), "remote", "127.0.0.1"):
+        assert client_address(request, trusted) == address

@@ -47,9 +47,11 @@ NO_SESSION = "no valid console session: sign in again"
 
 
 def client_address(request: web.Request, trust_forwarded: bool) -> str:
-    """The client's address (the first of X-Forwarded-For only behind a trusted proxy)."""
+    """The client's address: behind a trusted proxy, the last entry of X-Forwarded-For
+    (the one the proxy added; the entries before it are whatever the client sent, so the
+    first would let a client name any address and escape its per-address limits)."""
     if trust_forwarded and "X-Forwarded-For" in request.headers:
-        return request.headers["X-Forwarded-For"].split(",")[0].strip()
+        return request.headers["X-Forwarded-For"].split(",")[-1].strip() or "unknown"
     return request.remote or "unknown"
 
 
