@@ -274,14 +274,18 @@ async def test_the_cookie_is_httponly_strict_and_secure_outside_localhost(
     gateways: Gateways, registry: Registry
 ) -> None:
     tenant = await new_tenant(registry, "cs")
-    for host, secure in (
-        ("console.example.com", True),
-        ("localhost:8080", False),
-        ("[::1]:8080", False),
-        ("127.0.0.1", False),
-        ("localhost.example.com", True),
+    behind_a_proxy = {"X-Forwarded-Proto": "https"}  # which passed its upstream's Host
+    for host, secure, more in (
+        ("console.example.com", True, {}),
+        ("localhost:8080", False, {}),
+        ("[::1]:8080", False, {}),
+        ("127.0.0.1", False, {}),
+        ("localhost.example.com", True, {}),
+        ("127.0.0.1:8080", True, behind_a_proxy),
+        ("localhost", True, {"X-Forwarded-For": "203.0.113.9"}),
+        ("localhost", True, {"Forwarded": "for=203.0.113.9;proto=https"}),
     ):
-        status, _, headers = await sign_in(gateways.main, tenant.admin_key, Host=host)
+        status, _, headers = await sign_in(gateways.main, tenant.admin_key, Host=host, **more)
         assert status == 201
         raw = headers["Set-Cookie"]
         attributes = {part.strip().split("=")[0].lower() for part in raw.split(";")}

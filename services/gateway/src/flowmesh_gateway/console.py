@@ -197,6 +197,17 @@ def check_csrf(request: web.Request, session: Session) -> None:
         )
 
 
+#: Headers a reverse proxy adds: the browser is not on this machine, whatever Host says.
+FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+
+
+def cookie_is_secure(request: web.Request) -> bool:
+    """``Secure`` unless a browser on this machine reached the gateway directly: a proxy in
+    front may pass its upstream's Host (``127.0.0.1:8080``) for a remote browser on HTTPS."""
+    forwarded = any(name in request.headers for name in FORWARDING)
+    return forwarded or not host_is_local(request.host)
+
+
 def set_cookie(request: web.Request, response: web.StreamResponse, session_id: str) -> None:
     response.set_cookie(
         COOKIE,
@@ -204,11 +215,11 @@ def set_cookie(request: web.Request, response: web.StreamResponse, session_id: s
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=not host_is_local(request.host),
+        secure=cookie_is_secure(request),
     )
 
 
 def clear_cookie(request: web.Request, response: web.StreamResponse) -> None:
     response.del_cookie(
-        COOKIE, path="/", httponly=True, samesite="Strict", secure=not host_is_local(request.host)
+        COOKIE, path="/", httponly=True, samesite="Strict", secure=cookie_is_secure(request)
     )
