@@ -383,6 +383,39 @@ async def test_an_open_stream_ends_with_its_session_or_its_key(
             assert not await _ends_within(kept, 0.5)
 
 
+async def test_sessions_of_one_key_share_its_limit_of_open_streams(
+    registry: Registry, jwt_keys: tuple[Keys, list[str]]
+) -> None:
+    """The console opens a stream per run page and one per runs list: signing in again (a
+    new cookie) or using the key as a bearer as well never makes more than the key's holds."""
+    keys, files = jwt_keys
+    settings = gateway_settings(registry, files, credential_max_holds=2)
+    async with AsyncExitStack() as stack:
+        gateway = await started(settings, stack)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        )
+        http = Http(session, f"http://127.0.0.1:{gateway.port}", keys)
+        tenant = await new_tenant(registry, "cs")
+        stream = http.url(f"/api/v1/{tenant.id}/events/stream")
+        first, _ = await signed_in(http, tenant.admin_key)
+        second, _ = await signed_in(http, tenant.admin_key)
+        as_cookie = [{"Cookie": f"fm_session={c}"} for c in (first, second)]
+        bearer = {"Authorization": f"Bearer {tenant.admin_key}"}
+        async with (
+            session.get(stream, headers=as_cookie[0]) as one,
+            session.get(stream, headers=as_cookie[1]) as two,
+        ):
+            assert one.status == 200 and two.status == 200
+            for headers in (as_cookie[0], as_cookie[1], bearer):
+                async with session.get(stream, headers=headers) as third:
+                    assert third.status == 429, headers
+                    assert (await third.json())["code"] == "RATE_LIMITED"
+            other_key = await Client(http, tenant).key("viewer")  # another key: its own holds
+            async with session.get(stream, headers={"Authorization": f"Bearer {other_key}"}) as own:
+                assert own.status == 200
+
+
 @pytest.mark.parametrize("kind", ["memory", "jetstream"])
 async def test_the_stores_behave_the_same(kind: str, nc: Nats) -> None:
     bucket = f"TEST_SESSIONS_{secrets.token_hex(4).upper()}"
