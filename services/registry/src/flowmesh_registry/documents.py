@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.cyaml import CParser
+from yaml._yaml import CParser
 
 CONTENT_TYPES = {"json": "application/json", "yaml": "application/yaml"}
 
@@ -181,6 +181,8 @@ def _refuse_deep(text: str) -> None:
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
                     mark = event.start_mark
+                    if mark is None:
+                        raise DocumentError("YAML nesting is too deep")
                     raise DocumentError("YAML nesting is too deep", mark.line + 1, mark.column + 1)
             elif isinstance(event, _CLOSES):
                 depth -= 1
