@@ -22,8 +22,8 @@ from typing import Any
 
 import msgspec
 import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
 from yaml._yaml import CParser
+from yaml.constructor import ConstructorError, SafeConstructor
 
 CONTENT_TYPES = {"json": "application/json", "yaml": "application/yaml"}
 
