@@ -239,6 +239,7 @@ def test_a_problem_per_key_of_a_wide_mapping_is_placed_in_linear_time(fmt: str) 
     lines = text.split("\n")
     for problem in located:
         if problem.path.startswith("k"):
+            assert problem.line is not None
             assert (
                 lines[problem.line - 1]
                 .lstrip()
