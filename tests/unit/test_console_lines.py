@@ -150,3 +150,59 @@ async def test_the_editor_marks_lines_and_moves_the_caret(page: Page) -> None:
         "unplaced": ["whole"],
         "caret": "    expression: nodes.prepare.output.total > 100",
     }
+
+
+async def test_the_gutter_changes_only_where_it_must(page: Page) -> None:
+    """A workflow whose description is 130,000 newlines (within the definition limit) is
+    130,000 gutter numbers: redrawing them all on each Enter and each validation froze the
+    page for seconds. Numbers are added and removed at the end, marks moved one by one."""
+    body = """(m, n) => {
+      const editor = m.editorView({id: "big", text: "a\\nb\\nc\\nd\\n"});
+      document.body.replaceChildren(editor.node);
+      const gutter = () => [...editor.node.querySelectorAll(".gutter-line")];
+      const seen = () => gutter().map((g) => [g.dataset.number, g.className, g.title]);
+      const first = gutter()[0];
+      const type = (text) => {
+        editor.textarea.value = text;
+        editor.textarea.dispatchEvent(new Event("input"));
+      };
+      editor.setProblems([{path: "b", code: "X", message: "one", line: 2}]);
+      const marked = seen();
+      type("a\\nb\\nc\\nd\\ne\\nf\\n");
+      const longer = seen();
+      editor.setProblems([{path: "d", code: "X", message: "two", line: 4}]);
+      const moved = seen();
+      type("a\\n");
+      const shorter = seen();
+      type("a\\nb\\nc\\nd\\n");
+      const again = seen();
+      const kept = gutter()[0] === first;
+
+      const big = m.editorView({id: "bigger", text: 'd: "' + "\\n".repeat(n) + '"\\n'});
+      document.body.replaceChildren(big.node);
+      document.body.offsetHeight;
+      const began = performance.now();
+      big.setProblems([{path: "d", code: "X", message: "m", line: 1, column: 1}]);
+      document.body.offsetHeight;
+      return {marked, longer, moved, shorter, again, kept, ms: performance.now() - began,
+              bigMarked: [...big.node.querySelectorAll(".has-problem")]
+                .map((g) => g.dataset.number)};
+    }"""
+    seen = await call(page, "editor.js", body, 130_000)
+    plain = "gutter-line"
+    bad = "gutter-line has-problem"
+    assert seen["marked"] == [
+        ["1", plain, ""],
+        ["2", bad, "one"],
+        ["3", plain, ""],
+        ["4", plain, ""],
+        ["5", plain, ""],
+    ]
+    assert seen["longer"] == seen["marked"] + [["6", plain, ""], ["7", plain, ""]]
+    assert [n for n, c, _ in seen["moved"] if c == bad] == ["4"]
+    assert seen["moved"][3] == ["4", bad, "two"] and seen["moved"][1] == ["2", plain, ""]
+    assert seen["shorter"] == [["1", plain, ""], ["2", plain, ""]]
+    assert seen["again"][3] == ["4", bad, "two"] and len(seen["again"]) == 5
+    assert seen["kept"]  # the numbers that stay are the same nodes, never redrawn
+    assert seen["bigMarked"] == ["1"]
+    assert seen["ms"] < 1500  # 3.4 s when the whole gutter was drawn again

@@ -3,10 +3,13 @@ which hosts get no ``Secure`` cookie, and :class:`Sessions` over the in-memory s
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import msgspec
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
-from flowmesh_gateway.console import tenant_named_by
+from flowmesh_gateway.console import client_address, tenant_named_by
 from flowmesh_gateway.session_store import MemorySessionStore, Sessions
 from flowmesh_gateway.sessions import (
     Session,
@@ -128,3 +131,35 @@ async def test_sessions_are_kept_by_digest_touched_expired_and_revoked() -> None
     assert await sessions.find(other_id, T0 + 1) is None
     for bad in ("", "x" * 43, "x" * 5000):
         assert await sessions.find(bad, T0) is None
+
+
+async def test_a_stream_looking_at_its_session_does_not_keep_it_alive() -> None:
+    """An open SSE stream asks now and then whether its session still holds: asking is no
+    use, so a console left open on a live page still ends when idle."""
+    store = MemorySessionStore()
+    sessions = Sessions(store, SessionPolicy(idle=10, lifetime=100))
+    session_id, created = await sessions.create("acme", "k", "admin", T0)
+    assert await sessions.find(session_id, T0 + 6, use=False) == created  # due, not touched
+    assert await sessions.find(session_id, T0 + 9, use=False) == created
+    assert await sessions.find(session_id, T0 + 11, use=False) is None  # idle since T0
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "trusted", "address"),
+    [
+        ("6.6.6.6, 10.0.0.7", True, "10.0.0.7"),  # the client wrote 6.6.6.6; the proxy added
+        ("10.0.0.7", True, "10.0.0.7"),
+        (" 6.6.6.6 ,", True, "unknown"),
+        ("6.6.6.6, 10.0.0.7", False, "127.0.0.1"),
+    ],
+)
+def test_the_client_address_is_the_one_the_trusted_proxy_added(
+    forwarded: str, trusted: bool, address: str
+) -> None:
+    """With a proxy that appends (nginx's $proxy_add_x_forwarded_for), the first entry is
+    the client's own word: taking it let one client sign in from any number of addresses."""
+    request = make_mocked_request(
+        "POST", "/console/session", headers={"X-Forwarded-For": forwarded}
+    )
+    with patch.object(type(request), "remote", "127.0.0.1"):
+        assert client_address(request, trusted) == address

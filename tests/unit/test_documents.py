@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from flowmesh_registry.documents import (
@@ -56,6 +59,40 @@ def test_malformed_documents_are_refused(text: str, fmt: str) -> None:
 def test_deep_yaml_is_refused_not_crashing() -> None:
     with pytest.raises(DocumentError):
         parse_document("[" * 5000 + "]" * 5000, "yaml")
+
+
+#: The registry reads a document in a worker thread: 100,000 ``[`` (100 KB, under the
+#: definition limit) once overflowed libyaml's recursive composer there and ended the process.
+_DEEP_IN_A_THREAD = """
+import threading
+from flowmesh_registry.documents import DocumentError, compose_json, read_document
+
+answers = []
+
+def read():
+    block = "a:\\n" + "".join(" " * i + "b:\\n" for i in range(1, 2000))
+    for text in ["[" * 100_000, "- " * 100_000 + "x", block]:
+        try:
+            read_document(text, "yaml")
+        except DocumentError as exc:
+            answers.append((str(exc), exc.line))
+    answers.append(compose_json("[" * 100_000 + "]" * 100_000))
+
+thread = threading.Thread(target=read)
+thread.start()
+thread.join()
+print(answers)
+"""
+
+
+def test_deep_yaml_in_a_worker_thread_is_refused_before_it_is_composed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _DEEP_IN_A_THREAD], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(
+        [("YAML nesting is too deep", 1)] * 2 + [("YAML nesting is too deep", 257), None]
+    )
 
 
 def test_content_hash_ignores_key_order() -> None:

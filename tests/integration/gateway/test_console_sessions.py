@@ -274,20 +274,146 @@ async def test_the_cookie_is_httponly_strict_and_secure_outside_localhost(
     gateways: Gateways, registry: Registry
 ) -> None:
     tenant = await new_tenant(registry, "cs")
-    for host, secure in (
-        ("console.example.com", True),
-        ("localhost:8080", False),
-        ("[::1]:8080", False),
-        ("127.0.0.1", False),
-        ("localhost.example.com", True),
+    behind_a_proxy = {"X-Forwarded-Proto": "https"}  # which passed its upstream's Host
+    for host, secure, more in (
+        ("console.example.com", True, {}),
+        ("localhost:8080", False, {}),
+        ("[::1]:8080", False, {}),
+        ("127.0.0.1", False, {}),
+        ("localhost.example.com", True, {}),
+        ("127.0.0.1:8080", True, behind_a_proxy),
+        ("localhost", True, {"X-Forwarded-For": "203.0.113.9"}),
+        ("localhost", True, {"Forwarded": "for=203.0.113.9;proto=https"}),
     ):
-        status, _, headers = await sign_in(gateways.main, tenant.admin_key, Host=host)
+        status, _, headers = await sign_in(gateways.main, tenant.admin_key, Host=host, **more)
         assert status == 201
         raw = headers["Set-Cookie"]
         attributes = {part.strip().split("=")[0].lower() for part in raw.split(";")}
         assert {"httponly", "samesite", "path"} <= attributes, raw
         assert "SameSite=Strict" in raw and "Path=/" in raw
         assert ("secure" in attributes) is secure, (host, raw)
+
+
+async def test_every_answer_the_console_reads_says_nosniff(
+    gateways: Gateways, registry: Registry
+) -> None:
+    """API answers quote what a tenant wrote (a path, a workflow's YAML): none is sniffed
+    into a page when opened directly."""
+    tenant = await new_tenant(registry, "cs")
+    http, base = gateways.main, f"/api/v1/{tenant.id}"
+    created = await Client(http, tenant).create(unique("sniff"))
+    cookie, _ = await signed_in(http, tenant.admin_key)
+    answers = [
+        await as_session(http, "GET", f"{base}/workflows", cookie),
+        await as_session(
+            http, "GET", f"{base}/workflows/{created['id']}/export?format=yaml", cookie
+        ),
+        await as_session(http, "GET", "/api/v1/<script>alert(1)</script>", cookie),
+        await as_session(http, "GET", f"{base}/workflows", "not-a-session"),
+        await as_session(http, "GET", "/console/session", cookie),
+        await http.request("GET", "/openapi.json"),
+    ]
+    for status, body, headers in answers:
+        assert headers.get("X-Content-Type-Options") == "nosniff", (status, body)
+    assert [status for status, _, _ in answers] == [200, 200, 404, 401, 200, 200]
+    assert answers[1][2]["Content-Type"].startswith("application/yaml")
+    stream = f"{base}/events/stream"
+    async with http.session.get(
+        http.url(stream), headers={"Cookie": f"fm_session={cookie}"}
+    ) as resp:
+        assert resp.status == 200
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff"
+
+
+async def _ends_within(response: aiohttp.ClientResponse, seconds: float) -> bool:
+    """Whether the stream ends (EOF, or the connection dropped) within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await response.content.readany():
+                pass
+    except TimeoutError:
+        return False
+    except aiohttp.ClientError:
+        return True
+    return True
+
+
+async def test_an_open_stream_ends_with_its_session_or_its_key(
+    registry: Registry, jwt_keys: tuple[Keys, list[str]]
+) -> None:
+    """A tab left open on the runs list keeps an SSE stream of the tenant's events: signing
+    out (or revoking the key) must end it, not only refuse the next request."""
+    keys, files = jwt_keys
+    settings = gateway_settings(registry, files, sse_heartbeat_seconds=0.3)
+    async with AsyncExitStack() as stack:
+        gateway = await started(settings, stack)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        )
+        http = Http(session, f"http://127.0.0.1:{gateway.port}", keys)
+        tenant = await new_tenant(registry, "cs")
+        stream = http.url(f"/api/v1/{tenant.id}/events/stream")
+
+        cookie, body = await signed_in(http, tenant.admin_key)
+        kept_cookie, _ = await signed_in(http, tenant.admin_key)
+        async with (
+            session.get(stream, headers={"Cookie": f"fm_session={cookie}"}) as signed_out,
+            session.get(stream, headers={"Cookie": f"fm_session={kept_cookie}"}) as kept,
+        ):
+            assert signed_out.status == 200 and kept.status == 200
+            assert not await _ends_within(signed_out, 1.0)  # heartbeats, not an end
+            status, _, _ = await as_session(
+                http, "DELETE", "/console/session", cookie, csrf=body["csrf_token"]
+            )
+            assert status == 204
+            assert await _ends_within(signed_out, 3.0)
+            assert not await _ends_within(kept, 0.5)  # another session of the key goes on
+
+            admin = Client(http, tenant)
+            status, created, _ = await admin(
+                "POST", "/api-keys", json={"name": "v", "role": "viewer"}
+            )
+            assert status == 201
+            auth = {"Authorization": f"Bearer {created['key']}"}
+            async with session.get(stream, headers=auth) as bearer:
+                assert bearer.status == 200
+                assert not await _ends_within(bearer, 0.8)
+                assert (await admin("DELETE", f"/api-keys/{created['id']}"))[0] == 204
+                assert await _ends_within(bearer, 4.0)  # within the key cache's 1 s
+            assert not await _ends_within(kept, 0.5)
+
+
+async def test_sessions_of_one_key_share_its_limit_of_open_streams(
+    registry: Registry, jwt_keys: tuple[Keys, list[str]]
+) -> None:
+    """The console opens a stream per run page and one per runs list: signing in again (a
+    new cookie) or using the key as a bearer as well never makes more than the key's holds."""
+    keys, files = jwt_keys
+    settings = gateway_settings(registry, files, credential_max_holds=2)
+    async with AsyncExitStack() as stack:
+        gateway = await started(settings, stack)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        )
+        http = Http(session, f"http://127.0.0.1:{gateway.port}", keys)
+        tenant = await new_tenant(registry, "cs")
+        stream = http.url(f"/api/v1/{tenant.id}/events/stream")
+        first, _ = await signed_in(http, tenant.admin_key)
+        second, _ = await signed_in(http, tenant.admin_key)
+        as_cookie = [{"Cookie": f"fm_session={c}"} for c in (first, second)]
+        bearer = {"Authorization": f"Bearer {tenant.admin_key}"}
+        async with (
+            session.get(stream, headers=as_cookie[0]) as one,
+            session.get(stream, headers=as_cookie[1]) as two,
+        ):
+            assert one.status == 200 and two.status == 200
+            for headers in (as_cookie[0], as_cookie[1], bearer):
+                async with session.get(stream, headers=headers) as third:
+                    assert third.status == 429, headers
+                    assert (await third.json())["code"] == "RATE_LIMITED"
+            other_key = await Client(http, tenant).key("viewer")  # another key: its own holds
+            async with session.get(stream, headers={"Authorization": f"Bearer {other_key}"}) as own:
+                assert own.status == 200
 
 
 @pytest.mark.parametrize("kind", ["memory", "jetstream"])

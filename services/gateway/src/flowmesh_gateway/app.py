@@ -88,6 +88,9 @@ def _observe(metrics: HttpMetrics) -> Any:
         ):
             response = await handler(request)
         response.headers["X-Request-Id"] = rid
+        # Every answer is what its Content-Type says, never sniffed: an API answer that
+        # quotes what a caller wrote (a 404's path, a workflow's YAML) is never read as a page.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         seconds = time.perf_counter() - began
         metrics.duration.labels(request.method, template, str(response.status)).observe(seconds)
         if response.status == 429:

@@ -47,9 +47,11 @@ NO_SESSION = "no valid console session: sign in again"
 
 
 def client_address(request: web.Request, trust_forwarded: bool) -> str:
-    """The client's address (the first of X-Forwarded-For only behind a trusted proxy)."""
+    """The client's address: behind a trusted proxy, the last entry of X-Forwarded-For
+    (the one the proxy added; the entries before it are whatever the client sent, so the
+    first would let a client name any address and escape its per-address limits)."""
     if trust_forwarded and "X-Forwarded-For" in request.headers:
-        return request.headers["X-Forwarded-For"].split(",")[0].strip()
+        return request.headers["X-Forwarded-For"].split(",")[-1].strip() or "unknown"
     return request.remote or "unknown"
 
 
@@ -150,6 +152,26 @@ class Console:
             raise
         return session_id, session, identity
 
+    async def still_signed_in(self, request: web.Request) -> bool:
+        """Whether the credential a stream was opened with still lets it in: its bearer
+        header, or its session cookie (looked at, not used: a stream does not keep an idle
+        session alive). Asked now and then by an open stream, so sign-out, an expired
+        session, a revoked key or an expired JWT end it; an unanswered check keeps it."""
+        header = request.headers.get("Authorization")
+        try:
+            if header is None and COOKIE in request.cookies:
+                found = await self.sessions.find(request.cookies[COOKIE], time.time(), use=False)
+                if found is None:
+                    return False
+                await self.auth.key_by_id(found.tenant, found.key_id)
+            else:
+                await self.auth.identify(header)
+        except FlowmeshError as exc:
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                return False
+            log.warning("stream.credential_unchecked", error=exc.detail)
+        return True
+
     async def identify(self, request: web.Request) -> Identity:
         """The caller of an API request that carries the cookie and no Authorization."""
         _, session, identity = await self.current(request)
@@ -175,6 +197,17 @@ def check_csrf(request: web.Request, session: Session) -> None:
         )
 
 
+#: Headers a reverse proxy adds: the browser is not on this machine, whatever Host says.
+FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+
+
+def cookie_is_secure(request: web.Request) -> bool:
+    """``Secure`` unless a browser on this machine reached the gateway directly: a proxy in
+    front may pass its upstream's Host (``127.0.0.1:8080``) for a remote browser on HTTPS."""
+    forwarded = any(name in request.headers for name in FORWARDING)
+    return forwarded or not host_is_local(request.host)
+
+
 def set_cookie(request: web.Request, response: web.StreamResponse, session_id: str) -> None:
     response.set_cookie(
         COOKIE,
@@ -182,11 +215,11 @@ def set_cookie(request: web.Request, response: web.StreamResponse, session_id: s
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=not host_is_local(request.host),
+        secure=cookie_is_secure(request),
     )
 
 
 def clear_cookie(request: web.Request, response: web.StreamResponse) -> None:
     response.del_cookie(
-        COOKIE, path="/", httponly=True, samesite="Strict", secure=not host_is_local(request.host)
+        COOKIE, path="/", httponly=True, samesite="Strict", secure=cookie_is_secure(request)
     )

@@ -113,8 +113,9 @@ class Sessions:
         await self.store.put(session_digest(session_id), msgspec.json.encode(session))
         return session_id, session
 
-    async def find(self, session_id: str, now: float) -> Session | None:
-        """The live session of ``session_id`` (its last use written when due), or None."""
+    async def find(self, session_id: str, now: float, *, use: bool = True) -> Session | None:
+        """The live session of ``session_id`` (its last use written when due, unless
+        ``use`` is False: an open stream asking whether it may go on), or None."""
         if not session_id or len(session_id) > MAX_TOKEN_LENGTH:
             return None
         digest = session_digest(session_id)
@@ -129,7 +130,7 @@ class Sessions:
         if verdict is Verdict.EXPIRED:
             await self.store.delete(digest)
             return None
-        if verdict is Verdict.TOUCH:
+        if verdict is Verdict.TOUCH and use:
             session = msgspec.structs.replace(session, seen_at=now)
             await self.store.put(digest, msgspec.json.encode(session))
         return session

@@ -86,7 +86,7 @@ class GatewaySettings(CommonSettings, frozen=True, kw_only=True):
     console_idle_seconds: float = 1800.0
     #: A console session ends this many seconds after sign-in, however busy.
     console_lifetime_seconds: float = 12 * 3600.0
-    #: Trust X-Forwarded-For for the client address (only behind a proxy you run).
+    #: Trust X-Forwarded-For for the client address, its last entry (only behind a proxy you run).
     trust_forwarded_for: bool = False
     #: Storage and replicas of the buckets the gateway creates if missing (run control,
     #: idempotency keys): ``FLOWMESH_GATEWAY_STREAMS_STORAGE``, ``_REPLICAS`` ...

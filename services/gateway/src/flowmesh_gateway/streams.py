@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 import msgspec
@@ -52,6 +53,7 @@ HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
+    "X-Content-Type-Options": "nosniff",
 }
 
 
@@ -161,10 +163,15 @@ class LiveStreams:
             log.info("sse.closing", streams=len(self._feeds))
 
     async def serve(
-        self, request: web.Request, plan: Plan, notices: WaitingNotices | None = None
+        self,
+        request: web.Request,
+        plan: Plan,
+        notices: WaitingNotices | None = None,
+        allowed: Callable[[], Awaitable[bool]] | None = None,
     ) -> web.StreamResponse:
         """Send ``plan``'s events (and ``notices`` among them) to the client until the
-        stream ends; 503 before the first byte if JetStream cannot serve them."""
+        stream ends (or, asked once a heartbeat, ``allowed`` says the caller's credential no
+        longer lets it in); 503 before the first byte if JetStream cannot serve them."""
         if self._closing:
             raise Unavailable("the gateway is shutting down: connect again")
         feed = Feed(self.pacing.buffer_bytes)
@@ -176,7 +183,7 @@ class LiveStreams:
         try:
             await response.prepare(request)
             await self._write(response, HEARTBEAT)  # the headers go out now
-            reason = await self._pump(response, feed, plan, notices)
+            reason = await self._pump(response, feed, plan, notices, allowed)
         except SlowClient as exc:
             reason = exc.reason
             self.metrics.dropped.labels(exc.reason).inc()
@@ -231,12 +238,13 @@ class LiveStreams:
         feed: Feed,
         plan: Plan,
         notices: WaitingNotices | None,
+        allowed: Callable[[], Awaitable[bool]] | None = None,
     ) -> str:
         """Write the feed's events as they come (and ``notices`` when they have something
         to say), a heartbeat after each quiet spell; the reason the stream ended."""
         heartbeat = self.pacing.heartbeat
         seen = plan.after or 0  # the stream sequence of the last stored event taken
-        wrote = time.monotonic()
+        wrote = checked = time.monotonic()
         while True:
             wake = wrote + heartbeat if notices is None else min(wrote + heartbeat, notices.due)
             with suppress(TimeoutError):
@@ -247,6 +255,10 @@ class LiveStreams:
                 return "shutdown"
             if feed.overflowed:
                 raise SlowClient("lagging")
+            if allowed is not None and time.monotonic() - checked >= heartbeat:
+                if not await allowed():
+                    return "signed_out"
+                checked = time.monotonic()
             waiting = feed.take()
             rendered = render(waiting, workflow_id=plan.workflow_id, end_at_terminal=plan.ends)
             seen = waiting[-1][0] if waiting else seen

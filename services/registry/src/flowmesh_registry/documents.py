@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 import yaml
+from yaml._yaml import CParser
 from yaml.constructor import ConstructorError, SafeConstructor
 
 CONTENT_TYPES = {"json": "application/json", "yaml": "application/yaml"}
@@ -145,6 +146,7 @@ def read_document(text: str, fmt: str) -> tuple[Any, yaml.Node | None]:
     if fmt == "yaml":
         loader = _Yaml12Loader(text)
         try:
+            _refuse_deep(text)
             node = _refuse_aliases(loader.get_single_node())
             return (loader.construct_document(node) if node is not None else None), node
         except yaml.YAMLError as exc:
@@ -159,6 +161,33 @@ def read_document(text: str, fmt: str) -> tuple[Any, yaml.Node | None]:
 
 #: Deeper YAML is refused as a document (the validator's own limit, 64, is far below).
 MAX_YAML_DEPTH = 256
+
+
+_OPENS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSES = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _refuse_deep(text: str) -> None:
+    """Refuse ``text`` when its collections nest deeper than MAX_YAML_DEPTH, reading only
+    libyaml's events (its parser keeps its own stack). libyaml's composer recurses in C
+    once per level: 30,000 ``[`` (30 KB) overflow a worker thread's stack and end the
+    process, so the depth is known before anything is composed."""
+    parser = CParser(text)
+    depth = 0
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, _OPENS):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    mark = event.start_mark
+                    if mark is None:
+                        raise DocumentError("YAML nesting is too deep")
+                    raise DocumentError("YAML nesting is too deep", mark.line + 1, mark.column + 1)
+            elif isinstance(event, _CLOSES):
+                depth -= 1
+    finally:
+        parser.dispose()
 
 
 def _refuse_aliases(root: yaml.Node | None) -> yaml.Node | None:
@@ -188,10 +217,12 @@ def compose_json(text: str) -> yaml.Node | None:
     """The node tree of JSON text, read by the YAML loader (alias-free); None when the
     text is not well-formed. JSON is YAML's flow style: every tab in well-formed JSON lies
     between tokens (a string cannot hold one raw), so tabs are read as the spaces YAML wants."""
-    loader = _Yaml12Loader(text.replace("\t", " "))
+    text = text.replace("\t", " ")
+    loader = _Yaml12Loader(text)
     try:
+        _refuse_deep(text)
         return _refuse_aliases(loader.get_single_node())
-    except (yaml.YAMLError, RecursionError):
+    except (yaml.YAMLError, RecursionError, DocumentError):
         return None
     finally:
         loader.dispose()

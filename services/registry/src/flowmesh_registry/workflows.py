@@ -6,6 +6,7 @@ Order of judgement follows the API's: the resource (404) before the body (422).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -70,10 +71,12 @@ class WorkflowOperations:
         return validate_definition(raw, limits=self.limits, known_secrets=known_secrets)
 
     async def validate(self, tenant: str, raw: Any) -> ValidationReport:
-        """Validate without storing, against the tenant's secrets."""
+        """Validate without storing, against the tenant's secrets. A viewer may ask as often
+        as its rate allows: the check (a quarter of a second for a large definition full of
+        expressions) runs in a worker thread, so the registry's loop answers meanwhile."""
         async with self.db.tenant_tx(tenant) as conn:
             known = await secrets.known_names(conn, tenant, hold=False)
-        return self.check(raw, known)
+        return await asyncio.to_thread(self.check, raw, known)
 
     async def prepare(self, conn: asyncpg.Connection, tenant: str, raw: Any) -> Prepared:
         return await prepare(conn, tenant, raw, self.limits)

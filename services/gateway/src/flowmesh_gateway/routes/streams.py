@@ -27,9 +27,19 @@ changes, until the run's next event (:mod:`flowmesh_gateway.waiting`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
-from flowmesh_gateway.api import EVENT_STREAM, RUNS, SETTINGS, STREAMS, Call, Route
+from flowmesh_gateway.api import (
+    CONSOLE_SESSIONS,
+    EVENT_STREAM,
+    RUNS,
+    SETTINGS,
+    STREAMS,
+    Call,
+    Route,
+)
 from flowmesh_gateway.bodies import query_int, unprocessable
 from flowmesh_gateway.routes.runs import RUNS_PATH, path_run_id
 from flowmesh_gateway.runs import LastEvent
@@ -51,6 +61,12 @@ def resume_after(request: web.Request) -> int | None:
     except ValueError as exc:
         raise unprocessable(f"{LAST_EVENT_ID} {exc}", LAST_EVENT_ID) from exc
     return from_header if from_header is not None else from_query
+
+
+def signed_in(call: Call) -> Callable[[], Awaitable[bool]]:
+    """Whether the stream's caller is still let in (asked once a heartbeat)."""
+    console = call.request.app[CONSOLE_SESSIONS]
+    return lambda: console.still_signed_in(call.request)
 
 
 def _has_seen_the_end(last: LastEvent | None, after: int | None) -> bool:
@@ -86,7 +102,7 @@ async def run_events(call: Call) -> web.StreamResponse:
         every = call.request.app[SETTINGS].sse_waiting_seconds
         notices = WaitingNotices(queued, last.seq, probe, every=every)
     async with call.holding():
-        return await live.serve(call.request, plan, notices)
+        return await live.serve(call.request, plan, notices, signed_in(call))
 
 
 async def tenant_events(call: Call) -> web.StreamResponse:
@@ -105,7 +121,7 @@ async def tenant_events(call: Call) -> web.StreamResponse:
         workflow_id=str(workflow_id) if workflow_id is not None else None,
     )
     async with call.holding():
-        return await live.serve(call.request, plan)
+        return await live.serve(call.request, plan, allowed=signed_in(call))
 
 
 ROUTES: list[Route] = [
