@@ -43,7 +43,9 @@ class Visit(msgspec.Struct, frozen=True):
 async def console(registry: Registry, jwt_keys: tuple[Keys, list[str]]) -> AsyncIterator[Console]:
     keys, files = jwt_keys
     async with AsyncExitStack() as stack:
-        settings = gateway_settings(registry, files, console_sign_in_rate=1000.0)
+        settings = gateway_settings(
+            registry, files, console_sign_in_rate=1000.0, sse_heartbeat_seconds=1.0
+        )
         gateway = await started(settings, stack)
         session = await stack.enter_async_context(aiohttp.ClientSession())
         base = f"http://127.0.0.1:{gateway.port}"

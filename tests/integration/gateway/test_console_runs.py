@@ -6,6 +6,7 @@ another tenant's run is not found, and a viewer gets no buttons (and the API ref
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -582,5 +583,35 @@ async def test_leaving_the_pages_closes_their_streams(
     assert not [url for url in ended if f"/runs/{run_id}/events" in url]
     await page.goto("/console/#/workflows")
     await until(lambda: [url for url in ended if f"/runs/{run_id}/events" in url], timeout=5)
+    status, body = await tenant.call("POST", f"/runs/{run_id}/cancel", json={})
+    assert status == 202, body
+
+
+@pytest.mark.parametrize("page_path", ["runs", "run"])
+async def test_a_page_whose_session_ends_goes_to_sign_in_without_asking_again(
+    visit: Visit, console: Console, registry: Registry, executor: None, page_path: str
+) -> None:
+    # The gateway ends an open stream whose session has gone (at its next heartbeat, 1 s
+    # here); the page then asks once whether the session holds, and signs in again rather
+    # than reopening the stream every few seconds (each a 401 counted against the address).
+    tenant = await tenant_of(console, registry)
+    workflow = await tenant.workflow(delays(unique("slow"), 15_000, [], "a"))
+    run_id = await tenant.execute(workflow)
+    page = visit.page
+    opened: list[str] = []
+    page.on("request", lambda r: opened.append(r.url) if "/events" in r.url else None)
+    await sign_in(page, tenant.handle.admin_key, "/console/#/runs")
+    await expect(page.locator("#runs-live")).to_have_text("live")
+    if page_path == "run":
+        await open_run(page, run_id)
+        await expect(node(page, "a")).to_have_class("node status-running", timeout=RUN_TIMEOUT)
+    session = await visit.context.request.get("/console/session")
+    token = (await session.json())["csrf_token"]
+    ended = await visit.context.request.delete("/console/session", headers={"X-CSRF-Token": token})
+    assert ended.status == 204
+    await expect(page.locator("#sign-in")).to_be_visible(timeout=10_000)
+    streams = len(opened)
+    await asyncio.sleep(4)
+    assert len(opened) == streams  # nothing asked again
     status, body = await tenant.call("POST", f"/runs/{run_id}/cancel", json={})
     assert status == 202, body

@@ -80,6 +80,17 @@ export async function currentSession() {
   }
 }
 
+/** Whether the cookie's session still holds: asked when a stream closes, since the gateway
+ * ends a stream whose session or key has gone (and then refuses it with 401). */
+export async function sessionHolds() {
+  try {
+    await request("GET", "/console/session");
+    return true;
+  } catch (error) {
+    return !(error instanceof ApiError && error.status === 401);
+  }
+}
+
 export async function signOut() {
   try {
     await request("DELETE", "/console/session");

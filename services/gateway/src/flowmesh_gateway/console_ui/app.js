@@ -1,7 +1,8 @@
 // The console: a single page with hash routes (#/workflows?q=..., #/runs/<id>, ...). Each
 // page is a module whose `render(context)` fills `main`; the router gives it the session,
 // the route's parameters, `guarded` (a 401 goes back to sign-in, a 404 says "not found"),
-// `navigate` and `onLeave` (what to stop when the reader goes to another page).
+// `navigate`, `onLeave` (what to stop when the reader goes to another page) and
+// `signedOut` (a stream found the session gone: back to sign-in).
 import { ApiError, currentSession, signIn, signOut } from "./api.js";
 import { el, problemView, show } from "./dom.js";
 import { headerView, signInView } from "./signin.js";
@@ -114,6 +115,7 @@ async function render() {
   return guarded(() => page.render({
     session, main, params, values, guarded, navigate,
     onLeave: (stop) => leaving.push(stop),
+    signedOut: () => current === shown && showSignIn(),
     isCurrent: () => current === shown,
   }));
 }

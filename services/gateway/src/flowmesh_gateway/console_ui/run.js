@@ -6,7 +6,7 @@
 // EventSource reconnects with Last-Event-ID itself; if it gives up (CLOSED), the page
 // opens a new one with `last_event_id` = the last id it applied. Either way an event is
 // applied once: the fold skips an id it has seen.
-import { ApiError, may, request, url } from "./api.js";
+import { ApiError, may, request, sessionHolds, url } from "./api.js";
 import { drawDag, graphOf, paint } from "./dag.js";
 import { button, el, show, statusBadge, when } from "./dom.js";
 import { KINDS, TERMINAL, between, emptyRun, receive, statuses } from "./fold.js";
@@ -46,7 +46,7 @@ export function json(value) {
 }
 
 /** The page at #/runs/<id>. */
-export async function render({ session, main, values, navigate, onLeave, isCurrent }) {
+export async function render({ session, main, values, navigate, onLeave, isCurrent, signedOut }) {
   const id = values.id;
   const run = await request("GET", `/runs/${encodeURIComponent(id)}`);
   let definition = null;
@@ -58,7 +58,7 @@ export async function render({ session, main, values, navigate, onLeave, isCurre
   if (!isCurrent()) return;
   const page = runPage({ session, run, definition, navigate });
   show(main, page.node);
-  page.follow(onLeave);
+  page.follow(onLeave, signedOut);
 }
 
 function runPage({ session, run, definition, navigate }) {
@@ -121,13 +121,13 @@ function runPage({ session, run, definition, navigate }) {
     if (timer === null) timer = setTimeout(redraw, REDRAW_MS);
   }
 
-  function follow(onLeave) {
+  function follow(onLeave, signedOut) {
     const ticker = setInterval(() => drawTimeline(), TICK_MS);  // running bars grow
     const stop = followRun(run.id, folded, (now) => {
       connection = now;
       if (now === "ended") clearInterval(ticker);
       later();
-    });
+    }, signedOut);
     onLeave(() => {
       stop();
       clearInterval(ticker);
@@ -144,9 +144,10 @@ function runPage({ session, run, definition, navigate }) {
  * Fold a run's SSE stream into `folded` (fold.js) until its terminal event, calling
  * `changed(connection)` after each change ("live", "reconnecting", "ended"). After a drop
  * the EventSource reconnects with Last-Event-ID itself; if it gives up (CLOSED), a new
- * one starts after the last id applied. Answers `stop()`.
+ * one starts after the last id applied, unless the session has gone (`onSignedOut()`).
+ * Answers `stop()`.
  */
-export function followRun(runId, folded, changed) {
+export function followRun(runId, folded, changed, onSignedOut = () => {}) {
   let source = null;
   let reopen = null;
   let stopped = false;
@@ -174,7 +175,19 @@ export function followRun(runId, folded, changed) {
     source.addEventListener("error", () => {
       if (stopped) return;
       changed("reconnecting");
-      if (source.readyState === EventSource.CLOSED) reopen = setTimeout(open, RECONNECT_MS);
+      if (source.readyState !== EventSource.CLOSED) return;
+      // Refused (or ended by the gateway): a session that has gone goes back to sign-in
+      // instead of asking again every RECONNECT_MS.
+      reopen = setTimeout(async () => {
+        if (stopped) return;
+        if (await sessionHolds()) {
+          if (!stopped) open();
+        } else {
+          stopped = true;
+          changed("signed-out");
+          onSignedOut();
+        }
+      }, RECONNECT_MS);
     });
   };
   open();

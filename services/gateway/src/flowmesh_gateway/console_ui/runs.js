@@ -1,7 +1,7 @@
 // The runs list (#/runs?status=failed&workflow_id=...): the run history with the API's
 // filters (kept in the URL), pages from the server (next_cursor), and live updates: the
 // tenant's event stream (GET /events/stream) refreshes the page, at most once a second.
-import { ApiError, query, request, url } from "./api.js";
+import { ApiError, query, request, sessionHolds, url } from "./api.js";
 import { el, show, statusBadge, when } from "./dom.js";
 import { between, KINDS } from "./fold.js";
 import { waitingText } from "./run.js";
@@ -9,6 +9,8 @@ import { waitingText } from "./run.js";
 export const PAGE_SIZE = 25;
 /** At most one refresh per this many milliseconds, however many events come. */
 export const REFRESH_MS = 1000;
+/** How long after the gateway closed the tenant's stream it is opened again. */
+export const REOPEN_MS = 1500;
 export const STATUSES = ["queued", "scheduled", "running", "succeeded", "failed", "cancelled", "timed_out"];
 export const TRIGGER_KINDS = ["api", "cron", "event", "webhook", "retry", "workflow", "delay"];
 const FILTERS = ["status", "workflow_id", "trigger_kind", "created_after", "created_before"];
@@ -34,7 +36,7 @@ export function fromLocalInput(value) {
 }
 
 /** The page at #/runs. */
-export async function render({ main, params, navigate, onLeave, guarded, isCurrent }) {
+export async function render({ main, params, navigate, onLeave, guarded, isCurrent, signedOut }) {
   const filters = filtersOf(params);
   const asked = Number.parseInt(params.get("limit") || "", 10);
   const limit = asked >= 1 && asked <= 100 ? asked : PAGE_SIZE;
@@ -65,7 +67,7 @@ export async function render({ main, params, navigate, onLeave, guarded, isCurre
     }, () => load(cursors.pop())));
   });
   await load(null);
-  follow({ filters, onLeave, refresh: () => load(cursor), live });
+  follow({ filters, onLeave, refresh: () => load(cursor), live, signedOut });
 }
 
 /** Queued runs of a list carry no `waiting`: each is read on its own (the page is small). */
@@ -93,10 +95,13 @@ async function nameWorkflows(names, items) {
   }));
 }
 
-/** Refresh when a run event of the tenant comes, at most once every REFRESH_MS. */
-function follow({ filters, onLeave, refresh, live }) {
-  const source = new EventSource(url(`/events/stream${query({ workflow_id: filters.workflow_id })}`), { withCredentials: true });
+/** Refresh when a run event of the tenant comes, at most once every REFRESH_MS. A stream
+ * the gateway closed (or refused) is opened again, unless the session has gone. */
+function follow({ filters, onLeave, refresh, live, signedOut }) {
+  let source = null;
   let timer = null;
+  let reopen = null;
+  let stopped = false;
   let last = 0;
   const onEvent = () => {
     if (timer !== null) return;
@@ -107,12 +112,30 @@ function follow({ filters, onLeave, refresh, live }) {
       refresh();
     }, wait);
   };
-  for (const kind of KINDS) source.addEventListener(kind, onEvent);
-  source.addEventListener("open", () => show(live, "live"));
-  source.addEventListener("error", () => show(live, "reconnecting…"));
+  const open = () => {
+    source = new EventSource(url(`/events/stream${query({ workflow_id: filters.workflow_id })}`), { withCredentials: true });
+    for (const kind of KINDS) source.addEventListener(kind, onEvent);
+    source.addEventListener("open", () => show(live, "live"));
+    source.addEventListener("error", () => {
+      show(live, "reconnecting…");
+      if (stopped || source.readyState !== EventSource.CLOSED) return;
+      reopen = setTimeout(async () => {
+        if (stopped) return;
+        if (await sessionHolds()) {
+          if (!stopped) open();
+        } else {
+          stopped = true;
+          signedOut();
+        }
+      }, REOPEN_MS);
+    });
+  };
+  open();
   onLeave(() => {
+    stopped = true;
     source.close();
     clearTimeout(timer);
+    clearTimeout(reopen);
   });
 }
 
