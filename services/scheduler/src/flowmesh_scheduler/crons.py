@@ -54,6 +54,7 @@ class CronLoop:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._caught_up: set[str] = set()
+        self._stopping = False
 
     def changed(self) -> None:
         """The catalogue changed: look again."""
@@ -62,14 +63,22 @@ class CronLoop:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="scheduler.cron")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Fire nothing new; let a fire under way (its run started, then its mark moved)
+        finish for up to ``timeout`` seconds, then cancel. A fire cut between the two would
+        leave its mark behind, and the next scheduler would not catch up what it missed."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({self._task}, timeout=timeout)
+        if not done:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._tick()
             except asyncio.CancelledError:
@@ -79,6 +88,8 @@ class CronLoop:
                 await asyncio.sleep(0.5)
 
     async def _tick(self) -> None:
+        if self._stopping:
+            return
         if self._seen_generation != self.catalogue.generation:
             await self._reschedule()
         due = self._due()
@@ -133,6 +144,8 @@ class CronLoop:
                 fires=len(fires),
             )
         for at in fires:
+            if self._stopping:  # the next scheduler catches up the rest
+                return
             await self._fire(armed, at, caught_up=True)
 
     async def _fire_due(self, key: str) -> None:

@@ -99,7 +99,7 @@ async def start_scheduler(settings: SchedulerSettings, stack: AsyncExitStack) ->
     await sync.start()
     stack.push_async_callback(sync.stop)
     await crons.start()
-    stack.push_async_callback(crons.stop)
+    stack.push_async_callback(crons.stop, settings.shutdown_timeout)
 
     timers = Consuming(
         nc,
