@@ -89,28 +89,39 @@ Trigger = CronTrigger | EventTrigger | WebhookTrigger
 
 
 class NoopParameters(_Strict, frozen=True, kw_only=True):
-    pass
+    """Does nothing and outputs null: a join point or a placeholder."""
 
 
 class TransformParameters(_Strict, frozen=True, kw_only=True):
+    """Outputs ``output`` with every template in it rendered: reshapes data, no I/O."""
+
     output: Any
 
 
 class ConditionParameters(_Strict, frozen=True, kw_only=True):
+    """Evaluates a CEL boolean ``expression``; its ``true`` or ``false`` edges are followed."""
+
     expression: str
 
 
 class SwitchParameters(_Strict, frozen=True, kw_only=True):
+    """Evaluates a CEL ``expression`` to one of ``cases`` (else ``default``); follows that edge."""
+
     expression: str
     cases: list[str]
 
 
 class DelayParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """Waits for a ``duration`` (ISO 8601) or ``until`` a time (RFC 3339); the run parks."""
+
     duration: str | None = None  # ISO 8601 duration, or a template
     until: str | None = None  # RFC 3339 time, or a template
 
 
 class HttpParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """Sends an HTTP request and outputs the answer; ``url``, ``headers``, ``query`` and ``body``
+    may read the tenant's secrets (``{{ secrets.NAME }}``)."""
+
     url: str
     method: str = "GET"
     headers: dict[str, str] = {}
@@ -127,6 +138,8 @@ class StepTemplate(_Strict, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class MapParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """Runs a node template or a workflow once per item of ``items``; outputs theirs in order."""
+
     items: str
     node: StepTemplate | None = None
     workflow_id: str | None = None
@@ -134,23 +147,31 @@ class MapParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class WorkflowParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """Runs another workflow of the tenant as a child run and outputs the child's output."""
+
     workflow_id: str
     version: int | None = None
     input: Any = None
 
 
 class TaskParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """Hands ``input`` to an external worker serving ``queue`` and outputs the worker's result."""
+
     queue: str
     input: Any = None
     timeout: timedelta | None = None
 
 
 class PublishParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """Publishes an event of type ``event`` with ``data`` to the tenant's events."""
+
     event: str
     data: Any = None
 
 
 class WaitForEventParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """Waits for the first event of type ``event`` for which ``match`` holds and outputs it."""
+
     event: str
     match: str | None = None
     timeout: timedelta | None = None

@@ -46,6 +46,7 @@ from flowmesh_executor.nodes.ssrf import (
     literal_address,
 )
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
+from flowmesh_proto.outputs import HttpOutput
 from flowmesh_shared.expressions import ExpressionError, Meter
 from flowmesh_shared.settings import variable_name
 
@@ -241,11 +242,12 @@ async def _answer(
     raw = await read_at_most(response.content, limit + 1)
     if len(raw) > limit:
         raise StepError("ResponseTooLarge", too_large)
-    return {
-        "status": status,
-        "headers": response_headers(response.headers),
-        "body": decode_body(raw, response.content_type, response.charset),
-    }
+    output = HttpOutput(
+        status=status,
+        headers=response_headers(response.headers),
+        body=decode_body(raw, response.content_type, response.charset),
+    )
+    return msgspec.to_builtins(output)
 
 
 def _connect_error(request: HttpRequest, exc: aiohttp.ClientConnectorError) -> StepError:

@@ -20,6 +20,7 @@ from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.params import INVALID, text
 from flowmesh_proto import headers as h
 from flowmesh_proto.events import EventEnvelope
+from flowmesh_proto.outputs import PublishOutput
 from flowmesh_proto.subjects import SubjectError
 
 EVENT_NAMESPACE = uuid.UUID("5b0c8f0e-6a3c-4a5e-9a53-7f1f0c2b8d11")
@@ -56,4 +57,4 @@ async def run(call: StepCall, services: StepServices) -> Any:
         )
     except (TimeoutError, nats.errors.Error, js_errors.Error) as exc:
         raise StepError("PublishFailed", f"the event could not be published: {exc}") from None
-    return {"event_id": envelope.id}
+    return msgspec.to_builtins(PublishOutput(event_id=envelope.id))
