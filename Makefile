@@ -42,9 +42,11 @@ schemas: sync
 openapi: sync
 	$(UV) run python -m flowmesh_gateway.openapi
 
-## Regenerate docs/configuration.md from the settings classes (a test fails when stale).
+## Regenerate docs/configuration.md from the settings classes and docs/actions.md from the
+## catalog (a test fails when either is stale).
 docs: sync
 	$(UV) run python scripts/configuration_reference.py
+	$(UV) run python scripts/catalog_reference.py
 
 ## Benchmarks; results are committed under bench/results/.
 bench: sync

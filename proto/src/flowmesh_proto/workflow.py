@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -86,6 +86,12 @@ Trigger = CronTrigger | EventTrigger | WebhookTrigger
 
 
 # --- node parameters (one Struct per node type) ----------------------------------------
+# Each docstring and each field's description are the catalog's (flowmesh_proto.entries).
+
+
+def _about(description: str) -> msgspec.Meta:
+    """A parameter's description, for its JSON Schema (the catalog, docs/actions.md)."""
+    return msgspec.Meta(description=description)
 
 
 class NoopParameters(_Strict, frozen=True, kw_only=True):
@@ -95,86 +101,94 @@ class NoopParameters(_Strict, frozen=True, kw_only=True):
 class TransformParameters(_Strict, frozen=True, kw_only=True):
     """Outputs ``output`` with every template in it rendered: reshapes data, no I/O."""
 
-    output: Any
+    output: Annotated[Any, _about("Any JSON; its strings may be templates.")]
 
 
 class ConditionParameters(_Strict, frozen=True, kw_only=True):
     """Evaluates a CEL boolean ``expression``; its ``true`` or ``false`` edges are followed."""
 
-    expression: str
+    expression: Annotated[str, _about("A bare CEL expression giving a boolean.")]
 
 
 class SwitchParameters(_Strict, frozen=True, kw_only=True):
     """Evaluates a CEL ``expression`` to one of ``cases`` (else ``default``); follows that edge."""
 
-    expression: str
-    cases: list[str]
+    expression: Annotated[str, _about("A bare CEL expression giving a string or an integer.")]
+    cases: Annotated[list[str], _about("The case names edges may choose (`when`), literal.")]
 
 
 class DelayParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """Waits for a ``duration`` (ISO 8601) or ``until`` a time (RFC 3339); the run parks."""
 
-    duration: str | None = None  # ISO 8601 duration, or a template
-    until: str | None = None  # RFC 3339 time, or a template
+    duration: Annotated[str | None, _about("An ISO 8601 duration (PT30S), or a template.")] = None
+    until: Annotated[str | None, _about("An RFC 3339 time, or a template.")] = None
 
 
 class HttpParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """Sends an HTTP request and outputs the answer; ``url``, ``headers``, ``query`` and ``body``
     may read the tenant's secrets (``{{ secrets.NAME }}``)."""
 
-    url: str
-    method: str = "GET"
-    headers: dict[str, str] = {}
-    query: dict[str, str] = {}
-    body: Any = None
-    expect_status: list[int] = []  # empty means 200-299
+    url: Annotated[str, _about("An absolute http(s) URL.")]
+    method: Annotated[str, _about(f"One of {', '.join(HTTP_METHODS)}.")] = "GET"
+    headers: Annotated[dict[str, str], _about("Request headers.")] = {}
+    query: Annotated[dict[str, str], _about("Query parameters added to the URL.")] = {}
+    body: Annotated[Any, _about("Sent as JSON; a string as text; nothing when null.")] = None
+    expect_status: Annotated[
+        list[int], _about("The statuses that succeed; empty means 200-299.")
+    ] = []
 
 
 class StepTemplate(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """The node a ``map`` runs per item: a type and its parameters, checked per type."""
 
-    type: str
-    parameters: dict[str, Any] = {}
+    type: Annotated[str, _about("A node type (not ``map``).")]
+    parameters: Annotated[
+        dict[str, Any], _about("Its parameters; they see ``item``, ``index``.")
+    ] = {}
 
 
 class MapParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """Runs a node template or a workflow once per item of ``items``; outputs theirs in order."""
 
-    items: str
-    node: StepTemplate | None = None
-    workflow_id: str | None = None
-    concurrency: int = 10
+    items: Annotated[str, _about("A bare CEL expression giving a list.")]
+    node: Annotated[StepTemplate | None, _about("The node run per item (or ``workflow_id``).")] = (
+        None
+    )
+    workflow_id: Annotated[str | None, _about("The workflow run per item (or ``node``).")] = None
+    concurrency: Annotated[int, _about("How many items run at once.")] = 10
 
 
 class WorkflowParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """Runs another workflow of the tenant as a child run and outputs the child's output."""
 
-    workflow_id: str
-    version: int | None = None
-    input: Any = None
+    workflow_id: Annotated[str, _about("The child workflow's id, literal.")]
+    version: Annotated[int | None, _about("A version of it; its current one when null.")] = None
+    input: Annotated[Any, _about("The child run's trigger data.")] = None
 
 
 class TaskParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """Hands ``input`` to an external worker serving ``queue`` and outputs the worker's result."""
 
-    queue: str
-    input: Any = None
-    timeout: timedelta | None = None
+    queue: Annotated[str, _about("The queue a worker serves, literal.")]
+    input: Annotated[Any, _about("What the worker receives.")] = None
+    timeout: Annotated[timedelta | None, _about("How long to await the result.")] = None
 
 
 class PublishParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """Publishes an event of type ``event`` with ``data`` to the tenant's events."""
 
-    event: str
-    data: Any = None
+    event: Annotated[str, _about("The event's type.")]
+    data: Annotated[Any, _about("The event's data.")] = None
 
 
 class WaitForEventParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """Waits for the first event of type ``event`` for which ``match`` holds and outputs it."""
 
-    event: str
-    match: str | None = None
-    timeout: timedelta | None = None
+    event: Annotated[str, _about("The event type awaited.")]
+    match: Annotated[
+        str | None, _about("A bare CEL expression over ``event`` giving a boolean.")
+    ] = None
+    timeout: Annotated[timedelta | None, _about("How long to wait; forever when null.")] = None
 
 
 # --- nodes ----------------------------------------------------------------------------

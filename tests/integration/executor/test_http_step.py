@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import jsonschema_rs
 import msgspec
 import pytest
 import pytest_asyncio
@@ -19,6 +20,7 @@ from flowmesh_executor.instant import render_parameters
 from flowmesh_executor.nodes import http
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.settings import ExecutorSettings
+from flowmesh_proto.entries import node_catalog
 from flowmesh_proto.subjects import Subjects, stream_names
 from flowmesh_proto.workflow import HttpNode, HttpParameters
 
@@ -223,6 +225,8 @@ async def test_get_json_gives_status_headers_and_decoded_body(step: Step, origin
     assert output["headers"]["content-type"].startswith("application/json")
     assert all(name == name.lower() for name in output["headers"])
     msgspec.json.encode(output)  # JSON-compatible
+    catalog = next(entry for entry in node_catalog() if entry.name == "http")
+    assert jsonschema_rs.validator_for(catalog.output_schema).is_valid(output)
     assert origin.seen[-1].headers["Idempotency-Key"] == "run-1:call"
 
 
