@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import jsonschema_rs
 import msgspec
 
 from flowmesh_proto import headers as h
+from flowmesh_proto.entries import node_catalog
 from flowmesh_proto.events import EventEnvelope, event_decoder
 from tests.helpers import until
 from tests.integration.executor.runs import Runs
+
+
+def assert_catalog_output(node_type: str, output: Any) -> None:
+    """A real step's output is what the catalog (GET /catalog) says this type outputs."""
+    entry = next(entry for entry in node_catalog() if entry.name == node_type)
+    errors = jsonschema_rs.validator_for(entry.output_schema).iter_errors(output)
+    assert [error.message for error in errors] == [], (node_type, output)
+
 
 CHILD = {
     "name": "child",
@@ -82,6 +93,7 @@ async def test_a_map_over_a_workflow(runs: Runs) -> None:
     state = await runs.run(parent, {"items": [1, 2, 3, 4, 5]}, timeout=20)
     assert state.status == "succeeded", state.error
     assert state.output == {"each": [2, 4, 6, 8, 10]}
+    assert_catalog_output("map", state.nodes["each"].output)
 
 
 async def test_publish_emits_one_event(runs: Runs) -> None:
@@ -110,6 +122,7 @@ async def test_publish_emits_one_event(runs: Runs) -> None:
         state = await runs.run(definition, {"id": "o-1"})
         assert state.status == "succeeded", state.error
         event_id = state.nodes["emit"].output["event_id"]
+        assert_catalog_output("publish", state.nodes["emit"].output)
         await until(lambda: len(received) >= 1)
         assert [e.id for e in received] == [event_id]
         assert received[0].data == {"id": "o-1"} and received[0].tenant == runs.tenant
@@ -168,6 +181,7 @@ async def test_an_event_the_match_fails_on_is_no_match(runs: Runs) -> None:
     state = await runs.finished(run_id)
     assert state.status == "succeeded", state.error
     assert state.nodes["approval"].output["data"]["by"] == "alice"
+    assert_catalog_output("wait_for_event", state.nodes["approval"].output)
 
 
 async def test_wait_for_event_times_out(runs: Runs) -> None:

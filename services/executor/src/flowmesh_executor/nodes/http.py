@@ -247,7 +247,8 @@ async def _answer(
         headers=response_headers(response.headers),
         body=decode_body(raw, response.content_type, response.charset),
     )
-    return msgspec.to_builtins(output)
+    answer: dict[str, Any] = msgspec.to_builtins(output)
+    return answer
 
 
 def _connect_error(request: HttpRequest, exc: aiohttp.ClientConnectorError) -> StepError:
