@@ -14,6 +14,8 @@ every other part needs to know about each, and they all read it:
 - the scheduler: which trigger kinds it arms (the others arrive through the gateway);
 - the docs test: every node type and trigger kind here has a valid example and a section
   in ``docs/workflow-language.md``.
+- the catalog's entries (``GET /catalog``, :mod:`flowmesh_proto.entries`): one per node
+  type here, with its parameters Struct's schema and docstring.
 
 A ``Node`` or ``Trigger`` member without a row here (or a row without a member), a row
 naming a parameter its Struct lacks, or a trigger kind a run's ``trigger.kind``
