@@ -33,7 +33,7 @@ ERRORS = {
 CONFLICTS = {
     "409": "Conflict with the current state (see `code`): the name is taken, the edit lock "
     "is held by another or not held, the workflow is disabled or invalid, the run has "
-    "finished or has not",
+    "finished or has not, the tenant has as many connectors as it may",
     "412": "Precondition failed: If-Match (or if_version) names a stale version",
     "423": "The workflow is locked for editing by another principal",
 }

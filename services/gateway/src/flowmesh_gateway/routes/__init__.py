@@ -5,6 +5,7 @@ from __future__ import annotations
 from flowmesh_gateway.api import Route
 from flowmesh_gateway.routes import (
     admin,
+    connectors,
     console,
     events,
     history,
@@ -25,6 +26,7 @@ ROUTES: list[Route] = [
     *webhooks.ROUTES,
     *keys.ROUTES,
     *secrets.ROUTES,
+    *connectors.ROUTES,
     *admin.ROUTES,
     *console.ROUTES,
 ]
