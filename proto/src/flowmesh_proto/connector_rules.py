@@ -1,7 +1,7 @@
 """The rules a connector must follow beyond its shape (pure: data in, problems out).
 
 :func:`connector_problems` answers every problem of a connector at its path (``base_url``,
-``hosts[1]``, ``headers.X-Trace``, ``auth.secret`` ...), each VALIDATION_FAILED:
+``hosts[1]``, ``headers["X-Trace"]``, ``auth.secret`` ...), each VALIDATION_FAILED:
 
 - ``base_url`` and an OAuth2 ``token_url`` are absolute ``https`` or ``http`` URLs with a
   host, without credentials (``user:pass@``), query or fragment, spaces or backslashes;
@@ -37,6 +37,7 @@ from flowmesh_proto.connectors import (
     QueryAuth,
 )
 from flowmesh_proto.errors import ErrorCode, ProblemItem
+from flowmesh_proto.storable import json_path
 
 _NAME_RE = re.compile(CONNECTOR_NAME_PATTERN)
 _HOSTNAME_RE = re.compile(
@@ -188,7 +189,7 @@ def _header_name_problem(name: str, *, default: bool) -> str | None:
 def _headers_problems(headers: dict[str, str]) -> list[ProblemItem]:
     problems = []
     for name, value in headers.items():
-        path = f"headers.{name}"
+        path = json_path(("headers", name))
         problem = _header_name_problem(name, default=True)
         if problem is not None:
             problems.append(_problem(path, problem))
