@@ -50,7 +50,9 @@ def test_oauth2_needs_its_token_host_in_hosts() -> None:
     listed = spec(auth=auth, hosts=["api.example.com", "login.example.com"])
     assert paths("svc", listed) == []
     assert secret_names(listed.auth) == ["CLIENT_SECRET"]
-    bad_scope = spec(auth={**auth, "scopes": ["a b"]}, hosts=["api.example.com", "login.example.com"])
+    bad_scope = spec(
+        auth={**auth, "scopes": ["a b"]}, hosts=["api.example.com", "login.example.com"]
+    )
     assert paths("svc", bad_scope) == ["auth.scopes[0]"]
 
 
@@ -109,7 +111,10 @@ def test_the_auth_header_is_not_also_a_default_header() -> None:
 def test_shapes_the_decoder_refuses_at_their_path() -> None:
     for body, where in [
         ({"base_url": "https://a.example", "auth": {"kind": "magic"}}, "$.auth.kind"),
-        ({"base_url": "https://a.example", "auth": {"kind": "bearer", "secret": "low"}}, "$.auth.secret"),
+        (
+            {"base_url": "https://a.example", "auth": {"kind": "bearer", "secret": "low"}},
+            "$.auth.secret",
+        ),
         ({"base_url": "https://a.example", "auth": {"kind": "none"}, "extra": 1}, "`extra`"),
         ({"base_url": "https://a.example", "auth": {"kind": "none", "x": 1}}, "`x` - at `$.auth`"),
         ({"base_url": "https://a.example"}, "`auth`"),

@@ -112,9 +112,9 @@ def connector_problems(name: str, spec: ConnectorSpec) -> list[ProblemItem]:
         problems.append(_problem("base_url", f"its host {base_host} is not in hosts"))
     problems += _headers_problems(spec.headers)
     problems += _auth_problems(spec.auth, hosts)
-    auth_header = spec.auth.name.lower() if isinstance(spec.auth, HeaderAuth) else None
-    if auth_header is not None and auth_header in {h.lower() for h in spec.headers}:
-        problems.append(_problem("auth.name", f"{spec.auth.name} is also a default header"))
+    auth = spec.auth
+    if isinstance(auth, HeaderAuth) and auth.name.lower() in {h.lower() for h in spec.headers}:
+        problems.append(_problem("auth.name", f"{auth.name} is also a default header"))
     return problems
 
 

@@ -92,8 +92,12 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("an extra field", "ok", _with(extra=True), "$"),
     ("an extra auth field", "ok", _with(auth={"kind": "none", "token": "x"}), "auth"),
     ("NUL in a header value", "ok", _with(headers={"X-Team": "a\x00b"}), 'headers["X-Team"]'),
-    ("NUL in a username", "ok", _with(
-        auth={"kind": "basic", "username": "a\x00", "password_secret": "P"}), "auth.username"),  # fmt: skip
+    (
+        "NUL in a username",
+        "ok",
+        _with(auth={"kind": "basic", "username": "a\x00", "password_secret": "P"}),
+        "auth.username",
+    ),
     ("an oversized base_url", "ok", _with(base_url="https://slack.com/" + "a" * 3000), "base_url"),
     (
         "too many headers",
@@ -106,9 +110,7 @@ BAD: list[tuple[str, str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "body", "path"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
-)
+@pytest.mark.parametrize(("name", "body", "path"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 async def test_each_bad_input_is_a_422_at_its_path(
     client: Client, name: str, body: Any, path: str
 ) -> None:

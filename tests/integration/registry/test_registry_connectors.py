@@ -29,7 +29,9 @@ def spec(**fields: Any) -> c.ConnectorSpec:
 
 
 async def put(api: Api, name: str, value: c.ConnectorSpec | None = None) -> c.Connector:
-    result: c.Connector = await api("connector_put", c.ConnectorPut(name=name, spec=value or spec()))
+    result: c.Connector = await api(
+        "connector_put", c.ConnectorPut(name=name, spec=value or spec())
+    )
     return result
 
 

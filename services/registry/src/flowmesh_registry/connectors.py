@@ -38,22 +38,24 @@ from flowmesh_registry.secrets import known_names
 from flowmesh_shared.errors import FlowmeshError, NotFound
 
 CONNECTOR_SORT = "name"
-_COLUMNS = "tenant_id, name, spec, version, created_at, created_by, updated_at, updated_by"
 
 # Creations of one tenant queue here, so the count below cannot be passed by two at once.
 LOCK_CREATIONS = "SELECT pg_advisory_xact_lock(hashtextextended('connectors:' || $1, 0))"
 EXISTS = "SELECT 1 FROM connectors WHERE tenant_id = $1 AND name = $2"
 COUNT = "SELECT count(*) FROM connectors WHERE tenant_id = $1"
-UPSERT = f"""
+UPSERT = """
 INSERT INTO connectors (tenant_id, name, spec, version, created_by, updated_by)
 VALUES ($1, $2, $3, 1, $4, $4)
 ON CONFLICT (tenant_id, name) DO UPDATE
 SET spec = excluded.spec, version = connectors.version + 1, updated_at = now(),
     updated_by = excluded.updated_by
-RETURNING {_COLUMNS}"""
-GET = f"SELECT {_COLUMNS} FROM connectors WHERE tenant_id = $1 AND name = $2"
-LIST = f"""
-SELECT {_COLUMNS} FROM connectors
+RETURNING tenant_id, name, spec, version, created_at, created_by, updated_at, updated_by"""
+GET = """
+SELECT tenant_id, name, spec, version, created_at, created_by, updated_at, updated_by
+FROM connectors WHERE tenant_id = $1 AND name = $2"""
+LIST = """
+SELECT tenant_id, name, spec, version, created_at, created_by, updated_at, updated_by
+FROM connectors
 WHERE tenant_id = $1 AND ($2::text IS NULL OR name > $2)
 ORDER BY name
 LIMIT $3"""
