@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from flowmesh_proto.connectors import ConnectorDelete, ConnectorGet, ConnectorList, ConnectorPut
 from flowmesh_proto.errors import ProblemItem
 from flowmesh_proto.operations import Request, reply_type
 from flowmesh_proto.runs import Run, RunStatus, TriggerKind
@@ -792,6 +793,10 @@ _REQUESTS: tuple[type[Request[Any]], ...] = (
     TriggerCatalogue,
     WebhookSecretRotate,
     WebhookSecretGet,
+    ConnectorPut,
+    ConnectorGet,
+    ConnectorList,
+    ConnectorDelete,
 )
 
 #: Every operation the registry serves, by name: (request type, reply type). The subject is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from flowmesh_proto import connectors as c
 from flowmesh_proto import registry as r
 from flowmesh_shared.errors import RemoteError
 
@@ -100,15 +101,22 @@ TENANT_TABLES = [
     "audit_log",
     "outbox",
     "webhook_secrets",
+    "connectors",
 ]
 
 
 HOOK = {"id": "hook", "kind": "webhook"}
+NO_AUTH = c.ConnectorSpec(base_url="https://api.example.com", auth=c.NoAuth())
+
+
+async def _connector(api: Api) -> None:
+    await api("connector_put", c.ConnectorPut(name=unique("conn"), spec=NO_AUTH))
 
 
 async def test_runtime_role_without_tenant_sees_no_rows(api: Api, registry: Registry) -> None:
     hooked = await api.create(unique("rls"), triggers=[HOOK])
     assert hooked.webhook_secrets  # a webhook_secrets row exists for the policy to hide
+    await _connector(api)  # and a connectors row
     conn = await _runtime_conn(registry)
     try:
         role = await conn.fetchrow(
@@ -135,11 +143,13 @@ async def test_runtime_role_with_one_tenant_sees_only_that_tenant(
 ) -> None:
     await api.create(unique("mine"), triggers=[HOOK])
     await other_api.create(unique("theirs"), triggers=[HOOK])
+    await _connector(api)
+    await _connector(other_api)
     conn = await _runtime_conn(registry)
     try:
         async with conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', $1, true)", api.tenant.id)
-            for table in ("workflows", "webhook_secrets"):
+            for table in ("workflows", "webhook_secrets", "connectors"):
                 tenants = {row[0] for row in await conn.fetch(f"SELECT tenant_id FROM {table}")}
                 assert tenants == {api.tenant.id}, table
             with pytest.raises(asyncpg.InsufficientPrivilegeError):

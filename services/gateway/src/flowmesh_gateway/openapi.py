@@ -33,7 +33,7 @@ ERRORS = {
 CONFLICTS = {
     "409": "Conflict with the current state (see `code`): the name is taken, the edit lock "
     "is held by another or not held, the workflow is disabled or invalid, the run has "
-    "finished or has not",
+    "finished or has not, the tenant has as many connectors as it may",
     "412": "Precondition failed: If-Match (or if_version) names a stale version",
     "423": "The workflow is locked for editing by another principal",
 }
@@ -82,6 +82,16 @@ CONSOLE_SESSION = {
     "the X-CSRF-Token header",
 }
 _PARAM = re.compile(r"{(\w+)}")
+#: A route's tag: the first segment of its path after the API's base (``connectors``,
+#: ``workflows``, ``admin``, ``console`` ...), so a generated client groups by resource.
+_TAG = re.compile(r"^(?:/api/v1(?:/\{tenant\})?)?/(?P<tag>[^/{]+)")
+
+
+def _tag(path: str) -> str:
+    match = _TAG.match(path)
+    return match.group("tag") if match else "other"
+
+
 RUN_EVENTS = get_args(RunEvent)
 
 
@@ -189,6 +199,7 @@ def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         parameters += SIGNED_HEADERS
     operation: dict[str, Any] = {
         "operationId": route.operation_id,
+        "tags": [_tag(route.path)],
         "summary": route.summary,
         "description": _needs(route.role),
         "parameters": parameters,

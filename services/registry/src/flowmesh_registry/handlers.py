@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from flowmesh_proto import connectors as c
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.principal import Principal
@@ -22,6 +23,7 @@ from flowmesh_registry import audit
 from flowmesh_registry.batch import run_batch
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.catalogue import trigger_catalogue
+from flowmesh_registry.connectors import ConnectorOperations
 from flowmesh_registry.history import RunHistory
 from flowmesh_registry.keys import KeyOperations
 from flowmesh_registry.listing import list_workflows
@@ -53,6 +55,7 @@ class RegistryHandlers:
         secrets: SecretOperations,
         history: RunHistory,
         webhooks: WebhookSecretOperations,
+        connectors: ConnectorOperations,
     ) -> None:
         self.workflows = workflows
         self.locks = locks
@@ -60,6 +63,7 @@ class RegistryHandlers:
         self.secrets = secrets
         self.history = history
         self.webhooks = webhooks
+        self.connectors = connectors
 
     # --- who may ask ---------------------------------------------------------------------
 
@@ -232,6 +236,25 @@ class RegistryHandlers:
             await self._audit_denied(principal, ctx, "secret_resolve", ErrorCode.FORBIDDEN)
             raise FlowmeshError(ErrorCode.FORBIDDEN, "only Flowmesh services resolve secrets")
         return await self.secrets.resolve(caller.tenant, req.names)
+
+    # --- connectors: secrets by name only, so every reply shows them whole -----------------
+
+    async def connector_put(self, req: c.ConnectorPut, ctx: CallContext) -> c.Connector:
+        caller = await self.caller(ctx, "connector_put")
+        return await self.connectors.put(caller, req.name, req.spec)
+
+    async def connector_get(self, req: c.ConnectorGet, ctx: CallContext) -> c.Connector:
+        caller = await self.caller(ctx, "connector_get")
+        return await self.connectors.get(caller.tenant, req.name)
+
+    async def connector_list(self, req: c.ConnectorList, ctx: CallContext) -> c.ConnectorPage:
+        caller = await self.caller(ctx, "connector_list")
+        return await self.connectors.list(caller.tenant, req)
+
+    async def connector_delete(
+        self, req: c.ConnectorDelete, ctx: CallContext
+    ) -> c.ConnectorDeleted:
+        return await self.connectors.delete(await self.caller(ctx, "connector_delete"), req.name)
 
     # --- audit ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import msgspec
 import structlog
 
 from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_registry.connectors import ConnectorOperations
 from flowmesh_registry.db import Database, runtime_dsn
 from flowmesh_registry.handlers import RegistryHandlers
 from flowmesh_registry.history import RunHistory
@@ -133,6 +134,7 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
         SecretOperations(db, keyring),
         RunHistory(db),
         webhooks,
+        ConnectorOperations(db, settings.max_connectors),
     )
     rpc = RpcService(
         nc,

@@ -81,6 +81,8 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     secrets_old_keys: str = ""
     #: How long a webhook's previous secret still verifies signatures after a rotation.
     webhook_secret_grace: timedelta = timedelta(hours=24)
+    #: Connectors one tenant may have; one more is 409 CONNECTOR_LIMIT_REACHED.
+    max_connectors: int = 1000
 
     def __post_init__(self) -> None:
         self.secrets_keyring  # noqa: B018 - a key that cannot be used stops the start

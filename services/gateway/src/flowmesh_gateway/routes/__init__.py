@@ -6,6 +6,7 @@ from flowmesh_gateway.api import Route
 from flowmesh_gateway.routes import (
     admin,
     catalog,
+    connectors,
     console,
     events,
     history,
@@ -27,6 +28,7 @@ ROUTES: list[Route] = [
     *keys.ROUTES,
     *secrets.ROUTES,
     *catalog.ROUTES,
+    *connectors.ROUTES,
     *admin.ROUTES,
     *console.ROUTES,
 ]
