@@ -25,12 +25,13 @@ def test_the_table_says_what_the_validator_and_engine_said_before_it() -> None:
     literal = {name: kind.literal for name, kind in NODE_KINDS.items() if kind.literal}
     assert literal == {
         "switch": {"cases"},
+        "http": {"connector"},
         "map": {"workflow_id", "node", "concurrency"},
         "workflow": {"workflow_id", "version"},
         "task": {"queue", "timeout"},
         "wait_for_event": {"timeout"},
     }
-    assert {"http": {"url", "headers", "query", "body"}} == SECRET_PARAMETERS
+    assert {"http": {"url", "path", "headers", "query", "body"}} == SECRET_PARAMETERS
     assert NODE_KINDS["http"].parameters is HttpParameters
     assert [name for name, kind in NODE_KINDS.items() if not kind.in_map] == ["map"]
     armed = {name: kind.armed_by for name, kind in TRIGGER_KINDS.items()}

@@ -120,7 +120,12 @@ _NODES = (
     NodeSpec(ConditionNode, runs="instant", bare={"expression": "bool"}),
     NodeSpec(SwitchNode, runs="instant", bare={"expression": "case"}, literal=frozenset({"cases"})),
     NodeSpec(DelayNode, runs="step"),
-    NodeSpec(HttpNode, runs="step", secrets=frozenset({"url", "headers", "query", "body"})),
+    NodeSpec(
+        HttpNode,
+        runs="step",
+        literal=frozenset({"connector"}),
+        secrets=frozenset({"url", "path", "headers", "query", "body"}),
+    ),
     NodeSpec(
         MapNode,
         runs="step",

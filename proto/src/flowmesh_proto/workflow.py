@@ -125,10 +125,20 @@ class DelayParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class HttpParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
-    """Sends an HTTP request and outputs the answer; ``url``, ``headers``, ``query`` and ``body``
-    may read the tenant's secrets (``{{ secrets.NAME }}``)."""
+    """Sends an HTTP request and outputs the answer; ``url`` (or ``path``), ``headers``,
+    ``query`` and ``body`` may read the tenant's secrets (``{{ secrets.NAME }}``)."""
 
-    url: Annotated[str, _about("An absolute http(s) URL.")]
+    url: Annotated[
+        str | None, _about("An absolute http(s) URL (or ``connector`` and ``path``).")
+    ] = None
+    connector: Annotated[
+        str | None,
+        _about("A connector of the tenant, literal: its base URL, headers and auth are used."),
+    ] = None
+    path: Annotated[
+        str | None,
+        _about("With ``connector``: joined to its base URL; starts with '/', stays under it."),
+    ] = None
     method: Annotated[str, _about(f"One of {', '.join(HTTP_METHODS)}.")] = "GET"
     headers: Annotated[dict[str, str], _about("Request headers.")] = {}
     query: Annotated[dict[str, str], _about("Query parameters added to the URL.")] = {}

@@ -43,6 +43,7 @@ CONNECTOR_SORT = "name"
 LOCK_CREATIONS = "SELECT pg_advisory_xact_lock(hashtextextended('connectors:' || $1, 0))"
 EXISTS = "SELECT 1 FROM connectors WHERE tenant_id = $1 AND name = $2"
 COUNT = "SELECT count(*) FROM connectors WHERE tenant_id = $1"
+NAMES = "SELECT name FROM connectors WHERE tenant_id = $1"
 UPSERT = """
 INSERT INTO connectors (tenant_id, name, spec, version, created_by, updated_by)
 VALUES ($1, $2, $3, 1, $4, $4)
@@ -172,3 +173,8 @@ def _connector(row: asyncpg.Record, known: frozenset[str]) -> Connector:
         updated_at=row["updated_at"],
         updated_by=row["updated_by"],
     )
+
+
+async def known_connectors(conn: asyncpg.Connection, tenant: str) -> frozenset[str]:
+    """The names of the tenant's connectors (what a definition's http nodes may name)."""
+    return frozenset(row["name"] for row in await conn.fetch(NAMES, tenant))

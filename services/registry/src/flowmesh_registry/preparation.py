@@ -2,7 +2,8 @@
 
 The tenant's secrets are read ``FOR KEY SHARE`` (:func:`flowmesh_registry.secrets.known_names`),
 so none that a new version names can be deleted before that version commits. The
-sub-workflows it calls must be live workflows of the tenant.
+sub-workflows it calls must be live workflows of the tenant, and the connectors its http
+nodes name must be the tenant's (a connector deleted later fails the step at run time).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flowmesh_proto.ids import parse_uuid
 from flowmesh_proto.workflow import Definition, StepTemplate, definition_to_builtins
 from flowmesh_registry import secrets
 from flowmesh_registry import workflow_sql as sql
+from flowmesh_registry.connectors import known_connectors
 from flowmesh_registry.documents import content_hash
 from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
 from flowmesh_shared.errors import FlowmeshError
@@ -45,7 +47,10 @@ class Prepared:
 async def prepare(conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limits) -> Prepared:
     """Validate ``raw`` fully (shape, graph, expressions, secrets, sub-workflows) or raise 422."""
     known = await secrets.known_names(conn, tenant, hold=True)
-    report = validate_definition(raw, limits=limits, known_secrets=known)
+    connectors = await known_connectors(conn, tenant)
+    report = validate_definition(
+        raw, limits=limits, known_secrets=known, known_connectors=connectors
+    )
     problems = list(report.problems)
     if report.definition is not None:
         problems += await missing_subworkflows(conn, tenant, report.definition)

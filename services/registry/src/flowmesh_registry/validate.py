@@ -16,7 +16,7 @@ from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.workflow import Definition
 from flowmesh_registry.validation.graph import check_graph
 from flowmesh_registry.validation.limits import Limits
-from flowmesh_registry.validation.nodes import check_nodes
+from flowmesh_registry.validation.nodes import check_connectors, check_nodes
 from flowmesh_registry.validation.problems import Problems
 from flowmesh_registry.validation.references import ReferenceCheck
 from flowmesh_registry.validation.shape import check_document, decode_shape
@@ -52,9 +52,14 @@ DEFAULT_LIMITS = Limits()
 
 
 def validate_definition(
-    raw: Any, *, limits: Limits = DEFAULT_LIMITS, known_secrets: frozenset[str] | None = None
+    raw: Any,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    known_secrets: frozenset[str] | None = None,
+    known_connectors: frozenset[str] | None = None,
 ) -> ValidationReport:
-    """Check a decoded JSON or YAML document; ``known_secrets`` None skips the secret lookup."""
+    """Check a decoded JSON or YAML document; ``known_secrets`` (``known_connectors``) None
+    skips the secret (connector) lookup."""
     problems = Problems()
     document = check_document(
         raw, max_bytes=limits.max_bytes, max_depth=limits.max_depth, problems=problems
@@ -78,6 +83,8 @@ def validate_definition(
         max_nodes=limits.max_nodes,
         problems=problems,
     )
+    if known_connectors is not None:
+        check_connectors(shape.nodes, known_connectors, problems)
     check_triggers(shape.triggers, problems)
     references = ReferenceCheck(
         graph=graph,

@@ -20,6 +20,7 @@ from flowmesh_proto.workflow import Definition, definition_to_builtins
 from flowmesh_registry import audit, outbox, secrets
 from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
+from flowmesh_registry.connectors import known_connectors
 from flowmesh_registry.db import Database
 from flowmesh_registry.preparation import Prepared, prepare
 from flowmesh_registry.problems import checked_version, field_problem
@@ -67,8 +68,15 @@ class WorkflowOperations:
 
     # --- validation (flowmesh_registry.preparation) -----------------------------------------
 
-    def check(self, raw: Any, known_secrets: frozenset[str] | None = None) -> ValidationReport:
-        return validate_definition(raw, limits=self.limits, known_secrets=known_secrets)
+    def check(
+        self,
+        raw: Any,
+        known_secrets: frozenset[str] | None = None,
+        known_connectors: frozenset[str] | None = None,
+    ) -> ValidationReport:
+        return validate_definition(
+            raw, limits=self.limits, known_secrets=known_secrets, known_connectors=known_connectors
+        )
 
     async def validate(self, tenant: str, raw: Any) -> ValidationReport:
         """Validate without storing, against the tenant's secrets. A viewer may ask as often
@@ -76,7 +84,8 @@ class WorkflowOperations:
         expressions) runs in a worker thread, so the registry's loop answers meanwhile."""
         async with self.db.tenant_tx(tenant) as conn:
             known = await secrets.known_names(conn, tenant, hold=False)
-        return await asyncio.to_thread(self.check, raw, known)
+            connectors = await known_connectors(conn, tenant)
+        return await asyncio.to_thread(self.check, raw, known, connectors)
 
     async def prepare(self, conn: asyncpg.Connection, tenant: str, raw: Any) -> Prepared:
         return await prepare(conn, tenant, raw, self.limits)

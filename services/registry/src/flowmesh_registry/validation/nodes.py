@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -9,6 +11,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from flowmesh_proto.catalog import NODE_KINDS
+from flowmesh_proto.connector_paths import path_problem
+from flowmesh_proto.connectors import CONNECTOR_NAME_PATTERN
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import (
     NODE_ID_PATTERN,
@@ -40,6 +44,7 @@ from flowmesh_shared.expressions import has_template
 
 INVALID = ErrorCode.INVALID_NODES
 MAX_ATTEMPTS = 100
+_TEMPLATE = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 
 
 def map_template(template: StepTemplate) -> Node:
@@ -158,11 +163,36 @@ def _check_http(path: str, parameters: HttpParameters, problems: Problems) -> No
     if not has_template(parameters.method) and parameters.method not in HTTP_METHODS:
         methods = ", ".join(HTTP_METHODS)
         problems.add(f"{path}.method", INVALID, f"{shown(parameters.method)} is none of {methods}")
-    if not has_template(parameters.url) and not _is_http_url(parameters.url):
-        problems.add(f"{path}.url", INVALID, "an absolute http:// or https:// URL is needed")
+    _check_destination(path, parameters, problems)
     for index, status in enumerate(parameters.expect_status):
         if not 100 <= status <= 599:
             problems.add(f"{path}.expect_status[{index}]", INVALID, "an HTTP status is 100..599")
+
+
+def _check_destination(path: str, parameters: HttpParameters, problems: Problems) -> None:
+    """Exactly one of ``url`` or ``connector`` with ``path``; each well formed."""
+    url, connector, relative = parameters.url, parameters.connector, parameters.path
+    if url is not None and (connector is not None or relative is not None):
+        problems.add(f"{path}.url", INVALID, "an http node takes a url or a connector, not both")
+    elif url is None and connector is None:
+        problems.add(f"{path}.url", INVALID, "an http node takes a url (or a connector and path)")
+    elif url is not None and not has_template(url) and not _is_http_url(url):
+        problems.add(f"{path}.url", INVALID, "an absolute http:// or https:// URL is needed")
+    if connector is not None and not re.fullmatch(CONNECTOR_NAME_PATTERN, connector):
+        problems.add(f"{path}.connector", INVALID, f"must match {CONNECTOR_NAME_PATTERN}")
+    if connector is not None and relative is None:
+        problems.add(f"{path}.path", INVALID, "a connector's request needs a path ('/' at least)")
+    if relative is not None and connector is None:
+        problems.add(f"{path}.path", INVALID, "a path needs a connector (or write a url)")
+    if relative is not None:
+        problem = path_problem(_literal_text(relative))
+        if problem is not None:
+            problems.add(f"{path}.path", INVALID, problem)
+
+
+def _literal_text(text: str) -> str:
+    """``text`` with each template read as ``x`` (rendered values are checked at run time)."""
+    return _TEMPLATE.sub("x", text)
 
 
 def _is_http_url(url: str) -> bool:
@@ -216,3 +246,25 @@ def _workflow_ref(value: str) -> set[str]:
 def _check_event_type(path: str, value: str, problems: Problems) -> None:
     if not has_template(value) and not is_event_type(value):
         problems.add(path, INVALID, f"{shown(value)} is not an event type (like order.created)")
+
+
+def check_connectors(nodes: list[NodeEntry], known: frozenset[str], problems: Problems) -> None:
+    """A MISSING_VARIABLE at each ``connector`` that names none of the tenant's ``known``."""
+    for path, name in _connector_refs(nodes):
+        if name not in known:
+            message = f"connector {shown(name)} does not exist"
+            problems.add(path, ErrorCode.MISSING_VARIABLE, message)
+
+
+def _connector_refs(nodes: list[NodeEntry]) -> Iterator[tuple[str, str]]:
+    """Each connector an http node names (a map's per-item http template's too), by path."""
+    for entry in nodes:
+        parameters = entry.node.parameters if entry.node is not None else None
+        path = f"{entry.path}.parameters"
+        if isinstance(parameters, HttpParameters) and parameters.connector is not None:
+            yield f"{path}.connector", parameters.connector
+        template = getattr(parameters, "node", None)
+        if isinstance(template, StepTemplate) and template.type == "http":
+            name = template.parameters.get("connector")
+            if isinstance(name, str):
+                yield f"{path}.node.parameters.connector", name
