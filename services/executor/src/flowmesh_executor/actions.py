@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from flowmesh_executor.state import RunRef, RunState
+from flowmesh_proto.connectors import Connector
 from flowmesh_proto.runs import (
     RunCancelled,
     RunError,
@@ -138,6 +139,9 @@ class RunContext(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     secrets: Mapping[str, str] = {}
+    #: The connectors the definition's http nodes name, as read when the run was taken up
+    #: (one the tenant has deleted since validation is absent: its steps fail).
+    connectors: Mapping[str, Connector] = {}
     cancel_requested: bool = False
     cancel_reason: str = ""
     reused: Mapping[str, Any] = {}

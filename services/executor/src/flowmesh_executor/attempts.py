@@ -124,6 +124,7 @@ class StepAttempts:
             started_at=state.node(node_id).attempt_started_at or datetime.now(UTC),
             deadline=deadline,
             secrets=context.secrets,
+            connectors=context.connectors,
             traceparent=telemetry.inject({}).get("traceparent"),
             expression_budget=context.expression_budget,
             long_wait=lambda due, interest: self._long_wait(node_id, attempt, due, interest),

@@ -38,11 +38,14 @@ from flowmesh_executor.engine import cel_context
 from flowmesh_executor.inflight import InFlight
 from flowmesh_executor.lease import RunLease
 from flowmesh_executor.loop import Loop, Outcome
+from flowmesh_executor.nodes.connected import credential_forms
 from flowmesh_executor.parts import ExecutorParts
-from flowmesh_executor.references import secret_names
+from flowmesh_executor.references import connector_names, secret_names
 from flowmesh_executor.state import RunState, fold, reused_outputs
 from flowmesh_executor.writer import RunWriter
 from flowmesh_proto import registry as r
+from flowmesh_proto.connectors import Connector, ConnectorGet
+from flowmesh_proto.connectors import secret_names as secret_names_of
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.runs import (
     RunClaimed,
@@ -258,7 +261,10 @@ class RunDriver:
 
     async def _context(self, definition: Definition, state: RunState) -> RunContext:
         req, parts = self.request, self.parts
-        names = secret_names(definition)
+        connectors = await self._connectors(definition)
+        names = set(secret_names(definition))
+        for connector in connectors.values():  # a missing one fails its steps, not the run
+            names |= set(secret_names_of(connector.auth)) - set(connector.missing_secrets)
         values: dict[str, str] = {}
         if names:
             resolved = await parts.rpc.call(
@@ -267,6 +273,7 @@ class RunDriver:
                 principal=EXECUTOR_PRINCIPAL,
             )
             values = dict(resolved.values)
+        values |= credential_forms(connectors, values)
         asked = parts.cancels.reason(self.key)
         if asked is not None:
             self.inflight.cancel(asked)
@@ -276,10 +283,27 @@ class RunDriver:
             reused = await self._parent_outputs(state.parent_run_id)
         return RunContext(
             secrets=values,
+            connectors=connectors,
             reused=reused,
             max_output_bytes=parts.services.settings.max_output_bytes,
             expression_budget=parts.services.settings.expression_budget,
         )
+
+    async def _connectors(self, definition: Definition) -> dict[str, Connector]:
+        """The connectors the definition names, as they are now; a deleted one is left out
+        (its steps fail naming it)."""
+        found: dict[str, Connector] = {}
+        for name in sorted(connector_names(definition)):
+            try:
+                found[name] = await self.parts.rpc.call(
+                    ConnectorGet(name=name),
+                    tenant=self.request.tenant,
+                    principal=EXECUTOR_PRINCIPAL,
+                )
+            except FlowmeshError as exc:
+                if exc.code is not ErrorCode.NOT_FOUND:
+                    raise
+        return found
 
     async def _parent_outputs(self, parent_run_id: str) -> dict[str, Any]:
         events, _ = await self.parts.life.history(self.request.tenant, parent_run_id)

@@ -50,7 +50,7 @@ from flowmesh_executor.instant import (
 )
 from flowmesh_executor.outcomes import done_outputs, outcome, readiness, run_output
 from flowmesh_executor.plan import Plan, plan_of
-from flowmesh_executor.retry import NO_RETRY, retry_delay_ms
+from flowmesh_executor.retry import NO_RETRY, NOT_RETRIED, retry_delay_ms
 from flowmesh_executor.state import RunState, apply
 from flowmesh_proto.runs import RunError, RunEvent, StepBatch, StepEvent, StepSucceeded
 from flowmesh_proto.storable import unstorable
@@ -311,7 +311,7 @@ class _Work:
     def fail(self, node_id: str, attempt: int, error_class: str, message: str) -> None:
         """Record a failed attempt, and the retry when the node's policy leaves one."""
         policy = self.plan.nodes[node_id].retry or NO_RETRY
-        final = attempt >= policy.max_attempts
+        final = attempt >= policy.max_attempts or error_class in NOT_RETRIED
         self.record(
             FailStep(
                 node_id=node_id,

@@ -1,4 +1,5 @@
-"""What a definition needs resolved before it runs: the secret names its http requests read.
+"""What a definition needs resolved before it runs: the secret names its http requests read,
+and the connectors they name.
 
 Pure. Computed once per definition (cached by identity, like plans). Only the parameters a
 secret may be sent in (:data:`SECRET_PARAMETERS`: an http node's, or a map's per-item http
@@ -16,14 +17,29 @@ from typing import Any
 import msgspec
 
 from flowmesh_proto.catalog import SECRET_PARAMETERS, node_type
-from flowmesh_proto.workflow import Definition, MapNode
+from flowmesh_proto.workflow import Definition, HttpParameters, MapNode
 from flowmesh_shared.expressions import ExpressionError, find_templates
 
-__all__ = ["secret_names"]
+__all__ = ["connector_names", "secret_names"]
 
 
 def secret_names(definition: Definition) -> frozenset[str]:
     return _secret_names(_Identity(definition))
+
+
+def connector_names(definition: Definition) -> frozenset[str]:
+    """The connectors the definition's http nodes (and maps' per-item http nodes) name."""
+    names: set[str] = set()
+    for node in definition.nodes:
+        parameters = node.parameters
+        if isinstance(parameters, HttpParameters) and parameters.connector is not None:
+            names.add(parameters.connector)
+        template = node.parameters.node if isinstance(node, MapNode) else None
+        if template is not None and template.type == "http":
+            name = template.parameters.get("connector")
+            if isinstance(name, str):
+                names.add(name)
+    return frozenset(names)
 
 
 class _Identity:

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from flowmesh_executor.settings import ExecutorSettings
+from flowmesh_proto.connectors import Connector
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.workflow import Definition, Node
 from flowmesh_shared.event_ids import EventIds
@@ -58,6 +59,8 @@ class StepCall:
     #: its per-item http requests with, :func:`flowmesh_executor.instant.render_parameters`).
     secrets: Mapping[str, str]
     traceparent: str | None = None
+    #: The connectors the run's http nodes name (:attr:`.actions.RunContext.connectors`).
+    connectors: Mapping[str, Connector] = field(default_factory=dict)
     #: Cost units one evaluation's expressions may spend (a map: each item's).
     expression_budget: float = DEFAULT_BUDGET
     #: A step about to wait calls this first (until when: None for no end; for an event

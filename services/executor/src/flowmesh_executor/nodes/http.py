@@ -37,6 +37,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from flowmesh_executor.instant import REDACTED, redaction_needles, render_parameters
+from flowmesh_executor.nodes import connected
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.ssrf import (
     AddressNotAllowedError,
@@ -130,15 +131,23 @@ def build_request(call: StepCall) -> HttpRequest:
     """Check and convert ``call.parameters``; InvalidParameters names what cannot be sent."""
     params = call.parameters
     headers = _headers(params.get("headers"))
+    query = _strings("query parameter", params.get("query"))
+    if params.get("connector") is None:
+        url = _url(params.get("url"))
+    else:
+        connector = connected.connector_of(call, params.get("connector"))
+        url = connected.destination(connector, params.get("path"))
+        connected.merge_defaults(headers, connector.headers)
+        connected.add_credentials(connector, headers, query, call.secrets)
     _set_default(headers, "Idempotency-Key", call.idempotency_key)
     if call.traceparent:
         _set_default(headers, "traceparent", call.traceparent)
     body = _body(params.get("body"), headers)
     return HttpRequest(
         method=_method(params.get("method", "GET")),
-        url=_url(params.get("url")),
+        url=url,
         headers=headers,
-        query=_strings("query parameter", params.get("query")),
+        query=query,
         body=body,
         expect_status=_expect_status(params.get("expect_status")),
         shown=shown_url(call),
@@ -149,6 +158,12 @@ def shown_url(call: StepCall) -> str:
     """The URL messages name: the node's ``url`` rendered again with every secret read as
     ``[redacted]``, as written (not normalised), without credentials, query or fragment."""
     raw = getattr(call.node.parameters, "url", None)
+    name = getattr(call.node.parameters, "connector", None)
+    prefix = ""
+    if isinstance(name, str):  # the connector's base URL, then the path as written
+        raw = getattr(call.node.parameters, "path", None)
+        connector = call.connectors.get(name)
+        prefix = connector.base_url.rstrip("/") if connector else f"(connector {name})"
     placeholders = dict.fromkeys(call.secrets, REDACTED)
     try:
         rendered = render_parameters(
@@ -158,6 +173,7 @@ def shown_url(call: StepCall) -> str:
         return _UNSHOWN
     if not isinstance(rendered, str) or not rendered:
         return _UNSHOWN
+    rendered = prefix + rendered
     before_query = re.split(r"[?#]", rendered, maxsplit=1)[0]
     scheme, sep, rest = before_query.partition("://")
     if not sep:

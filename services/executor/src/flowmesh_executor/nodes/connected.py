@@ -1,0 +1,153 @@
+"""An ``http`` step through a connector (DESIGN section 16): where it goes, what it adds.
+
+The node names ``connector`` and a relative ``path``. The rendered path must pass the
+path rule (:func:`flowmesh_proto.connector_paths.path_problem`), is joined to the
+connector's ``base_url``, and the joined URL, as parsed, must keep the base URL's scheme,
+host (or one of the connector's ``hosts``) and port and stay under its path; otherwise the
+step fails with ``ConnectorRefused``, never retried. The SSRF guard still checks the
+destination afterwards.
+
+Headers: the node's own, then the connector's defaults for names the node did not set
+(letter case ignored), then the connector's auth, which replaces a header of its name:
+
+- ``bearer``: ``Authorization: Bearer <secret>``; ``basic``:
+  ``Authorization: Basic base64(username:<secret>)``; ``header``: ``<name>: <secret>``;
+- ``query``: the query parameter ``<name>=<secret>`` (replacing the node's of that name);
+- ``oauth2_client_credentials``: not supported yet, ``ConnectorUnsupported``.
+
+The secrets are resolved with the run's other secrets when the run is taken up, so they
+are redacted from everything the run records like any secret; the ``basic`` header value
+is added to them too (:func:`credential_forms`). A secret the tenant has not set fails the
+step with ``ConnectorSecretMissing``, naming the secret (never a value).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+
+from yarl import URL
+
+from flowmesh_executor.nodes.base import StepCall, StepError
+from flowmesh_proto.connector_paths import destination_problem, join, path_problem
+from flowmesh_proto.connectors import (
+    BasicAuth,
+    BearerAuth,
+    Connector,
+    HeaderAuth,
+    NoAuth,
+    OAuth2ClientCredentials,
+    QueryAuth,
+)
+
+__all__ = [
+    "REFUSED",
+    "add_credentials",
+    "connector_of",
+    "credential_forms",
+    "destination",
+    "merge_defaults",
+    "set_header",
+]
+
+#: The error class of a request that would leave its connector (never retried).
+REFUSED = "ConnectorRefused"
+UNSUPPORTED = "ConnectorUnsupported"
+MISSING_SECRET = "ConnectorSecretMissing"  # noqa: S105 (an error class)
+NOT_FOUND = "ConnectorNotFound"
+
+
+def connector_of(call: StepCall, name: object) -> Connector:
+    """The connector ``name`` the run read when it was taken up."""
+    if not isinstance(name, str) or not name:
+        raise StepError("InvalidParameters", "connector must be a connector's name")
+    connector = call.connectors.get(name)
+    if connector is None:
+        raise StepError(NOT_FOUND, f"connector {name} does not exist (deleted since validation?)")
+    return connector
+
+
+def destination(connector: Connector, path: object) -> URL:
+    """``path`` joined to the connector's base URL, or ``ConnectorRefused`` saying why."""
+    if not isinstance(path, str):
+        raise StepError("InvalidParameters", "path must be a string starting with '/'")
+    problem = path_problem(path)
+    joined = join(connector.base_url, path)
+    if problem is None:
+        problem = destination_problem(joined, connector.base_url, connector.hosts)
+    if problem is None:
+        try:
+            url = URL(joined)
+        except (ValueError, TypeError):
+            problem = "the joined URL is not a valid URL"
+        else:  # as the client will send it: yarl normalises and encodes
+            problem = destination_problem(str(url), connector.base_url, connector.hosts)
+    if problem is not None:
+        raise StepError(REFUSED, f"connector {connector.name}: {problem}")
+    return url
+
+
+def merge_defaults(headers: dict[str, str], defaults: Mapping[str, str]) -> None:
+    """Add each default header the node did not set itself (letter case ignored)."""
+    present = {name.lower() for name in headers}
+    for name, value in defaults.items():
+        if name.lower() not in present:
+            headers[name] = value
+
+
+def set_header(headers: dict[str, str], name: str, value: str) -> None:
+    """Set ``name``, replacing a header of that name in any letter case."""
+    for key in [key for key in headers if key.lower() == name.lower()]:
+        del headers[key]
+    headers[name] = value
+
+
+def add_credentials(
+    connector: Connector,
+    headers: dict[str, str],
+    query: dict[str, str],
+    secrets: Mapping[str, str],
+) -> None:
+    """Add the connector's auth to ``headers`` or ``query``."""
+
+    def value(secret: str) -> str:
+        if secret not in secrets:
+            message = f"connector {connector.name}: secret {secret} is not set"
+            raise StepError(MISSING_SECRET, message)
+        return secrets[secret]
+
+    match connector.auth:
+        case NoAuth():
+            pass
+        case BearerAuth(secret=secret):
+            set_header(headers, "Authorization", f"Bearer {value(secret)}")
+        case BasicAuth(username=username, password_secret=secret):
+            set_header(headers, "Authorization", f"Basic {basic_token(username, value(secret))}")
+        case HeaderAuth(name=name, secret=secret):
+            set_header(headers, name, value(secret))
+        case QueryAuth(name=name, secret=secret):
+            query[name] = value(secret)
+        case OAuth2ClientCredentials():
+            message = (
+                f"connector {connector.name}: oauth2_client_credentials is not supported yet "
+                "by the executor"
+            )
+            raise StepError(UNSUPPORTED, message)
+
+
+def basic_token(username: str, password: str) -> str:
+    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def credential_forms(
+    connectors: Mapping[str, Connector], secrets: Mapping[str, str]
+) -> dict[str, str]:
+    """Values sent that are not a secret as it is (a ``basic`` header's token), keyed by
+    names no template can read, to redact with the run's secrets."""
+    forms: dict[str, str] = {}
+    for name, connector in connectors.items():
+        auth = connector.auth
+        if isinstance(auth, BasicAuth) and auth.password_secret in secrets:
+            token = basic_token(auth.username, secrets[auth.password_secret])
+            forms[f"connector:{name}:basic"] = token
+    return forms

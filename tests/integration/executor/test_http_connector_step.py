@@ -1,0 +1,316 @@
+"""The http step through a connector (DESIGN section 16), against real local servers: each
+auth kind sends exactly its header or query parameter, and no path leaves the connector."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
+
+from flowmesh_executor.nodes import http
+from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
+from flowmesh_executor.nodes.connected import credential_forms
+from flowmesh_executor.settings import ExecutorSettings
+from flowmesh_proto.connector_rules import connector_hosts
+from flowmesh_proto.connectors import Connector, ConnectorSpec
+from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_proto.workflow import HttpNode, HttpParameters
+
+pytestmark = pytest.mark.integration
+
+SECRET = "c0nn3ct0r-s3cr3t-value"
+NOW = datetime(2026, 12, 6, tzinfo=UTC)
+
+
+@dataclass
+class Server:
+    base: str = ""
+    seen: list[tuple[str, CIMultiDict[str]]] = field(default_factory=list)
+
+
+async def _serve(server: Server) -> AsyncIterator[Server]:
+    async def anything(request: web.Request) -> web.Response:
+        server.seen.append((str(request.rel_url), request.headers.copy()))
+        return web.json_response(
+            {"path": request.path, "auth": request.headers.get("Authorization")}
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", anything)
+    test_server = TestServer(app, host="127.0.0.1", port=0)
+    await test_server.start_server()
+    server.base = f"http://127.0.0.1:{test_server.port}"
+    try:
+        yield server
+    finally:
+        await test_server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def origin() -> AsyncIterator[Server]:
+    async for server in _serve(Server()):
+        yield server
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def other() -> AsyncIterator[Server]:
+    """A server the connector does not list: it must never get a request."""
+    async for server in _serve(Server()):
+        yield server
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def services() -> AsyncIterator[StepServices]:
+    settings = ExecutorSettings(http_allow_private=True, http_max_response_bytes=10_000)
+    session = http.http_session(settings)
+    unused: Any = None
+    try:
+        yield StepServices(
+            nc=unused,
+            js=unused,
+            subjects=Subjects(),
+            streams=stream_names(),
+            settings=settings,
+            http=session,
+            waits=unused,
+            children=unused,
+            definitions=unused,
+            event_ids=unused,
+        )
+    finally:
+        await session.close()
+
+
+def connector(base_url: str, auth: dict[str, Any], **spec: Any) -> Connector:
+    parsed = msgspec.convert({"base_url": base_url, "auth": auth, **spec}, ConnectorSpec)
+    return Connector(
+        name="svc",
+        base_url=parsed.base_url,
+        hosts=connector_hosts(parsed),
+        headers=parsed.headers,
+        auth=parsed.auth,
+        missing_secrets=[],
+        version=1,
+        created_at=NOW,
+        created_by="key:acme:1",
+        updated_at=NOW,
+        updated_by="key:acme:1",
+    )
+
+
+async def run_step(
+    services: StepServices,
+    svc: Connector,
+    path: str,
+    *,
+    secrets: Mapping[str, str] | None = None,
+    **parameters: Any,
+) -> Any:
+    params = {"connector": "svc", "path": path, **parameters}
+    values = dict({"TOKEN": SECRET} if secrets is None else secrets)
+    values |= credential_forms({"svc": svc}, values)
+    call = StepCall(
+        tenant="acme",
+        run_id="run-1",
+        workflow_id="wf-1",
+        version=1,
+        node=HttpNode(id="call", parameters=msgspec.convert(params, HttpParameters)),
+        attempt=1,
+        idempotency_key="run-1:call",
+        parameters=params,
+        variables={},
+        started_at=NOW,
+        deadline=None,
+        secrets=values,
+        connectors={"svc": svc},
+    )
+    return await http.run(call, services)
+
+
+async def fails(services: StepServices, svc: Connector, path: str, **kwargs: Any) -> StepError:
+    with pytest.raises(StepError) as caught:
+        await run_step(services, svc, path, **kwargs)
+    return caught.value
+
+
+def _auth_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() in ("authorization", "x-api-key")}
+
+
+async def test_bearer_sends_exactly_the_authorization_header(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector(origin.base + "/api", {"kind": "bearer", "secret": "TOKEN"})
+    output = await run_step(services, svc, "/chat.postMessage")
+    assert output["status"] == 200
+    path, headers = origin.seen[-1]
+    assert path == "/api/chat.postMessage"
+    assert _auth_headers(headers) == {"Authorization": f"Bearer {SECRET}"}
+    assert output["body"]["path"] == "/api/chat.postMessage"  # the engine redacts outputs
+
+
+async def test_basic_sends_base64_of_username_and_secret(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector(origin.base, {"kind": "basic", "username": "me", "password_secret": "TOKEN"})
+    await run_step(services, svc, "/x")
+    token = base64.b64encode(f"me:{SECRET}".encode()).decode()
+    assert _auth_headers(origin.seen[-1][1]) == {"Authorization": f"Basic {token}"}
+    assert credential_forms({"svc": svc}, {"TOKEN": SECRET}) == {"connector:svc:basic": token}
+
+
+async def test_header_auth_sends_its_header_and_replaces_the_nodes(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector(origin.base, {"kind": "header", "name": "X-Api-Key", "secret": "TOKEN"})
+    await run_step(services, svc, "/x", headers={"x-api-key": "forged"})
+    assert _auth_headers(origin.seen[-1][1]) == {"X-Api-Key": SECRET}
+
+
+async def test_query_auth_adds_its_parameter_and_no_header(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector(origin.base, {"kind": "query", "name": "api_key", "secret": "TOKEN"})
+    await run_step(services, svc, "/search?q=a", query={"n": "1", "api_key": "forged"})
+    path, headers = origin.seen[-1]
+    assert path == f"/search?q=a&n=1&api_key={SECRET}"
+    assert _auth_headers(headers) == {}
+
+
+async def test_default_headers_are_added_and_the_nodes_own_win(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector(
+        origin.base,
+        {"kind": "none"},
+        headers={"Accept": "application/json", "X-Team": "core"},
+    )
+    await run_step(services, svc, "/x", headers={"x-team": "mine"})
+    headers = origin.seen[-1][1]
+    assert headers["Accept"] == "application/json"
+    assert headers["X-Team"] == "mine"
+    assert _auth_headers(headers) == {}
+
+
+async def test_a_missing_secret_is_a_step_error_naming_it(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector(origin.base, {"kind": "bearer", "secret": "GONE"})
+    before = len(origin.seen)
+    error = await fails(services, svc, "/x", secrets={})
+    assert error.error_class == "ConnectorSecretMissing"
+    assert "GONE" in error.message
+    assert len(origin.seen) == before
+
+
+async def test_oauth2_is_refused_as_not_supported_yet(
+    services: StepServices, origin: Server
+) -> None:
+    auth = {
+        "kind": "oauth2_client_credentials",
+        "token_url": origin.base + "/token",
+        "client_id": "me",
+        "client_secret": "TOKEN",
+    }
+    before = len(origin.seen)
+    error = await fails(services, connector(origin.base, auth), "/x")
+    assert error.error_class == "ConnectorUnsupported"
+    assert "not supported yet" in error.message
+    assert len(origin.seen) == before
+
+
+def escapes(other: Server) -> list[str]:
+    authority = other.base.removeprefix("http://")
+    return [
+        f"//{authority}/x",
+        f"@{authority}/x",
+        f"{other.base}/x",
+        f"/%2f%2f{authority}/x",
+        f"/..%2f..%2f{authority}",
+        "/%2e%2e/%2e%2e/x",
+        "/../../x",
+        f"/\\\\{authority}/x",
+        f"/%5c%5c{authority}/x",
+        f"/%40{authority}/x",
+    ]
+
+
+async def test_no_path_leaves_the_connector(
+    services: StepServices, origin: Server, other: Server
+) -> None:
+    svc = connector(origin.base + "/api", {"kind": "bearer", "secret": "TOKEN"})
+    before = len(origin.seen)
+    for path in escapes(other):
+        error = await fails(services, svc, path)
+        assert error.error_class == "ConnectorRefused", path
+        assert SECRET not in error.message
+    assert other.seen == []
+    assert len(origin.seen) == before
+
+
+async def test_an_at_sign_after_the_slash_stays_on_the_host(
+    services: StepServices, origin: Server, other: Server
+) -> None:
+    svc = connector(origin.base + "/api", {"kind": "bearer", "secret": "TOKEN"})
+    authority = other.base.removeprefix("http://")
+    await run_step(services, svc, f"/@{authority}/x")
+    assert origin.seen[-1][0] == f"/api/@{authority}/x"
+    assert other.seen == []
+
+
+async def test_an_error_names_the_url_with_the_secret_redacted(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector("http://127.0.0.1:1/api", {"kind": "bearer", "secret": "TOKEN"})
+    node_path = "/x/{{ secrets.TOKEN }}"
+    params = {"connector": "svc", "path": f"/x/{SECRET}"}
+    call = StepCall(
+        tenant="acme",
+        run_id="run-1",
+        workflow_id="wf-1",
+        version=1,
+        node=HttpNode(id="call", parameters=HttpParameters(connector="svc", path=node_path)),
+        attempt=1,
+        idempotency_key="run-1:call",
+        parameters=params,
+        variables={},
+        started_at=NOW,
+        deadline=None,
+        secrets={"TOKEN": SECRET},
+        connectors={"svc": svc},
+    )
+    with pytest.raises(StepError) as caught:
+        await http.run(call, services)
+    assert caught.value.error_class == "HttpError"
+    assert "http://127.0.0.1:1/api/x/[redacted]" in caught.value.message
+    assert SECRET not in caught.value.message
+
+
+async def test_an_unknown_connector_is_a_step_error(services: StepServices) -> None:
+    params = {"connector": "gone", "path": "/x"}
+    call = StepCall(
+        tenant="acme",
+        run_id="run-1",
+        workflow_id="wf-1",
+        version=1,
+        node=HttpNode(id="call", parameters=HttpParameters(connector="gone", path="/x")),
+        attempt=1,
+        idempotency_key="run-1:call",
+        parameters=params,
+        variables={},
+        started_at=NOW,
+        deadline=None,
+        secrets={},
+    )
+    with pytest.raises(StepError) as caught:
+        await http.run(call, services)
+    assert caught.value.error_class == "ConnectorNotFound"
