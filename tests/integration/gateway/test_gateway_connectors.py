@@ -158,3 +158,34 @@ async def test_each_auth_kind_round_trips(client: Client) -> None:
         }
         status, made, _ = await client("PUT", f"/connectors/k{i}", json=body)
         assert status == 201 and made["auth"] == auth, made
+
+
+def _connected(name: str, connector: str, path: str) -> dict[str, Any]:
+    node = {"id": "call", "type": "http", "parameters": {"connector": connector, "path": path}}
+    return {"name": name, "nodes": [node], "edges": []}
+
+
+async def test_an_http_node_names_a_connector_of_its_tenant(
+    client: Client, other_client: Client
+) -> None:
+    at = "nodes[0].parameters.connector"
+    status, answer, _ = await client("POST", "/workflows", json=_connected("c1", "nowhere", "/x"))
+    assert status == 422 and answer["code"] == "MISSING_VARIABLE", answer
+    assert [(e["path"], e["code"]) for e in answer["errors"]] == [(at, "MISSING_VARIABLE")]
+    status, answer, _ = await client(
+        "POST", "/workflows/validate", json=_connected("c1", "nowhere", "/x")
+    )
+    assert status == 200 and answer["valid"] is False
+    assert [(e["path"], e["code"]) for e in answer["errors"]] == [(at, "MISSING_VARIABLE")]
+
+    status, _, _ = await other_client("PUT", "/connectors/theirs", json=SLACK)
+    assert status == 201
+    status, answer, _ = await client("POST", "/workflows", json=_connected("c2", "theirs", "/x"))
+    assert status == 422 and answer["errors"][0]["path"] == at  # another tenant's: unknown
+
+    status, _, _ = await client("PUT", "/connectors/mine", json=SLACK)
+    assert status == 201
+    status, made, _ = await client("POST", "/workflows", json=_connected("c3", "mine", "/x"))
+    assert status == 201, made
+    status, answer, _ = await client("POST", "/workflows", json=_connected("c4", "mine", "//evil"))
+    assert status == 422 and answer["errors"][0]["path"] == "nodes[0].parameters.path"
