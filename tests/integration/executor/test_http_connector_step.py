@@ -28,6 +28,7 @@ from flowmesh_proto.workflow import HttpNode, HttpParameters
 pytestmark = pytest.mark.integration
 
 SECRET = "c0nn3ct0r-s3cr3t-value"
+ACCESS = "0auth2-acc3ss-t0ken-value"
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
 
@@ -35,11 +36,18 @@ NOW = datetime(2026, 12, 6, tzinfo=UTC)
 class Server:
     base: str = ""
     seen: list[tuple[str, CIMultiDict[str]]] = field(default_factory=list)
+    forms: list[dict[str, str]] = field(default_factory=list)
 
 
 async def _serve(server: Server) -> AsyncIterator[Server]:
     async def anything(request: web.Request) -> web.Response:
         server.seen.append((str(request.rel_url), request.headers.copy()))
+        if request.path == "/token":
+            server.forms.append(dict(await request.post()))  # type: ignore[arg-type]
+            if server.forms[-1].get("client_secret") != SECRET:
+                return web.json_response({"error": "invalid_client"}, status=401)
+            answer = {"access_token": ACCESS, "token_type": "Bearer", "expires_in": 3600}
+            return web.json_response(answer)
         return web.json_response(
             {"path": request.path, "auth": request.headers.get("Authorization")}
         )
@@ -212,19 +220,70 @@ async def test_a_missing_secret_is_a_step_error_naming_it(
     assert len(origin.seen) == before
 
 
-async def test_oauth2_is_refused_as_not_supported_yet(
-    services: StepServices, origin: Server
-) -> None:
-    auth = {
+def oauth2(origin: Server, **extra: Any) -> dict[str, Any]:
+    return {
         "kind": "oauth2_client_credentials",
         "token_url": origin.base + "/token",
-        "client_id": "me",
+        "client_id": "flowmesh",
         "client_secret": "TOKEN",
+        **extra,
     }
+
+
+async def test_oauth2_asks_a_token_once_and_sends_it_as_bearer(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector(origin.base + "/api", oauth2(origin, scopes=["a.read", "b"], audience="x"))
+    before = len(origin.forms)
+    first = await run_step(services, svc, "/one")
+    second = await run_step(services, svc, "/two")
+    assert origin.forms[before:] == [
+        {
+            "grant_type": "client_credentials",
+            "client_id": "flowmesh",
+            "client_secret": SECRET,
+            "scope": "a.read b",
+            "audience": "x",
+        }
+    ]  # the second step used the cached token
+    assert [path for path, _ in origin.seen[-2:]] == ["/api/one", "/api/two"]
+    assert all(h["Authorization"] == f"Bearer {ACCESS}" for _, h in origin.seen[-2:])
+    assert first["body"]["auth"] == second["body"]["auth"] == "Bearer [redacted]"
+    assert ACCESS not in str(first)
+
+
+async def test_oauth2_tokens_are_cached_per_connector_version(
+    services: StepServices, origin: Server
+) -> None:
+    svc = connector(origin.base, oauth2(origin))
+    newer = msgspec.structs.replace(svc, version=2)
+    before = len(origin.forms)
+    await run_step(services, newer, "/x")
+    await run_step(services, newer, "/x")
+    assert len(origin.forms) == before + 1
+    assert len(services.tokens) >= 1
+
+
+async def test_oauth2_a_refused_token_is_a_step_error_without_credentials(
+    services: StepServices, origin: Server
+) -> None:
+    svc = msgspec.structs.replace(connector(origin.base, oauth2(origin)), version=3)
+    error = await fails(services, svc, "/x", secrets={"TOKEN": "wrong-client-secret"})
+    assert error.error_class == "ConnectorTokenFailed"
+    assert "answered 401" in error.message
+    assert "wrong-client-secret" not in error.message
+    assert origin.seen[-1][0] == "/token"  # the API was never called
+
+
+async def test_oauth2_a_token_url_off_the_hosts_is_refused(
+    services: StepServices, origin: Server
+) -> None:
+    port = origin.base.rpartition(":")[2]
+    auth = {**oauth2(origin), "token_url": f"http://localhost:{port}/token"}
+    svc = msgspec.structs.replace(connector(origin.base, auth), version=4)
     before = len(origin.seen)
-    error = await fails(services, connector(origin.base, auth), "/x")
-    assert error.error_class == "ConnectorUnsupported"
-    assert "not supported yet" in error.message
+    error = await fails(services, svc, "/x")
+    assert error.error_class == "ConnectorRefused"
     assert len(origin.seen) == before
 
 

@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from flowmesh_executor.nodes.tokens import TokenCache
 from flowmesh_executor.settings import ExecutorSettings
 from flowmesh_proto.connectors import Connector
 from flowmesh_proto.subjects import StreamNames, Subjects
@@ -125,6 +126,8 @@ class StepServices:
     event_waits: KeyValue | None = None
     #: Turns at the event loop for expression work, shared by every run of the process.
     turns: Turns = field(default_factory=lambda: Turns(DEFAULT_BUDGET))
+    #: OAuth2 tokens connectors got, shared by every run of the process.
+    tokens: TokenCache = field(default_factory=TokenCache)
 
 
 Step = Callable[[StepCall, StepServices], Awaitable[Any]]

@@ -13,7 +13,10 @@ Headers: the node's own, then the connector's defaults for names the node did no
 - ``bearer``: ``Authorization: Bearer <secret>``; ``basic``:
   ``Authorization: Basic base64(username:<secret>)``; ``header``: ``<name>: <secret>``;
 - ``query``: the query parameter ``<name>=<secret>`` (replacing the node's of that name);
-- ``oauth2_client_credentials``: not supported yet, ``ConnectorUnsupported``.
+- ``oauth2_client_credentials``: ``Authorization: Bearer <token>``, the token from the
+  connector's ``token_url`` (:mod:`.oauth2`), cached per (tenant, connector, version)
+  (:mod:`.tokens`); it joins the step's secrets, so it is redacted from the step's output
+  and errors like them.
 
 The secrets are resolved with the run's other secrets when the run is taken up, so they
 are redacted from everything the run records like any secret; the ``basic`` header value
@@ -24,11 +27,15 @@ step with ``ConnectorSecretMissing``, naming the secret (never a value).
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
 
 from yarl import URL
 
-from flowmesh_executor.nodes.base import StepCall, StepError
+from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
+from flowmesh_executor.nodes.oauth2 import TOKEN_FAILED, fetch_token, token_url_problem
+from flowmesh_executor.nodes.tokens import kept_until
 from flowmesh_proto.connector_paths import destination_problem, join, path_problem
 from flowmesh_proto.connectors import (
     BasicAuth,
@@ -48,11 +55,12 @@ __all__ = [
     "destination",
     "merge_defaults",
     "set_header",
+    "token_key",
+    "with_token",
 ]
 
 #: The error class of a request that would leave its connector (never retried).
 REFUSED = "ConnectorRefused"
-UNSUPPORTED = "ConnectorUnsupported"
 MISSING_SECRET = "ConnectorSecretMissing"  # noqa: S105 (an error class)
 NOT_FOUND = "ConnectorNotFound"
 
@@ -111,10 +119,7 @@ def add_credentials(
     """Add the connector's auth to ``headers`` or ``query``."""
 
     def value(secret: str) -> str:
-        if secret not in secrets:
-            message = f"connector {connector.name}: secret {secret} is not set"
-            raise StepError(MISSING_SECRET, message)
-        return secrets[secret]
+        return secret_value(connector, secret, secrets)
 
     match connector.auth:
         case NoAuth():
@@ -127,12 +132,64 @@ def add_credentials(
             set_header(headers, name, value(secret))
         case QueryAuth(name=name, secret=secret):
             query[name] = value(secret)
-        case OAuth2ClientCredentials():
-            message = (
-                f"connector {connector.name}: oauth2_client_credentials is not supported yet "
-                "by the executor"
-            )
-            raise StepError(UNSUPPORTED, message)
+        case OAuth2ClientCredentials():  # the token :func:`with_token` got
+            token = secrets.get(token_key(connector.name))
+            if token is None:
+                raise StepError(TOKEN_FAILED, f"connector {connector.name}: no token")
+            set_header(headers, "Authorization", f"Bearer {token}")
+
+
+def token_key(connector: str) -> str:
+    """Where :func:`with_token` puts a connector's OAuth2 token among a step's secrets."""
+    return f"connector:{connector}:token"
+
+
+async def with_token(
+    call: StepCall, services: StepServices, check: Callable[[URL], None]
+) -> StepCall:
+    """``call`` with its connector's OAuth2 token among its secrets (so redacted like them),
+    from the cache or asked of the token endpoint (checked by ``check``, the SSRF guard's
+    IP-literal check, first); ``call`` itself for any other request."""
+    name = call.parameters.get("connector")
+    if name is None:
+        return call
+    connector = connector_of(call, name)
+    auth = connector.auth
+    if not isinstance(auth, OAuth2ClientCredentials):
+        return call
+    problem = token_url_problem(auth.token_url, connector.hosts)
+    if problem is not None:
+        raise StepError(REFUSED, f"connector {connector.name}: {problem}")
+    key = (call.tenant, connector.name, connector.version)
+    token = services.tokens.get(key, time.monotonic())
+    if token is None:
+        check(URL(auth.token_url))
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": auth.client_id,
+            "client_secret": secret_value(connector, auth.client_secret, call.secrets),
+        }
+        if auth.scopes:
+            form["scope"] = " ".join(auth.scopes)
+        if auth.audience is not None:
+            form["audience"] = auth.audience
+        token, expires_in = await fetch_token(
+            services.http,
+            connector=connector.name,
+            token_url=auth.token_url,
+            form=form,
+            timeout=services.settings.http_default_timeout,
+        )
+        now = time.monotonic()
+        services.tokens.put(key, token, kept_until(now, expires_in), now)
+    return dataclasses.replace(call, secrets={**call.secrets, token_key(connector.name): token})
+
+
+def secret_value(connector: Connector, name: str, secrets: Mapping[str, str]) -> str:
+    """The value of the secret ``name`` the connector's auth names, or a step error."""
+    if name not in secrets:
+        raise StepError(MISSING_SECRET, f"connector {connector.name}: secret {name} is not set")
+    return secrets[name]
 
 
 def basic_token(username: str, password: str) -> str:

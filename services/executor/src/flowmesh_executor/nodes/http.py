@@ -37,6 +37,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from flowmesh_executor.instant import REDACTED, redaction_needles, render_parameters
+from flowmesh_executor.instant import redact as redact_value
 from flowmesh_executor.nodes import connected
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.ssrf import (
@@ -119,12 +120,20 @@ class HttpRequest:
 
 async def run(call: StepCall, services: StepServices) -> Any:
     """Send the node's request; its answer is the output."""
+    secrets = call.secrets
     try:
+        given = call
+        call = await connected.with_token(
+            call, services, lambda url: check_destination(url, services.settings)
+        )
+        secrets = call.secrets
         request = build_request(call)
         check_destination(request.url, services.settings, named=request.shown_host)
-        return await send(services.http, request, services.settings, call)
+        output = await send(services.http, request, services.settings, call)
+        # an OAuth2 token is no secret of the run: the engine would not redact it
+        return output if call is given else redact_value(output, secrets)
     except StepError as exc:
-        raise StepError(exc.error_class, redact(exc.message, call.secrets.values())) from None
+        raise StepError(exc.error_class, redact(exc.message, secrets.values())) from None
 
 
 def build_request(call: StepCall) -> HttpRequest:
