@@ -15,6 +15,7 @@ from flowmesh_proto.connectors import ConnectorPut, ConnectorSpec
 from tests.integration.executor.runs import Runs
 
 SECRET = "run-c0nn3ct0r-t0ken-value"
+ACCESS = "run-0auth2-acc3ss-value"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -24,6 +25,8 @@ async def echo() -> AsyncIterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
 
     async def handle(request: web.Request) -> web.Response:
         seen.append((str(request.rel_url), dict(request.headers)))
+        if request.path == "/token":
+            return web.json_response({"access_token": ACCESS, "expires_in": 600})
         auth = request.headers.get("Authorization")
         return web.json_response({"path": str(request.rel_url), "authorization": auth})
 
@@ -68,15 +71,28 @@ async def test_a_connector_sends_its_auth_and_no_event_holds_it(
                 "retry": {"max_attempts": 3},
                 "on_error": "continue",
             },
+            {
+                "id": "each",
+                "type": "map",
+                "parameters": {
+                    "items": "[1, 2]",
+                    "node": {
+                        "type": "http",
+                        "parameters": {"connector": "svc", "path": "/each/{{ item }}"},
+                    },
+                },
+            },
         ],
-        "edges": [{"from": "call", "to": "escape"}],
+        "edges": [{"from": "call", "to": "escape"}, {"from": "escape", "to": "each"}],
     }
     before = len(seen)
     state = await runs.run(definition, {"id": 7, "evil": "/evil.example/x"})
     assert state.status == "succeeded", state.error
-    assert seen[before:][0][0] == "/api/items/7"
-    assert seen[before:][0][1]["Authorization"] == f"Bearer {SECRET}"
-    assert len(seen) == before + 1  # the escape never reached any server
+    paths = sorted(path for path, _ in seen[before:])
+    assert paths == ["/api/each/1", "/api/each/2", "/api/items/7"]  # the escape sent nothing
+    assert {h["Authorization"] for _, h in seen[before:]} == {f"Bearer {SECRET}"}
+    each = [item["body"]["authorization"] for item in state.nodes["each"].output]
+    assert each == ["Bearer [redacted]"] * 2
     assert state.nodes["call"].output["body"]["authorization"] == "Bearer [redacted]"
     escape = state.nodes["escape"]
     assert escape.error_class == "ConnectorRefused"
@@ -107,3 +123,30 @@ async def test_a_missing_secret_fails_the_step_naming_it(
     assert state.nodes["call"].error_class == "ConnectorSecretMissing"
     assert "NOT_SET" in (state.nodes["call"].error or "")
     assert len(seen) == before
+
+
+async def test_an_oauth2_token_is_sent_and_no_event_holds_it(
+    runs: Runs, echo: tuple[str, list[tuple[str, dict[str, str]]]]
+) -> None:
+    url, seen = echo
+    await runs.api("secret_put", r.SecretPut(name="SVC_CLIENT", value=SECRET))
+    auth = {
+        "kind": "oauth2_client_credentials",
+        "token_url": f"{url}/token",
+        "client_id": "flowmesh",
+        "client_secret": "SVC_CLIENT",
+    }
+    await _connector(runs, "oauth", {"base_url": f"{url}/v1", "auth": auth})
+    definition = {
+        "name": "oauth-connected",
+        "nodes": [
+            {"id": "call", "type": "http", "parameters": {"connector": "oauth", "path": "/me"}}
+        ],
+        "edges": [],
+    }
+    state = await runs.run(definition)
+    assert state.status == "succeeded", state.error
+    assert seen[-1][0] == "/v1/me" and seen[-1][1]["Authorization"] == f"Bearer {ACCESS}"
+    assert state.nodes["call"].output["body"]["authorization"] == "Bearer [redacted]"
+    raw = b"".join(msgspec.json.encode(e) for e in await runs.events(state.ref.run_id))  # type: ignore[union-attr]
+    assert ACCESS.encode() not in raw and SECRET.encode() not in raw
