@@ -14,6 +14,10 @@
 - SSRF guard (:mod:`flowmesh_executor.nodes.ssrf`): private, loopback, link-local and
   similar destinations are refused with ``AddressNotAllowed`` unless the deployment allows
   them; host names are checked by the session's resolver at connection time.
+- A node may name a ``connector`` and a relative ``path`` instead of ``url``
+  (:mod:`flowmesh_executor.nodes.connected`): the joined URL must stay on the connector, and
+  the connector's default headers and auth are added (an OAuth2 token joins the step's
+  secrets, and the output is redacted of them before it is returned).
 - Error messages name the method and the URL without its query or credentials, never a
   header value, at most a short excerpt of a response body, and no secret value. The URL
   they name is the node's ``url`` rendered again with every secret read as ``[redacted]``
