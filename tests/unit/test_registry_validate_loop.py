@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flowmesh_registry import secrets
+from flowmesh_registry import secrets, workflows
 from flowmesh_registry.validate import DEFAULT_LIMITS, validate_definition
 from flowmesh_registry.workflows import WorkflowOperations
 
@@ -46,6 +46,7 @@ async def test_validate_checks_in_a_worker_thread(monkeypatch: pytest.MonkeyPatc
         return frozenset()
 
     monkeypatch.setattr(secrets, "known_names", no_secrets)
+    monkeypatch.setattr(workflows, "known_connectors", no_secrets)
     ops = WorkflowOperations(_Db(), DEFAULT_LIMITS, webhooks=None)  # type: ignore[arg-type]
     began = time.perf_counter()
     validate_definition(_heavy(1))
