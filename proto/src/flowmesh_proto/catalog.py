@@ -33,6 +33,7 @@ import msgspec
 
 from flowmesh_proto.runs import TriggerKind
 from flowmesh_proto.workflow import (
+    ActionNode,
     ConditionNode,
     CronTrigger,
     DelayNode,
@@ -126,6 +127,7 @@ _NODES = (
         literal=frozenset({"connector"}),
         secrets=frozenset({"url", "path", "headers", "query", "body"}),
     ),
+    NodeSpec(ActionNode, runs="step", literal=frozenset({"action", "connector", "version"})),
     NodeSpec(
         MapNode,
         runs="step",

@@ -26,6 +26,8 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
+from flowmesh_proto.action_library import builtin_actions
+from flowmesh_proto.actions import Action
 from flowmesh_proto.catalog import NODE_KINDS
 from flowmesh_proto.events import EventEnvelope
 from flowmesh_proto.outputs import HttpOutput, PublishOutput
@@ -39,6 +41,8 @@ __all__ = [
     "EntryCategory",
     "EntryKind",
     "Requires",
+    "action_entry",
+    "builtin_action_catalog",
     "catalog_page",
     "cursor_of",
     "node_catalog",
@@ -46,7 +50,7 @@ __all__ = [
 ]
 
 EntryKind = Literal["node", "action"]
-EntryCategory = Literal["control", "data", "integration", "events", "waiting"]
+EntryCategory = Literal["control", "data", "integration", "events", "waiting", "notification", "ai"]
 ENTRY_KINDS: tuple[str, ...] = get_args(EntryKind)
 ENTRY_CATEGORIES: tuple[str, ...] = get_args(EntryCategory)
 #: The role that may put a node type in a workflow (to write a definition at all).
@@ -112,6 +116,15 @@ _NODE_DOCS: Mapping[str, _NodeDoc] = {
             "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"},
             "body": {"id": "{{ trigger.data.id }}"},
             "expect_status": [200, 201],
+        },
+    ),
+    "action": _NodeDoc(
+        "integration",
+        Any,
+        {
+            "action": "slack.post_message",
+            "connector": "slack",
+            "input": {"channel": "C0123456789", "text": "Order {{ trigger.data.id }} shipped"},
         },
     ),
     "map": _NodeDoc(
@@ -184,6 +197,43 @@ def _node_entry(name: str, doc: _NodeDoc) -> CatalogEntry:
 def node_catalog() -> tuple[CatalogEntry, ...]:
     """An entry for every node type, in the order of :data:`NODE_KINDS` (the docs' order)."""
     return tuple(_node_entry(name, _NODE_DOCS[name]) for name in NODE_KINDS)
+
+
+def action_entry(action: Action) -> CatalogEntry:
+    """The entry of one action: its node's parameters with ``input`` the action's schema."""
+    spec = action.spec
+    parameters = self_contained_schema(NODE_KINDS["action"].parameters)
+    properties = dict(parameters.get("properties", {}))
+    properties["action"] = {"const": action.name, "description": "This action's name."}
+    properties["input"] = spec.input_schema
+    if action.builtin:
+        properties.pop("version", None)
+    parameters = {**parameters, "properties": properties}
+    parameters["required"] = sorted({*parameters.get("required", []), "input"})
+    connector = spec.connector
+    example: dict[str, Any] = {
+        "action": action.name,
+        "connector": action.name.split(".", 1)[0] if action.builtin else "my-connector",
+        "input": spec.example or {},
+    }
+    return CatalogEntry(
+        kind="action",
+        name=action.name,
+        description=spec.description,
+        category=spec.category,
+        parameters_schema=parameters,
+        output_schema=spec.output_schema,
+        example=example,
+        requires=Requires(
+            role=NODE_ROLE, secrets=list(connector.secrets) if connector is not None else []
+        ),
+    )
+
+
+@functools.cache
+def builtin_action_catalog() -> tuple[CatalogEntry, ...]:
+    """An entry for every built-in action."""
+    return tuple(action_entry(action) for action in builtin_actions().values())
 
 
 def cursor_of(entry: CatalogEntry) -> str:

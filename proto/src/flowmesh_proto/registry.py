@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from flowmesh_proto.actions import ActionDelete, ActionGet, ActionList, ActionPut, ActionVersions
 from flowmesh_proto.connectors import ConnectorDelete, ConnectorGet, ConnectorList, ConnectorPut
 from flowmesh_proto.errors import ProblemItem
 from flowmesh_proto.operations import Request, reply_type
@@ -797,6 +798,11 @@ _REQUESTS: tuple[type[Request[Any]], ...] = (
     ConnectorGet,
     ConnectorList,
     ConnectorDelete,
+    ActionPut,
+    ActionGet,
+    ActionList,
+    ActionVersions,
+    ActionDelete,
 )
 
 #: Every operation the registry serves, by name: (request type, reply type). The subject is

@@ -201,6 +201,22 @@ class WaitForEventParameters(_Strict, frozen=True, kw_only=True, omit_defaults=T
     timeout: Annotated[timedelta | None, _about("How long to wait; forever when null.")] = None
 
 
+class ActionParameters(_Strict, frozen=True, kw_only=True, omit_defaults=True):
+    """Runs an action of the catalog (built-in or the tenant's) through a connector: its
+    ``input``, checked against the action's input schema, becomes the action's HTTP request."""
+
+    action: Annotated[str, _about("The action's name (slack.post_message), literal.")]
+    connector: Annotated[
+        str, _about("A connector of the tenant, literal: the action's base URL and auth.")
+    ]
+    version: Annotated[
+        int | None, _about("A version of a tenant's action; its current one when null.")
+    ] = None
+    input: Annotated[
+        dict[str, Any], _about("The action's input; its strings may be templates (no secrets).")
+    ] = {}
+
+
 # --- nodes ----------------------------------------------------------------------------
 
 
@@ -237,6 +253,10 @@ class HttpNode(_NodeBase, frozen=True, kw_only=True, tag="http"):
     parameters: HttpParameters
 
 
+class ActionNode(_NodeBase, frozen=True, kw_only=True, tag="action"):
+    parameters: ActionParameters
+
+
 class MapNode(_NodeBase, frozen=True, kw_only=True, tag="map"):
     parameters: MapParameters
 
@@ -264,6 +284,7 @@ Node = (
     | SwitchNode
     | DelayNode
     | HttpNode
+    | ActionNode
     | MapNode
     | WorkflowNode
     | TaskNode

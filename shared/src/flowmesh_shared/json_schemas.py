@@ -1,0 +1,93 @@
+"""JSON Schemas a tenant wrote, compiled safely and judged with problems at their paths.
+
+One owner for every place a tenant's JSON Schema judges a value: an action's input (the
+registry at validation, the executor at run time) and a run's input (the gateway).
+
+- Compiled offline: a ``$ref`` to a remote document is refused, never fetched.
+- ``pattern`` and ``patternProperties`` use the linear-time regex engine (no look-around,
+  no backreferences): a tenant's pattern cannot make a service spin (ReDoS).
+- At validation time a definition's values may still be templates (``{{ trigger.data.n }}``
+  where the schema wants an integer): :func:`schema_problems` with ``templates=True`` lets
+  any string holding a template pass whatever the schema says of it; the rendered value is
+  judged again when the step runs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+import jsonschema_rs
+
+from flowmesh_proto.errors import ErrorCode, ProblemItem
+from flowmesh_proto.storable import json_path
+from flowmesh_shared.expressions import has_template
+
+__all__ = ["MAX_PROBLEMS", "CompiledSchemas", "compile_schema", "schema_problems"]
+
+#: At most this many problems are reported for one value.
+MAX_PROBLEMS = 50
+
+Validator = jsonschema_rs.Validator
+
+
+def compile_schema(schema: Any) -> Validator | str:
+    """A validator for ``schema``, or why it is none (the first line of the compiler's
+    message)."""
+    try:
+        return jsonschema_rs.validator_for(
+            schema, offline=True, pattern_options=jsonschema_rs.RegexOptions()
+        )
+    except (ValueError, TypeError) as exc:  # ValidationError and ReferencingError included
+        return str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+
+
+def schema_problems(
+    validator: Validator,
+    value: Any,
+    *,
+    root: str,
+    templates: bool = False,
+    code: ErrorCode = ErrorCode.VALIDATION_FAILED,
+) -> list[ProblemItem]:
+    """What is wrong with ``value`` (none: it is valid), each at ``root`` followed by where
+    in the value (``input.items[0].sku``); at most :data:`MAX_PROBLEMS`."""
+    found: list[ProblemItem] = []
+    try:
+        for error in validator.iter_errors(value):
+            if templates and isinstance(error.instance, str) and has_template(error.instance):
+                continue
+            path: list[str | int] = list(error.instance_path)
+            if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
+                path.append(error.kind.property)  # the missing member's own path
+            found.append(
+                ProblemItem(path=json_path(path, root), code=code.name, message=error.message)
+            )
+            if len(found) >= MAX_PROBLEMS:
+                break
+    except ValueError as exc:  # e.g. "Recursion limit reached" on a deep value
+        message = f"cannot be checked against its schema: {exc}"
+        return [ProblemItem(path=root, code=code.name, message=message)]
+    return found
+
+
+class CompiledSchemas:
+    """Compiled schemas by a caller's key, least recently used out (a schema that does not
+    compile is remembered as its reason)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = max(1, size)
+        self._compiled: OrderedDict[Hashable, Validator | str] = OrderedDict()
+
+    def get(self, key: Hashable, schema: Any) -> Validator | str:
+        """The validator for ``schema`` (compiled once per ``key``), or why it is none."""
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = compile_schema(schema)
+            self._compiled[key] = compiled
+            while len(self._compiled) > self.size:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(key)
+        return compiled
