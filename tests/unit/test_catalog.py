@@ -26,6 +26,7 @@ def test_the_table_says_what_the_validator_and_engine_said_before_it() -> None:
     assert literal == {
         "switch": {"cases"},
         "http": {"connector"},
+        "action": {"action", "connector", "version"},
         "map": {"workflow_id", "node", "concurrency"},
         "workflow": {"workflow_id", "version"},
         "task": {"queue", "timeout"},

@@ -205,7 +205,8 @@ def action_entry(action: Action) -> CatalogEntry:
     parameters = self_contained_schema(NODE_KINDS["action"].parameters)
     properties = dict(parameters.get("properties", {}))
     properties["action"] = {"const": action.name, "description": "This action's name."}
-    properties["input"] = spec.input_schema
+    properties["input"] = {"description": properties["input"].get("description", "")}
+    properties["input"] |= spec.input_schema
     if action.builtin:
         properties.pop("version", None)
     parameters = {**parameters, "properties": properties}

@@ -72,6 +72,19 @@ def schema_problems(
     return found
 
 
+def _paths(error: jsonschema_rs.ValidationError) -> list[list[str | int]]:
+    """Where ``error`` is: a missing member's own path, each unexpected member's own path,
+    else the instance's."""
+    path: list[str | int] = list(error.instance_path)
+    kind = error.kind
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        return [[*path, kind.property]]
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+        unexpected = kind.as_dict().get("unexpected") or []
+        return [[*path, name] for name in unexpected if isinstance(name, str)] or [path]
+    return [path]
+
+
 class CompiledSchemas:
     """Compiled schemas by a caller's key, least recently used out (a schema that does not
     compile is remembered as its reason)."""

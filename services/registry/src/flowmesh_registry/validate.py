@@ -7,13 +7,16 @@ references (expressions and templates).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 import msgspec
 
+from flowmesh_proto.actions import Action, ActionKey
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.workflow import Definition
+from flowmesh_registry.validation.actions import check_action_nodes
 from flowmesh_registry.validation.graph import check_graph
 from flowmesh_registry.validation.limits import Limits
 from flowmesh_registry.validation.nodes import check_connectors, check_nodes
@@ -57,9 +60,11 @@ def validate_definition(
     limits: Limits = DEFAULT_LIMITS,
     known_secrets: frozenset[str] | None = None,
     known_connectors: frozenset[str] | None = None,
+    known_actions: Mapping[ActionKey, Action] | None = None,
 ) -> ValidationReport:
-    """Check a decoded JSON or YAML document; ``known_secrets`` (``known_connectors``) None
-    skips the secret (connector) lookup."""
+    """Check a decoded JSON or YAML document; ``known_secrets`` (``known_connectors``,
+    ``known_actions``: the tenant's own actions the definition names) None skips the secret
+    (connector, tenant action) lookup; built-in actions are always checked."""
     problems = Problems()
     document = check_document(
         raw, max_bytes=limits.max_bytes, max_depth=limits.max_depth, problems=problems
@@ -85,6 +90,7 @@ def validate_definition(
     )
     if known_connectors is not None:
         check_connectors(shape.nodes, known_connectors, problems)
+    check_action_nodes(shape.nodes, known_actions, problems)
     check_triggers(shape.triggers, problems)
     references = ReferenceCheck(
         graph=graph,

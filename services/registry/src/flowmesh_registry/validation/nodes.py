@@ -24,6 +24,7 @@ from flowmesh_proto.ids import (
 )
 from flowmesh_proto.workflow import (
     HTTP_METHODS,
+    ActionParameters,
     DelayNode,
     DelayParameters,
     HttpNode,
@@ -257,14 +258,17 @@ def check_connectors(nodes: list[NodeEntry], known: frozenset[str], problems: Pr
 
 
 def _connector_refs(nodes: list[NodeEntry]) -> Iterator[tuple[str, str]]:
-    """Each connector an http node names (a map's per-item http template's too), by path."""
+    """Each connector an http or action node names (a map's per-item template's too), by
+    path."""
     for entry in nodes:
         parameters = entry.node.parameters if entry.node is not None else None
         path = f"{entry.path}.parameters"
         if isinstance(parameters, HttpParameters) and parameters.connector is not None:
             yield f"{path}.connector", parameters.connector
+        if isinstance(parameters, ActionParameters):
+            yield f"{path}.connector", parameters.connector
         template = getattr(parameters, "node", None)
-        if isinstance(template, StepTemplate) and template.type == "http":
+        if isinstance(template, StepTemplate) and template.type in ("http", "action"):
             name = template.parameters.get("connector")
             if isinstance(name, str):
                 yield f"{path}.node.parameters.connector", name
