@@ -58,13 +58,12 @@ def schema_problems(
         for error in validator.iter_errors(value):
             if templates and isinstance(error.instance, str) and has_template(error.instance):
                 continue
-            path: list[str | int] = list(error.instance_path)
-            if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
-                path.append(error.kind.property)  # the missing member's own path
-            found.append(
-                ProblemItem(path=json_path(path, root), code=code.name, message=error.message)
-            )
+            for path in _paths(error):
+                found.append(
+                    ProblemItem(path=json_path(path, root), code=code.name, message=error.message)
+                )
             if len(found) >= MAX_PROBLEMS:
+                del found[MAX_PROBLEMS:]
                 break
     except ValueError as exc:  # e.g. "Recursion limit reached" on a deep value
         message = f"cannot be checked against its schema: {exc}"

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from flowmesh_proto.action_library import builtin_action
+from flowmesh_proto.action_library import builtin_action, is_reserved
 from flowmesh_proto.actions import ACTION_NAME_PATTERN, Action, ActionKey, ActionSpec
 from flowmesh_proto.connector_paths import path_problem
 from flowmesh_proto.errors import ErrorCode, ProblemItem
@@ -139,9 +139,9 @@ def _check_roots(
 def find_action(key: ActionKey, known: Mapping[ActionKey, Action] | None) -> Action | None:
     """The action ``key`` names: a built-in one (version 1 or none), else the tenant's."""
     name, version = key
-    builtin = builtin_action(name)
-    if builtin is not None:
-        return builtin if version in (None, 1) else None
+    if is_reserved(name):  # a built-in's name, or one no tenant's action may take
+        builtin = builtin_action(name)
+        return builtin if builtin is not None and version in (None, 1) else None
     return None if known is None else known.get(key)
 
 
@@ -168,7 +168,7 @@ def _check_node(
         problems.add(f"{path}.version", ErrorCode.INVALID_NODES, "versions start at 1")
         return
     action = find_action((name, version), known)
-    if action is None and (builtin_action(name) is not None or known is not None):
+    if action is None and (is_reserved(name) or known is not None):
         where = f"{path}.version" if version is not None else f"{path}.action"
         what = f"action {shown(name)}" + (f" version {version}" if version is not None else "")
         problems.add(where, ErrorCode.MISSING_VARIABLE, f"{what} does not exist")
@@ -208,7 +208,7 @@ def _key(parameters: dict[str, Any]) -> tuple[ActionKey, ...]:
     name, version = parameters.get("action"), parameters.get("version")
     if not isinstance(name, str) or not re.fullmatch(ACTION_NAME_PATTERN, name):
         return ()
-    if builtin_action(name) is not None:
+    if is_reserved(name):
         return ()
     if version is not None and (type(version) is not int or version < 1):
         return ()
