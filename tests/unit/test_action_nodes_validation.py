@@ -185,3 +185,18 @@ def test_the_keys_read_before_validation_and_the_refs_after_it_agree() -> None:
     }
     assert action_keys({"nodes": "x"}) == frozenset()
     assert action_keys({"nodes": [{"type": "action", "parameters": {"action": 5}}]}) == frozenset()
+
+
+def test_two_tenants_actions_of_one_name_and_version_are_judged_each_by_its_own_schema() -> None:
+    strict = msgspec.convert(msgspec.to_builtins(CRM), ActionSpec)
+    loose_schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    loose = msgspec.structs.replace(strict, input_schema=loose_schema)
+    node = _action("b", "crm.upsert", input={"id": 5})
+    first = {("crm.upsert", None): Action(name="crm.upsert", version=1, builtin=False, spec=loose)}
+    second = {
+        ("crm.upsert", None): Action(name="crm.upsert", version=1, builtin=False, spec=strict)
+    }
+    assert _validate(node, known=first).problems == []
+    assert _problems(_validate(node, known=second)) == {
+        "nodes[0].parameters.input.id": "VALIDATION_FAILED"
+    }

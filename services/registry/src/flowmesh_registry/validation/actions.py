@@ -22,6 +22,7 @@ schema says of it, and is judged again when the step runs).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -53,7 +54,7 @@ RESULT_ROOTS = frozenset({"input", "response"})
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _TEMPLATE = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Compiled input schemas of actions, by (name, version, builtin).
+#: Compiled input schemas of actions, by content (:func:`_schema_key`).
 _SCHEMAS = CompiledSchemas(256)
 
 
@@ -175,7 +176,8 @@ def _check_node(
         return
     if action is None:
         return
-    compiled = _SCHEMAS.get((action.name, action.version, action.builtin), action.spec.input_schema)
+    schema = action.spec.input_schema
+    compiled = _SCHEMAS.get(_schema_key(schema), schema)
     if isinstance(compiled, str):  # a stored spec was checked: only an old one can fail here
         problems.add(
             f"{path}.action", INVALID, f"the action's input_schema is unusable: {compiled}"
@@ -213,6 +215,12 @@ def _key(parameters: dict[str, Any]) -> tuple[ActionKey, ...]:
     if version is not None and (type(version) is not int or version < 1):
         return ()
     return ((name, version),)
+
+
+def _schema_key(schema: dict[str, Any]) -> bytes:
+    """A compiled schema's key: its content (two tenants' actions may share a name and a
+    version, never a cache entry unless their schemas are the same)."""
+    return hashlib.sha256(msgspec.json.encode(schema)).digest()
 
 
 def _action_nodes(nodes: list[NodeEntry]) -> Iterator[tuple[str, ActionParameters]]:
