@@ -96,7 +96,7 @@ def test_each_request_names_its_operation_and_reply() -> None:
     assert OPERATIONS["workflow_unlock"] == (r.WorkflowUnlock, r.Deleted)
     assert OPERATIONS["apikey_check"] == (r.ApiKeyCheck, r.ApiKeyIdentity)
     assert OPERATIONS["connector_put"] == (ConnectorPut, Connector)
-    assert len(OPERATIONS) == len({request for request, _ in OPERATIONS.values()}) == 39
+    assert len(OPERATIONS) == len({request for request, _ in OPERATIONS.values()}) == 44
     for name, (request, reply) in OPERATIONS.items():
         assert request.operation == name
         assert reply_type(request) is reply

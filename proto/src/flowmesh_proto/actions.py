@@ -32,6 +32,7 @@ import msgspec
 from flowmesh_proto.connectors import AUTH_KINDS
 from flowmesh_proto.ids import SECRET_NAME_PATTERN
 from flowmesh_proto.operations import Request
+from flowmesh_proto.versionref import VersionRef
 from flowmesh_proto.workflow import ActionParameters, Definition, HttpMethod, MapNode
 
 __all__ = [
@@ -150,7 +151,10 @@ class ActionPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ActionDeleted(msgspec.Struct, frozen=True, kw_only=True):
+    """The deleted action's name and the stored versions that named it, now ``invalid``."""
+
     name: str
+    invalidated: list[VersionRef] = []
 
 
 # --- the registry's operations (a tenant's own actions) -------------------------------------

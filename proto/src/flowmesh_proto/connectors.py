@@ -17,6 +17,7 @@ import msgspec
 
 from flowmesh_proto.ids import SECRET_NAME_PATTERN
 from flowmesh_proto.operations import Request
+from flowmesh_proto.versionref import VersionRef
 
 CONNECTOR_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 #: The longest ``base_url`` or ``token_url``.
@@ -127,7 +128,10 @@ class ConnectorPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ConnectorDeleted(msgspec.Struct, frozen=True, kw_only=True):
+    """The deleted connector's name and the stored versions that named it, now ``invalid``."""
+
     name: str
+    invalidated: list[VersionRef] = []
 
 
 # --- the registry's operations -------------------------------------------------------------

@@ -18,6 +18,7 @@ from flowmesh_proto.connectors import ConnectorDelete, ConnectorGet, ConnectorLi
 from flowmesh_proto.errors import ProblemItem
 from flowmesh_proto.operations import Request, reply_type
 from flowmesh_proto.runs import Run, RunStatus, TriggerKind
+from flowmesh_proto.versionref import VersionRef as VersionRef
 
 Role = Literal["viewer", "operator", "editor", "admin"]
 ROLES: tuple[str, ...] = ("viewer", "operator", "editor", "admin")
@@ -452,11 +453,6 @@ class Secret(_Result, frozen=True):
 
 class SecretPage(_Result, frozen=True):
     items: list[Secret]
-
-
-class VersionRef(_Result, frozen=True):
-    workflow_id: str
-    version: int
 
 
 class SecretDeleted(_Result, frozen=True):

@@ -97,9 +97,9 @@ async def test_changes_are_audited_with_name_version_and_kind_only(api: Api) -> 
     await api("connector_delete", c.ConnectorDelete(name="audited"))
     page = await api("audit_list", r.AuditList(target="connector:audited"))
     assert [(e.action, e.detail) for e in page.items] == [
-        ("connector.delete", {"auth": "bearer"}),
-        ("connector.put", {"version": 2, "auth": "bearer"}),
-        ("connector.put", {"version": 1, "auth": "bearer"}),
+        ("connector.delete", {"auth": "bearer", "invalidated": []}),
+        ("connector.put", {"version": 2, "auth": "bearer", "revalidated": []}),
+        ("connector.put", {"version": 1, "auth": "bearer", "revalidated": []}),
     ]
     assert all(e.actor == api.tenant.principal for e in page.items)
 
@@ -174,3 +174,66 @@ async def test_the_limit_per_tenant_holds_even_for_concurrent_creations(
     made = next(x.name for x in results if isinstance(x, c.Connector))
     replaced = await operations.put(caller, made, spec())
     assert replaced.version == 2  # replacing one is no creation: the limit does not apply
+
+
+def _through(name: str, connector: str, *, action: bool = False) -> dict[str, Any]:
+    """A workflow whose one node reaches the outside through ``connector``: an http node,
+    or a built-in action's node; and a map's per-item http node through it too."""
+    node: dict[str, Any] = (
+        {
+            "id": "post",
+            "type": "action",
+            "parameters": {
+                "action": "webhook.post",
+                "connector": connector,
+                "input": {"payload": {"a": 1}},
+            },
+        }
+        if action
+        else {"id": "post", "type": "http", "parameters": {"connector": connector, "path": "/x"}}
+    )
+    return {"name": name, "nodes": [node]}
+
+
+async def test_deleting_a_connector_invalidates_the_versions_naming_it_until_it_is_back(
+    api: Api,
+) -> None:
+    await put(api, "hooks")
+    await put(api, "other")
+    http = await api("workflow_create", r.WorkflowCreate(definition=_through("via-http", "hooks")))
+    action = await api(
+        "workflow_create",
+        r.WorkflowCreate(definition=_through("via-action", "hooks", action=True)),
+    )
+    bystander = await api(
+        "workflow_create", r.WorkflowCreate(definition=_through("bystander", "other"))
+    )
+
+    deleted = await api("connector_delete", c.ConnectorDelete(name="hooks"))
+    assert sorted((v.workflow_id, v.version) for v in deleted.invalidated) == sorted(
+        [(http.id, 1), (action.id, 1)]
+    )
+    for wf in (http, action):
+        got = await api("workflow_get", r.WorkflowGet(id=wf.id))
+        assert got.validation_status == "invalid"
+        assert [(e.code, e.message) for e in got.validation_errors] == [
+            ("MISSING_VARIABLE", "connector hooks was deleted")
+        ]
+    still = await api("workflow_get", r.WorkflowGet(id=bystander.id))
+    assert still.validation_status == "valid"
+    audit = await api(
+        "audit_list", r.AuditList(action="connector.delete", target="connector:hooks")
+    )
+    assert sorted(audit.items[0].detail["invalidated"]) == sorted(
+        [f"{http.id}@1", f"{action.id}@1"]
+    )
+
+    again = await put(api, "hooks")
+    assert again.version == 1
+    for wf in (http, action):
+        got = await api("workflow_get", r.WorkflowGet(id=wf.id))
+        assert (got.validation_status, got.validation_errors) == ("valid", [])
+    audit = await api("audit_list", r.AuditList(action="connector.put", target="connector:hooks"))
+    assert sorted(audit.items[0].detail["revalidated"]) == sorted(
+        [f"{http.id}@1", f"{action.id}@1"]
+    )

@@ -32,6 +32,12 @@ from flowmesh_registry import audit
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.cursors import CursorError, decode_cursor, encode_cursor
 from flowmesh_registry.db import Database
+from flowmesh_registry.dependents import (
+    invalidate_users,
+    revalidate_users,
+    version_refs,
+    version_text,
+)
 from flowmesh_registry.problems import field_problem
 from flowmesh_registry.resources import check_tenant
 from flowmesh_registry.secrets import known_names
@@ -44,6 +50,8 @@ LOCK_CREATIONS = "SELECT pg_advisory_xact_lock(hashtextextended('connectors:' ||
 EXISTS = "SELECT 1 FROM connectors WHERE tenant_id = $1 AND name = $2"
 COUNT = "SELECT count(*) FROM connectors WHERE tenant_id = $1"
 NAMES = "SELECT name FROM connectors WHERE tenant_id = $1"
+# Held until the version that relies on them commits: a delete waits (updates do not).
+NAMES_HELD = "SELECT name FROM connectors WHERE tenant_id = $1 FOR KEY SHARE"
 UPSERT = """
 INSERT INTO connectors (tenant_id, name, spec, version, created_by, updated_by)
 VALUES ($1, $2, $3, 1, $4, $4)
@@ -86,7 +94,14 @@ class ConnectorOperations:
                     )
             row = await _upsert(conn, caller, name, stored)
             check_tenant(row, caller.tenant)
-            detail = {"version": row["version"], "auth": spec.auth.__struct_config__.tag}
+            restored = await revalidate_users(conn, caller.tenant, "connector", name)
+            detail = {
+                "version": row["version"],
+                "auth": spec.auth.__struct_config__.tag,
+                "revalidated": [
+                    version_text(r) for r in restored if r["validation_status"] == "valid"
+                ],
+            }
             await audit.record(conn, caller, "connector.put", f"connector:{name}", detail=detail)
             known = await known_names(conn, caller.tenant, hold=False)
         return _connector(row, known)
@@ -125,11 +140,14 @@ class ConnectorOperations:
             if row is None:
                 raise not_found(name)
             check_tenant(row, caller.tenant)
-            kind = row["spec"].get("auth", {}).get("kind")
-            await audit.record(
-                conn, caller, "connector.delete", f"connector:{name}", detail={"auth": kind}
-            )
-        return ConnectorDeleted(name=name)
+            invalidated = await invalidate_users(conn, caller.tenant, "connector", name)
+            detail = {
+                "auth": row["spec"].get("auth", {}).get("kind"),
+                "invalidated": [version_text(r) for r in invalidated],
+            }
+            await audit.record(conn, caller, "connector.delete", f"connector:{name}", detail=detail)
+        refs = version_refs(invalidated)
+        return ConnectorDeleted(name=name, invalidated=refs)
 
 
 def not_found(name: str) -> FlowmeshError:
@@ -175,6 +193,10 @@ def _connector(row: asyncpg.Record, known: frozenset[str]) -> Connector:
     )
 
 
-async def known_connectors(conn: asyncpg.Connection, tenant: str) -> frozenset[str]:
-    """The names of the tenant's connectors (what a definition's http nodes may name)."""
-    return frozenset(row["name"] for row in await conn.fetch(NAMES, tenant))
+async def known_connectors(
+    conn: asyncpg.Connection, tenant: str, *, hold: bool = False
+) -> frozenset[str]:
+    """The names of the tenant's connectors (what a definition's http and action nodes may
+    name); ``hold`` keeps them from being deleted until commit (a delete waits)."""
+    rows = await conn.fetch(NAMES_HELD if hold else NAMES, tenant)
+    return frozenset(row["name"] for row in rows)

@@ -1,9 +1,10 @@
 """A definition made ready to store: the pure validator, then what only the database knows.
 
-The tenant's secrets are read ``FOR KEY SHARE`` (:func:`flowmesh_registry.secrets.known_names`),
-so none that a new version names can be deleted before that version commits. The
-sub-workflows it calls must be live workflows of the tenant, and the connectors its http
-nodes name must be the tenant's (a connector deleted later fails the step at run time).
+The tenant's secrets and connectors are read ``FOR KEY SHARE`` (``known_names``,
+``known_connectors``), so none that a new version names can be deleted before that
+version commits (a delete waits, then invalidates that version too:
+:mod:`flowmesh_registry.dependents`). The sub-workflows it calls must be live workflows
+of the tenant.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ class Prepared:
         self.hash = content_hash(self.data)
         self.workflow_refs = [uuid.UUID(ref) for ref in report.workflow_refs]
         self.secret_refs = list(report.secret_refs)
+        self.connector_refs = list(report.connector_refs)
+        self.action_refs = list(report.action_refs)
 
 
 async def prepare(conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limits) -> Prepared:
     """Validate ``raw`` fully (shape, graph, expressions, secrets, sub-workflows) or raise 422."""
     known = await secrets.known_names(conn, tenant, hold=True)
-    connectors = await known_connectors(conn, tenant)
+    connectors = await known_connectors(conn, tenant, hold=True)
     report = validate_definition(
         raw, limits=limits, known_secrets=known, known_connectors=connectors
     )

@@ -5,11 +5,9 @@ audit entry or event shows one, except :meth:`SecretOperations.resolve`, which a
 Flowmesh's own services (the executor) only.
 
 A stored workflow version records the secrets its expressions name (``secret_refs``).
-Deleting a secret turns every version that names it ``invalid`` in the same transaction,
-with a validation error that carries the secret's name under ``"secret"`` (a key the wire's
-:class:`~flowmesh_proto.errors.ProblemItem` leaves out). Putting the secret back removes
-exactly those errors, and a version left with no error is ``valid`` again; one invalid for
-another reason too (a deleted sub-workflow, another missing secret) stays invalid.
+Deleting a secret turns every version that names it ``invalid``; putting it back makes
+those versions valid again unless something else is missing
+(:mod:`flowmesh_registry.dependents`).
 
 Creating or changing a workflow reads the tenant's secret names ``FOR KEY SHARE``
 (:func:`known_names`), so a secret cannot be deleted between the check and the commit of a
@@ -23,10 +21,16 @@ import structlog
 
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.ids import SECRET_NAME_PATTERN, is_secret_name
-from flowmesh_proto.registry import Secret, SecretDeleted, SecretPage, SecretValues, VersionRef
+from flowmesh_proto.registry import Secret, SecretDeleted, SecretPage, SecretValues
 from flowmesh_registry import audit
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.db import Database
+from flowmesh_registry.dependents import (
+    invalidate_users,
+    revalidate_users,
+    version_refs,
+    version_text,
+)
 from flowmesh_registry.resources import check_tenant
 from flowmesh_registry.secretbox import Keyring, Sealed, SecretBoxError, UnknownKey
 from flowmesh_shared.errors import FlowmeshError, InternalError, NotFound, Unavailable
@@ -59,34 +63,6 @@ SEALED_SECRETS = """
 SELECT tenant_id, name, ciphertext, nonce, key_id FROM secrets
 WHERE tenant_id = $1 AND name = ANY($2::text[])"""
 
-# A stored version that names a deleted secret can no longer run. Each expression reads
-# the row being updated, so a concurrent change to the same version is never lost.
-INVALIDATE_USERS = """
-UPDATE workflow_versions
-SET validation_status = 'invalid',
-    validation_errors = validation_errors || jsonb_build_array(jsonb_build_object(
-        'path', 'nodes', 'code', 'MISSING_VARIABLE',
-        'message', 'secret ' || $2::text || ' was deleted', 'secret', $2::text))
-WHERE tenant_id = $1 AND $2 = ANY(secret_refs)
-  AND NOT validation_errors @> jsonb_build_array(jsonb_build_object('secret', $2::text))
-RETURNING workflow_id, version"""
-
-# The secret is back: drop the errors its deletion added; no error left means valid.
-REVALIDATE_USERS = """
-UPDATE workflow_versions
-SET validation_errors = coalesce(
-        (SELECT jsonb_agg(e.value ORDER BY e.ordinality)
-         FROM jsonb_array_elements(validation_errors) WITH ORDINALITY AS e
-         WHERE e.value->>'secret' IS DISTINCT FROM $2::text),
-        '[]'::jsonb),
-    validation_status = CASE
-        WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(validation_errors) AS e
-                     WHERE e.value->>'secret' IS DISTINCT FROM $2::text)
-        THEN 'invalid' ELSE 'valid' END
-WHERE tenant_id = $1 AND $2 = ANY(secret_refs)
-  AND validation_errors @> jsonb_build_array(jsonb_build_object('secret', $2::text))
-RETURNING workflow_id, version, validation_status"""
-
 
 async def known_names(conn: asyncpg.Connection, tenant: str, *, hold: bool) -> frozenset[str]:
     """The tenant's secret names; ``hold`` keeps them from being deleted until commit."""
@@ -114,12 +90,12 @@ class SecretOperations:
         async with self.db.tenant_tx(caller.tenant) as conn:
             row = await _upsert(conn, caller.tenant, name, sealed)
             check_tenant(row, caller.tenant)
-            restored = await conn.fetch(REVALIDATE_USERS, caller.tenant, name)
+            restored = await revalidate_users(conn, caller.tenant, "secret", name)
             detail = {
                 "created": row["created_at"] == row["updated_at"],
                 "key_id": sealed.key_id,
                 "revalidated": [
-                    _ref_text(r) for r in restored if r["validation_status"] == "valid"
+                    version_text(r) for r in restored if r["validation_status"] == "valid"
                 ],
             }
             await audit.record(conn, caller, "secret.put", f"secret:{name}", detail=detail)
@@ -134,17 +110,15 @@ class SecretOperations:
             if row is None:
                 raise not_found(name)
             check_tenant(row, caller.tenant)
-            invalidated = await conn.fetch(INVALIDATE_USERS, caller.tenant, name)
+            invalidated = await invalidate_users(conn, caller.tenant, "secret", name)
             await audit.record(
                 conn,
                 caller,
                 "secret.delete",
                 f"secret:{name}",
-                detail={"invalidated": [_ref_text(r) for r in invalidated]},
+                detail={"invalidated": [version_text(r) for r in invalidated]},
             )
-        refs = [
-            VersionRef(workflow_id=str(r["workflow_id"]), version=r["version"]) for r in invalidated
-        ]
+        refs = version_refs(invalidated)
         return SecretDeleted(name=name, invalidated=refs)
 
     async def list_secrets(self, tenant: str) -> SecretPage:
@@ -214,10 +188,6 @@ def _open(keys: Keyring, tenant: str, row: asyncpg.Record) -> str:
 
 def _secret(row: asyncpg.Record) -> Secret:
     return Secret(name=row["name"], created_at=row["created_at"], updated_at=row["updated_at"])
-
-
-def _ref_text(row: asyncpg.Record) -> str:
-    return f"{row['workflow_id']}@{row['version']}"
 
 
 def _problem(path: str, message: str) -> ProblemItem:

@@ -19,7 +19,7 @@ from flowmesh_proto.workflow import Definition
 from flowmesh_registry.validation.actions import check_action_nodes
 from flowmesh_registry.validation.graph import check_graph
 from flowmesh_registry.validation.limits import Limits
-from flowmesh_registry.validation.nodes import check_connectors, check_nodes
+from flowmesh_registry.validation.nodes import check_connectors, check_nodes, connector_refs
 from flowmesh_registry.validation.problems import Problems
 from flowmesh_registry.validation.references import ReferenceCheck
 from flowmesh_registry.validation.shape import check_document, decode_shape
@@ -45,6 +45,9 @@ class ValidationReport(msgspec.Struct, frozen=True, kw_only=True):
     problems: list[ProblemItem]
     workflow_refs: list[str] = []
     secret_refs: list[str] = []
+    #: The connectors the http and action nodes name, and the tenant's own actions.
+    connector_refs: list[str] = []
+    action_refs: list[str] = []
 
     @property
     def valid(self) -> bool:
@@ -90,7 +93,7 @@ def validate_definition(
     )
     if known_connectors is not None:
         check_connectors(shape.nodes, known_connectors, problems)
-    check_action_nodes(shape.nodes, known_actions, problems)
+    action_refs = check_action_nodes(shape.nodes, known_actions, problems)
     check_triggers(shape.triggers, problems)
     references = ReferenceCheck(
         graph=graph,
@@ -108,6 +111,8 @@ def validate_definition(
         problems=problems.sorted(),
         workflow_refs=workflow_refs,
         secret_refs=sorted(references.secret_refs),
+        connector_refs=connector_refs(shape.nodes),
+        action_refs=action_refs,
     )
 
 

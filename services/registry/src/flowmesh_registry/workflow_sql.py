@@ -36,8 +36,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 1, $8, $8)"""
 INSERT_VERSION = """
 INSERT INTO workflow_versions (tenant_id, workflow_id, version, definition, content_hash,
                                validation_status, validation_errors, workflow_refs,
-                               secret_refs, created_by)
-VALUES ($1, $2, $3, $4, $5, 'valid', '[]'::jsonb, $6, $7, $8)"""
+                               secret_refs, connector_refs, action_refs, created_by)
+VALUES ($1, $2, $3, $4, $5, 'valid', '[]'::jsonb, $6, $7, $8, $9, $10)"""
 
 SET_NEW_VERSION = """
 UPDATE workflows

@@ -176,6 +176,8 @@ class WorkflowOperations:
             prepared.hash,
             prepared.workflow_refs,
             prepared.secret_refs,
+            prepared.connector_refs,
+            prepared.action_refs,
             caller.actor,
         )
         return await self.webhooks.mint_missing(conn, caller, wid, prepared.definition)

@@ -148,11 +148,16 @@ def find_action(key: ActionKey, known: Mapping[ActionKey, Action] | None) -> Act
 
 def check_action_nodes(
     nodes: list[NodeEntry], known: Mapping[ActionKey, Action] | None, problems: Problems
-) -> None:
+) -> list[str]:
     """Each action node's name, version and input; a tenant's action is looked up only
-    when ``known`` is given (None skips the lookup, as for secrets)."""
+    when ``known`` is given (None skips the lookup, as for secrets). The tenant's own
+    actions the nodes name, sorted."""
+    named: set[str] = set()
     for path, parameters in _action_nodes(nodes):
         _check_node(path, parameters, known, problems)
+        if not is_reserved(parameters.action):
+            named.add(parameters.action)
+    return sorted(named)
 
 
 def _check_node(

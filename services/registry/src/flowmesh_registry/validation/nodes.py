@@ -257,6 +257,11 @@ def check_connectors(nodes: list[NodeEntry], known: frozenset[str], problems: Pr
             problems.add(path, ErrorCode.MISSING_VARIABLE, message)
 
 
+def connector_refs(nodes: list[NodeEntry]) -> list[str]:
+    """The connectors the nodes name, sorted, once each."""
+    return sorted({name for _, name in _connector_refs(nodes)})
+
+
 def _connector_refs(nodes: list[NodeEntry]) -> Iterator[tuple[str, str]]:
     """Each connector an http or action node names (a map's per-item template's too), by
     path."""
