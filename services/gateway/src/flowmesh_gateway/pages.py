@@ -40,6 +40,8 @@ FILES = {
     "runs.js": "text/javascript",
     "run.js": "text/javascript",
     "timeline.js": "text/javascript",
+    "schema.js": "text/javascript",
+    "form.js": "text/javascript",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
