@@ -42,6 +42,9 @@ FILES = {
     "timeline.js": "text/javascript",
     "schema.js": "text/javascript",
     "form.js": "text/javascript",
+    "connectors.js": "text/javascript",
+    "connector.js": "text/javascript",
+    "connectorform.js": "text/javascript",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
