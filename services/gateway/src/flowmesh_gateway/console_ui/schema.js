@@ -120,3 +120,49 @@ export function jsonText(value) {
 export function literalText(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
+
+/** A schema's type in words: `string`, `integer or null`, `list of string`, `any`. */
+export function typeWords(given) {
+  const field = fieldOf(given);
+  const { schema } = field;
+  const words = {
+    const: () => `always ${literalText(schema.const)}`,
+    enum: () => `one of ${schema.enum.map(literalText).join(", ")}`,
+    array: () => `list of ${typeWords(schema.items)}`,
+    map: () => `map of ${typeWords(schema.additionalProperties)}`,
+    object: () => "object",
+    json: () => (schema.anyOf || schema.oneOf || []).map(typeWords).join(" or ") || schema.type || "any",
+  }[field.kind];
+  const base = words ? words() : field.kind;
+  return field.nullable && field.kind !== "json" ? `${base} or null` : base;
+}
+
+/** A schema as readable lines: `name: type (required) - description`, objects indented. */
+export function schemaLines(given, depth = 0) {
+  const { kind, schema } = fieldOf(given);
+  const lines = [];
+  const pad = "  ".repeat(depth);
+  if (depth === 0) lines.push(`${typeWords(given)}${schema.description ? ` - ${firstLine(schema.description)}` : ""}`);
+  const properties = kind === "object" ? schema.properties || {} : {};
+  const required = new Set(schema.required || []);
+  for (const [name, property] of Object.entries(properties)) {
+    const about = property.description ? ` - ${firstLine(property.description)}` : "";
+    lines.push(`${pad}  ${name}: ${typeWords(property)}${required.has(name) ? " (required)" : ""}${about}`);
+    if (fieldOf(property).kind === "object") lines.push(...schemaLines(property, depth + 1).slice(1));
+  }
+  return lines;
+}
+
+function firstLine(text) {
+  return text.trim().split(/\n\s*\n/)[0].replace(/\s+/g, " ");
+}
+
+/** A value as one line of JSON with a space after each comma and colon: also YAML (a flow
+ * mapping), so `- <it>` is a node of a workflow's `nodes` list. */
+export function flowText(value) {
+  if (Array.isArray(value)) return `[${value.map(flowText).join(", ")}]`;
+  if (value !== null && typeof value === "object") {
+    return `{${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${flowText(v)}`).join(", ")}}`;
+  }
+  return JSON.stringify(value === undefined ? null : value);
+}
