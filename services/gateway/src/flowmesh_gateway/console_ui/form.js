@@ -51,7 +51,7 @@ function fieldView(schema, value, where) {
   const made = BUILDERS[kind](field, value, where);
   const id = made.id;
   const wrapper = el(kind === "object" ? "fieldset" : "div", { className: `form-field form-${kind}`, "data-kind": kind },
-    labelOf(kind, id, where), describe(field.schema), made.node);
+    labelOf(kind, id, where), where.root ? null : describe(field.schema), made.node);
   const emptyValue = kind === "array" ? [] : kind === "map" ? {} : field.nullable ? null : undefined;
   return {
     node: wrapper,
