@@ -45,7 +45,10 @@ async def test_an_action_is_a_node_of_type_action(page: Page) -> None:
     line, node_id = await call(
         page,
         "nodebuilder.js",
-        "(m, a) => [m.nodeLine(a.entry, m.defaultId(a.entry.name), a.value), m.defaultId(a.entry.name)]",
+        """(m, a) => {
+          const id = m.defaultId(a.entry.name);
+          return [m.nodeLine(a.entry, id, a.value), id];
+        }""",
         {"entry": entry, "value": value},
     )
     assert node_id == "slack_post_message"
@@ -127,13 +130,13 @@ async def test_a_connectors_form_is_read_into_its_put_body(page: Page) -> None:
             "base_url": " https://api.example.com/v2 ",
             "hosts": "api.example.com\n\n login.example.com \n",
             "headers": "Accept: application/json\nX-Note: a: b\n\n",
-            "kind": "oauth2_client_credentials",
-            "token_url": "https://login.example.com/token",
-            "client_id": "flowmesh",
-            "client_secret": "CLIENT_SECRET",
-            "scopes": "reports.read\nreports.write",
-            "audience": "",
-            "secret": "IGNORED_FOR_THIS_KIND",
+            "auth.kind": "oauth2_client_credentials",
+            "auth.token_url": "https://login.example.com/token",
+            "auth.client_id": "flowmesh",
+            "auth.client_secret": "CLIENT_SECRET",
+            "auth.scopes": "reports.read\nreports.write",
+            "auth.audience": "",
+            "auth.secret": "IGNORED_FOR_THIS_KIND",
         },
     )
     assert got == {
@@ -152,12 +155,12 @@ async def test_a_connectors_form_is_read_into_its_put_body(page: Page) -> None:
         "problems": [],
     }
     # Required fields go empty to the API (which says where); optional ones are left out.
-    got = await body_of(page, {"base_url": "https://x.example", "kind": "basic", "hosts": ""})
+    got = await body_of(page, {"base_url": "https://x.example", "auth.kind": "basic", "hosts": ""})
     assert got["body"] == {
         "base_url": "https://x.example",
         "auth": {"kind": "basic", "username": "", "password_secret": ""},
     }
-    got = await body_of(page, {"base_url": "", "kind": "none", "headers": "Accept json"})
+    got = await body_of(page, {"base_url": "", "auth.kind": "none", "headers": "Accept json"})
     assert got["problems"] == [{"path": "headers", "message": "line 1 is not “Name: value”"}]
 
 
@@ -183,11 +186,50 @@ async def test_an_api_path_finds_its_field(page: Page) -> None:
         "hosts",
         "headers",
         "headers",
-        "kind",
-        "kind",
-        "secret",
-        "scopes",
-        "password_secret",
-        "kind",
+        "auth.kind",
+        "auth.kind",
+        "auth.secret",
+        "auth.scopes",
+        "auth.password_secret",
+        "auth.kind",
         None,
     ]
+
+
+async def test_links_and_text_from_connectors_and_entries_stay_console_routes(page: Page) -> None:
+    hostile = ["javascript:alert(1)", '"><img src=x onerror=alert(1)>', "a]\"'\\ #/admin/keys"]
+    found = await call(
+        page,
+        "connectors.js",
+        """async (m, hostile) => {
+          const catalog = await import('./catalog.js');
+          const entry = await import('./entry.js');
+          const connectors = m.connectorsView({
+            page: {items: hostile.map((text) => ({
+              name: text, base_url: text, hosts: hostile, auth: {kind: text},
+              version: 1, missing_secrets: hostile,
+            })), next_cursor: null, has_more: false},
+            onNext: () => null, onPrevious: null,
+          });
+          const entries = catalog.catalogView({
+            filters: {kind: '', category: ''},
+            page: {items: hostile.map((text) => ({kind: text, name: text, category: text,
+              description: text})), next_cursor: null, has_more: false},
+            onFilter: () => null, onNext: () => null, onPrevious: null,
+          });
+          const header = entry.entryHeader({name: hostile[1], kind: hostile[0],
+            category: hostile[2], description: hostile[1],
+            requires: {role: hostile[1], secrets: hostile}});
+          document.body.replaceChildren(...connectors, entries, ...header);
+          return {
+            hrefs: [...document.querySelectorAll('[href]')].map((a) => a.getAttribute('href')),
+            images: document.querySelectorAll('img').length,
+            text: document.body.textContent,
+          };
+        }""",
+        hostile,
+    )
+    assert len(found["hrefs"]) == 3 * 3 + 3 + 3 + 3  # missing secrets, names, entries, secrets
+    assert all(href.startswith("#/") for href in found["hrefs"])
+    assert found["images"] == 0
+    assert hostile[1] in found["text"]

@@ -58,11 +58,17 @@ async def test_an_admin_creates_edits_and_deletes_a_connector(
     problem = page.locator('[data-field="base_url"] .field-error')
     await expect(problem).to_be_visible()
     await expect(problem).to_contain_text("credentials")
-    await expect(page.locator('[data-field="secret"] .field-error')).to_be_hidden()
+    await expect(page.locator('[data-field="auth.secret"] .field-error')).to_be_hidden()
     status, _ = await api(console, tenant, "GET", "/connectors/slack")
     assert status == 404
 
-    await fill_form(page, base_url="https://slack.com/api")
+    # A name the API refuses: by the name's field (the name is one path segment).
+    await fill_form(page, name="Bad/Name", base_url="https://slack.com/api")
+    await page.get_by_role("button", name="Create connector").click()
+    await expect(page.locator('[data-field="name"] .field-error')).to_be_visible()
+    await expect(page.locator('[data-field="base_url"] .field-error')).to_be_hidden()
+
+    await fill_form(page, name="slack")
     await page.get_by_role("button", name="Create connector").click()
     await expect(page.locator("#connector-title")).to_have_text("slack")
     await expect(page.locator('[data-fact="Version"]')).to_have_text("v1")
