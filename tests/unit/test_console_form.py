@@ -42,7 +42,8 @@ async def read(page: Page, schema: dict[str, Any], value: Any, edit: str = "") -
         (p) => [p.closest('.form-field').dataset.path, p.textContent]);
       return {...read, shown};
     }""".replace("{EDITS}", f"(form, field, fill, wrapper) => {{ {edit} }}")
-    return await call(page, "form.js", body, {"schema": schema, "value": value})
+    found: dict[str, Any] = await call(page, "form.js", body, {"schema": schema, "value": value})
+    return found
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["name"] for e in ENTRIES])
@@ -54,7 +55,7 @@ async def test_every_catalog_entry_reads_back_its_example(
     assert got["value"] == entry["example"]
 
 
-ACTION = {
+ACTION: dict[str, Any] = {
     "title": "SlackPostParameters",
     "type": "object",
     "properties": {
@@ -106,7 +107,7 @@ ACTION = {
     "additionalProperties": False,
 }
 
-ACTION_VALUE = {
+ACTION_VALUE: dict[str, Any] = {
     "action": "slack.post_message",
     "connector": "slack",
     "version": 2,
@@ -223,7 +224,7 @@ async def test_bad_json_is_reported_at_its_path(page: Page) -> None:
 
 
 async def test_empty_optional_fields_are_left_out(page: Page) -> None:
-    minimal = {
+    minimal: dict[str, Any] = {
         "action": "slack.post_message",
         "connector": "slack",
         "input": {"channel": "#ops", "text": "hi"},

@@ -23,7 +23,8 @@ async def put_connector(
 ) -> dict[str, Any]:
     status, answer = await api(console, tenant, "PUT", f"/connectors/{name}", json=body)
     assert status in (200, 201), answer
-    return answer
+    made: dict[str, Any] = answer
+    return made
 
 
 async def fill_form(page: Page, **fields: str) -> None:
