@@ -293,3 +293,20 @@ async def test_data_stays_text(page: Page) -> None:
         {"schema": schema, "hostile": hostile},
     )
     assert images == [0, {hostile: hostile}]
+
+
+async def test_the_schemas_bounds_are_checked_but_templates_left_to_the_server(
+    page: Page,
+) -> None:
+    got = await read(
+        page,
+        ACTION,
+        ACTION_VALUE,
+        "fill(field('version'), '0'); fill(field('input.thread.ts'), 'abc');",
+    )
+    assert got["problems"] == [
+        {"path": "version", "message": "must be at least 1"},
+        {"path": "input.thread.ts", "message": "must match ^[0-9.]+$"},
+    ]
+    got = await read(page, ACTION, ACTION_VALUE, "fill(field('input.thread.ts'), '{{ x }}');")
+    assert got["problems"] == [] and got["value"]["input"]["thread"]["ts"] == "{{ x }}"

@@ -149,6 +149,16 @@ async def test_a_viewer_reads_the_list_and_a_connector_without_buttons(
     await expect(page.get_by_role("button", name="New connector")).to_have_count(0)
     await page.screenshot(path=screenshots / "connectors.png", full_page=True)
 
+    # Pages come from the server: one a page here.
+    await page.goto("/console/#/connectors?limit=1")
+    await expect(page.locator("#connectors td.name")).to_have_text(["plain"])
+    await page.get_by_role("button", name="Next").click()
+    await expect(page.locator("#connectors td.name")).to_have_text(["weather"])
+    await expect(page.get_by_role("button", name="Next")).to_be_disabled()
+    await page.get_by_role("button", name="Previous").click()
+    await expect(page.locator("#connectors td.name")).to_have_text(["plain"])
+
+    await page.goto("/console/#/connectors")
     await weather.locator("td.name a").click()
     await expect(page.locator("#connector-title")).to_have_text("weather")
     # The header's value, markup and all, is text: no element made of it, no script run.

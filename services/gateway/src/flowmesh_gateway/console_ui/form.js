@@ -6,7 +6,7 @@
 // way the API reports them. Data only ever as text (dom.js).
 import { el } from "./dom.js";
 import {
-  childPath, fieldOf, fitsObject, isTemplate, jsonOf, jsonText, literalText, scalarOf,
+  boundsProblem, childPath, fieldOf, fitsObject, isTemplate, jsonOf, jsonText, literalText, scalarOf,
 } from "./schema.js";
 
 /** What a field reads when nothing was given. */
@@ -135,7 +135,8 @@ function textField({ kind, schema }, value, { context, name }) {
     node: input,
     read: (path, problems) => {
       const got = scalarOf(as, input.value);
-      if (got.problem) problems.push({ path: path || "$", message: got.problem });
+      const problem = got.problem || (got.empty ? null : boundsProblem(schema, got.value));
+      if (problem) problems.push({ path: path || "$", message: problem });
       return got.empty || got.problem ? EMPTY : got.value;
     },
   };

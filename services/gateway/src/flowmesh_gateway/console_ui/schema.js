@@ -166,3 +166,32 @@ export function flowText(value) {
   }
   return JSON.stringify(value === undefined ? null : value);
 }
+
+/** What a value breaks of its schema's bounds (`minLength`, `maxLength`, `pattern`,
+ * `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`), or null; a template is
+ * left to the server. */
+export function boundsProblem(schema, value) {
+  if (isTemplate(value)) return null;
+  if (typeof value === "string") {
+    if (schema.minLength !== undefined && value.length < schema.minLength) return `must be at least ${schema.minLength} character(s)`;
+    if (schema.maxLength !== undefined && value.length > schema.maxLength) return `must be at most ${schema.maxLength} character(s)`;
+    if (schema.pattern !== undefined && !safeTest(schema.pattern, value)) return `must match ${schema.pattern}`;
+    return null;
+  }
+  if (typeof value !== "number") return null;
+  if (schema.minimum !== undefined && value < schema.minimum) return `must be at least ${schema.minimum}`;
+  if (schema.maximum !== undefined && value > schema.maximum) return `must be at most ${schema.maximum}`;
+  if (schema.exclusiveMinimum !== undefined && value <= schema.exclusiveMinimum) return `must be more than ${schema.exclusiveMinimum}`;
+  if (schema.exclusiveMaximum !== undefined && value >= schema.exclusiveMaximum) return `must be less than ${schema.exclusiveMaximum}`;
+  return null;
+}
+
+/** A schema's pattern tested as JSON Schema means it (a search, `u`); one this browser
+ * cannot compile is left to the server. */
+function safeTest(pattern, value) {
+  try {
+    return new RegExp(pattern, "u").test(value);
+  } catch {
+    return true;
+  }
+}
