@@ -257,7 +257,9 @@ async def test_lower_roles_see_no_admin_links_and_the_pages_say_they_need_admin(
     page = visit.page
     await sign_in(page, made["key"], "/console/#/admin/keys")
     await expect(page.locator("#role")).to_have_text(role)
-    await expect(page.locator("#top nav a")).to_have_text(["Workflows", "Runs"])
+    await expect(page.locator("#top nav a")).to_have_text(
+        ["Workflows", "Runs", "Catalog", "Connectors"]
+    )
     for path in ("keys", "secrets", "audit"):
         await page.goto(f"/console/#/admin/{path}")
         await expect(page).to_have_url(re.compile(f"#/admin/{path}$"))

@@ -40,6 +40,15 @@ FILES = {
     "runs.js": "text/javascript",
     "run.js": "text/javascript",
     "timeline.js": "text/javascript",
+    "schema.js": "text/javascript",
+    "form.js": "text/javascript",
+    "connectors.js": "text/javascript",
+    "connector.js": "text/javascript",
+    "connectorform.js": "text/javascript",
+    "catalog.js": "text/javascript",
+    "entry.js": "text/javascript",
+    "nodebuilder.js": "text/javascript",
+    "nodepicker.js": "text/javascript",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "

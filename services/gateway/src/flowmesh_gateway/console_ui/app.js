@@ -17,6 +17,10 @@ const ROUTES = [
   [/^\/import$/, "./importer.js", []],
   [/^\/runs$/, "./runs.js", []],
   [/^\/runs\/([^/]+)$/, "./run.js", ["id"]],
+  [/^\/connectors$/, "./connectors.js", []],
+  [/^\/connectors\/([^/]+)$/, "./connector.js", ["name"]],
+  [/^\/catalog$/, "./catalog.js", []],
+  [/^\/catalog\/([^/]+)\/([^/]+)$/, "./entry.js", ["kind", "name"]],
 ];
 
 const top = document.getElementById("top");

@@ -3,11 +3,12 @@
 // "line N: message (path)" items, each moving the caret to its line). Problems without a
 // line are listed above the text, with their path.
 import { el, show } from "./dom.js";
-import { lineCount, lineRange, placeProblems, problemText } from "./lines.js";
+import { insertLine, lineCount, lineRange, placeProblems, problemText } from "./lines.js";
 
 /**
  * editorView({id, text, readOnly, label}) -> {node, textarea, text(), setText(t),
- * setProblems(problems), goTo(line)}.
+ * setProblems(problems), goTo(line), insert(line)}; `insert` puts a line at the caret's line
+ * (lines.js insertLine) and selects it.
  */
 export function editorView({ id, text = "", readOnly = false, label = "Definition (YAML)" }) {
   const textarea = el("textarea", {
@@ -121,5 +122,12 @@ export function editorView({ id, text = "", readOnly = false, label = "Definitio
     },
     setProblems,
     goTo,
+    insert: (line) => {
+      const placed = insertLine(textarea.value, textarea.selectionStart, line);
+      textarea.value = placed.text;
+      setProblems([]);
+      textarea.focus();
+      textarea.setSelectionRange(placed.start, placed.end);
+    },
   };
 }

@@ -74,3 +74,19 @@ export function problemText(problem) {
 export function formatOf(text) {
   return String(text).trimStart().startsWith("{") ? "json" : "yaml";
 }
+
+/**
+ * Put `line` in `text` at the caret's line, with that line's indentation: an empty (or
+ * blank) line is filled, a line with text gets it above. -> {text, start, end}, the new
+ * text and where the line put is.
+ */
+export function insertLine(text, caret, line) {
+  const at = Math.min(Math.max(0, caret), text.length);
+  const start = text.lastIndexOf("\n", at - 1) + 1;
+  const found = text.indexOf("\n", at);
+  const end = found === -1 ? text.length : found;
+  const current = text.slice(start, end);
+  const placed = current.match(/^[ \t]*/)[0] + line;
+  const after = current.trim() === "" ? text.slice(end) : `\n${text.slice(start)}`;
+  return { text: text.slice(0, start) + placed + after, start, end: start + placed.length };
+}

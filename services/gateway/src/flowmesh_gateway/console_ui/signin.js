@@ -6,6 +6,8 @@ import { el } from "./dom.js";
 const NAV = [
   ["#/workflows", "Workflows", "viewer"],
   ["#/runs", "Runs", "viewer"],
+  ["#/catalog", "Catalog", "viewer"],
+  ["#/connectors", "Connectors", "viewer"],
   ["#/admin/keys", "Keys", "admin"],
   ["#/admin/secrets", "Secrets", "admin"],
   ["#/admin/audit", "Audit", "admin"],

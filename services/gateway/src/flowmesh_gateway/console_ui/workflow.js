@@ -6,6 +6,7 @@ import { drawDag, graphOf } from "./dag.js";
 import { button, el, show } from "./dom.js";
 import { editorView } from "./editor.js";
 import { formatOf } from "./lines.js";
+import { nodePicker } from "./nodepicker.js";
 import { versionsView } from "./versions.js";
 
 const YAML = "application/yaml";
@@ -90,7 +91,7 @@ export function headerView(session, workflow, old, onToggle) {
 }
 
 /** The YAML editor: Check for everyone, Save for editors (a new version, If-Match). */
-function definitionView({ session, id, yaml, state, old, reload }) {
+function definitionView({ session, id, yaml, state, old, reload, guarded }) {
   const editor = editorView({ id: "yaml", text: yaml, readOnly: old || !may(session, "editor") });
   // A stored version that is invalid (a sub-workflow or secret it names went away): its
   // problems as stored (paths), then placed at their lines by validating the text.
@@ -120,8 +121,10 @@ function definitionView({ session, id, yaml, state, old, reload }) {
       } else showFailure(error, editor, say);
     }
   }, { id: "save" }) : null;
+  const picker = may(session, "editor") && !old ? nodePicker(editor, guarded) : null;
   return el("div", { className: "definition" }, editor.node,
-    el("div", { className: "actions" }, check, save), status);
+    el("div", { className: "actions" }, check, save, picker && picker.button), status,
+    picker && picker.panel);
 }
 
 /** The stored problems at their lines: the same text validated now (the registry places
