@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,8 @@ class HttpRequest:
     expect_status: frozenset[int]
     #: The URL messages name (:func:`shown_url`), never :attr:`url`.
     shown: str = _UNSHOWN
+    #: Every status is an answer (an action reads it), none fails the request.
+    any_status: bool = False
 
     @property
     def where(self) -> str:
@@ -119,11 +121,27 @@ class HttpRequest:
         return authority.partition(":")[0]
 
     def expects(self, status: int) -> bool:
+        if self.any_status:
+            return True
         return status in self.expect_status if self.expect_status else 200 <= status <= 299
 
 
 async def run(call: StepCall, services: StepServices) -> Any:
     """Send the node's request; its answer is the output."""
+    return await exchange(call, services, build_request)
+
+
+async def exchange(
+    call: StepCall,
+    services: StepServices,
+    build: Callable[[StepCall], HttpRequest],
+    read: Callable[[dict[str, Any], Mapping[str, str]], Any] | None = None,
+) -> Any:
+    """The one way a step sends a request: the connector's OAuth2 token got first (the
+    token URL checked by the SSRF guard), the request ``build`` makes from the call (with
+    that token among its secrets) checked and sent, and the answer (``{status, headers,
+    body}``) made the output by ``read`` (given the step's secrets) when given. The output
+    and every error are redacted of the token (the engine redacts the run's own secrets)."""
     secrets = call.secrets
     try:
         given = call
@@ -131,9 +149,11 @@ async def run(call: StepCall, services: StepServices) -> Any:
             call, services, lambda url: check_destination(url, services.settings)
         )
         secrets = call.secrets
-        request = build_request(call)
+        request = build(call)
         check_destination(request.url, services.settings, named=request.shown_host)
-        output = await send(services.http, request, services.settings, call)
+        output: Any = await send(services.http, request, services.settings, call)
+        if read is not None:
+            output = read(output, secrets)
         # an OAuth2 token is no secret of the run: the engine would not redact it
         return output if call is given else redact_value(output, secrets)
     except StepError as exc:
@@ -143,27 +163,60 @@ async def run(call: StepCall, services: StepServices) -> Any:
 def build_request(call: StepCall) -> HttpRequest:
     """Check and convert ``call.parameters``; InvalidParameters names what cannot be sent."""
     params = call.parameters
-    headers = _headers(params.get("headers"))
-    query = _strings("query parameter", params.get("query"))
-    if params.get("connector") is None:
-        url = _url(params.get("url"))
-    else:
-        connector = connected.connector_of(call, params.get("connector"))
-        url = connected.destination(connector, params.get("path"))
-        connected.merge_defaults(headers, connector.headers)
-        connected.add_credentials(connector, headers, query, call.secrets)
-    _set_default(headers, "Idempotency-Key", call.idempotency_key)
-    if call.traceparent:
-        _set_default(headers, "traceparent", call.traceparent)
-    body = _body(params.get("body"), headers)
-    return HttpRequest(
-        method=_method(params.get("method", "GET")),
-        url=url,
-        headers=headers,
-        query=query,
-        body=body,
-        expect_status=_expect_status(params.get("expect_status")),
+    return assemble(
+        call,
+        method=params.get("method", "GET"),
+        url=params.get("url"),
+        connector=params.get("connector"),
+        path=params.get("path"),
+        headers=params.get("headers"),
+        query=params.get("query"),
+        body=params.get("body"),
+        expect_status=params.get("expect_status"),
         shown=shown_url(call),
+    )
+
+
+def assemble(
+    call: StepCall,
+    *,
+    method: object,
+    url: object,
+    connector: object,
+    path: object,
+    headers: object,
+    query: object,
+    body: object,
+    expect_status: object,
+    shown: str,
+    any_status: bool = False,
+) -> HttpRequest:
+    """The request a step sends (an http node's, an action's): checked and converted, to
+    ``url`` or (when ``connector`` is given) to ``path`` on the connector with its default
+    headers and auth, with the idempotency key and trace context; InvalidParameters names
+    what cannot be sent. ``any_status``: every answer is the step's to read."""
+    sent_headers = _headers(headers)
+    sent_query = _strings("query parameter", query)
+    if connector is None:
+        target = _url(url)
+    else:
+        found = connected.connector_of(call, connector)
+        target = connected.destination(found, path)
+        connected.merge_defaults(sent_headers, found.headers)
+        connected.add_credentials(found, sent_headers, sent_query, call.secrets)
+    _set_default(sent_headers, "Idempotency-Key", call.idempotency_key)
+    if call.traceparent:
+        _set_default(sent_headers, "traceparent", call.traceparent)
+    encoded = _body(body, sent_headers)
+    return HttpRequest(
+        method=_method(method),
+        url=target,
+        headers=sent_headers,
+        query=sent_query,
+        body=encoded,
+        expect_status=_expect_status(expect_status),
+        shown=shown,
+        any_status=any_status,
     )
 
 
@@ -186,7 +239,11 @@ def shown_url(call: StepCall) -> str:
         return _UNSHOWN
     if not isinstance(rendered, str) or not rendered:
         return _UNSHOWN
-    rendered = prefix + rendered
+    return shown_form(prefix + rendered)
+
+
+def shown_form(rendered: str) -> str:
+    """A URL as messages name it: as written, without credentials, query or fragment."""
     before_query = re.split(r"[?#]", rendered, maxsplit=1)[0]
     scheme, sep, rest = before_query.partition("://")
     if not sep:
