@@ -125,6 +125,7 @@ class StepAttempts:
             deadline=deadline,
             secrets=context.secrets,
             connectors=context.connectors,
+            actions=context.actions,
             traceparent=telemetry.inject({}).get("traceparent"),
             expression_budget=context.expression_budget,
             long_wait=lambda due, interest: self._long_wait(node_id, attempt, due, interest),

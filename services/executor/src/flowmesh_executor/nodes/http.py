@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +135,7 @@ async def exchange(
     call: StepCall,
     services: StepServices,
     build: Callable[[StepCall], HttpRequest],
-    read: Callable[[dict[str, Any], Mapping[str, str]], Any] | None = None,
+    read: Callable[[dict[str, Any], Mapping[str, str]], Awaitable[Any]] | None = None,
 ) -> Any:
     """The one way a step sends a request: the connector's OAuth2 token got first (the
     token URL checked by the SSRF guard), the request ``build`` makes from the call (with
@@ -153,7 +153,7 @@ async def exchange(
         check_destination(request.url, services.settings, named=request.shown_host)
         output: Any = await send(services.http, request, services.settings, call)
         if read is not None:
-            output = read(output, secrets)
+            output = await read(output, secrets)
         # an OAuth2 token is no secret of the run: the engine would not redact it
         return output if call is given else redact_value(output, secrets)
     except StepError as exc:
