@@ -198,3 +198,17 @@ def test_expect_status_lists_the_statuses_that_succeed() -> None:
         _read(ActionResult(), _answer(201, None), [200])
     assert raised.value.error_class == "HttpStatus"
     assert raised.value.message == f"action t.action: {WHERE} answered 201"
+
+
+def test_a_json_api_error_without_detail_is_named_by_its_title() -> None:
+    spec = _spec("rest.upsert")
+    answer = _answer(409, {"errors": [{"status": "409", "title": "Conflict"}]})
+    with pytest.raises(StepError) as raised:
+        _read(spec.result, answer, [200, 201, 204])
+    assert raised.value.message == "action t.action: the API answered 409: Conflict"
+
+
+def test_a_webhook_payload_is_a_json_document() -> None:
+    spec = _spec("webhook.post")
+    schema = spec.input_schema["properties"]["payload"]
+    assert schema["type"] == ["object", "array"]  # a string would be sent as text

@@ -220,7 +220,7 @@ async def test_github_create_issue(runs: Runs, github: apis.Api) -> None:
     }
     assert _failed(state, "invalid") == (
         "HttpStatus",
-        "action github.create_issue: GitHub answered 422: Validation Failed",
+        "action github.create_issue: GitHub answered 422: Validation Failed (assignees: invalid)",
     )
     assert _failed(state, "missing") == (
         "HttpStatus",
@@ -300,6 +300,7 @@ async def test_openai_chat_completion(runs: Runs, openai: apis.Api) -> None:
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "hi {{ trigger.data.n }}"}],
         "temperature": 0,
+        "max_completion_tokens": 50,
     }
     nodes = [
         _node("answered", "openai.chat_completion", "openai", ask),
@@ -329,6 +330,7 @@ async def test_openai_chat_completion(runs: Runs, openai: apis.Api) -> None:
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "hi 3"}],
         "temperature": 0,
+        "max_completion_tokens": 50,
     }
 
 
