@@ -24,8 +24,8 @@ from typing import Any
 import msgspec
 
 from flowmesh_executor.instant import EXPRESSION_BUDGET
+from flowmesh_executor.nodes.answers import body_excerpt
 from flowmesh_executor.nodes.base import StepError
-from flowmesh_executor.nodes.http import body_excerpt
 from flowmesh_proto.actions import ActionRequest, ActionResult
 from flowmesh_shared.expressions import (
     ExpressionBudgetExceeded,

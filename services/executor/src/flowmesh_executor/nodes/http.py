@@ -18,6 +18,7 @@
   (:mod:`flowmesh_executor.nodes.connected`): the joined URL must stay on the connector, and
   the connector's default headers and auth are added (an OAuth2 token joins the step's
   secrets, and the output is redacted of them before it is returned).
+- Answers are read by :mod:`.answers` (bounded reads, decoded bodies, redacted excerpts).
 - Error messages name the method and the URL without its query or credentials, never a
   header value, at most a short excerpt of a response body, and no secret value. The URL
   they name is the node's ``url`` rendered again with every secret read as ``[redacted]``
@@ -40,9 +41,16 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from flowmesh_executor.instant import REDACTED, redaction_needles, render_parameters
+from flowmesh_executor.instant import REDACTED, render_parameters
 from flowmesh_executor.instant import redact as redact_value
 from flowmesh_executor.nodes import connected
+from flowmesh_executor.nodes.answers import (
+    body_excerpt,
+    decode_body,
+    read_at_most,
+    redact,
+    response_headers,
+)
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.ssrf import (
     AddressNotAllowedError,
@@ -56,11 +64,8 @@ from flowmesh_proto.outputs import HttpOutput
 from flowmesh_shared.expressions import ExpressionError, Meter
 from flowmesh_shared.settings import variable_name
 
-#: Characters of a response body an ``HttpStatus`` message may quote.
-EXCERPT_CHARS = 200
 #: Bytes of a failed response read to quote from.
 _EXCERPT_READ = 1024
-_CHUNK = 64 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ALLOW_PRIVATE = variable_name(ENV_PREFIX, "http_allow_private")
 _ALLOW_NETWORKS = variable_name(ENV_PREFIX, "http_allow_networks")
@@ -442,77 +447,3 @@ def _expect_status(value: object) -> frozenset[int]:
     ):
         raise StepError("InvalidParameters", "expect_status must be a list of status codes")
     return frozenset(value)
-
-
-# --- answers ----------------------------------------------------------------------------
-
-
-async def read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read up to ``limit`` bytes of a body (fewer at its end), never more."""
-    parts: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await content.read(min(_CHUNK, limit - size))
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)
-
-
-def response_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Lower-case names; a repeated header's values joined with ``, ``."""
-    merged: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        merged[key] = f"{merged[key]}, {value}" if key in merged else value
-    return merged
-
-
-def decode_body(raw: bytes, content_type: str, charset: str | None) -> Any:
-    """JSON when the media type says so (text if it does not parse), else text."""
-    if content_type == "application/json" or content_type.endswith("+json"):
-        if not raw.strip():
-            return None
-        try:
-            return msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            pass
-    try:
-        return raw.decode(charset or "utf-8", errors="replace")
-    except LookupError:
-        return raw.decode("utf-8", errors="replace")
-
-
-def body_excerpt(raw: bytes, secrets: Iterable[str], *, cut: bool) -> str:
-    """At most :data:`EXCERPT_CHARS` printable characters of a body, secrets redacted.
-
-    ``cut``: the body went on past ``raw``, so a secret may start at its end: a trailing
-    piece of any secret is dropped too.
-    """
-    text = "".join(c if c.isprintable() else " " for c in raw.decode("utf-8", "replace"))
-    needles = redaction_needles(secrets)
-    text = _replace(text, needles).strip()
-    if cut:
-        text = _drop_partial_secret(text, needles)
-    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value, and its other forms, replaced (longest first)."""
-    return _replace(text, redaction_needles(secrets))
-
-
-def _replace(text: str, needles: list[str]) -> str:
-    for needle in needles:
-        text = text.replace(needle, REDACTED)
-    return text
-
-
-def _drop_partial_secret(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        for size in range(min(len(secret) - 1, len(text)), 0, -1):
-            if text.endswith(secret[:size]):
-                text = text[:-size]
-                break
-    return text
