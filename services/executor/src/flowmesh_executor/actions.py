@@ -66,7 +66,8 @@ class StartRun(_Action, frozen=True, kw_only=True, tag="start_run"):
 
 
 class StartStep(_Action, frozen=True, kw_only=True, tag="start_step"):
-    """Run a step in the shell (http, task, workflow, delay, wait_for_event, publish, map).
+    """Run a step in the shell (http, action, task, workflow, delay, wait_for_event,
+    publish, map).
 
     The shell renders the node's parameters with :func:`flowmesh_executor.engine.cel_context`
     and sends ``idempotency_key`` (``<run_id>:<node_id>``, DESIGN section 5).

@@ -1,4 +1,4 @@
-"""One attempt of a step the shell runs (``http``, ``task``, ``workflow``, ``map``,
+"""One attempt of a step the shell runs (``http``, ``action``, ``task``, ``workflow``, ``map``,
 ``delay``, ``wait_for_event``, ``publish``): render its parameters, call its step function
 within the attempt's deadline, and report what it ended with to the run's
 :class:`~flowmesh_executor.inflight.InFlight`.
