@@ -193,7 +193,10 @@ _WEBHOOK = ActionSpec(
         "type": "object",
         "properties": {
             "path": _text(pattern="^/", description="Where under the base URL ('/' when absent)."),
-            "payload": {"description": "The JSON sent."},
+            "payload": {
+                "type": ["object", "array"],
+                "description": "The JSON document sent (an object or an array).",
+            },
             "event": _text(
                 pattern="^[A-Za-z0-9._:-]{1,128}$",
                 description="Sent as the X-Flowmesh-Event header.",
@@ -269,7 +272,11 @@ _GITHUB = ActionSpec(
         "'url': response.body.html_url}",
         message=(
             "has(response.body.message) ? 'GitHub answered ' + string(response.status) + "
-            "': ' + string(response.body.message) : 'GitHub answered ' + string(response.status)"
+            "': ' + string(response.body.message) + (has(response.body.errors) && "
+            "size(response.body.errors) > 0 && has(response.body.errors[0].field) && "
+            "has(response.body.errors[0].code) ? ' (' + string(response.body.errors[0].field) + "
+            "': ' + string(response.body.errors[0].code) + ')' : '') "
+            ": 'GitHub answered ' + string(response.status)"
         ),
     ),
     connector=ActionConnector(
@@ -345,6 +352,9 @@ _REST_UPSERT = ActionSpec(
             "has(response.body.errors) && size(response.body.errors) > 0 && "
             "has(response.body.errors[0].detail) ? 'the API answered ' + "
             "string(response.status) + ': ' + string(response.body.errors[0].detail) : "
+            "has(response.body.errors) && size(response.body.errors) > 0 && "
+            "has(response.body.errors[0].title) ? 'the API answered ' + "
+            "string(response.status) + ': ' + string(response.body.errors[0].title) : "
             "has(response.body.message) ? 'the API answered ' + string(response.status) + "
             "': ' + string(response.body.message) : 'the API answered ' + string(response.status)"
         ),
@@ -383,7 +393,17 @@ _OPENAI_CHAT = ActionSpec(
                 },
             },
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-            "max_tokens": {"type": "integer", "minimum": 1},
+            "max_tokens": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Deprecated by OpenAI (refused by its reasoning models); "
+                "other compatible APIs take it.",
+            },
+            "max_completion_tokens": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The most tokens the completion may take (OpenAI's current name).",
+            },
             "response_format": {"type": "object"},
             "user": _text(),
         },
@@ -409,6 +429,7 @@ _OPENAI_CHAT = ActionSpec(
             "messages": "{{ input.messages }}",
             "temperature": _optional("temperature"),
             "max_tokens": _optional("max_tokens"),
+            "max_completion_tokens": _optional("max_completion_tokens"),
             "response_format": _optional("response_format"),
             "user": _optional("user"),
         },
@@ -438,7 +459,7 @@ _OPENAI_CHAT = ActionSpec(
             {"role": "system", "content": "Summarise the order in one sentence."},
             {"role": "user", "content": "{{ string(trigger.data) }}"},
         ],
-        "max_tokens": 100,
+        "max_completion_tokens": 100,
     },
 )
 

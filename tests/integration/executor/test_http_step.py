@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from flowmesh_executor.instant import render_parameters
-from flowmesh_executor.nodes import http
+from flowmesh_executor.nodes import answers, http
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.settings import ExecutorSettings
 from flowmesh_proto.entries import node_catalog
@@ -324,7 +324,7 @@ async def test_status_excerpt_is_short(step: Step, origin: Origin) -> None:
     error = await step.fails({"url": origin.url("/sized/900"), "expect_status": [201]})
     assert error.error_class == "HttpStatus"
     excerpt = error.message.split(": ", 1)[1]
-    assert len(excerpt) <= http.EXCERPT_CHARS + 3
+    assert len(excerpt) <= answers.EXCERPT_CHARS + 3
     assert excerpt.startswith("xxxx")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from flowmesh_executor.state import RunRef, RunState
+from flowmesh_proto import actions as catalog_actions
 from flowmesh_proto.connectors import Connector
 from flowmesh_proto.runs import (
     RunCancelled,
@@ -65,7 +66,8 @@ class StartRun(_Action, frozen=True, kw_only=True, tag="start_run"):
 
 
 class StartStep(_Action, frozen=True, kw_only=True, tag="start_step"):
-    """Run a step in the shell (http, task, workflow, delay, wait_for_event, publish, map).
+    """Run a step in the shell (http, action, task, workflow, delay, wait_for_event,
+    publish, map).
 
     The shell renders the node's parameters with :func:`flowmesh_executor.engine.cel_context`
     and sends ``idempotency_key`` (``<run_id>:<node_id>``, DESIGN section 5).
@@ -142,6 +144,9 @@ class RunContext(msgspec.Struct, frozen=True, kw_only=True):
     #: The connectors the definition's http nodes name, as read when the run was taken up
     #: (one the tenant has deleted since validation is absent: its steps fail).
     connectors: Mapping[str, Connector] = {}
+    #: The actions the definition's action nodes name, by (name, pinned version), as read
+    #: when the run was taken up (one that does not exist is absent: its steps fail).
+    actions: Mapping[catalog_actions.ActionKey, catalog_actions.Action] = {}
     cancel_requested: bool = False
     cancel_reason: str = ""
     reused: Mapping[str, Any] = {}

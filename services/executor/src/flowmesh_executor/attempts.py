@@ -1,4 +1,4 @@
-"""One attempt of a step the shell runs (``http``, ``task``, ``workflow``, ``map``,
+"""One attempt of a step the shell runs (``http``, ``action``, ``task``, ``workflow``, ``map``,
 ``delay``, ``wait_for_event``, ``publish``): render its parameters, call its step function
 within the attempt's deadline, and report what it ended with to the run's
 :class:`~flowmesh_executor.inflight.InFlight`.
@@ -125,6 +125,7 @@ class StepAttempts:
             deadline=deadline,
             secrets=context.secrets,
             connectors=context.connectors,
+            actions=context.actions,
             traceparent=telemetry.inject({}).get("traceparent"),
             expression_budget=context.expression_budget,
             long_wait=lambda due, interest: self._long_wait(node_id, attempt, due, interest),

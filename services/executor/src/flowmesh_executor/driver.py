@@ -41,9 +41,11 @@ from flowmesh_executor.loop import Loop, Outcome
 from flowmesh_executor.nodes.connected import credential_forms
 from flowmesh_executor.parts import ExecutorParts
 from flowmesh_executor.references import connector_names, secret_names
+from flowmesh_executor.run_actions import read_actions
 from flowmesh_executor.state import RunState, fold, reused_outputs
 from flowmesh_executor.writer import RunWriter
 from flowmesh_proto import registry as r
+from flowmesh_proto.actions import Action, ActionGet
 from flowmesh_proto.connectors import Connector, ConnectorGet
 from flowmesh_proto.connectors import secret_names as secret_names_of
 from flowmesh_proto.errors import ErrorCode
@@ -262,6 +264,7 @@ class RunDriver:
     async def _context(self, definition: Definition, state: RunState) -> RunContext:
         req, parts = self.request, self.parts
         connectors = await self._connectors(definition)
+        actions = await read_actions(definition, self._action)
         names = set(secret_names(definition))
         for connector in connectors.values():  # a missing one fails its steps, not the run
             names |= set(secret_names_of(connector.auth)) - set(connector.missing_secrets)
@@ -284,6 +287,7 @@ class RunDriver:
         return RunContext(
             secrets=values,
             connectors=connectors,
+            actions=actions,
             reused=reused,
             max_output_bytes=parts.services.settings.max_output_bytes,
             expression_budget=parts.services.settings.expression_budget,
@@ -304,6 +308,13 @@ class RunDriver:
                 if exc.code is not ErrorCode.NOT_FOUND:
                     raise
         return found
+
+    async def _action(self, get: ActionGet) -> Action:
+        """One of the tenant's actions, from the registry."""
+        action: Action = await self.parts.rpc.call(
+            get, tenant=self.request.tenant, principal=EXECUTOR_PRINCIPAL
+        )
+        return action
 
     async def _parent_outputs(self, parent_run_id: str) -> dict[str, Any]:
         events, _ = await self.parts.life.history(self.request.tenant, parent_run_id)

@@ -1,5 +1,5 @@
 """What a definition needs resolved before it runs: the secret names its http requests read,
-and the connectors they name.
+and the connectors its http and action nodes name.
 
 Pure. Computed once per definition (cached by identity, like plans). Only the parameters a
 secret may be sent in (:data:`SECRET_PARAMETERS`: an http node's, or a map's per-item http
@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from flowmesh_proto.actions import action_refs
 from flowmesh_proto.catalog import SECRET_PARAMETERS, node_type
 from flowmesh_proto.workflow import Definition, HttpParameters, MapNode
 from flowmesh_shared.expressions import ExpressionError, find_templates
@@ -28,8 +29,8 @@ def secret_names(definition: Definition) -> frozenset[str]:
 
 
 def connector_names(definition: Definition) -> frozenset[str]:
-    """The connectors the definition's http nodes (and maps' per-item http nodes) name."""
-    names: set[str] = set()
+    """The connectors the definition's http and action nodes (and maps' per-item ones) name."""
+    names = {connector for _, connector in action_refs(definition)}
     for node in definition.nodes:
         parameters = node.parameters
         if isinstance(parameters, HttpParameters) and parameters.connector is not None:

@@ -16,7 +16,9 @@ __all__ = ["NOT_RETRIED", "NO_RETRY", "jitter_fraction", "retry_delay_ms"]
 NO_RETRY = RetryPolicy(max_attempts=1)
 #: Step error classes no retry could mend (the definition asks for what is never allowed):
 #: the attempt is the step's last whatever its policy says.
-NOT_RETRIED: frozenset[str] = frozenset({"ConnectorRefused"})
+NOT_RETRIED: frozenset[str] = frozenset(
+    {"ConnectorRefused", "ActionNotFound", "ActionInputInvalid", "ActionTemplateError"}
+)
 
 
 def retry_delay_ms(policy: RetryPolicy, failed_attempt: int, *, run_id: str, node_id: str) -> int:

@@ -21,11 +21,13 @@ from nats.js.kv import KeyValue
 
 from flowmesh_executor.nodes.tokens import TokenCache
 from flowmesh_executor.settings import ExecutorSettings
+from flowmesh_proto.actions import Action, ActionKey
 from flowmesh_proto.connectors import Connector
 from flowmesh_proto.subjects import StreamNames, Subjects
 from flowmesh_proto.workflow import Definition, Node
 from flowmesh_shared.event_ids import EventIds
 from flowmesh_shared.expressions import DEFAULT_BUDGET
+from flowmesh_shared.json_schemas import CompiledSchemas
 from flowmesh_shared.turns import Turns
 
 
@@ -62,6 +64,8 @@ class StepCall:
     traceparent: str | None = None
     #: The connectors the run's http nodes name (:attr:`.actions.RunContext.connectors`).
     connectors: Mapping[str, Connector] = field(default_factory=dict)
+    #: The actions the run's action nodes name (:attr:`.actions.RunContext.actions`).
+    actions: Mapping[ActionKey, Action] = field(default_factory=dict)
     #: Cost units one evaluation's expressions may spend (a map: each item's).
     expression_budget: float = DEFAULT_BUDGET
     #: A step about to wait calls this first (until when: None for no end; for an event
@@ -128,6 +132,8 @@ class StepServices:
     turns: Turns = field(default_factory=lambda: Turns(DEFAULT_BUDGET))
     #: OAuth2 tokens connectors got, shared by every run of the process.
     tokens: TokenCache = field(default_factory=TokenCache)
+    #: Actions' input schemas, compiled once per action version, shared by every run.
+    schemas: CompiledSchemas = field(default_factory=CompiledSchemas)
 
 
 Step = Callable[[StepCall, StepServices], Awaitable[Any]]

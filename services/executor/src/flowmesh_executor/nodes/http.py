@@ -18,6 +18,7 @@
   (:mod:`flowmesh_executor.nodes.connected`): the joined URL must stay on the connector, and
   the connector's default headers and auth are added (an OAuth2 token joins the step's
   secrets, and the output is redacted of them before it is returned).
+- Answers are read by :mod:`.answers` (bounded reads, decoded bodies, redacted excerpts).
 - Error messages name the method and the URL without its query or credentials, never a
   header value, at most a short excerpt of a response body, and no secret value. The URL
   they name is the node's ``url`` rendered again with every secret read as ``[redacted]``
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +41,16 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from flowmesh_executor.instant import REDACTED, redaction_needles, render_parameters
+from flowmesh_executor.instant import REDACTED, render_parameters
 from flowmesh_executor.instant import redact as redact_value
 from flowmesh_executor.nodes import connected
+from flowmesh_executor.nodes.answers import (
+    body_excerpt,
+    decode_body,
+    read_at_most,
+    redact,
+    response_headers,
+)
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.ssrf import (
     AddressNotAllowedError,
@@ -56,11 +64,8 @@ from flowmesh_proto.outputs import HttpOutput
 from flowmesh_shared.expressions import ExpressionError, Meter
 from flowmesh_shared.settings import variable_name
 
-#: Characters of a response body an ``HttpStatus`` message may quote.
-EXCERPT_CHARS = 200
 #: Bytes of a failed response read to quote from.
 _EXCERPT_READ = 1024
-_CHUNK = 64 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ALLOW_PRIVATE = variable_name(ENV_PREFIX, "http_allow_private")
 _ALLOW_NETWORKS = variable_name(ENV_PREFIX, "http_allow_networks")
@@ -97,6 +102,8 @@ class HttpRequest:
     expect_status: frozenset[int]
     #: The URL messages name (:func:`shown_url`), never :attr:`url`.
     shown: str = _UNSHOWN
+    #: Every status is an answer (an action reads it), none fails the request.
+    any_status: bool = False
 
     @property
     def where(self) -> str:
@@ -119,11 +126,27 @@ class HttpRequest:
         return authority.partition(":")[0]
 
     def expects(self, status: int) -> bool:
+        if self.any_status:
+            return True
         return status in self.expect_status if self.expect_status else 200 <= status <= 299
 
 
 async def run(call: StepCall, services: StepServices) -> Any:
     """Send the node's request; its answer is the output."""
+    return await exchange(call, services, build_request)
+
+
+async def exchange(
+    call: StepCall,
+    services: StepServices,
+    build: Callable[[StepCall], HttpRequest],
+    read: Callable[[dict[str, Any], Mapping[str, str]], Awaitable[Any]] | None = None,
+) -> Any:
+    """The one way a step sends a request: the connector's OAuth2 token got first (the
+    token URL checked by the SSRF guard), the request ``build`` makes from the call (with
+    that token among its secrets) checked and sent, and the answer (``{status, headers,
+    body}``) made the output by ``read`` (given the step's secrets) when given. The output
+    and every error are redacted of the token (the engine redacts the run's own secrets)."""
     secrets = call.secrets
     try:
         given = call
@@ -131,9 +154,11 @@ async def run(call: StepCall, services: StepServices) -> Any:
             call, services, lambda url: check_destination(url, services.settings)
         )
         secrets = call.secrets
-        request = build_request(call)
+        request = build(call)
         check_destination(request.url, services.settings, named=request.shown_host)
-        output = await send(services.http, request, services.settings, call)
+        output: Any = await send(services.http, request, services.settings, call)
+        if read is not None:
+            output = await read(output, secrets)
         # an OAuth2 token is no secret of the run: the engine would not redact it
         return output if call is given else redact_value(output, secrets)
     except StepError as exc:
@@ -143,27 +168,60 @@ async def run(call: StepCall, services: StepServices) -> Any:
 def build_request(call: StepCall) -> HttpRequest:
     """Check and convert ``call.parameters``; InvalidParameters names what cannot be sent."""
     params = call.parameters
-    headers = _headers(params.get("headers"))
-    query = _strings("query parameter", params.get("query"))
-    if params.get("connector") is None:
-        url = _url(params.get("url"))
-    else:
-        connector = connected.connector_of(call, params.get("connector"))
-        url = connected.destination(connector, params.get("path"))
-        connected.merge_defaults(headers, connector.headers)
-        connected.add_credentials(connector, headers, query, call.secrets)
-    _set_default(headers, "Idempotency-Key", call.idempotency_key)
-    if call.traceparent:
-        _set_default(headers, "traceparent", call.traceparent)
-    body = _body(params.get("body"), headers)
-    return HttpRequest(
-        method=_method(params.get("method", "GET")),
-        url=url,
-        headers=headers,
-        query=query,
-        body=body,
-        expect_status=_expect_status(params.get("expect_status")),
+    return assemble(
+        call,
+        method=params.get("method", "GET"),
+        url=params.get("url"),
+        connector=params.get("connector"),
+        path=params.get("path"),
+        headers=params.get("headers"),
+        query=params.get("query"),
+        body=params.get("body"),
+        expect_status=params.get("expect_status"),
         shown=shown_url(call),
+    )
+
+
+def assemble(
+    call: StepCall,
+    *,
+    method: object,
+    url: object,
+    connector: object,
+    path: object,
+    headers: object,
+    query: object,
+    body: object,
+    expect_status: object,
+    shown: str,
+    any_status: bool = False,
+) -> HttpRequest:
+    """The request a step sends (an http node's, an action's): checked and converted, to
+    ``url`` or (when ``connector`` is given) to ``path`` on the connector with its default
+    headers and auth, with the idempotency key and trace context; InvalidParameters names
+    what cannot be sent. ``any_status``: every answer is the step's to read."""
+    sent_headers = _headers(headers)
+    sent_query = _strings("query parameter", query)
+    if connector is None:
+        target = _url(url)
+    else:
+        found = connected.connector_of(call, connector)
+        target = connected.destination(found, path)
+        connected.merge_defaults(sent_headers, found.headers)
+        connected.add_credentials(found, sent_headers, sent_query, call.secrets)
+    _set_default(sent_headers, "Idempotency-Key", call.idempotency_key)
+    if call.traceparent:
+        _set_default(sent_headers, "traceparent", call.traceparent)
+    encoded = _body(body, sent_headers)
+    return HttpRequest(
+        method=_method(method),
+        url=target,
+        headers=sent_headers,
+        query=sent_query,
+        body=encoded,
+        expect_status=_expect_status(expect_status),
+        shown=shown,
+        any_status=any_status,
     )
 
 
@@ -186,7 +244,11 @@ def shown_url(call: StepCall) -> str:
         return _UNSHOWN
     if not isinstance(rendered, str) or not rendered:
         return _UNSHOWN
-    rendered = prefix + rendered
+    return shown_form(prefix + rendered)
+
+
+def shown_form(rendered: str) -> str:
+    """A URL as messages name it: as written, without credentials, query or fragment."""
     before_query = re.split(r"[?#]", rendered, maxsplit=1)[0]
     scheme, sep, rest = before_query.partition("://")
     if not sep:
@@ -385,77 +447,3 @@ def _expect_status(value: object) -> frozenset[int]:
     ):
         raise StepError("InvalidParameters", "expect_status must be a list of status codes")
     return frozenset(value)
-
-
-# --- answers ----------------------------------------------------------------------------
-
-
-async def read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read up to ``limit`` bytes of a body (fewer at its end), never more."""
-    parts: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await content.read(min(_CHUNK, limit - size))
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)
-
-
-def response_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Lower-case names; a repeated header's values joined with ``, ``."""
-    merged: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        merged[key] = f"{merged[key]}, {value}" if key in merged else value
-    return merged
-
-
-def decode_body(raw: bytes, content_type: str, charset: str | None) -> Any:
-    """JSON when the media type says so (text if it does not parse), else text."""
-    if content_type == "application/json" or content_type.endswith("+json"):
-        if not raw.strip():
-            return None
-        try:
-            return msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            pass
-    try:
-        return raw.decode(charset or "utf-8", errors="replace")
-    except LookupError:
-        return raw.decode("utf-8", errors="replace")
-
-
-def body_excerpt(raw: bytes, secrets: Iterable[str], *, cut: bool) -> str:
-    """At most :data:`EXCERPT_CHARS` printable characters of a body, secrets redacted.
-
-    ``cut``: the body went on past ``raw``, so a secret may start at its end: a trailing
-    piece of any secret is dropped too.
-    """
-    text = "".join(c if c.isprintable() else " " for c in raw.decode("utf-8", "replace"))
-    needles = redaction_needles(secrets)
-    text = _replace(text, needles).strip()
-    if cut:
-        text = _drop_partial_secret(text, needles)
-    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value, and its other forms, replaced (longest first)."""
-    return _replace(text, redaction_needles(secrets))
-
-
-def _replace(text: str, needles: list[str]) -> str:
-    for needle in needles:
-        text = text.replace(needle, REDACTED)
-    return text
-
-
-def _drop_partial_secret(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        for size in range(min(len(secret) - 1, len(text)), 0, -1):
-            if text.endswith(secret[:size]):
-                text = text[:-size]
-                break
-    return text

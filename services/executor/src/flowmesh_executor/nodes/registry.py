@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from functools import cache
 
-from flowmesh_executor.nodes import delay, http, map, publish, task, wait_for_event, workflow
+from flowmesh_executor.nodes import (
+    action,
+    delay,
+    http,
+    map,
+    publish,
+    task,
+    wait_for_event,
+    workflow,
+)
 from flowmesh_executor.nodes.base import Step
 from flowmesh_proto.catalog import NODE_KINDS
 
@@ -13,6 +22,7 @@ from flowmesh_proto.catalog import NODE_KINDS
 @cache
 def shell_steps() -> dict[str, Step]:
     steps: dict[str, Step] = {
+        "action": action.run,
         "delay": delay.run,
         "http": http.run,
         "publish": publish.run,
