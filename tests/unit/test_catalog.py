@@ -31,7 +31,6 @@ def test_the_table_says_what_the_validator_and_engine_said_before_it() -> None:
         "workflow": {"workflow_id", "version"},
         "task": {"queue", "timeout"},
         "wait_for_event": {"timeout"},
-        "action": {"action", "connector", "version"},
     }
     assert {"http": {"url", "path", "headers", "query", "body"}} == SECRET_PARAMETERS
     assert NODE_KINDS["http"].parameters is HttpParameters

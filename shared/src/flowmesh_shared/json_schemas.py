@@ -14,17 +14,19 @@ registry at validation, the executor at run time) and a run's input (the gateway
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
 import jsonschema_rs
+import msgspec
 
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.storable import json_path
 from flowmesh_shared.expressions import has_template
 
-__all__ = ["MAX_PROBLEMS", "CompiledSchemas", "compile_schema", "schema_problems"]
+__all__ = ["MAX_PROBLEMS", "CompiledSchemas", "compile_schema", "content_key", "schema_problems"]
 
 #: At most this many problems are reported for one value.
 MAX_PROBLEMS = 50
@@ -82,6 +84,13 @@ def _paths(error: jsonschema_rs.ValidationError) -> list[list[str | int]]:
         unexpected = kind.as_dict().get("unexpected") or []
         return [[*path, name] for name in unexpected if isinstance(name, str)] or [path]
     return [path]
+
+
+def content_key(schema: Any) -> bytes:
+    """A key that only the same schema has (SHA-256 of its JSON): two tenants' actions of
+    one name and version, or a name deleted and made again, never share a compiled schema
+    unless their schemas are the same."""
+    return hashlib.sha256(msgspec.json.encode(schema)).digest()
 
 
 class CompiledSchemas:

@@ -28,7 +28,7 @@ from flowmesh_executor.nodes.action_templates import read_answer, render_request
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_proto.actions import Action
 from flowmesh_shared.expressions import Meter
-from flowmesh_shared.json_schemas import schema_problems
+from flowmesh_shared.json_schemas import content_key, schema_problems
 
 __all__ = ["INPUT_INVALID", "NOT_FOUND", "run"]
 
@@ -102,8 +102,8 @@ def _action(call: StepCall) -> Action:
 
 def _check_input(action: Action, input: Any, call: StepCall, services: StepServices) -> None:
     """``ActionInputInvalid`` unless ``input`` matches the action's input schema."""
-    owner = None if action.builtin else call.tenant
-    validator = services.schemas.get((owner, action.name, action.version), action.spec.input_schema)
+    schema = action.spec.input_schema
+    validator = services.schemas.get(content_key(schema), schema)
     if isinstance(validator, str):
         message = f"action {action.name}: its input schema cannot be used: {validator}"
         raise StepError(INPUT_INVALID, message)
