@@ -373,3 +373,90 @@ async def test_an_unknown_connector_is_a_step_error(services: StepServices) -> N
     with pytest.raises(StepError) as caught:
         await http.run(call, services)
     assert caught.value.error_class == "ConnectorNotFound"
+
+
+@dataclass
+class Rotating:
+    """A token endpoint giving a new token each time, and an API taking only live ones."""
+
+    base: str = ""
+    issued: list[str] = field(default_factory=list)
+    revoked: set[str] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)  # the token each API call carried
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def rotating() -> AsyncIterator[Rotating]:
+    server = Rotating()
+
+    async def token(request: web.Request) -> web.Response:
+        server.issued.append(f"rotating-token-{len(server.issued) + 1}-value")
+        return web.json_response({"access_token": server.issued[-1], "expires_in": 3600})
+
+    async def api(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        server.calls.append(given)
+        if given not in server.issued or given in server.revoked:
+            return web.json_response({"error": f"token {given} is not valid"}, status=401)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    app.router.add_route("*", "/api/{tail:.*}", api)
+    test_server = TestServer(app, host="127.0.0.1", port=0)
+    await test_server.start_server()
+    server.base = f"http://127.0.0.1:{test_server.port}"
+    try:
+        yield server
+    finally:
+        await test_server.close()
+
+
+def _rotating_connector(server: Rotating, version: int) -> Connector:
+    auth = {**oauth2(Server(base=server.base)), "token_url": server.base + "/token"}
+    return msgspec.structs.replace(connector(server.base + "/api", auth), version=version)
+
+
+async def test_oauth2_a_cached_token_refused_is_dropped_and_a_new_one_sent_once(
+    services: StepServices, rotating: Rotating
+) -> None:
+    svc = _rotating_connector(rotating, 10)
+    await run_step(services, svc, "/a")  # asks token 1, caches it
+    first = rotating.issued[-1]
+    rotating.revoked.add(first)  # revoked early by the provider
+    answer = await run_step(services, svc, "/b")
+    second = rotating.issued[-1]
+    assert second != first and rotating.calls[-2:] == [first, second]
+    assert answer["body"] == {"ok": True}
+    await run_step(services, svc, "/c")  # the new token is the cached one now
+    assert rotating.calls[-1] == second and rotating.issued[-1] == second
+
+
+async def test_oauth2_a_fresh_token_refused_fails_once_and_is_not_kept(
+    services: StepServices, rotating: Rotating
+) -> None:
+    svc = _rotating_connector(rotating, 11)
+    rotating.revoked.add(f"rotating-token-{len(rotating.issued) + 1}-value")  # the next one
+    before = len(rotating.calls)
+    error = await fails(services, svc, "/a")
+    assert error.error_class == "HttpStatus" and "answered 401" in error.message
+    assert len(rotating.calls) == before + 1  # a fresh token refused is not asked again
+    refused = rotating.calls[-1]
+    assert refused not in error.message and "[redacted]" in error.message
+    await run_step(services, svc, "/b")  # the next step asks for another token
+    assert rotating.calls[-1] != refused and rotating.issued[-1] == rotating.calls[-1]
+
+
+async def test_oauth2_a_refused_token_named_in_a_second_refusal_stays_redacted(
+    services: StepServices, rotating: Rotating
+) -> None:
+    svc = _rotating_connector(rotating, 12)
+    await run_step(services, svc, "/a")
+    first = rotating.issued[-1]
+    rotating.revoked.add(first)
+    rotating.revoked.add(f"rotating-token-{len(rotating.issued) + 1}-value")
+    error = await fails(services, svc, "/b")
+    second = rotating.calls[-1]
+    assert rotating.calls[-2:] == [first, second]  # sent once more, no more
+    assert error.error_class == "HttpStatus"
+    assert first not in error.message and second not in error.message

@@ -34,10 +34,12 @@ from flowmesh_shared.turns import Turns
 class StepError(Exception):
     """A step failed; ``error_class`` names the kind (``HttpStatus``, ``TaskError`` ...)."""
 
-    def __init__(self, error_class: str, message: str) -> None:
+    def __init__(self, error_class: str, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.error_class = error_class
         self.message = message
+        #: The HTTP status of an ``HttpStatus`` failure (what the server answered).
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

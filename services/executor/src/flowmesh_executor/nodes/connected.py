@@ -35,7 +35,7 @@ from yarl import URL
 
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.oauth2 import TOKEN_FAILED, fetch_token, token_url_problem
-from flowmesh_executor.nodes.tokens import kept_until
+from flowmesh_executor.nodes.tokens import TokenKey, kept_until
 from flowmesh_proto.connector_paths import destination_problem, join, path_problem
 from flowmesh_proto.connectors import (
     BasicAuth,
@@ -49,10 +49,12 @@ from flowmesh_proto.connectors import (
 
 __all__ = [
     "REFUSED",
+    "TokenUse",
     "add_credentials",
     "connector_of",
     "credential_forms",
     "destination",
+    "drop_token",
     "merge_defaults",
     "set_header",
     "token_key",
@@ -144,24 +146,36 @@ def token_key(connector: str) -> str:
     return f"connector:{connector}:token"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenUse:
+    """The OAuth2 token a step sent: where the cache keeps it, and whether it came from the
+    cache (else it was just asked for)."""
+
+    key: TokenKey
+    token: str
+    cached: bool
+
+
 async def with_token(
     call: StepCall, services: StepServices, check: Callable[[URL], None]
-) -> StepCall:
+) -> tuple[StepCall, TokenUse | None]:
     """``call`` with its connector's OAuth2 token among its secrets (so redacted like them),
     from the cache or asked of the token endpoint (checked by ``check``, the SSRF guard's
-    IP-literal check, first); ``call`` itself for any other request."""
+    IP-literal check, first), and how it got the token; ``call`` itself and None for any
+    other request."""
     name = call.parameters.get("connector")
     if name is None:
-        return call
+        return call, None
     connector = connector_of(call, name)
     auth = connector.auth
     if not isinstance(auth, OAuth2ClientCredentials):
-        return call
+        return call, None
     problem = token_url_problem(auth.token_url, connector.hosts)
     if problem is not None:
         raise StepError(REFUSED, f"connector {connector.name}: {problem}")
     key = (call.tenant, connector.name, connector.version)
     token = services.tokens.get(key, time.monotonic())
+    cached = token is not None
     if token is None:
         check(URL(auth.token_url))
         form = {
@@ -182,7 +196,13 @@ async def with_token(
         )
         now = time.monotonic()
         services.tokens.put(key, token, kept_until(now, expires_in), now)
-    return dataclasses.replace(call, secrets={**call.secrets, token_key(connector.name): token})
+    secrets = {**call.secrets, token_key(connector.name): token}
+    return dataclasses.replace(call, secrets=secrets), TokenUse(key, token, cached)
+
+
+def drop_token(services: StepServices, used: TokenUse) -> None:
+    """Forget a token the server refused (401), unless another step already replaced it."""
+    services.tokens.drop(used.key, used.token)
 
 
 def secret_value(connector: Connector, name: str, secrets: Mapping[str, str]) -> str:

@@ -64,6 +64,8 @@ from flowmesh_proto.outputs import HttpOutput
 from flowmesh_shared.expressions import ExpressionError, Meter
 from flowmesh_shared.settings import variable_name
 
+#: The status that makes an OAuth2 token be dropped (and, from the cache, asked for again).
+UNAUTHORIZED = 401
 #: Bytes of a failed response read to quote from.
 _EXCERPT_READ = 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -147,22 +149,49 @@ async def exchange(
     that token among its secrets) checked and sent, and the answer (``{status, headers,
     body}``) made the output by ``read`` (given the step's secrets) when given. The output
     and every error are redacted of the token (the engine redacts the run's own secrets)."""
-    secrets = call.secrets
+    given, secrets, refused = call, call.secrets, list[str]()
+
+    def check(url: URL) -> None:
+        check_destination(url, services.settings)
+
     try:
-        given = call
-        call = await connected.with_token(
-            call, services, lambda url: check_destination(url, services.settings)
-        )
+        call, used = await connected.with_token(given, services, check)
         secrets = call.secrets
-        request = build(call)
-        check_destination(request.url, services.settings, named=request.shown_host)
-        output: Any = await send(services.http, request, services.settings, call)
+        try:
+            output: Any = await _send_built(call, services, build)
+            status = output.get("status")
+        except StepError as exc:
+            if used is None or exc.status != UNAUTHORIZED:
+                raise
+            output, status = exc, exc.status
+        if used is not None and status == UNAUTHORIZED:
+            # the token was refused: never use it again; one from the cache may have been
+            # revoked or rotated early, so ask for a new one and send once more
+            refused.append(used.token)
+            connected.drop_token(services, used)
+            if used.cached:
+                call, used = await connected.with_token(given, services, check)
+                secrets = call.secrets
+                output = await _send_built(call, services, build)
+            elif isinstance(output, StepError):
+                raise output
         if read is not None:
             output = await read(output, secrets)
         # an OAuth2 token is no secret of the run: the engine would not redact it
-        return output if call is given else redact_value(output, secrets)
+        hidden = {**secrets, **{f"refused:{n}": token for n, token in enumerate(refused)}}
+        return output if call is given else redact_value(output, hidden)
     except StepError as exc:
-        raise StepError(exc.error_class, redact(exc.message, secrets.values())) from None
+        message = redact(exc.message, [*secrets.values(), *refused])
+        raise StepError(exc.error_class, message, status=exc.status) from None
+
+
+async def _send_built(
+    call: StepCall, services: StepServices, build: Callable[[StepCall], HttpRequest]
+) -> dict[str, Any]:
+    """Build the call's request, check its destination, send it: the answer."""
+    request = build(call)
+    check_destination(request.url, services.settings, named=request.shown_host)
+    return await send(services.http, request, services.settings, call)
 
 
 def build_request(call: StepCall) -> HttpRequest:
@@ -325,7 +354,7 @@ async def _answer(
             message += f": {excerpt}"
         if 300 <= status <= 399:
             message += f" (redirects are not followed; list {status} in expect_status)"
-        raise StepError("HttpStatus", message)
+        raise StepError("HttpStatus", message, status=status)
     limit = settings.http_max_response_bytes
     too_large = f"{request.where} answered a body over {limit} bytes"
     if response.content_length is not None and response.content_length > limit:

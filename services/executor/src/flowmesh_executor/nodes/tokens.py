@@ -5,7 +5,8 @@ Tokens are cached per (tenant, connector, connector version), one cache per exec
 process, until :data:`EXPIRY_MARGIN` seconds before ``expires_in`` runs out
 (:data:`DEFAULT_LIFETIME` when the answer gives none); at most :data:`MAX_TOKENS` are kept,
 the least recently stored dropped first. Concurrent steps that find no token may each fetch
-one.
+one. A token its server refuses (401) is dropped (:meth:`TokenCache.drop`), and a step that
+sent one from the cache asks for a new token and sends once more.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class TokenCache:
         self._tokens.move_to_end(key)
         while len(self._tokens) > self.max_tokens:
             self._tokens.popitem(last=False)
+
+    def drop(self, key: TokenKey, token: str) -> None:
+        """Forget ``token`` (refused by its server); a newer token under ``key`` stays."""
+        found = self._tokens.get(key)
+        if found is not None and found[0] == token:
+            del self._tokens[key]
 
     def __len__(self) -> int:
         return len(self._tokens)
