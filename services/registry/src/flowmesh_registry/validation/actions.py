@@ -22,6 +22,7 @@ schema says of it, and is judged again when the step runs).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -53,8 +54,15 @@ RESULT_ROOTS = frozenset({"input", "response"})
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _TEMPLATE = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Compiled input schemas of actions, by (name, version, builtin).
+#: Compiled input schemas of actions, by their content (:func:`schema_key`).
 _SCHEMAS = CompiledSchemas(256)
+
+
+def schema_key(schema: dict[str, Any]) -> bytes:
+    """What a compiled schema is cached by: its content, never a name (two tenants may
+    have an action of the same name and version, and a name deleted and made again starts
+    at version 1 with another schema)."""
+    return hashlib.sha256(msgspec.json.encode(schema, order="sorted")).digest()
 
 
 def check_action_spec(spec: ActionSpec) -> list[ProblemItem]:
@@ -175,7 +183,7 @@ def _check_node(
         return
     if action is None:
         return
-    compiled = _SCHEMAS.get((action.name, action.version, action.builtin), action.spec.input_schema)
+    compiled = _SCHEMAS.get(schema_key(action.spec.input_schema), action.spec.input_schema)
     if isinstance(compiled, str):  # a stored spec was checked: only an old one can fail here
         problems.add(
             f"{path}.action", INVALID, f"the action's input_schema is unusable: {compiled}"
