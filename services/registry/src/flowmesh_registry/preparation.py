@@ -2,26 +2,31 @@
 
 The tenant's secrets are read ``FOR KEY SHARE`` (:func:`flowmesh_registry.secrets.known_names`),
 so none that a new version names can be deleted before that version commits. The
-sub-workflows it calls must be live workflows of the tenant, and the connectors its http
-nodes name must be the tenant's (a connector deleted later fails the step at run time).
+sub-workflows it calls must be live workflows of the tenant, the connectors its http and
+action nodes name must be the tenant's (a connector deleted later fails the step at run
+time), and the tenant actions its action nodes name must exist, their inputs matching
+their schemas (an action deleted later fails the step at run time too).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import asyncpg
 
+from flowmesh_proto.actions import Action, ActionKey
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.ids import parse_uuid
 from flowmesh_proto.workflow import Definition, StepTemplate, definition_to_builtins
 from flowmesh_registry import secrets
 from flowmesh_registry import workflow_sql as sql
+from flowmesh_registry.actions import known_actions
 from flowmesh_registry.connectors import known_connectors
 from flowmesh_registry.documents import content_hash
 from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
+from flowmesh_registry.validation.actions import action_keys
 from flowmesh_shared.errors import FlowmeshError
 
 
@@ -48,8 +53,13 @@ async def prepare(conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limit
     """Validate ``raw`` fully (shape, graph, expressions, secrets, sub-workflows) or raise 422."""
     known = await secrets.known_names(conn, tenant, hold=True)
     connectors = await known_connectors(conn, tenant)
+    actions = await named_actions(conn, tenant, raw, limits)
     report = validate_definition(
-        raw, limits=limits, known_secrets=known, known_connectors=connectors
+        raw,
+        limits=limits,
+        known_secrets=known,
+        known_connectors=connectors,
+        known_actions=actions,
     )
     problems = list(report.problems)
     if report.definition is not None:
@@ -57,6 +67,16 @@ async def prepare(conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limit
     if problems:
         raise invalid(problems, f"the definition has {len(problems)} problem(s)")
     return Prepared(report)
+
+
+async def named_actions(
+    conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limits
+) -> Mapping[ActionKey, Action]:
+    """The tenant's actions ``raw``'s action nodes name, in one query. A definition within
+    its node limit names at most two per node (a map's own and its per-item template's), so
+    a document naming more is refused for its size anyway: the rest are not read."""
+    keys = sorted(action_keys(raw), key=lambda key: (key[0], key[1] or 0))
+    return await known_actions(conn, tenant, keys[: 2 * limits.max_nodes])
 
 
 async def missing_subworkflows(
