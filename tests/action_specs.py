@@ -5,33 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-HELPDESK: dict[str, Any] = {
-    "description": "Opens a ticket in the internal helpdesk. Outputs the ticket's id.",
-    "category": "integration",
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": 200},
-            "priority": {"type": "integer", "minimum": 1, "maximum": 5},
-        },
-        "required": ["title"],
-        "additionalProperties": False,
-    },
-    "output_schema": {"type": "object", "properties": {"id": {"type": "string"}}},
-    "request": {
-        "method": "POST",
-        "path": "/tickets",
-        "headers": {"Content-Type": "application/json"},
-        "body": {
-            "title": "{{ input.title }}",
-            "priority": "{{ has(input.priority) ? input.priority : null }}",
-        },
-        "expect_status": [201],
-    },
-    "result": {"output": "{'id': string(response.body.id)}"},
-    "connector": {"base_url": "https://helpdesk.internal.example/api", "auth": "bearer"},
-    "example": {"title": "Printer on fire", "priority": 1},
-}
+from flowmesh_gateway.routes.actions import EXAMPLE
+
+#: The OpenAPI example of ``PUT /actions/{name}`` (so the example is put by the tests).
+HELPDESK: dict[str, Any] = EXAMPLE
 
 CONNECTOR: dict[str, Any] = {
     "base_url": "https://helpdesk.internal.example/api",

@@ -66,7 +66,7 @@ class Requires(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CatalogEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One node type (or, later, one action) of the catalog."""
+    """One node type or one action (built-in or the tenant's) of the catalog."""
 
     kind: EntryKind
     name: str
@@ -199,10 +199,17 @@ def node_catalog() -> tuple[CatalogEntry, ...]:
     return tuple(_node_entry(name, _NODE_DOCS[name]) for name in NODE_KINDS)
 
 
+@functools.cache
+def _action_parameters() -> dict[str, Any]:
+    """The action node's parameters schema, built once (:func:`action_entry` copies what
+    it changes)."""
+    return self_contained_schema(NODE_KINDS["action"].parameters)
+
+
 def action_entry(action: Action) -> CatalogEntry:
     """The entry of one action: its node's parameters with ``input`` the action's schema."""
     spec = action.spec
-    parameters = self_contained_schema(NODE_KINDS["action"].parameters)
+    parameters = _action_parameters()
     properties = dict(parameters.get("properties", {}))
     properties["action"] = {"const": action.name, "description": "This action's name."}
     properties["input"] = {"description": properties["input"].get("description", "")}
