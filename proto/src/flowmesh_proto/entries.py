@@ -47,6 +47,7 @@ __all__ = [
     "cursor_of",
     "node_catalog",
     "self_contained_schema",
+    "tenant_catalog_page",
 ]
 
 EntryKind = Literal["node", "action"]
@@ -273,6 +274,27 @@ def catalog_page(
     return CatalogPage(
         items=items, next_cursor=cursor_of(items[-1]) if has_more else None, has_more=has_more
     )
+
+
+def tenant_catalog_page(
+    actions: Sequence[CatalogEntry],
+    *,
+    more_actions: bool,
+    limit: int,
+    cursor: str | None = None,
+    kind: str | None = None,
+    category: str | None = None,
+) -> CatalogPage:
+    """A page of a tenant's catalog: ``actions`` are the entries of the actions after
+    ``cursor`` (built-in and the tenant's, at most ``limit``) as far as the registry gave
+    them, ``more_actions`` whether it has more. Actions sort before node types, so node
+    types join the page only when no action is left; otherwise the page ends where the
+    registry's did (it may be shorter than ``limit``)."""
+    entries = [*actions] if more_actions else [*actions, *node_catalog()]
+    page = catalog_page(entries, limit=limit, cursor=cursor, kind=kind, category=category)
+    if more_actions and page.items:
+        return CatalogPage(items=page.items, next_cursor=cursor_of(page.items[-1]), has_more=True)
+    return page
 
 
 def _check() -> None:

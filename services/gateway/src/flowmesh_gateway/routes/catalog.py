@@ -4,8 +4,8 @@ the tenant's own actions are read from the registry a page at a time, never all 
 
 Entries sort by ``kind:name``, so every action comes before every node type: a page asks the
 registry (:class:`~flowmesh_proto.actions.ActionList`, built-in and own actions merged) for
-at most ``limit`` actions after the cursor, and fills the rest with node types only when
-the registry has no more actions to give.
+at most ``limit`` actions after the cursor, and :func:`~flowmesh_proto.entries.
+tenant_catalog_page` fills the rest with node types only when the registry has no more.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from flowmesh_proto.entries import (
     CatalogPage,
     action_entry,
     builtin_action_catalog,
-    catalog_page,
-    cursor_of,
-    node_catalog,
+    tenant_catalog_page,
 )
 
 BASE = "/api/v1/{tenant}/catalog"
@@ -88,10 +86,9 @@ async def list_catalog(call: Call) -> web.Response:
     kind = _choice(call, "kind", ENTRY_KINDS)
     category = _choice(call, "category", ENTRY_CATEGORIES)
     actions, more = await _actions(call, limit, cursor, kind, category)
-    entries = actions if more else [*actions, *node_catalog()]
-    page = catalog_page(entries, limit=limit, cursor=cursor, kind=kind, category=category)
-    if more:  # the page ends where the registry's did
-        page = CatalogPage(items=page.items, next_cursor=cursor_of(page.items[-1]), has_more=True)
+    page = tenant_catalog_page(
+        actions, more_actions=more, limit=limit, cursor=cursor, kind=kind, category=category
+    )
     return json_response(page)
 
 
