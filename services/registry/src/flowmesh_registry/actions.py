@@ -322,7 +322,7 @@ async def known_actions(
 ) -> Mapping[ActionKey, Action]:
     """The tenant's actions a definition names (:func:`~flowmesh_registry.validation.
     actions.action_keys`), by key, in one query: what exists of them."""
-    wanted = sorted(keys, key=lambda k: (k[0], k[1] or 0))
+    wanted = list(keys)
     if not wanted:
         return {}
     names = [name for name, _ in wanted]

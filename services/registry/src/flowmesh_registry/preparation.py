@@ -72,11 +72,9 @@ async def prepare(conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limit
 async def named_actions(
     conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limits
 ) -> Mapping[ActionKey, Action]:
-    """The tenant's actions ``raw``'s action nodes name, in one query. A definition within
-    its node limit names at most two per node (a map's own and its per-item template's), so
-    a document naming more is refused for its size anyway: the rest are not read."""
-    keys = sorted(action_keys(raw), key=lambda key: (key[0], key[1] or 0))
-    return await known_actions(conn, tenant, keys[: 2 * limits.max_nodes])
+    """The first ``limits.max_tenant_actions`` tenant actions ``raw``'s action nodes name,
+    in one query (the validator refuses the nodes naming more)."""
+    return await known_actions(conn, tenant, action_keys(raw)[: limits.max_tenant_actions])
 
 
 async def missing_subworkflows(

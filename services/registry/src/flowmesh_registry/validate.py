@@ -90,7 +90,7 @@ def validate_definition(
     )
     if known_connectors is not None:
         check_connectors(shape.nodes, known_connectors, problems)
-    check_action_nodes(shape.nodes, known_actions, problems)
+    check_action_nodes(shape.nodes, known_actions, problems, limits.max_tenant_actions)
     check_triggers(shape.triggers, problems)
     references = ReferenceCheck(
         graph=graph,

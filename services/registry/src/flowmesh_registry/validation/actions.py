@@ -154,11 +154,24 @@ def find_action(key: ActionKey, known: Mapping[ActionKey, Action] | None) -> Act
 
 
 def check_action_nodes(
-    nodes: list[NodeEntry], known: Mapping[ActionKey, Action] | None, problems: Problems
+    nodes: list[NodeEntry],
+    known: Mapping[ActionKey, Action] | None,
+    problems: Problems,
+    max_tenant_actions: int = 64,
 ) -> None:
     """Each action node's name, version and input; a tenant's action is looked up only
-    when ``known`` is given (None skips the lookup, as for secrets)."""
+    when ``known`` is given (None skips the lookup, as for secrets). Past the first
+    ``max_tenant_actions`` tenant actions (distinct name and version, in the order of
+    :func:`action_keys`, which the shell loads) a node's action is refused at ``.action``."""
+    named: set[ActionKey] = set()
     for path, parameters in _action_nodes(nodes):
+        key = (parameters.action, parameters.version)
+        if _key({"action": key[0], "version": key[1]}) and key not in named:
+            if len(named) >= max_tenant_actions:
+                message = f"a workflow names at most {max_tenant_actions} of the tenant's actions"
+                problems.add(f"{path}.action", INVALID, message + " (name and version)")
+                continue
+            named.add(key)
         _check_node(path, parameters, known, problems)
 
 
@@ -193,23 +206,24 @@ def _check_node(
         problems.add(item.path, INVALID, item.message)
 
 
-def action_keys(raw: Any) -> frozenset[ActionKey]:
+def action_keys(raw: Any) -> list[ActionKey]:
     """The tenant actions a decoded document's action nodes (and maps' per-item action
-    templates) may name, read before validation so the shell can load just those; built-in
-    names and anything malformed are left out (the validator reports it)."""
+    templates) may name, each once, in the document's order (the validator's), read before
+    validation so the shell can load just those; built-in names and anything malformed are
+    left out (the validator reports it)."""
     nodes = raw.get("nodes") if isinstance(raw, dict) else None
-    keys: set[ActionKey] = set()
+    keys: dict[ActionKey, None] = {}
     for node in nodes if isinstance(nodes, list) else []:
         parameters = node.get("parameters") if isinstance(node, dict) else None
         if not isinstance(parameters, dict):
             continue
         if node.get("type") == "action":
-            keys.update(_key(parameters))
+            keys.update(dict.fromkeys(_key(parameters)))
         template = parameters.get("node") if node.get("type") == "map" else None
         if isinstance(template, dict) and template.get("type") == "action":
             inner = template.get("parameters")
-            keys.update(_key(inner) if isinstance(inner, dict) else ())
-    return frozenset(keys)
+            keys.update(dict.fromkeys(_key(inner) if isinstance(inner, dict) else ()))
+    return list(keys)
 
 
 def _key(parameters: dict[str, Any]) -> tuple[ActionKey, ...]:
