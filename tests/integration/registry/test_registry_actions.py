@@ -335,3 +335,23 @@ async def test_each_tenant_is_judged_by_its_own_action_of_the_same_name(
     theirs = await other_api("workflow_validate", r.WorkflowValidate(definition=definition))
     assert [e.path for e in mine.errors] == ["nodes[0].parameters.input.n"]
     assert theirs.valid, theirs.errors  # not judged by the other tenant's cached schema
+
+
+async def test_the_bytes_of_stored_specs_are_bounded_per_tenant(
+    api: Api, registry: Registry
+) -> None:
+    size = len(msgspec.json.encode(spec(helpdesk(description="One."))))
+    operations = ActionOperations(registry.app.db, max_bytes=2 * size + size // 2)
+    caller = Caller(tenant=api.tenant.id, actor=api.tenant.principal)
+    await operations.put(caller, "bytes_a", spec(helpdesk(description="One.")))
+    await operations.put(caller, "bytes_a", spec(helpdesk(description="Two.")))  # a version
+    with pytest.raises(FlowmeshError) as caught:
+        await operations.put(caller, "bytes_b", spec(helpdesk(description="Six.")))
+    assert caught.value.code.name == "ACTION_LIMIT_REACHED"
+    with pytest.raises(FlowmeshError):
+        await operations.put(caller, "bytes_a", spec(helpdesk(description="Six.")))
+    same = await operations.put(caller, "bytes_a", spec(helpdesk(description="Two.")))
+    assert same.version == 2  # the same spec stores nothing, so it is always answered
+    await operations.delete(caller, "bytes_a")  # its versions' bytes are freed
+    made = await operations.put(caller, "bytes_b", spec(helpdesk(description="Six.")))
+    assert made.version == 1

@@ -6,11 +6,11 @@ immutable; a DELETE removes the action with every version (one made again under 
 starts at version 1). Built-in actions are answered too, so a node's action can always be
 read: as version 1, ``builtin``, never changed nor deleted.
 
-Limits (registry settings): ``max_actions`` per tenant and ``max_action_versions`` per
-action, each 409 ACTION_LIMIT_REACHED past it; a page holds at most ``limit`` actions and
-``page_max_bytes`` of specs (at least one). Creations of one tenant take a
-transaction-scoped advisory lock, and versions of one action its row's lock, so concurrent
-PUTs cannot pass a count together.
+Limits (registry settings): ``max_actions`` per tenant, ``max_action_versions`` per action
+and ``max_action_bytes`` of stored specs (every version's) per tenant, each 409
+ACTION_LIMIT_REACHED past it; a page holds at most ``limit`` actions and ``page_max_bytes``
+of specs (at least one). The PUTs of one tenant take turns under a transaction-scoped
+advisory lock, so concurrent ones cannot pass a limit together.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ from flowmesh_shared.errors import FlowmeshError, NotFound
 NAME_SORT, VERSION_SORT = "name", "version"
 _NAME = re.compile(ACTION_NAME_PATTERN)
 
-# Creations of one tenant queue here, so the count below cannot be passed by two at once.
-LOCK_CREATIONS = "SELECT pg_advisory_xact_lock(hashtextextended('actions:' || $1, 0))"
+# The PUTs of one tenant queue here, so the counts below cannot be passed by two at once.
+LOCK_TENANT = "SELECT pg_advisory_xact_lock(hashtextextended('actions:' || $1, 0))"
 COUNT = "SELECT count(*) FROM actions WHERE tenant_id = $1"
+STORED_BYTES = "SELECT coalesce(sum(stored_bytes), 0) FROM actions WHERE tenant_id = $1"
 CURRENT_FOR_UPDATE = """
 SELECT v.tenant_id, v.name, v.version, v.spec, v.created_at, v.created_by
 FROM actions a
@@ -60,8 +61,11 @@ JOIN action_versions v
 WHERE a.tenant_id = $1 AND a.name = $2
 FOR UPDATE OF a"""
 INSERT_ACTION = """
-INSERT INTO actions (tenant_id, name, current_version, created_by) VALUES ($1, $2, 1, $3)"""
-SET_CURRENT = "UPDATE actions SET current_version = $3 WHERE tenant_id = $1 AND name = $2"
+INSERT INTO actions (tenant_id, name, current_version, stored_bytes, created_by)
+VALUES ($1, $2, 1, $4, $3)"""
+SET_CURRENT = """
+UPDATE actions SET current_version = $3, stored_bytes = stored_bytes + $4
+WHERE tenant_id = $1 AND name = $2"""
 INSERT_VERSION = """
 INSERT INTO action_versions AS v (tenant_id, name, version, spec, created_by)
 VALUES ($1, $2, $3, $4, $5)
@@ -107,19 +111,22 @@ class ActionOperations:
         *,
         max_actions: int = 1000,
         max_versions: int = 1000,
+        max_bytes: int = 256 * 1024 * 1024,
         page_max_bytes: int = 1024 * 1024,
     ) -> None:
         self.db = db
         self.max_actions = max_actions
         self.max_versions = max_versions
+        self.max_bytes = max_bytes
         self.page_max_bytes = page_max_bytes
 
     async def put(self, caller: Caller, name: str, spec: ActionSpec) -> Action:
         """Version 1, the next version, or (the same spec) the current one; 422 at the
         path of every problem, 409 past a limit."""
         stored = msgspec.to_builtins(spec)
+        size = len(msgspec.json.encode(stored))
         problems = _name_problems(name)
-        if len(msgspec.json.encode(stored)) > MAX_SPEC_BYTES:
+        if size > MAX_SPEC_BYTES:
             message = f"the spec is larger than {MAX_SPEC_BYTES} bytes of JSON"
             problems.append(
                 ProblemItem(path="$", code=ErrorCode.VALIDATION_FAILED.name, message=message)
@@ -131,14 +138,12 @@ class ActionOperations:
             code = ErrorCode.__members__.get(ordered[0].code, ErrorCode.VALIDATION_FAILED)
             raise FlowmeshError(code, ordered[0].message, errors=ordered)
         async with self.db.tenant_tx(caller.tenant) as conn:
+            await conn.execute(LOCK_TENANT, caller.tenant)
             current = await conn.fetchrow(CURRENT_FOR_UPDATE, caller.tenant, name)
-            if current is None:
-                await conn.execute(LOCK_CREATIONS, caller.tenant)
-                current = await conn.fetchrow(CURRENT_FOR_UPDATE, caller.tenant, name)
             if current is not None and current["spec"] == stored:
                 check_tenant(current, caller.tenant)
                 return _action(current)
-            version = await self._next_version(conn, caller, name, current)
+            version = await self._next_version(conn, caller, name, current, size)
             row = await conn.fetchrow(
                 INSERT_VERSION, caller.tenant, name, version, stored, caller.actor
             )
@@ -153,20 +158,28 @@ class ActionOperations:
         caller: Caller,
         name: str,
         current: asyncpg.Record | None,
+        size: int,
     ) -> int:
-        """Make room for the next version (the action's row, or its pointer moved), or 409."""
+        """Make room for the next version of ``size`` bytes (the action's row, or its
+        pointer moved), or 409."""
+        held = await conn.fetchval(STORED_BYTES, caller.tenant)
+        if held + size > self.max_bytes:
+            raise _limit(
+                f"the tenant's actions hold {held} bytes of specs: {size} more would pass "
+                f"{self.max_bytes}, the most they may hold (delete actions to make room)"
+            )
         if current is None:
             if await conn.fetchval(COUNT, caller.tenant) >= self.max_actions:
                 raise _limit(f"the tenant has {self.max_actions} actions, the most it may have")
             try:
-                await conn.execute(INSERT_ACTION, caller.tenant, name, caller.actor)
+                await conn.execute(INSERT_ACTION, caller.tenant, name, caller.actor, size)
             except asyncpg.ForeignKeyViolationError as exc:  # only a service names no tenant
                 raise NotFound(f"tenant {caller.tenant!r} was not found") from exc
             return 1
         version: int = current["version"] + 1
         if version > self.max_versions:
             raise _limit(f"action {name} has {self.max_versions} versions, the most it may have")
-        await conn.execute(SET_CURRENT, caller.tenant, name, version)
+        await conn.execute(SET_CURRENT, caller.tenant, name, version, size)
         return version
 
     async def get(self, tenant: str, name: str, version: int | None = None) -> Action:

@@ -140,6 +140,7 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
             db,
             max_actions=settings.max_actions,
             max_versions=settings.max_action_versions,
+            max_bytes=settings.max_action_bytes,
             page_max_bytes=settings.action_page_max_bytes,
         ),
     )

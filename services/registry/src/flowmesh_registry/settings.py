@@ -87,6 +87,9 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     max_actions: int = 1000
     #: Versions one action may have; one more is 409 ACTION_LIMIT_REACHED.
     max_action_versions: int = 1000
+    #: Bytes of stored specs (every version of every action) one tenant may hold; past it
+    #: a new version is 409 ACTION_LIMIT_REACHED.
+    max_action_bytes: int = 256 * 1024 * 1024
     #: The tenant's own actions (distinct name and version) one workflow may name; past it
     #: a node's action is a 422 at ``nodes[i].parameters.action``.
     max_workflow_actions: int = 64
