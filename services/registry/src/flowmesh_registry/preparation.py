@@ -10,6 +10,8 @@ their schemas (an action deleted later fails the step at run time too).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -50,17 +52,21 @@ class Prepared:
 
 
 async def prepare(conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limits) -> Prepared:
-    """Validate ``raw`` fully (shape, graph, expressions, secrets, sub-workflows) or raise 422."""
+    """Validate ``raw`` fully (shape, graph, expressions, secrets, sub-workflows, actions) or
+    raise 422. The check runs in a worker thread, as validation does: a large definition, or
+    the schemas of the tenant actions it names, must not hold the registry's loop."""
     known = await secrets.known_names(conn, tenant, hold=True)
     connectors = await known_connectors(conn, tenant)
     actions = await named_actions(conn, tenant, raw, limits)
-    report = validate_definition(
+    check = functools.partial(
+        validate_definition,
         raw,
         limits=limits,
         known_secrets=known,
         known_connectors=connectors,
         known_actions=actions,
     )
+    report = await asyncio.to_thread(check)  # a large definition (or its actions' schemas)
     problems = list(report.problems)
     if report.definition is not None:
         problems += await missing_subworkflows(conn, tenant, report.definition)
