@@ -46,7 +46,8 @@ input}}}}`): its input is checked against the action's input schema when the wor
 saved (problems at `nodes[i].parameters.input...`) and again when the step runs, and the
 executor sends the action's HTTP request through the named connector (see
 [connectors.md](connectors.md)), which holds the base URL and the credentials. A tenant's
-own actions (`PUT /actions/{{name}}`) appear in its catalog beside these.
+own actions (`PUT /actions/{{name}}`, see [tenant-actions.md](tenant-actions.md)) appear in
+its catalog beside these.
 
 Categories: {categories}.
 

@@ -12,18 +12,22 @@ import msgspec
 import pytest
 
 from flowmesh_executor.instant import evaluate_instant
+from flowmesh_proto.actions import Action, ActionSpec
 from flowmesh_proto.catalog import NODE_KINDS
 from flowmesh_proto.entries import (
     ENTRY_CATEGORIES,
     CatalogEntry,
+    action_entry,
     catalog_page,
     cursor_of,
     node_catalog,
+    tenant_catalog_page,
 )
 from flowmesh_proto.events import EventEnvelope
 from flowmesh_proto.outputs import HttpOutput, PublishOutput
 from flowmesh_proto.workflow import Node
 from flowmesh_registry.validate import validate_definition
+from tests.action_specs import HELPDESK
 
 ENTRIES = node_catalog()
 BY_NAME = {entry.name: entry for entry in ENTRIES}
@@ -144,3 +148,32 @@ def test_a_step_nodes_output_types_are_the_executors() -> None:
         _check("http", {"status": "200", "headers": {}, "body": None})
     with pytest.raises(AssertionError):
         _check("condition", {"result": True})
+
+
+def _own(name: str) -> CatalogEntry:
+    spec = msgspec.convert(HELPDESK, ActionSpec)
+    return action_entry(Action(name=name, version=1, builtin=False, spec=spec))
+
+
+def test_a_tenant_page_ends_where_the_registrys_did_when_it_has_more() -> None:
+    given = [_own("aaa"), _own("bbb")]  # the registry gave two of more (large specs)
+    page = tenant_catalog_page(given, more_actions=True, limit=5)
+    assert [e.name for e in page.items] == ["aaa", "bbb"]  # no node type skips the rest
+    assert page.has_more and page.next_cursor == "action:bbb"
+    last = tenant_catalog_page([_own("ccc")], more_actions=False, limit=3, cursor=page.next_cursor)
+    assert [(e.kind, e.name) for e in last.items] == [
+        ("action", "ccc"),
+        *[("node", name) for name in sorted(NODE_KINDS)[:2]],
+    ]
+    assert last.has_more and last.next_cursor == f"node:{sorted(NODE_KINDS)[1]}"
+    alone = tenant_catalog_page(given, more_actions=True, limit=2, kind="action")
+    assert alone.has_more and alone.next_cursor == "action:bbb"
+
+
+def test_a_tenant_actions_entry_shows_its_input_schema_and_version() -> None:
+    entry = _own("helpdesk.open")
+    properties = entry.parameters_schema["properties"]
+    assert properties["action"] == {"const": "helpdesk.open", "description": "This action's name."}
+    assert properties["input"]["properties"] == HELPDESK["input_schema"]["properties"]
+    assert "version" in properties and entry.requires.secrets == []
+    jsonschema_rs.validator_for(entry.parameters_schema).validate(entry.example)

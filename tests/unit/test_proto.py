@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from flowmesh_proto import registry as r
 from flowmesh_proto import schemas
+from flowmesh_proto.actions import Action, ActionPage, ActionPut, ActionVersions
 from flowmesh_proto.connectors import Connector, ConnectorPut
 from flowmesh_proto.errors import ErrorCode, ProblemItem, problem
 from flowmesh_proto.ids import is_tenant_id, tenant_id_problem
@@ -96,6 +97,8 @@ def test_each_request_names_its_operation_and_reply() -> None:
     assert OPERATIONS["workflow_unlock"] == (r.WorkflowUnlock, r.Deleted)
     assert OPERATIONS["apikey_check"] == (r.ApiKeyCheck, r.ApiKeyIdentity)
     assert OPERATIONS["connector_put"] == (ConnectorPut, Connector)
+    assert OPERATIONS["action_put"] == (ActionPut, Action)
+    assert OPERATIONS["action_versions"] == (ActionVersions, ActionPage)
     assert len(OPERATIONS) == len({request for request, _ in OPERATIONS.values()}) == 44
     for name, (request, reply) in OPERATIONS.items():
         assert request.operation == name

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from flowmesh_registry import secrets, workflows
+from flowmesh_registry import preparation, secrets, workflows
 from flowmesh_registry.validate import DEFAULT_LIMITS, validate_definition
 from flowmesh_registry.workflows import WorkflowOperations
+from flowmesh_shared.errors import FlowmeshError
 
 
 class _Db:
@@ -68,3 +69,29 @@ async def test_validate_checks_in_a_worker_thread(monkeypatch: pytest.MonkeyPatc
     ticker.cancel()
     assert report.problems == validate_definition(document).problems
     assert max(lags) < alone / 2, (max(lags), alone)  # the whole check when on the loop
+
+
+async def test_a_write_checks_in_a_worker_thread_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def nothing(*_: Any, **__: Any) -> frozenset[str]:
+        return frozenset()
+
+    monkeypatch.setattr(preparation.secrets, "known_names", nothing)
+    monkeypatch.setattr(preparation, "known_connectors", nothing)
+    began = time.perf_counter()
+    validate_definition(_heavy(3))
+    alone = time.perf_counter() - began
+    lags: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            at = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - at)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.01)
+    with pytest.raises(FlowmeshError):  # 1,000 nodes: past the limit, refused after the check
+        await preparation.prepare(object(), "acme", _heavy(4), DEFAULT_LIMITS)  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    ticker.cancel()
+    assert max(lags) < alone / 2, (max(lags), alone)

@@ -179,12 +179,17 @@ class ActionGet(Request["Action"], frozen=True):
 
 
 class ActionList(Request["ActionPage"], frozen=True):
-    """The tenant's actions (current versions) by name, ``limit`` (1..100) a page."""
+    """The actions a tenant can use by name: the built-in ones and its own (current
+    versions) merged, ``limit`` (1..100) a page (fewer when their specs are large)."""
 
     operation = "action_list"
 
     limit: int = 50
     cursor: str | None = None
+    #: Only names after this one (the catalog's cursor); not with ``cursor``.
+    after: str | None = None
+    #: Only actions of this category.
+    category: ActionCategory | None = None
 
 
 class ActionVersions(Request["ActionPage"], frozen=True):

@@ -47,6 +47,7 @@ __all__ = [
     "cursor_of",
     "node_catalog",
     "self_contained_schema",
+    "tenant_catalog_page",
 ]
 
 EntryKind = Literal["node", "action"]
@@ -66,7 +67,7 @@ class Requires(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CatalogEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One node type (or, later, one action) of the catalog."""
+    """One node type or one action (built-in or the tenant's) of the catalog."""
 
     kind: EntryKind
     name: str
@@ -199,10 +200,17 @@ def node_catalog() -> tuple[CatalogEntry, ...]:
     return tuple(_node_entry(name, _NODE_DOCS[name]) for name in NODE_KINDS)
 
 
+@functools.cache
+def _action_parameters() -> dict[str, Any]:
+    """The action node's parameters schema, built once (:func:`action_entry` copies what
+    it changes)."""
+    return self_contained_schema(NODE_KINDS["action"].parameters)
+
+
 def action_entry(action: Action) -> CatalogEntry:
     """The entry of one action: its node's parameters with ``input`` the action's schema."""
     spec = action.spec
-    parameters = self_contained_schema(NODE_KINDS["action"].parameters)
+    parameters = _action_parameters()
     properties = dict(parameters.get("properties", {}))
     properties["action"] = {"const": action.name, "description": "This action's name."}
     properties["input"] = {"description": properties["input"].get("description", "")}
@@ -266,6 +274,27 @@ def catalog_page(
     return CatalogPage(
         items=items, next_cursor=cursor_of(items[-1]) if has_more else None, has_more=has_more
     )
+
+
+def tenant_catalog_page(
+    actions: Sequence[CatalogEntry],
+    *,
+    more_actions: bool,
+    limit: int,
+    cursor: str | None = None,
+    kind: str | None = None,
+    category: str | None = None,
+) -> CatalogPage:
+    """A page of a tenant's catalog: ``actions`` are the entries of the actions after
+    ``cursor`` (built-in and the tenant's, at most ``limit``) as far as the registry gave
+    them, ``more_actions`` whether it has more. Actions sort before node types, so node
+    types join the page only when no action is left; otherwise the page ends where the
+    registry's did (it may be shorter than ``limit``)."""
+    entries = [*actions] if more_actions else [*actions, *node_catalog()]
+    page = catalog_page(entries, limit=limit, cursor=cursor, kind=kind, category=category)
+    if more_actions and page.items:
+        return CatalogPage(items=page.items, next_cursor=cursor_of(page.items[-1]), has_more=True)
+    return page
 
 
 def _check() -> None:

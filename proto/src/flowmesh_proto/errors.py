@@ -41,6 +41,7 @@ class ErrorCode(enum.Enum):
     WORKFLOW_DISABLED = (4042, 409)
     WORKFLOW_NAME_TAKEN = (4091, 409)
     CONNECTOR_LIMIT_REACHED = (4092, 409)
+    ACTION_LIMIT_REACHED = (4093, 409)
     # The plain ones every API has.
     BAD_REQUEST = (4000, 400)
     UNAUTHENTICATED = (4010, 401)

@@ -90,7 +90,7 @@ def content_key(schema: Any) -> bytes:
     """A key that only the same schema has (SHA-256 of its JSON): two tenants' actions of
     one name and version, or a name deleted and made again, never share a compiled schema
     unless their schemas are the same."""
-    return hashlib.sha256(msgspec.json.encode(schema)).digest()
+    return hashlib.sha256(msgspec.json.encode(schema, order="sorted")).digest()
 
 
 class CompiledSchemas:

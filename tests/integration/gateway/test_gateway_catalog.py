@@ -1,5 +1,6 @@
-"""GET /catalog over HTTP: a viewer reads every node type as a list response, pages cover
-them all once, bad query values are 422 at their names; the same for every tenant."""
+"""GET /catalog over HTTP: a viewer reads every node type and built-in action as a list
+response, pages cover them all once, bad query values are 422 at their names; the same for
+every tenant (its own actions: test_gateway_actions.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from flowmesh_proto.action_library import builtin_actions
 from flowmesh_proto.entries import node_catalog
 from flowmesh_proto.workflow import Node
 
@@ -15,6 +17,7 @@ from .conftest import Client
 pytestmark = pytest.mark.integration
 
 NODE_TYPES = {str(m.__struct_config__.tag) for m in Node.__args__}  # type: ignore[attr-defined]
+EVERY = {("node", name) for name in NODE_TYPES} | {("action", name) for name in builtin_actions()}
 
 
 async def test_a_viewer_reads_every_node_type(client: Client) -> None:
@@ -23,7 +26,7 @@ async def test_a_viewer_reads_every_node_type(client: Client) -> None:
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     assert set(body) == {"items", "next_cursor", "has_more"}
     assert body["has_more"] is False and body["next_cursor"] is None
-    assert {e["name"] for e in body["items"]} == NODE_TYPES
+    assert {(e["kind"], e["name"]) for e in body["items"]} == EVERY
     http = next(e for e in body["items"] if e["name"] == "http")
     assert set(http) == {
         "kind",
@@ -44,24 +47,26 @@ async def test_a_viewer_reads_every_node_type(client: Client) -> None:
 
 
 async def test_pages_cover_every_entry_exactly_once(client: Client) -> None:
-    names: list[str] = []
+    names: list[tuple[str, str]] = []
     cursor = ""
-    for _ in range(len(NODE_TYPES)):
+    for _ in range(len(EVERY)):
         status, page, _ = await client("GET", f"/catalog?limit=4&cursor={cursor}")
         assert status == 200 and len(page["items"]) <= 4
-        names += [e["name"] for e in page["items"]]
+        names += [(e["kind"], e["name"]) for e in page["items"]]
         if not page["has_more"]:
             break
         cursor = page["next_cursor"]
-    assert sorted(names) == names and len(names) == len(set(names)) and set(names) == NODE_TYPES
-    assert len(names) == len(node_catalog())
+    assert sorted(names) == names and len(names) == len(set(names)) and set(names) == EVERY
+    assert len(names) == len(node_catalog()) + len(builtin_actions())
 
 
 async def test_filters(client: Client) -> None:
     status, page, _ = await client("GET", "/catalog?kind=node&category=waiting")
     assert status == 200 and [e["name"] for e in page["items"]] == ["delay", "wait_for_event"]
     status, page, _ = await client("GET", "/catalog?kind=action")
-    assert status == 200 and page == {"items": [], "next_cursor": None, "has_more": False}
+    assert status == 200 and {e["name"] for e in page["items"]} == set(builtin_actions())
+    status, page, _ = await client("GET", "/catalog?category=ai")
+    assert [e["name"] for e in page["items"]] == ["openai.chat_completion"]
 
 
 @pytest.mark.parametrize(
@@ -73,6 +78,7 @@ async def test_filters(client: Client) -> None:
         ("kind=nodes", "kind"),
         ("category=misc", "category"),
         ("cursor=nonsense", "cursor"),
+        ("cursor=action:Not%20a%20name", "cursor"),
     ],
 )
 async def test_bad_query_values_are_422_at_their_names(

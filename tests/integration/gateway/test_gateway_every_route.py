@@ -28,6 +28,7 @@ def concrete(path: str, tenant: str) -> str:
         .replace("{run_id}", SOME_ID)
         .replace("{trigger_id}", "some-trigger")
         .replace("{n}", "1")
+        .replace("{version}", "1")
         .replace("{name}", "SOME_NAME")
     )
 

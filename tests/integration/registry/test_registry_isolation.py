@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
+
 import asyncpg
+import msgspec
 import pytest
 
+from flowmesh_proto import actions as a
 from flowmesh_proto import connectors as c
 from flowmesh_proto import registry as r
 from flowmesh_shared.errors import RemoteError
+from tests.action_specs import HELPDESK
 
 from .conftest import Api, Registry, TenantHandle, simple_definition, unique
 
@@ -102,6 +107,8 @@ TENANT_TABLES = [
     "outbox",
     "webhook_secrets",
     "connectors",
+    "actions",
+    "action_versions",
 ]
 
 
@@ -111,6 +118,8 @@ NO_AUTH = c.ConnectorSpec(base_url="https://api.example.com", auth=c.NoAuth())
 
 async def _connector(api: Api) -> None:
     await api("connector_put", c.ConnectorPut(name=unique("conn"), spec=NO_AUTH))
+    spec = msgspec.convert(HELPDESK, a.ActionSpec)  # and an action, with its version
+    await api("action_put", a.ActionPut(name=f"act_{secrets.token_hex(4)}", spec=spec))
 
 
 async def test_runtime_role_without_tenant_sees_no_rows(api: Api, registry: Registry) -> None:
@@ -149,9 +158,23 @@ async def test_runtime_role_with_one_tenant_sees_only_that_tenant(
     try:
         async with conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', $1, true)", api.tenant.id)
-            for table in ("workflows", "webhook_secrets", "connectors"):
+            for table in (
+                "workflows",
+                "webhook_secrets",
+                "connectors",
+                "actions",
+                "action_versions",
+            ):
                 tenants = {row[0] for row in await conn.fetch(f"SELECT tenant_id FROM {table}")}
                 assert tenants == {api.tenant.id}, table
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(
+                    "INSERT INTO actions (tenant_id, name, current_version, created_by)"
+                    " VALUES ($1, 'stolen', 1, 'x')",
+                    other_api.tenant.id,
+                )
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", api.tenant.id)
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.execute(
                     "INSERT INTO audit_log (tenant_id, actor, action, target, outcome)"

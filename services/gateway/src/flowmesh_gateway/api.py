@@ -163,6 +163,8 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     query: tuple[tuple[str, str], ...] = ()
     #: Statuses beyond the common ones this route can answer (409, 412, 423), for OpenAPI.
     conflicts: tuple[str, ...] = ()
+    #: A valid body, shown in OpenAPI as the request's example.
+    example: Any = None
 
 
 class Guard:

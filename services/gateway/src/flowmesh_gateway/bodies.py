@@ -146,6 +146,14 @@ def query_int(request: web.Request, name: str, low: int, high: int) -> int | Non
     return value
 
 
+def path_int(request: web.Request, name: str) -> int:
+    """A number in the path (``/versions/{n}``): digits, at most nine, else 422 at ``name``."""
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 9:
+        raise unprocessable(f"{name} must be a positive integer", name)
+    return int(raw)
+
+
 def query_bool(request: web.Request, *names: str) -> bool | None:
     for name in names:
         raw = request.query.get(name)

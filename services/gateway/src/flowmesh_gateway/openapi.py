@@ -33,7 +33,8 @@ ERRORS = {
 CONFLICTS = {
     "409": "Conflict with the current state (see `code`): the name is taken, the edit lock "
     "is held by another or not held, the workflow is disabled or invalid, the run has "
-    "finished or has not, the tenant has as many connectors as it may",
+    "finished or has not, the tenant has as many connectors (actions, versions of an action) "
+    "as it may, the action is built in",
     "412": "Precondition failed: If-Match (or if_version) names a stale version",
     "423": "The workflow is locked for editing by another principal",
 }
@@ -133,7 +134,10 @@ def _body(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any] | Non
         schema = ANY_JSON
     else:
         schema = refs[Definition] if route.body == "definition" else refs[route.body]
-    return {"required": route.body_required, "content": {"application/json": {"schema": schema}}}
+    content: dict[str, Any] = {"schema": schema}
+    if route.example is not None:
+        content["example"] = route.example
+    return {"required": route.body_required, "content": {"application/json": content}}
 
 
 def _sse_event(refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:

@@ -14,12 +14,14 @@ from typing import Any
 import msgspec
 import structlog
 
+from flowmesh_proto import actions as a
 from flowmesh_proto import connectors as c
 from flowmesh_proto import registry as r
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.principal import Principal
 from flowmesh_proto.runs import Run
 from flowmesh_registry import audit
+from flowmesh_registry.actions import ActionOperations
 from flowmesh_registry.batch import run_batch
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.catalogue import trigger_catalogue
@@ -56,6 +58,7 @@ class RegistryHandlers:
         history: RunHistory,
         webhooks: WebhookSecretOperations,
         connectors: ConnectorOperations,
+        actions: ActionOperations,
     ) -> None:
         self.workflows = workflows
         self.locks = locks
@@ -64,6 +67,7 @@ class RegistryHandlers:
         self.history = history
         self.webhooks = webhooks
         self.connectors = connectors
+        self.actions = actions
 
     # --- who may ask ---------------------------------------------------------------------
 
@@ -255,6 +259,27 @@ class RegistryHandlers:
         self, req: c.ConnectorDelete, ctx: CallContext
     ) -> c.ConnectorDeleted:
         return await self.connectors.delete(await self.caller(ctx, "connector_delete"), req.name)
+
+    # --- actions: the tenant's own, versioned; built-in ones read too ---------------------
+
+    async def action_put(self, req: a.ActionPut, ctx: CallContext) -> a.Action:
+        caller = await self.caller(ctx, "action_put")
+        return await self.actions.put(caller, req.name, req.spec)
+
+    async def action_get(self, req: a.ActionGet, ctx: CallContext) -> a.Action:
+        caller = await self.caller(ctx, "action_get")
+        return await self.actions.get(caller.tenant, req.name, req.version)
+
+    async def action_list(self, req: a.ActionList, ctx: CallContext) -> a.ActionPage:
+        caller = await self.caller(ctx, "action_list")
+        return await self.actions.list_actions(caller.tenant, req)
+
+    async def action_versions(self, req: a.ActionVersions, ctx: CallContext) -> a.ActionPage:
+        caller = await self.caller(ctx, "action_versions")
+        return await self.actions.list_versions(caller.tenant, req)
+
+    async def action_delete(self, req: a.ActionDelete, ctx: CallContext) -> a.ActionDeleted:
+        return await self.actions.delete(await self.caller(ctx, "action_delete"), req.name)
 
     # --- audit ---------------------------------------------------------------------------
 

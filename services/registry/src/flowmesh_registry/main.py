@@ -15,6 +15,7 @@ import msgspec
 import structlog
 
 from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_registry.actions import ActionOperations
 from flowmesh_registry.connectors import ConnectorOperations
 from flowmesh_registry.db import Database, runtime_dsn
 from flowmesh_registry.handlers import RegistryHandlers
@@ -135,6 +136,13 @@ async def start_registry(settings: RegistrySettings, stack: AsyncExitStack) -> R
         RunHistory(db),
         webhooks,
         ConnectorOperations(db, settings.max_connectors),
+        ActionOperations(
+            db,
+            max_actions=settings.max_actions,
+            max_versions=settings.max_action_versions,
+            max_bytes=settings.max_action_bytes,
+            page_max_bytes=settings.action_page_max_bytes,
+        ),
     )
     rpc = RpcService(
         nc,

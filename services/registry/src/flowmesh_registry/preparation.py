@@ -4,25 +4,31 @@ The tenant's secrets and connectors are read ``FOR KEY SHARE`` (``known_names``,
 ``known_connectors``), so none that a new version names can be deleted before that
 version commits (a delete waits, then invalidates that version too:
 :mod:`flowmesh_registry.dependents`). The sub-workflows it calls must be live workflows
-of the tenant.
+of the tenant, and the tenant actions its action nodes name must exist, their inputs
+matching their schemas.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import asyncpg
 
+from flowmesh_proto.actions import Action, ActionKey
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.ids import parse_uuid
 from flowmesh_proto.workflow import Definition, StepTemplate, definition_to_builtins
 from flowmesh_registry import secrets
 from flowmesh_registry import workflow_sql as sql
+from flowmesh_registry.actions import known_actions
 from flowmesh_registry.connectors import known_connectors
 from flowmesh_registry.documents import content_hash
 from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
+from flowmesh_registry.validation.actions import action_keys
 from flowmesh_shared.errors import FlowmeshError
 
 
@@ -48,18 +54,35 @@ class Prepared:
 
 
 async def prepare(conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limits) -> Prepared:
-    """Validate ``raw`` fully (shape, graph, expressions, secrets, sub-workflows) or raise 422."""
+    """Validate ``raw`` fully (shape, graph, expressions, secrets, sub-workflows, actions) or
+    raise 422. The check runs in a worker thread, as validation does: a large definition, or
+    the schemas of the tenant actions it names, must not hold the registry's loop."""
     known = await secrets.known_names(conn, tenant, hold=True)
     connectors = await known_connectors(conn, tenant, hold=True)
-    report = validate_definition(
-        raw, limits=limits, known_secrets=known, known_connectors=connectors
+    actions = await named_actions(conn, tenant, raw, limits)
+    check = functools.partial(
+        validate_definition,
+        raw,
+        limits=limits,
+        known_secrets=known,
+        known_connectors=connectors,
+        known_actions=actions,
     )
+    report = await asyncio.to_thread(check)  # a large definition (or its actions' schemas)
     problems = list(report.problems)
     if report.definition is not None:
         problems += await missing_subworkflows(conn, tenant, report.definition)
     if problems:
         raise invalid(problems, f"the definition has {len(problems)} problem(s)")
     return Prepared(report)
+
+
+async def named_actions(
+    conn: asyncpg.Connection, tenant: str, raw: Any, limits: Limits
+) -> Mapping[ActionKey, Action]:
+    """The first ``limits.max_tenant_actions`` tenant actions ``raw``'s action nodes name,
+    in one query (the validator refuses the nodes naming more)."""
+    return await known_actions(conn, tenant, action_keys(raw)[: limits.max_tenant_actions])
 
 
 async def missing_subworkflows(

@@ -83,6 +83,18 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
     webhook_secret_grace: timedelta = timedelta(hours=24)
     #: Connectors one tenant may have; one more is 409 CONNECTOR_LIMIT_REACHED.
     max_connectors: int = 1000
+    #: Actions of its own one tenant may have; one more is 409 ACTION_LIMIT_REACHED.
+    max_actions: int = 1000
+    #: Versions one action may have; one more is 409 ACTION_LIMIT_REACHED.
+    max_action_versions: int = 1000
+    #: Bytes of stored specs (every version of every action) one tenant may hold; past it
+    #: a new version is 409 ACTION_LIMIT_REACHED.
+    max_action_bytes: int = 256 * 1024 * 1024
+    #: The tenant's own actions (distinct name and version) one workflow may name; past it
+    #: a node's action is a 422 at ``nodes[i].parameters.action``.
+    max_workflow_actions: int = 64
+    #: Bytes of specs one page of actions holds at most (a page of large specs is shorter).
+    action_page_max_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         self.secrets_keyring  # noqa: B018 - a key that cannot be used stops the start
@@ -109,4 +121,5 @@ class RegistrySettings(CommonSettings, frozen=True, kw_only=True):
             max_literal_items=self.expression_max_literal_items,
             max_builds=self.expression_max_builds,
             expression_budget=self.expression_budget,
+            max_tenant_actions=self.max_workflow_actions,
         )

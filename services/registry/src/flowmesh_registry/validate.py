@@ -93,7 +93,9 @@ def validate_definition(
     )
     if known_connectors is not None:
         check_connectors(shape.nodes, known_connectors, problems)
-    action_refs = check_action_nodes(shape.nodes, known_actions, problems)
+    action_refs = check_action_nodes(
+        shape.nodes, known_actions, problems, limits.max_tenant_actions
+    )
     check_triggers(shape.triggers, problems)
     references = ReferenceCheck(
         graph=graph,

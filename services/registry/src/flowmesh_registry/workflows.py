@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from flowmesh_proto.actions import Action, ActionKey
 from flowmesh_proto.errors import ErrorCode
 from flowmesh_proto.ids import new_id, parse_uuid
 from flowmesh_proto.registry import Deleted, Workflow, WorkflowApplied, WorkflowPatch
@@ -22,7 +24,7 @@ from flowmesh_registry import workflow_sql as sql
 from flowmesh_registry.caller import Caller
 from flowmesh_registry.connectors import known_connectors
 from flowmesh_registry.db import Database
-from flowmesh_registry.preparation import Prepared, prepare
+from flowmesh_registry.preparation import Prepared, named_actions, prepare
 from flowmesh_registry.problems import checked_version, field_problem
 from flowmesh_registry.resources import version_resource, workflow_resource
 from flowmesh_registry.validate import Limits, ValidationReport, validate_definition
@@ -73,9 +75,14 @@ class WorkflowOperations:
         raw: Any,
         known_secrets: frozenset[str] | None = None,
         known_connectors: frozenset[str] | None = None,
+        known_actions: Mapping[ActionKey, Action] | None = None,
     ) -> ValidationReport:
         return validate_definition(
-            raw, limits=self.limits, known_secrets=known_secrets, known_connectors=known_connectors
+            raw,
+            limits=self.limits,
+            known_secrets=known_secrets,
+            known_connectors=known_connectors,
+            known_actions=known_actions,
         )
 
     async def validate(self, tenant: str, raw: Any) -> ValidationReport:
@@ -85,7 +92,8 @@ class WorkflowOperations:
         async with self.db.tenant_tx(tenant) as conn:
             known = await secrets.known_names(conn, tenant, hold=False)
             connectors = await known_connectors(conn, tenant)
-        return await asyncio.to_thread(self.check, raw, known, connectors)
+            actions = await named_actions(conn, tenant, raw, self.limits)
+        return await asyncio.to_thread(self.check, raw, known, connectors, actions)
 
     async def prepare(self, conn: asyncpg.Connection, tenant: str, raw: Any) -> Prepared:
         return await prepare(conn, tenant, raw, self.limits)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flowmesh_gateway.api import Route
 from flowmesh_gateway.routes import (
+    actions,
     admin,
     catalog,
     connectors,
@@ -29,6 +30,7 @@ ROUTES: list[Route] = [
     *secrets.ROUTES,
     *catalog.ROUTES,
     *connectors.ROUTES,
+    *actions.ROUTES,
     *admin.ROUTES,
     *console.ROUTES,
 ]

@@ -14,6 +14,7 @@ from flowmesh_gateway.bodies import (
     is_yaml,
     json_body,
     json_response,
+    path_int,
     query_bool,
     query_int,
     query_list,
@@ -131,7 +132,7 @@ async def versions(call: Call) -> web.Response:
 
 
 async def version(call: Call) -> web.Response:
-    number = _path_int(call, "n")
+    number = path_int(call.request, "n")
     request = r.WorkflowGet(id=call.request.match_info["id"], version=number)
     return workflow_response(await call.registry(request))
 
@@ -199,13 +200,6 @@ def _body_version(value: int | None, name: str) -> int | None:
     if value is not None and not 1 <= value <= MAX_VERSION:
         raise unprocessable(f"{name} must be between 1 and {MAX_VERSION}", name)
     return value
-
-
-def _path_int(call: Call, name: str) -> int:
-    raw = call.request.match_info[name]
-    if not raw.isdigit() or len(raw) > 9:
-        raise unprocessable(f"{name} must be a positive integer", name)
-    return int(raw)
 
 
 ROUTES = [

@@ -22,7 +22,6 @@ schema says of it, and is judged again when the step runs).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -42,7 +41,13 @@ from flowmesh_shared.expressions import (
     find_templates,
     member_path,
 )
-from flowmesh_shared.json_schemas import CompiledSchemas, Validator, compile_schema, schema_problems
+from flowmesh_shared.json_schemas import (
+    CompiledSchemas,
+    Validator,
+    compile_schema,
+    content_key,
+    schema_problems,
+)
 
 __all__ = ["action_keys", "check_action_nodes", "check_action_spec", "find_action"]
 
@@ -54,7 +59,7 @@ RESULT_ROOTS = frozenset({"input", "response"})
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _TEMPLATE = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Compiled input schemas of actions, by content (:func:`_schema_key`).
+#: Compiled input schemas of actions, by their content (:func:`content_key`).
 _SCHEMAS = CompiledSchemas(256)
 
 
@@ -147,17 +152,27 @@ def find_action(key: ActionKey, known: Mapping[ActionKey, Action] | None) -> Act
 
 
 def check_action_nodes(
-    nodes: list[NodeEntry], known: Mapping[ActionKey, Action] | None, problems: Problems
+    nodes: list[NodeEntry],
+    known: Mapping[ActionKey, Action] | None,
+    problems: Problems,
+    max_tenant_actions: int = 64,
 ) -> list[str]:
     """Each action node's name, version and input; a tenant's action is looked up only
-    when ``known`` is given (None skips the lookup, as for secrets). The tenant's own
-    actions the nodes name, sorted."""
-    named: set[str] = set()
+    when ``known`` is given (None skips the lookup, as for secrets). Past the first
+    ``max_tenant_actions`` tenant actions (distinct name and version, in the order of
+    :func:`action_keys`, which the shell loads) a node's action is refused at ``.action``.
+    The tenant's own actions the nodes name, sorted."""
+    named: set[ActionKey] = set()
     for path, parameters in _action_nodes(nodes):
+        key = (parameters.action, parameters.version)
+        if _key({"action": key[0], "version": key[1]}) and key not in named:
+            if len(named) >= max_tenant_actions:
+                message = f"a workflow names at most {max_tenant_actions} of the tenant's actions"
+                problems.add(f"{path}.action", INVALID, message + " (name and version)")
+                continue
+            named.add(key)
         _check_node(path, parameters, known, problems)
-        if not is_reserved(parameters.action):
-            named.add(parameters.action)
-    return sorted(named)
+    return sorted({name for name, _ in named})
 
 
 def _check_node(
@@ -182,7 +197,7 @@ def _check_node(
     if action is None:
         return
     schema = action.spec.input_schema
-    compiled = _SCHEMAS.get(_schema_key(schema), schema)
+    compiled = _SCHEMAS.get(content_key(schema), schema)
     if isinstance(compiled, str):  # a stored spec was checked: only an old one can fail here
         problems.add(
             f"{path}.action", INVALID, f"the action's input_schema is unusable: {compiled}"
@@ -192,23 +207,24 @@ def _check_node(
         problems.add(item.path, INVALID, item.message)
 
 
-def action_keys(raw: Any) -> frozenset[ActionKey]:
+def action_keys(raw: Any) -> list[ActionKey]:
     """The tenant actions a decoded document's action nodes (and maps' per-item action
-    templates) may name, read before validation so the shell can load just those; built-in
-    names and anything malformed are left out (the validator reports it)."""
+    templates) may name, each once, in the document's order (the validator's), read before
+    validation so the shell can load just those; built-in names and anything malformed are
+    left out (the validator reports it)."""
     nodes = raw.get("nodes") if isinstance(raw, dict) else None
-    keys: set[ActionKey] = set()
+    keys: dict[ActionKey, None] = {}
     for node in nodes if isinstance(nodes, list) else []:
         parameters = node.get("parameters") if isinstance(node, dict) else None
         if not isinstance(parameters, dict):
             continue
         if node.get("type") == "action":
-            keys.update(_key(parameters))
+            keys.update(dict.fromkeys(_key(parameters)))
         template = parameters.get("node") if node.get("type") == "map" else None
         if isinstance(template, dict) and template.get("type") == "action":
             inner = template.get("parameters")
-            keys.update(_key(inner) if isinstance(inner, dict) else ())
-    return frozenset(keys)
+            keys.update(dict.fromkeys(_key(inner) if isinstance(inner, dict) else ()))
+    return list(keys)
 
 
 def _key(parameters: dict[str, Any]) -> tuple[ActionKey, ...]:
@@ -220,12 +236,6 @@ def _key(parameters: dict[str, Any]) -> tuple[ActionKey, ...]:
     if version is not None and (type(version) is not int or version < 1):
         return ()
     return ((name, version),)
-
-
-def _schema_key(schema: dict[str, Any]) -> bytes:
-    """A compiled schema's key: its content (two tenants' actions may share a name and a
-    version, never a cache entry unless their schemas are the same)."""
-    return hashlib.sha256(msgspec.json.encode(schema)).digest()
 
 
 def _action_nodes(nodes: list[NodeEntry]) -> Iterator[tuple[str, ActionParameters]]:

@@ -23,3 +23,6 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_literal_items: int = 512
     max_builds: int = 64
     expression_budget: int = DEFAULT_BUDGET
+    #: The tenant's own actions (distinct name and version) one definition may name: each is
+    #: read and its input schema compiled whenever the definition is validated.
+    max_tenant_actions: int = 64
