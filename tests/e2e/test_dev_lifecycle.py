@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from flowmesh_devtools.localstack import NatsHandle, free_port
@@ -186,3 +188,44 @@ async def restart_one_executor(stack: DevStack) -> None:
         assert again["pids"]["executor-2"] == stack.info["pids"]["executor-2"]
         async with http.get(f"{health[0]}/readyz") as answer:
             assert answer.status == 200
+
+
+async def test_it_stops_when_whoever_started_it_dies(
+    nats_server: NatsHandle, postgres_url: str
+) -> None:
+    """make -> uv run -> dev.py, as three shells: ``make`` (not dev.py's parent) is killed."""
+    database = f"fm_e2e_{secrets.token_hex(4)}"
+    with shared_home() as home:
+        (home / "uv.sh").write_text('"$PY" "$DEV"; true\n')
+        (home / "make.sh").write_text(f"echo $$ > {home}/make.pid; sh {home}/uv.sh; true\n")
+        env = environment(
+            home, PY=sys.executable, DEV=str(DEV_SCRIPT), NATS_URL=nats_server.url,
+            DATABASE_URL=postgres_url, FLOWMESH_DEV_DATABASE=database,
+        )  # fmt: skip
+        log = home / "dev.log"
+        with log.open("wb") as output:
+            shell = await asyncio.create_subprocess_exec(
+                "sh", "-c", f"sh {home}/make.sh; true", cwd=REPO, env=env,
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            info = await until(
+                lambda: shell.returncode is not None or dev_json(home), 90, interval=0.2
+            )
+            assert isinstance(info, dict), log.read_text()[-4000:]
+            os.kill(int((home / "make.pid").read_text()), signal.SIGKILL)
+            await asyncio.wait_for(shell.wait(), 5)
+            with contextlib.suppress(AssertionError):
+                await until(lambda: not remains(home), 30, interval=0.2)
+            assert remains(home) == []
+            said = log.read_text()
+            assert "[dev] whoever started make dev is gone" in said
+            assert said.rstrip().endswith("[dev] stopped"), said[-2000:]
+            assert "[reaper]" not in said  # it stopped by itself
+        finally:
+            conn = await asyncpg.connect(postgres_url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            finally:
+                await conn.close()
