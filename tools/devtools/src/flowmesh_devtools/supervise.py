@@ -21,8 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import aiohttp
+from urllib.parse import urlsplit
 
 #: Lines of a service's output kept to report when it dies.
 TAIL_LINES = 20
@@ -104,20 +103,15 @@ class Service:
             print(f"[{self.name}] {line}", flush=True)
 
     async def ready(self, limit: float = 60.0) -> None:
-        """Until its health URL answers 200; :class:`ServiceFailed` if it exits first."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        async with aiohttp.ClientSession() as session:
-            while loop.time() < deadline:
-                if self.process is None or self.process.returncode is not None:
-                    await self._drain()
-                    raise ServiceFailed(self.death())
-                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    timeout = aiohttp.ClientTimeout(total=1)
-                    async with session.get(f"{self.health_url}/readyz", timeout=timeout) as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.2)
+        """Until its ``/readyz`` answers 200; :class:`ServiceFailed` if it exits first."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.returncode is not None:
+                await self._drain()
+                raise ServiceFailed(self.death())
+            if await answers_200(f"{self.health_url}/readyz"):
+                return
+            await asyncio.sleep(0.2)
         raise ServiceFailed(f"{self.name} did not answer on {self.health_url} within {limit:g} s")
 
     def death(self) -> str:
@@ -202,3 +196,24 @@ class ServiceGroup:
         deadline = time.monotonic() + grace
         for service in reversed(self.services):
             await service.stop(deadline)
+
+
+async def answers_200(url: str, within: float = 1.0) -> bool:
+    """Whether ``GET url`` (``http://host:port/path``) answers 200 within ``within`` s."""
+    parts = urlsplit(url)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port), within
+        )
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(f"GET {parts.path} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        status = await asyncio.wait_for(reader.readline(), within)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return status.split()[1:2] == [b"200"]
