@@ -5,6 +5,7 @@ and the executors' count."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
 import subprocess
@@ -112,7 +113,7 @@ async def test_a_forgotten_process_outlives_a_dead_starter(tmp_path: Path) -> No
         await forgotten.wait()
 
 
-async def test_ancestors_are_read_up_to_the_session_leader() -> None:
+async def test_ancestors_are_read_within_the_process_group() -> None:
     show = "from flowmesh_devtools.lineage import ancestors; import os; "
     show += "print(' '.join(str(pid) for pid, _ in ancestors(os.getpid())))"
     shell = f"{sys.executable} -c {shlex.quote(show)}; true"  # sh stays its parent
@@ -120,10 +121,10 @@ async def test_ancestors_are_read_up_to_the_session_leader() -> None:
     own = await asyncio.create_subprocess_exec(
         "sh", "-c", shell, stdout=subprocess.PIPE, start_new_session=True
     )
-    found, _ = await same.communicate()
-    assert found.split()[0] == str(same.pid).encode()
-    found, _ = await own.communicate()
-    assert found.split() == []  # sh leads the new session: not watched
+    found, _ = await same.communicate()  # in our group: sh, then us, and so on up
+    assert found.split()[:2] == [str(same.pid).encode(), str(os.getpid()).encode()]
+    found, _ = await own.communicate()  # sh leads a group of its own: it, and no further
+    assert found.split() == [str(own.pid).encode()]
 
 
 @pytest.mark.parametrize("count", ["0", "9", "two", "-1"])

@@ -1,10 +1,11 @@
 """Whether whoever started us is still there: ``make dev`` stops when ``make`` dies.
 
 :func:`until_orphaned` returns when our parent changes (it died and we were adopted) or
-when an ancestor in our session dies (``make`` under ``uv run`` under a shell: the shell,
-the session leader, is not watched, so ``nohup make dev &`` outlives its terminal).
-Ancestors are read from Linux's ``/proc`` (with their start times, so a reused pid is not
-taken for the same process); elsewhere only the parent is watched.
+when an ancestor in our process group dies: ``make`` and ``uv run`` (a shell runs
+``make dev`` as one job, one process group; the shell itself is not in it, so
+``nohup make dev &`` outlives its terminal). Ancestors are read from Linux's ``/proc``
+(with their start times, so a reused pid is not taken for the same process); elsewhere
+only the parent is watched.
 """
 
 from __future__ import annotations
@@ -18,26 +19,26 @@ INTERVAL = 1.0
 
 
 def _stat(pid: int) -> tuple[int, int, str] | None:
-    """(parent pid, session id, start time) of ``pid``, None when it is gone."""
+    """(parent pid, process group, start time) of ``pid``, None when it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
     if fields[0] == "Z":
         return None
-    return int(fields[1]), int(fields[3]), fields[19]
+    return int(fields[1]), int(fields[2]), fields[19]
 
 
 def ancestors(pid: int) -> list[tuple[int, str]]:
-    """``pid``'s ancestors in its own session (pid and start time), the leader excluded."""
+    """``pid``'s ancestors in its own process group (pid and start time), nearest first."""
     found: list[tuple[int, str]] = []
     own = _stat(pid)
     if own is None:
         return found
-    parent, session = own[0], own[1]
-    while parent > 1 and parent != session:
+    parent, group = own[0], own[1]
+    while parent > 1:
         stat = _stat(parent)
-        if stat is None or stat[1] != session:
+        if stat is None or stat[1] != group:
             break
         found.append((parent, stat[2]))
         parent = stat[0]
