@@ -100,7 +100,8 @@ class Service:
                 return
             line = chunk.decode(errors="replace").rstrip("\n")
             self.tail.append(line)
-            print(f"[{self.name}] {line}", flush=True)
+            with contextlib.suppress(OSError, ValueError):  # our output is gone: drain on
+                print(f"[{self.name}] {line}", flush=True)
 
     async def ready(self, limit: float = 60.0) -> None:
         """Until its ``/readyz`` answers 200; :class:`ServiceFailed` if it exits first."""
@@ -120,10 +121,11 @@ class Service:
         last = "\n".join(f"    {line}" for line in self.tail) or "    (no output)"
         return f"{self.name} {how}; its last lines:\n{last}"
 
-    async def _drain(self) -> None:
+    async def _drain(self, within: float = 2.0) -> None:
+        """Until its last lines are relayed (its pipe may outlive it in a grandchild)."""
         if self._relay is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._relay), 2)
+                await asyncio.wait_for(asyncio.shield(self._relay), within)
 
     async def supervise(self) -> None:
         """Forever: when it dies, report it and start it again after the backoff delay."""
@@ -159,7 +161,9 @@ class Service:
                 say(f"{self.name} did not stop in time: killed")
                 _signal_group(process.pid, signal.SIGKILL)
                 await process.wait()
-        await self._drain()
+        await self._drain(within=0.5)
+        if self._relay is not None:
+            self._relay.cancel()
         self.on_exit(self)
 
 
