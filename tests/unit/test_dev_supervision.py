@@ -10,12 +10,15 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from flowmesh_devtools.localstack import free_port
 from flowmesh_devtools.reaper import GRACE, Orders, Reaper
-from flowmesh_devtools.supervise import Backoff
+from flowmesh_devtools.supervise import Backoff, Service, ServiceFailed
+from tests.helpers import until
 from tests.unit.test_dev_script import dev
 
 
@@ -142,3 +145,36 @@ def test_one_executor_by_default_and_up_to_eight(
     monkeypatch.chdir(tmp_path)
     assert dev.read_config({}).executors == 1
     assert dev.read_config({"FLOWMESH_DEV_EXECUTORS": "8"}).executors == dev.MAX_EXECUTORS == 8
+
+
+def _stub(tmp_path: Path, name: str, body: str) -> Service:
+    """A service whose module is ``body``, on a PYTHONPATH of its own."""
+    (tmp_path / f"{name}.py").write_text(body)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    return Service(name, name, env, f"http://127.0.0.1:{free_port()}")
+
+
+async def test_a_service_that_ignores_sigterm_is_killed_at_the_deadline(tmp_path: Path) -> None:
+    body = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    body += "print('up')\ntime.sleep(60)\n"
+    service = _stub(tmp_path, "stubborn", body)
+    await service.start()
+    await until(lambda: "up" in service.tail, 10)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await service.stop(deadline=time.monotonic() + 1.0)
+    assert 0.9 <= loop.time() - began < 3
+    assert service.process is not None and service.process.returncode == -signal.SIGKILL
+
+
+async def test_a_service_that_dies_before_it_is_ready_says_how_with_its_last_lines(
+    tmp_path: Path,
+) -> None:
+    body = "import sys\nfor i in range(30): print(f'line {i}')\nsys.exit(3)\n"
+    service = _stub(tmp_path, "failing", body)
+    await service.start()
+    with pytest.raises(ServiceFailed) as failed:
+        await service.ready(limit=20)
+    message = str(failed.value)
+    assert message.startswith("failing exited (3); its last lines:")
+    assert "line 29" in message and "line 10" in message and "line 9\n" not in message
