@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.devstack import REPO
 
 MAKEFILE = REPO / "Makefile"
@@ -31,6 +33,7 @@ def path_without_uv(venv: Path) -> str:
     return path
 
 
+@pytest.mark.network
 def test_make_installs_the_pinned_uv_when_none_is_on_path(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
