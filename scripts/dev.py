@@ -223,8 +223,13 @@ class DevRun:
             on_start=lambda process: reaper.watch(process.pid),
         )  # fmt: skip
         if nats.process is not None:
-            self.pids["nats"] = nats.process.pid
-            stack.push_async_callback(self._stop_nats, nats.process.pid, nats.stop, reaper)
+            self.pids["nats"] = pid = nats.process.pid
+
+            async def stop_nats() -> None:
+                await nats.stop(NATS_GRACE)
+                reaper.forget(pid)
+
+            stack.push_async_callback(stop_nats)
         say(f"NATS {'started' if nats.started else 'found'} at {nats.url}")
 
         def record(handle: PostgresHandle) -> None:
@@ -251,11 +256,6 @@ class DevRun:
         say(f"try: curl -H 'Authorization: Bearer {key}' {listing}")
         say(f"console: {gateway_url}/console/ (sign in with the admin key above)")
         say(f"wrote {config.dev_file}; press Ctrl-C to stop")
-
-    @staticmethod
-    async def _stop_nats(pid: int, stop: Any, reaper: Reaper) -> None:
-        await stop(NATS_GRACE)
-        reaper.forget(pid)
 
     async def _start_services(
         self, common: dict[str, str], database_url: str, reaper: Reaper
