@@ -1,10 +1,28 @@
 # Flowmesh: the two commands a newcomer needs are `make dev` and `make test`.
-UV ?= uv
 export UV_FROZEN := 1
 
-.PHONY: dev test unit integration lint typecheck fmt bench schemas openapi docs sync clean
+## uv: the one on PATH, else uv $(UV_VERSION) installed under $(UV_HOME) by one
+## `pip install` into a virtual environment of its own (no sudo, nothing outside the project).
+## UV_VERSION is pinned here only (.ci/run goes through `make uv` too).
+UV_VERSION := 0.13.9
+UV_HOME ?= .flowmesh/tools
+PYTHON ?= python3
+ifeq ($(origin UV),undefined)
+UV := $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
+endif
 
-sync:
+.PHONY: dev test unit integration lint typecheck fmt bench schemas openapi docs sync clean uv
+
+$(UV_HOME)/bin/uv:
+	@echo "uv is not on PATH: installing uv $(UV_VERSION) under $(UV_HOME)"
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+## Find or install uv, and say which.
+uv: $(filter $(UV_HOME)/bin/uv,$(UV))
+	@$(UV) --version
+
+sync: $(filter $(UV_HOME)/bin/uv,$(UV))
 	$(UV) sync --all-packages
 
 ## Run the whole stack locally (finds or starts NATS and PostgreSQL), with a demo tenant.

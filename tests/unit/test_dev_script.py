@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from ipaddress import ip_address
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +20,7 @@ def _dev() -> ModuleType:
     spec = importlib.util.spec_from_file_location("dev_script", ROOT / "scripts" / "dev.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,6 +35,8 @@ import nats.errors
 from flowmesh_shared.natsconn import DEFAULT_INBOX_PREFIX
 
 LOOPBACK = "127.0.0.1"
+#: Where Debian and Ubuntu install PostgreSQL's server binaries, one folder per version.
+DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
 
 
 class LocalStackError(RuntimeError):
@@ -157,13 +160,15 @@ async def ensure_nats(
     persistent: bool = False,
     sync_always: bool = False,
     start_timeout: float = 15.0,
+    on_start: Callable[[Process], None] | None = None,
 ) -> NatsHandle:
     """The NATS at ``url`` when it answers, else a ``nats-server`` started under ``home``.
 
     The started server listens on ``127.0.0.1:<port>`` (a free one when 0) with JetStream,
     storing under ``<home>/nats-<port>`` (removed by ``stop()``), or ``<home>/nats`` (kept)
     when ``persistent``. ``sync_always`` makes JetStream fsync every write before it
-    acknowledges it (``sync_interval: always``; nats-server 2.10 or newer).
+    acknowledges it (``sync_interval: always``; nats-server 2.10 or newer). ``on_start`` is
+    called with each server process as soon as it is started (``make dev``'s reaper).
     """
     if url and await nats_answers(url):
         return NatsHandle(url=url)
@@ -175,6 +180,8 @@ async def ensure_nats(
         process = await _start_nats_server(
             binary, home, f"nats-{chosen}", chosen, store, sync_always=sync_always
         )
+        if on_start is not None:
+            on_start(process)
         url = f"nats://{LOOPBACK}:{chosen}"
         handle = NatsHandle(url=url, process=process, store=store, temporary=not persistent)
         try:
@@ -361,20 +368,47 @@ class PostgresHandle:
     owner: str | None = None
     started: bool = False
 
-    async def stop(self) -> None:
+    async def stop(self, within: float = 60.0) -> None:
+        """A fast shutdown (sessions ended, a checkpoint) for up to ``within`` seconds,
+        then an immediate one."""
         if self.started and self.data_dir is not None:
-            await _pg(self.owner, "pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+            try:
+                await _run(self.stop_command("fast", within))
+            except LocalStackError:
+                await _run(self.stop_command("immediate", 2))
             self.started = False
+
+    def stop_command(self, mode: str = "immediate", within: float = 5) -> list[str]:
+        """The command that stops the local cluster (``pg_ctl stop -m <mode>``)."""
+        assert self.data_dir is not None
+        args = ["stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(int(within))]
+        return _pg_command(self.owner, "pg_ctl", *args)
 
 
 async def ensure_postgres(
-    home: Path, url: str | None = None, *, port: int = 0, start_timeout: float = 60.0
+    home: Path,
+    url: str | None = None,
+    *,
+    port: int = 0,
+    start_timeout: float = 60.0,
+    before_start: Callable[[PostgresHandle], None] | None = None,
 ) -> PostgresHandle:
-    """The PostgreSQL at ``url`` when its port answers, else the local cluster under ``home``."""
+    """The PostgreSQL at ``url`` when its port answers, else the local cluster under ``home``.
+
+    ``before_start`` is called with the handle just before this call starts the cluster
+    (``make dev``'s reaper records its :meth:`PostgresHandle.stop_command`).
+    """
     if url:
         host, url_port = _host_port(url, 5432)
         if await tcp_answers(host, url_port):
             return PostgresHandle(url=url)
+    try:
+        postgres_bindir()  # none: say so before anything else is tried
+    except LocalStackError as exc:
+        if url:
+            host, url_port = _host_port(url, 5432)
+            raise LocalStackError(f"nothing answers at {host}:{url_port}, and {exc}") from None
+        raise
     root = home / "postgres"
     data, sockets = root / "data", root / "run"
     owner = _cluster_owner()
@@ -391,6 +425,8 @@ async def ensure_postgres(
     port_file.write_text(str(chosen))
     options = f"-c listen_addresses={LOOPBACK} -p {chosen} -k {shlex.quote(str(sockets))}"
     log_file = root / "server.log"
+    if before_start is not None:
+        before_start(handle)
     await _pg(owner, "pg_ctl", "start", "-D", str(data), "-l", str(log_file), "-w",
               "-t", str(int(start_timeout)), "-o", options)  # fmt: skip
     await until_answers(LOOPBACK, chosen, start_timeout, None)
@@ -453,13 +489,17 @@ def postgres_bindir() -> Path:
         candidate = Path(found.stdout.strip())
         if found.returncode == 0 and (candidate / "pg_ctl").exists():
             return candidate
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key)
+    versions = sorted(glob.glob(DEBIAN_BINDIRS), key=_version_key)
     if versions:
         return Path(versions[-1])
     on_path = shutil.which("pg_ctl")
     if on_path:
         return Path(on_path).parent
-    raise LocalStackError("PostgreSQL server binaries (initdb, pg_ctl) were not found")
+    raise LocalStackError(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found: install them "
+        "(Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql) "
+        "or set DATABASE_URL to a PostgreSQL server to use"
+    )
 
 
 def _version_key(path: str) -> float:
@@ -470,20 +510,27 @@ def _version_key(path: str) -> float:
 
 
 async def _pg(owner: str | None, program: str, *args: str) -> str:
+    return await _run(_pg_command(owner, program, *args))
+
+
+def _pg_command(owner: str | None, program: str, *args: str) -> list[str]:
     command = [str(postgres_bindir() / program), *args]
     if owner is not None:
         command = ["runuser", "-u", owner, "--", *command]
-    return await _run(command)
+    return command
 
 
 async def _run(command: list[str]) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd="/",
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd="/",
+        )
+    except OSError as exc:  # not installed, or not runnable
+        raise LocalStackError(f"{command[0]} could not be run: {exc}") from exc
     output, _ = await process.communicate()
     text = output.decode(errors="replace")
     if process.returncode != 0:

@@ -1,0 +1,77 @@
+"""``make dev`` and ``make test`` bring their own uv: on a PATH without one, the Makefile
+installs the pinned uv under a project-local directory (one ``pip install``) and uses it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.devstack import REPO
+
+MAKEFILE = REPO / "Makefile"
+
+
+def pinned_version() -> str:
+    found = re.search(r"^UV_VERSION := (\S+)$", MAKEFILE.read_text(), re.MULTILINE)
+    assert found, "the Makefile pins no UV_VERSION"
+    return found.group(1)
+
+
+def path_without_uv(venv: Path) -> str:
+    """A fresh virtual environment's python first, then the system's programs (make, git)."""
+    make = shutil.which("make")
+    assert make is not None
+    dirs = [str(venv / "bin"), str(Path(make).parent), "/usr/bin", "/bin"]
+    path = os.pathsep.join(dict.fromkeys(dirs))
+    assert shutil.which("uv", path=path) is None, f"uv is on {path}"
+    return path
+
+
+@pytest.mark.network
+def test_make_installs_the_pinned_uv_when_none_is_on_path(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, "PATH": path_without_uv(venv)}
+    env.pop("UV", None)
+    tools = tmp_path / "project" / ".flowmesh" / "tools"
+    plan = subprocess.run(
+        ["make", "-n", "-C", str(REPO), f"UV_HOME={tools}", "dev"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert f"{tools}/bin/uv run python scripts/dev.py" in plan.stdout, plan.stdout
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), f"UV_HOME={tools}", "uv"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    version = subprocess.run(
+        [str(tools / "bin" / "uv"), "--version"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.split()[:2] == ["uv", pinned_version()]
+    again = subprocess.run(
+        ["make", "-n", "-C", str(REPO), f"UV_HOME={tools}", "uv"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "pip install" not in again.stdout  # installed once, then reused
+
+
+def test_make_uses_the_uv_on_path_when_there_is_one(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    fake = venv / "bin" / "uv"
+    fake.write_text('#!/bin/sh\necho uv-on-path "$@"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
+    env.pop("UV", None)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), f"UV_HOME={tmp_path}/tools", "uv"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "uv-on-path --version"
+    assert not (tmp_path / "tools").exists()
