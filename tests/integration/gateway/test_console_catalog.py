@@ -13,7 +13,7 @@ import pytest
 import yaml
 from playwright.async_api import Page, expect
 
-from flowmesh_proto.entries import node_catalog
+from flowmesh_proto.entries import builtin_action_catalog, node_catalog
 from tests.integration.gateway.browser import Console, Visit, sign_in
 from tests.integration.gateway.test_console_admin import api, new_key
 from tests.integration.gateway.test_console_workflow import create, opened
@@ -52,7 +52,7 @@ async def test_the_http_entry_makes_a_node_from_its_form(
     viewer = await new_key(console, tenant, "reader", "viewer")
     page = visit.page
     await sign_in(page, viewer["key"], "/console/#/catalog?category=integration")
-    await expect(page.locator("#catalog td.name")).to_have_text(["http", "task"])
+    await expect(page.locator("#catalog td.name")).to_have_text(["action", "http", "task"])
     await expect(page.locator("#catalog-category")).to_have_value("integration")
     await page.locator("#catalog-category").select_option("")
     await page.locator("#catalog-kind").select_option("node")
@@ -162,3 +162,60 @@ async def test_a_viewer_has_no_add_node(visit: Visit, console: Console, registry
     await opened(visit.page, viewer["key"], workflow_id)
     await expect(visit.page.locator("#check")).to_be_visible()
     await expect(visit.page.locator("#add-node")).to_have_count(0)
+
+
+SLACK = next(
+    e for e in msgspec.to_builtins(builtin_action_catalog()) if e["name"] == "slack.post_message"
+)
+
+
+async def test_an_action_entry_builds_its_form_from_the_actions_input_schema(
+    visit: Visit, console: Console, registry: Registry
+) -> None:
+    tenant = await new_tenant(registry, "ui")
+    connector = {
+        "base_url": "https://slack.com/api",
+        "auth": {"kind": "bearer", "secret": "SLACK_BOT_TOKEN"},
+    }
+    status, body = await api(console, tenant, "PUT", "/connectors/slack", json=connector)
+    assert status == 201, body
+    workflow_id = await create(console, tenant, simple_definition("notify-orders"))
+    page = visit.page
+    await sign_in(page, tenant.admin_key, "/console/#/catalog?kind=action&category=notification")
+    await expect(page.locator("#catalog td.name")).to_have_text(
+        ["email.send", "slack.post_message", "webhook.post"]
+    )
+    await page.locator("#catalog td.name a", has_text="slack.post_message").click()
+    await expect(page.locator("#entry-requires")).to_contain_text("SLACK_BOT_TOKEN")
+    # The input's fields come from the action's input schema, prefilled from its example.
+    channel = param(page, "input.channel").locator("input")
+    await expect(channel).to_have_value(SLACK["example"]["input"]["channel"])
+    await expect(param(page, "input.thread_ts").locator("input")).to_have_value("")
+    node = (await node_of(page))[0]
+    assert node["type"] == "action" and node["parameters"] == SLACK["example"]
+    await channel.fill("")
+    problem = param(page, "input.channel").locator(".field-problem")
+    await expect(problem).to_be_visible()
+    await channel.fill("C0999")
+    await expect(problem).to_have_count(0)
+    node = (await node_of(page))[0]
+    assert node["parameters"]["input"] == {**SLACK["example"]["input"], "channel": "C0999"}
+
+    # Added to a workflow from its editor, then checked by the registry against the schema.
+    await opened(page, tenant.admin_key, workflow_id)
+    await page.locator("#add-node").click()
+    await page.locator("#picker-entry").select_option(
+        label="slack.post_message (action, notification)"
+    )
+    await page.locator("#node-id").fill("tell")
+    await param(page, "input.text").locator("input").fill("{{ trigger.data.id }} shipped")
+    line = await place_caret(page, "- id: notify")
+    await page.locator("#insert-node").click()
+    await place_caret(page, "- to: big")
+    await page.keyboard.type('- {"from": "notify", "to": "tell"}\n')
+    await page.locator("#check").click()
+    await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+    text = await page.locator("#yaml").input_value()
+    inserted = yaml.safe_load(text.split("\n")[line - 1])[0]
+    assert inserted["parameters"]["action"] == "slack.post_message"
+    assert inserted["parameters"]["input"]["text"] == "{{ trigger.data.id }} shipped"
