@@ -90,6 +90,27 @@ def test_a_good_spec_has_no_problem() -> None:
             "VALIDATION_FAILED",
         ),
         ({"request": {"headers": {"a b": "x"}}}, 'request.headers["a b"]', "VALIDATION_FAILED"),
+        # headers the HTTP client owns: another virtual host, a body framed otherwise
+        (
+            {"request": {"headers": {"Host": "evil.example"}}},
+            "request.headers.Host",
+            "VALIDATION_FAILED",
+        ),
+        (
+            {"request": {"headers": {"Content-Length": "{{ input.n }}"}}},
+            "request.headers.Content-Length",
+            "VALIDATION_FAILED",
+        ),
+        (
+            {"request": {"headers": {"transfer-encoding": "chunked"}}},
+            "request.headers.transfer-encoding",
+            "VALIDATION_FAILED",
+        ),
+        (
+            {"request": {"headers": {"Proxy-Connection": "keep-alive"}}},
+            "request.headers.Proxy-Connection",
+            "VALIDATION_FAILED",
+        ),
         (
             {"request": {"body": {"token": "{{ secrets.TOKEN }}"}}},
             "request.body.token",

@@ -31,6 +31,7 @@ import msgspec
 from flowmesh_proto.action_library import builtin_action, is_reserved
 from flowmesh_proto.actions import ACTION_NAME_PATTERN, Action, ActionKey, ActionSpec
 from flowmesh_proto.connector_paths import path_problem
+from flowmesh_proto.connector_rules import client_owned_header
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.workflow import ActionParameters, StepTemplate
 from flowmesh_registry.validation.problems import Problems, shown
@@ -102,6 +103,9 @@ def _check_request(spec: ActionSpec, problems: Problems) -> None:
             problems.add(f"request.headers{member_path(name)}", INVALID, "not a header name")
         elif name.lower() in CREDENTIAL_HEADERS:
             message = f"{name} is a credential: the connector's auth sets it"
+            problems.add(f"request.headers{member_path(name)}", INVALID, message)
+        elif client_owned_header(name):
+            message = f"{name} is set by the HTTP client, not by an action"
             problems.add(f"request.headers{member_path(name)}", INVALID, message)
     for index, status in enumerate(request.expect_status):
         if not 100 <= status <= 599:
