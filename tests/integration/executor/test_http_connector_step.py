@@ -511,3 +511,19 @@ async def test_headers_the_client_owns_are_refused_and_nothing_is_sent(
         await http.run(call, services)
     assert caught.value.error_class == "InvalidParameters"
     assert len(origin.seen) == before
+
+
+async def test_oauth2_a_connector_deleted_and_made_again_never_sends_the_old_token(
+    services: StepServices, rotating: Rotating, other: Server
+) -> None:
+    """A connector made again starts at version 1 once more: the token the old one got
+    (for its own token endpoint and hosts) must not be sent to the new one's hosts."""
+    old = msgspec.structs.replace(_rotating_connector(rotating, 1), name="remade")
+    await run_step(services, old, "/a")
+    old_token = rotating.calls[-1]
+    assert old_token in rotating.issued
+    remade = msgspec.structs.replace(connector(other.base, oauth2(other)), name="remade")
+    await run_step(services, remade, "/b")
+    assert other.seen[-1][0] == "/b"
+    assert other.seen[-1][1]["Authorization"] == f"Bearer {ACCESS}"  # its own token
+    assert all(old_token not in str(headers) for _, headers in other.seen)
