@@ -10,7 +10,9 @@
    ``http`` node naming the connector would send it (:func:`.http.exchange`: connector
    join and path rule, default headers, auth and OAuth2 token, Idempotency-Key,
    traceparent, SSRF guard, response size limit, redaction). Every status is an answer.
-4. The answer becomes the output, or ``HttpStatus`` / ``ActionFailed`` with the action's
+4. The answer, with the step's secrets (the connector's, an OAuth2 token) redacted from it
+   first, so that no expression computes a form of them that redaction would not know,
+   becomes the output, or ``HttpStatus`` / ``ActionFailed`` with the action's
    message (:func:`~flowmesh_executor.nodes.action_templates.read_answer`); both follow the
    node's retry policy, as an http node's failures do.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flowmesh_executor.instant import redact
 from flowmesh_executor.nodes import http
 from flowmesh_executor.nodes.action_templates import read_answer, render_request
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
@@ -71,6 +74,9 @@ async def run(call: StepCall, services: StepServices) -> Any:
 
     async def read(answer: dict[str, Any], secrets: Mapping[str, str]) -> Any:
         where = f"{rendered.method} {_shown(call, connector, rendered.path)}"
+        # an API may echo the credentials: the result's expressions could compute a form
+        # of them that no redaction of the output would recognise (base64, a prefix test)
+        answer = redact(answer, secrets)
         await services.turns.take()
         before = meter.spent
         try:
