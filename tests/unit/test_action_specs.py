@@ -71,6 +71,16 @@ def test_a_good_spec_has_no_problem() -> None:
             "VALIDATION_FAILED",
         ),
         ({"input_schema": {"type": "string"}}, "input_schema.type", "VALIDATION_FAILED"),
+        (  # ~45 ms to compile each: refused before any is compiled
+            {
+                "input_schema": {
+                    "type": "object",
+                    "properties": {f"p{i}": {"pattern": rf"\p{{L}}{{200}}{i}"} for i in range(50)},
+                }
+            },
+            "input_schema",
+            "VALIDATION_FAILED",
+        ),
         (
             {"input_schema": {"type": "object", "$ref": "https://evil.example/s.json"}},
             "input_schema",

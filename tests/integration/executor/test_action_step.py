@@ -331,3 +331,36 @@ async def test_the_result_reads_the_answer_with_the_credentials_redacted(
         assert base64.b64encode(f"Bearer {TOKEN}".encode()).decode() not in str(output)
     finally:
         await server.close()
+
+
+async def test_a_schema_too_costly_to_compile_fails_the_step_and_sends_nothing(
+    services: StepServices, hooks: apis.Api
+) -> None:
+    """A version stored before the patterns' cost was bounded: refused before compiling
+    (each such pattern takes ~45 ms to compile, on a thread, never on the loop)."""
+    costly = Action(
+        name="crm.costly",
+        version=1,
+        builtin=False,
+        spec=ActionSpec(
+            description="Its patterns take seconds to compile.",
+            input_schema={
+                "type": "object",
+                "properties": {f"p{i}": {"pattern": rf"\p{{L}}{{200}}{i}"} for i in range(100)},
+            },
+            request=ActionRequest(path="/x"),
+        ),
+    )
+    connector = _connector("mine", f"{hooks.base}/hooks", {"kind": "none"})
+    before = len(hooks.seen)
+    error = await _fails(
+        services,
+        [connector],
+        {("crm.costly", None): costly},
+        action="crm.costly",
+        connector="mine",
+        input={},
+    )
+    assert error.error_class == "ActionInputInvalid"
+    assert "its input schema cannot be used: its patterns would take too long" in error.message
+    assert len(hooks.seen) == before
