@@ -33,7 +33,9 @@ from flowmesh_shared.regex_cost import WORD, PatternError, pattern_units
 
 __all__ = [
     "MAX_PATTERN_UNITS",
-    "MAX_PROBLEMS", "CompiledSchemas", "compile_schema",
+    "MAX_PROBLEMS",
+    "CompiledSchemas",
+    "compile_schema",
     "content_key",
     "schema_problems",
 ]

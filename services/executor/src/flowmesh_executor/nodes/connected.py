@@ -15,8 +15,8 @@ Headers: the node's own, then the connector's defaults for names the node did no
 - ``query``: the query parameter ``<name>=<secret>`` (replacing the node's of that name);
 - ``oauth2_client_credentials``: ``Authorization: Bearer <token>``, the token from the
   connector's ``token_url`` (:mod:`.oauth2`), cached per (tenant, connector, version)
-  and what it was asked with (:func:`token_cache_key`, :mod:`.tokens`); it joins the step's secrets, so it is redacted from the step's output
-  and errors like them.
+  and what it was asked with (:func:`token_cache_key`, :mod:`.tokens`); it joins the
+  step's secrets, so it is redacted from the step's output and errors like them.
 
 The secrets are resolved with the run's other secrets when the run is taken up, so they
 are redacted from everything the run records like any secret; the ``basic`` header value

@@ -3,7 +3,8 @@ the clock, which callers pass in (``now``, monotonic seconds).
 
 Tokens are cached per (tenant, connector, connector version, and a digest of what the
 token is for: the connector's base URL, hosts and auth, so a connector deleted and made
-again, back at version 1, never gets the old one's token), one cache per executor process, until :data:`EXPIRY_MARGIN` seconds before ``expires_in`` runs out
+again, back at version 1, never gets the old one's token), one cache per executor
+process, until :data:`EXPIRY_MARGIN` seconds before ``expires_in`` runs out
 (:data:`DEFAULT_LIFETIME` when the answer gives none); at most :data:`MAX_TOKENS` are kept,
 the least recently stored dropped first. Concurrent steps that find no token may each fetch
 one. A token its server refuses (401) is dropped (:meth:`TokenCache.drop`), and a step that
