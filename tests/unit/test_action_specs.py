@@ -71,6 +71,16 @@ def test_a_good_spec_has_no_problem() -> None:
             "VALIDATION_FAILED",
         ),
         ({"input_schema": {"type": "string"}}, "input_schema.type", "VALIDATION_FAILED"),
+        (  # ~45 ms to compile each: refused before any is compiled
+            {
+                "input_schema": {
+                    "type": "object",
+                    "properties": {f"p{i}": {"pattern": rf"\p{{L}}{{200}}{i}"} for i in range(50)},
+                }
+            },
+            "input_schema",
+            "VALIDATION_FAILED",
+        ),
         (
             {"input_schema": {"type": "object", "$ref": "https://evil.example/s.json"}},
             "input_schema",
@@ -90,6 +100,27 @@ def test_a_good_spec_has_no_problem() -> None:
             "VALIDATION_FAILED",
         ),
         ({"request": {"headers": {"a b": "x"}}}, 'request.headers["a b"]', "VALIDATION_FAILED"),
+        # headers the HTTP client owns: another virtual host, a body framed otherwise
+        (
+            {"request": {"headers": {"Host": "evil.example"}}},
+            "request.headers.Host",
+            "VALIDATION_FAILED",
+        ),
+        (
+            {"request": {"headers": {"Content-Length": "{{ input.n }}"}}},
+            "request.headers.Content-Length",
+            "VALIDATION_FAILED",
+        ),
+        (
+            {"request": {"headers": {"transfer-encoding": "chunked"}}},
+            "request.headers.transfer-encoding",
+            "VALIDATION_FAILED",
+        ),
+        (
+            {"request": {"headers": {"Proxy-Connection": "keep-alive"}}},
+            "request.headers.Proxy-Connection",
+            "VALIDATION_FAILED",
+        ),
         (
             {"request": {"body": {"token": "{{ secrets.TOKEN }}"}}},
             "request.body.token",

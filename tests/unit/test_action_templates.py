@@ -3,6 +3,7 @@ the step's error (flowmesh_executor.nodes.action_templates; pure)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -212,3 +213,26 @@ def test_a_webhook_payload_is_a_json_document() -> None:
     spec = _spec("webhook.post")
     schema = spec.input_schema["properties"]["payload"]
     assert schema["type"] == ["object", "array"]  # a string would be sent as text
+
+
+def test_an_excerpt_reads_only_the_start_of_a_large_answer() -> None:
+    """A failed answer as large as the executor reads (an API answering 400 with a
+    megabyte, many times) is quoted from its start only, never scanned whole character by
+    character on the executor's loop."""
+    secret = "s3cr3t-value"
+    body = "y" * 1000 + "x" * (4 * 1024 * 1024)
+    started = time.perf_counter()
+    for _ in range(5):
+        with pytest.raises(StepError) as raised:
+            read_answer(
+                "t.action",
+                ActionResult(),
+                [],
+                _answer(400, body),
+                {},
+                where=WHERE,
+                secrets=[secret],
+                meter=Meter(20_000),
+            )
+    assert time.perf_counter() - started < 0.5  # whole: ~0.15 s a megabyte, each time
+    assert raised.value.message.endswith("answered 400: " + "y" * 200 + "...")

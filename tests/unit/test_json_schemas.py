@@ -65,6 +65,38 @@ def test_patterns_run_in_linear_time() -> None:
     assert isinstance(compile_schema({"type": "string", "pattern": "(?=a)a"}), str)
 
 
+def test_patterns_that_take_long_to_compile_are_refused_quickly() -> None:
+    """Compiling is what a pattern costs (a Unicode class repeated becomes a large
+    automaton: ``\\p{L}{200}`` takes ~45 ms here), and a 64 KiB action spec holds
+    hundreds of patterns: compiled where an executor runs steps, that held its loop for
+    seconds. A schema's patterns together have a bounded cost, refused before compiling."""
+    one = r"\p{L}{200}"
+    many = {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string", "pattern": f"{one}{i}"} for i in range(100)},
+    }
+    started = time.perf_counter()
+    reason = compile_schema(many)
+    assert time.perf_counter() - started < 0.5
+    assert isinstance(reason, str) and "pattern" in reason
+    keys = {"type": "object", "patternProperties": {f"{one}{i}": {} for i in range(100)}}
+    assert isinstance(compile_schema(keys), str)
+    nested = {"$defs": {"a": {"items": {"propertyNames": {"pattern": one}}}}}
+    assert isinstance(compile_schema(nested), str)
+    # what schemas usually hold passes: ASCII classes, bounded repetitions, a few \p{L}
+    usual = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": r"^\p{L}[\p{L} '-]{0,30}$"},
+            "slug": {"type": "string", "pattern": r"^[\w.-]{1,255}$"},
+            "path": {"pattern": "^[A-Za-z0-9_-]{1,100}(/[A-Za-z0-9_-]{1,100}){0,4}$"},
+            "any": {"pattern": "^.{0,1000}$"},
+            "digits": {"pattern": r"^\d{1,20}$", "default": {"pattern": one}},
+        },
+    }
+    assert not isinstance(compile_schema(usual), str)
+
+
 def test_at_most_max_problems_are_reported() -> None:
     compiled = compile_schema({"type": "array", "items": {"type": "integer"}})
     assert not isinstance(compiled, str)

@@ -83,6 +83,17 @@ CREDENTIAL_WORDS = (
 )
 
 
+def client_owned_header(name: str) -> bool:
+    """Whether the HTTP client owns the header ``name`` (framing, routing, hop-by-hop, and
+    ``Proxy-*``): no connector, action or http node may set it. The executor's session
+    shares its connections among every tenant's steps, so a ``Content-Length`` or
+    ``Transfer-Encoding`` that does not frame the body sent would make the next request on
+    the connection (another tenant's) part of this one, and a ``Host`` would send the
+    connector's credentials to another virtual host at its address."""
+    lowered = name.lower()
+    return lowered in FRAMING_HEADERS or lowered.startswith("proxy-")
+
+
 def is_connector_name(value: object) -> bool:
     return isinstance(value, str) and _NAME_RE.fullmatch(value) is not None
 
@@ -175,9 +186,9 @@ def _hosts_problems(hosts: list[str]) -> list[ProblemItem]:
 def _header_name_problem(name: str, *, default: bool) -> str | None:
     if not _HEADER_NAME_RE.fullmatch(name):
         return "a header name is an HTTP token of 1 to 64 characters"
-    lowered = name.lower()
-    if lowered in FRAMING_HEADERS or lowered.startswith("proxy-"):
+    if client_owned_header(name):
         return f"{name} is set by the HTTP client, not by a connector"
+    lowered = name.lower()
     if not default:
         return None
     squeezed = lowered.replace("-", "").replace("_", "")

@@ -4,6 +4,7 @@ refuse, a tenant's own action), against the local Slack and webhook servers."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from flowmesh_executor.nodes import action, http
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
@@ -278,3 +281,86 @@ async def test_a_template_the_input_cannot_feed_is_a_template_error(
     assert error.error_class == "ActionTemplateError"
     assert error.message.startswith("action crm.broken: its request's body cannot be rendered")
     assert hooks.seen == []
+
+
+async def test_the_result_reads_the_answer_with_the_credentials_redacted(
+    services: StepServices,
+) -> None:
+    """An API that echoes the request's Authorization header (many do, in errors or a
+    whoami): the action's result expressions may compute from the answer (``bytes()`` is
+    base64 in the output, ``startsWith`` an oracle), which exact-value redaction of the
+    output could not catch; they must only ever see the credential as redacted."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"auth": request.headers.get("Authorization", "")})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        leaky = Action(
+            name="crm.whoami",
+            version=1,
+            builtin=False,
+            spec=ActionSpec(
+                description="Echoes.",
+                input_schema={"type": "object"},
+                request=ActionRequest(method="GET", path="/whoami"),
+                result=ActionResult(
+                    output="{'b64': bytes(response.body.auth),"
+                    " 'first': response.body.auth.startsWith('Bearer st3p')}",
+                    failure="response.body.auth.startsWith('Bearer st3p')",
+                    message="string(bytes(response.body.auth)) + ' seen'",
+                ),
+            ),
+        )
+        connector = _connector(
+            "mine", f"http://127.0.0.1:{server.port}", {"kind": "bearer", "secret": "TOKEN"}
+        )
+        redacted = base64.b64encode(b"Bearer [redacted]").decode()
+        output = await _step(
+            services,
+            [connector],
+            {("crm.whoami", None): leaky},
+            action="crm.whoami",
+            connector="mine",
+            input={},
+        )
+        assert output == {"b64": redacted, "first": False}
+        assert base64.b64encode(f"Bearer {TOKEN}".encode()).decode() not in str(output)
+    finally:
+        await server.close()
+
+
+async def test_a_schema_too_costly_to_compile_fails_the_step_and_sends_nothing(
+    services: StepServices, hooks: apis.Api
+) -> None:
+    """A version stored before the patterns' cost was bounded: refused before compiling
+    (each such pattern takes ~45 ms to compile, on a thread, never on the loop)."""
+    costly = Action(
+        name="crm.costly",
+        version=1,
+        builtin=False,
+        spec=ActionSpec(
+            description="Its patterns take seconds to compile.",
+            input_schema={
+                "type": "object",
+                "properties": {f"p{i}": {"pattern": rf"\p{{L}}{{200}}{i}"} for i in range(100)},
+            },
+            request=ActionRequest(path="/x"),
+        ),
+    )
+    connector = _connector("mine", f"{hooks.base}/hooks", {"kind": "none"})
+    before = len(hooks.seen)
+    error = await _fails(
+        services,
+        [connector],
+        {("crm.costly", None): costly},
+        action="crm.costly",
+        connector="mine",
+        input={},
+    )
+    assert error.error_class == "ActionInputInvalid"
+    assert "its input schema cannot be used: its patterns would take too long" in error.message
+    assert len(hooks.seen) == before

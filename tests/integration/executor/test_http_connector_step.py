@@ -460,3 +460,70 @@ async def test_oauth2_a_refused_token_named_in_a_second_refusal_stays_redacted(
     assert rotating.calls[-2:] == [first, second]  # sent once more, no more
     assert error.error_class == "HttpStatus"
     assert first not in error.message and second not in error.message
+
+
+#: Headers the HTTP client owns. The session's connections are shared by every tenant's
+#: steps: a ``Content-Length`` longer than the body sent leaves the connection (back in the
+#: pool) waiting for bytes, and the next request on it (another tenant's, credentials and
+#: all) becomes the rest of this body; ``Host`` sends the connector's credentials to
+#: another virtual host behind the connector's address.
+CLIENT_OWNED = [
+    ("Content-Length", "300"),
+    ("content-length", "0"),
+    ("Transfer-Encoding", "chunked"),
+    ("Host", "evil.example"),
+    ("Connection", "keep-alive"),
+    ("Upgrade", "h2c"),
+    ("TE", "trailers"),
+    ("Trailer", "X-Late"),
+    ("Expect", "100-continue"),
+    ("Keep-Alive", "timeout=600"),
+    ("Proxy-Authorization", "Basic eDp5"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), CLIENT_OWNED)
+async def test_headers_the_client_owns_are_refused_and_nothing_is_sent(
+    services: StepServices, origin: Server, name: str, value: str
+) -> None:
+    svc = connector(origin.base, {"kind": "bearer", "secret": "TOKEN"})
+    before = len(origin.seen)
+    error = await fails(services, svc, "/x", method="POST", headers={name: value}, body="short")
+    assert error.error_class == "InvalidParameters"
+    assert name in error.message and SECRET not in error.message
+    assert len(origin.seen) == before
+    plain = {"url": origin.base + "/x", "method": "POST", "headers": {name: value}}
+    call = StepCall(
+        tenant="acme",
+        run_id="run-1",
+        workflow_id="wf-1",
+        version=1,
+        node=HttpNode(id="call", parameters=msgspec.convert(plain, HttpParameters)),
+        attempt=1,
+        idempotency_key="run-1:call",
+        parameters={**plain, "body": "short"},
+        variables={},
+        started_at=NOW,
+        deadline=None,
+        secrets={},
+    )
+    with pytest.raises(StepError) as caught:  # an http node with a url as well
+        await http.run(call, services)
+    assert caught.value.error_class == "InvalidParameters"
+    assert len(origin.seen) == before
+
+
+async def test_oauth2_a_connector_deleted_and_made_again_never_sends_the_old_token(
+    services: StepServices, rotating: Rotating, other: Server
+) -> None:
+    """A connector made again starts at version 1 once more: the token the old one got
+    (for its own token endpoint and hosts) must not be sent to the new one's hosts."""
+    old = msgspec.structs.replace(_rotating_connector(rotating, 1), name="remade")
+    await run_step(services, old, "/a")
+    old_token = rotating.calls[-1]
+    assert old_token in rotating.issued
+    remade = msgspec.structs.replace(connector(other.base, oauth2(other)), name="remade")
+    await run_step(services, remade, "/b")
+    assert other.seen[-1][0] == "/b"
+    assert other.seen[-1][1]["Authorization"] == f"Bearer {ACCESS}"  # its own token
+    assert all(old_token not in str(headers) for _, headers in other.seen)

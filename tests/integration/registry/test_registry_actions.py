@@ -386,3 +386,19 @@ async def test_deleting_an_action_invalidates_the_versions_naming_it_until_it_is
     await put(api, "helpdesk.page")
     got = await api("workflow_get", r.WorkflowGet(id=user.id))
     assert (got.validation_status, got.validation_errors) == ("valid", [])
+
+
+async def test_a_pinned_version_past_any_integer_is_a_problem_at_its_path(api: Api) -> None:
+    """A version no action can have (past PostgreSQL's integer) is a 422 at the node's
+    version, never a 500 from the query that reads the actions."""
+    await _with_connector(api)
+    await put(api, "helpdesk.open")
+    for version in (2**31, 2**63):
+        definition = workflow_using("helpdesk.open", {"title": "x"}, version=version)
+        report = await api("workflow_validate", r.WorkflowValidate(definition=definition))
+        assert [e.path for e in report.errors] == ["nodes[0].parameters.version"], version
+        problem = await refused(api("workflow_create", r.WorkflowCreate(definition=definition)))
+        assert (problem.status, [e.path for e in problem.errors]) == (
+            422,
+            ["nodes[0].parameters.version"],
+        )

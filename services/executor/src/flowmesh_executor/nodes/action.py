@@ -10,7 +10,9 @@
    ``http`` node naming the connector would send it (:func:`.http.exchange`: connector
    join and path rule, default headers, auth and OAuth2 token, Idempotency-Key,
    traceparent, SSRF guard, response size limit, redaction). Every status is an answer.
-4. The answer becomes the output, or ``HttpStatus`` / ``ActionFailed`` with the action's
+4. The answer, with the step's secrets (the connector's, an OAuth2 token) redacted from it
+   first, so that no expression computes a form of them that redaction would not know,
+   becomes the output, or ``HttpStatus`` / ``ActionFailed`` with the action's
    message (:func:`~flowmesh_executor.nodes.action_templates.read_answer`); both follow the
    node's retry policy, as an http node's failures do.
 
@@ -20,15 +22,17 @@ and from the output.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from flowmesh_executor.instant import redact
 from flowmesh_executor.nodes import http
 from flowmesh_executor.nodes.action_templates import read_answer, render_request
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_proto.actions import Action
 from flowmesh_shared.expressions import Meter
-from flowmesh_shared.json_schemas import content_key, schema_problems
+from flowmesh_shared.json_schemas import compile_schema, content_key, schema_problems
 
 __all__ = ["INPUT_INVALID", "NOT_FOUND", "run"]
 
@@ -45,7 +49,7 @@ async def run(call: StepCall, services: StepServices) -> Any:
     action = _action(call)
     name = action.name
     input = call.parameters.get("input") or {}
-    _check_input(action, input, call, services)
+    await _check_input(action, input, services)
     meter = Meter(call.expression_budget)
     await services.turns.take()
     try:
@@ -71,6 +75,9 @@ async def run(call: StepCall, services: StepServices) -> Any:
 
     async def read(answer: dict[str, Any], secrets: Mapping[str, str]) -> Any:
         where = f"{rendered.method} {_shown(call, connector, rendered.path)}"
+        # an API may echo the credentials: the result's expressions could compute a form
+        # of them that no redaction of the output would recognise (base64, a prefix test)
+        answer = redact(answer, secrets)
         await services.turns.take()
         before = meter.spent
         try:
@@ -100,10 +107,16 @@ def _action(call: StepCall) -> Action:
     return action
 
 
-def _check_input(action: Action, input: Any, call: StepCall, services: StepServices) -> None:
-    """``ActionInputInvalid`` unless ``input`` matches the action's input schema."""
+async def _check_input(action: Action, input: Any, services: StepServices) -> None:
+    """``ActionInputInvalid`` unless ``input`` matches the action's input schema. A schema
+    not compiled yet is compiled in a worker thread (its patterns may take tens of
+    milliseconds), never on the loop every tenant's steps share."""
     schema = action.spec.input_schema
-    validator = services.schemas.get(content_key(schema), schema)
+    key = content_key(schema)
+    validator = services.schemas.known(key)
+    if validator is None:
+        validator = await asyncio.to_thread(compile_schema, schema)
+        services.schemas.keep(key, validator)
     if isinstance(validator, str):
         message = f"action {action.name}: its input schema cannot be used: {validator}"
         raise StepError(INPUT_INVALID, message)

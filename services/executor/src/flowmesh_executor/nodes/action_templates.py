@@ -52,6 +52,8 @@ ACTION_TEMPLATE = "ActionTemplateError"
 HTTP_STATUS = "HttpStatus"
 #: Characters of a message the action's ``message`` gives that an error quotes.
 MAX_MESSAGE_CHARS = 300
+#: Bytes of an answer's body an excerpt is read from (it quotes fewer characters).
+EXCERPT_READ = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,11 +184,13 @@ def _message(result: ActionResult, context: Mapping[str, Any], meter: Meter, fal
 
 
 def _excerpt(body: Any, secrets: Iterable[str]) -> str:
-    """A short excerpt of a decoded body (JSON again when it was), secrets redacted."""
+    """A short excerpt of a decoded body (JSON again when it was), secrets redacted: read
+    from its first :data:`EXCERPT_READ` bytes only (a body may be as large as the executor
+    reads; quoting is character by character, on the executor's loop)."""
     if body is None:
         return ""
     raw = body.encode() if isinstance(body, str) else msgspec.json.encode(body)
-    return body_excerpt(raw, secrets, cut=False)
+    return body_excerpt(raw[:EXCERPT_READ], secrets, cut=len(raw) > EXCERPT_READ)
 
 
 def _kind(value: Any) -> str:

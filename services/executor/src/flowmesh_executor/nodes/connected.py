@@ -15,8 +15,8 @@ Headers: the node's own, then the connector's defaults for names the node did no
 - ``query``: the query parameter ``<name>=<secret>`` (replacing the node's of that name);
 - ``oauth2_client_credentials``: ``Authorization: Bearer <token>``, the token from the
   connector's ``token_url`` (:mod:`.oauth2`), cached per (tenant, connector, version)
-  (:mod:`.tokens`); it joins the step's secrets, so it is redacted from the step's output
-  and errors like them.
+  and what it was asked with (:func:`token_cache_key`, :mod:`.tokens`); it joins the
+  step's secrets, so it is redacted from the step's output and errors like them.
 
 The secrets are resolved with the run's other secrets when the run is taken up, so they
 are redacted from everything the run records like any secret; the ``basic`` header value
@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 
+import msgspec
 from yarl import URL
 
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
@@ -57,6 +59,7 @@ __all__ = [
     "drop_token",
     "merge_defaults",
     "set_header",
+    "token_cache_key",
     "token_key",
     "with_token",
 ]
@@ -173,7 +176,7 @@ async def with_token(
     problem = token_url_problem(auth.token_url, connector.hosts)
     if problem is not None:
         raise StepError(REFUSED, f"connector {connector.name}: {problem}")
-    key = (call.tenant, connector.name, connector.version)
+    key = token_cache_key(call.tenant, connector)
     token = services.tokens.get(key, time.monotonic())
     cached = token is not None
     if token is None:
@@ -198,6 +201,14 @@ async def with_token(
         services.tokens.put(key, token, kept_until(now, expires_in), now)
     secrets = {**call.secrets, token_key(connector.name): token}
     return dataclasses.replace(call, secrets=secrets), TokenUse(key, token, cached)
+
+
+def token_cache_key(tenant: str, connector: Connector) -> TokenKey:
+    """Where a connector's token is cached: by tenant, name and version, and by what the
+    token was asked for with (base URL, hosts, auth): a connector deleted and made again
+    starts at version 1 once more, and must never be sent the old one's token."""
+    held = msgspec.json.encode([connector.base_url, connector.hosts, connector.auth])
+    return (tenant, connector.name, connector.version, hashlib.sha256(held).digest())
 
 
 def drop_token(services: StepServices, used: TokenUse) -> None:

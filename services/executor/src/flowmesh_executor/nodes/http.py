@@ -1,5 +1,10 @@
 """The ``http`` step: one HTTP request, its answer as ``{status, headers, body}``.
 
+- Headers the HTTP client owns (``Host``, ``Content-Length``, ``Transfer-Encoding``,
+  ``Connection``, ``Proxy-*`` ...: :func:`flowmesh_proto.connector_rules.client_owned_header`)
+  are refused with ``InvalidParameters`` before anything is sent: the session's
+  connections are shared by every tenant's steps, and a body framed otherwise than it is
+  sent would make the next request on the connection part of this one.
 - Every request carries ``Idempotency-Key: <run_id>:<node_id>`` (steps are at-least-once)
   and, when the run is traced, ``traceparent``; a header the node sets itself wins.
 - ``body``: a dict, list, number or boolean is sent as JSON, a string as text, null as no
@@ -60,6 +65,7 @@ from flowmesh_executor.nodes.ssrf import (
     literal_address,
 )
 from flowmesh_executor.settings import ENV_PREFIX, ExecutorSettings
+from flowmesh_proto.connector_rules import client_owned_header
 from flowmesh_proto.outputs import HttpOutput
 from flowmesh_shared.expressions import ExpressionError, Meter
 from flowmesh_shared.settings import variable_name
@@ -420,6 +426,8 @@ def _headers(value: object) -> dict[str, str]:
     for name, text in _strings("header", value).items():
         if not _TOKEN.fullmatch(name):
             raise StepError("InvalidParameters", f"header name {name[:64]!r} is not valid")
+        if client_owned_header(name):  # connections are shared by every tenant's steps
+            raise StepError("InvalidParameters", f"header {name} is set by the HTTP client")
         if any(c in text for c in "\r\n\0"):
             raise StepError("InvalidParameters", f"header {name} holds a line break or NUL")
         headers[name] = text

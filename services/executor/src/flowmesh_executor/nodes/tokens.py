@@ -1,7 +1,9 @@
 """OAuth2 tokens a connector got, kept until shortly before they expire. Pure but for
 the clock, which callers pass in (``now``, monotonic seconds).
 
-Tokens are cached per (tenant, connector, connector version), one cache per executor
+Tokens are cached per (tenant, connector, connector version, and a digest of what the
+token is for: the connector's base URL, hosts and auth, so a connector deleted and made
+again, back at version 1, never gets the old one's token), one cache per executor
 process, until :data:`EXPIRY_MARGIN` seconds before ``expires_in`` runs out
 (:data:`DEFAULT_LIFETIME` when the answer gives none); at most :data:`MAX_TOKENS` are kept,
 the least recently stored dropped first. Concurrent steps that find no token may each fetch
@@ -30,7 +32,8 @@ DEFAULT_LIFETIME = 300.0
 #: Tokens one executor process keeps at most.
 MAX_TOKENS = 1000
 
-TokenKey = tuple[str, str, int]
+#: (tenant, connector, connector version, digest of its base URL, hosts and auth).
+TokenKey = tuple[str, str, int, bytes]
 
 
 def kept_until(now: float, expires_in: float | None) -> float:

@@ -31,6 +31,7 @@ import msgspec
 from flowmesh_proto.action_library import builtin_action, is_reserved
 from flowmesh_proto.actions import ACTION_NAME_PATTERN, Action, ActionKey, ActionSpec
 from flowmesh_proto.connector_paths import path_problem
+from flowmesh_proto.connector_rules import client_owned_header
 from flowmesh_proto.errors import ErrorCode, ProblemItem
 from flowmesh_proto.workflow import ActionParameters, StepTemplate
 from flowmesh_registry.validation.problems import Problems, shown
@@ -57,6 +58,9 @@ REQUEST_ROOTS = frozenset({"input"})
 RESULT_ROOTS = frozenset({"input", "response"})
 #: Headers an action may not set: credentials come from the connector.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: The largest version an action may have (the registry stores versions as PostgreSQL
+#: integers): a node pinning a larger one is refused, never read.
+MAX_VERSION = 2**31 - 1
 _TEMPLATE = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Compiled input schemas of actions, by their content (:func:`content_key`).
@@ -102,6 +106,9 @@ def _check_request(spec: ActionSpec, problems: Problems) -> None:
             problems.add(f"request.headers{member_path(name)}", INVALID, "not a header name")
         elif name.lower() in CREDENTIAL_HEADERS:
             message = f"{name} is a credential: the connector's auth sets it"
+            problems.add(f"request.headers{member_path(name)}", INVALID, message)
+        elif client_owned_header(name):
+            message = f"{name} is set by the HTTP client, not by an action"
             problems.add(f"request.headers{member_path(name)}", INVALID, message)
     for index, status in enumerate(request.expect_status):
         if not 100 <= status <= 599:
@@ -185,8 +192,9 @@ def _check_node(
     if not re.fullmatch(ACTION_NAME_PATTERN, name):
         problems.add(f"{path}.action", ErrorCode.INVALID_NODES, f"must match {ACTION_NAME_PATTERN}")
         return
-    if version is not None and version < 1:
-        problems.add(f"{path}.version", ErrorCode.INVALID_NODES, "versions start at 1")
+    if version is not None and not 1 <= version <= MAX_VERSION:
+        message = f"versions start at 1 and end at {MAX_VERSION}"
+        problems.add(f"{path}.version", ErrorCode.INVALID_NODES, message)
         return
     action = find_action((name, version), known)
     if action is None and (is_reserved(name) or known is not None):
@@ -233,7 +241,7 @@ def _key(parameters: dict[str, Any]) -> tuple[ActionKey, ...]:
         return ()
     if is_reserved(name):
         return ()
-    if version is not None and (type(version) is not int or version < 1):
+    if version is not None and (type(version) is not int or not 1 <= version <= MAX_VERSION):
         return ()
     return ((name, version),)
 
