@@ -11,10 +11,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page
 
-from flowmesh_proto.entries import node_catalog
+from flowmesh_proto.entries import builtin_action_catalog, node_catalog
 from tests.unit.console_js import call, console_modules
 
-ENTRIES = msgspec.to_builtins(node_catalog())
+ENTRIES = msgspec.to_builtins([*node_catalog(), *builtin_action_catalog()])
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -310,3 +310,15 @@ async def test_the_schemas_bounds_are_checked_but_templates_left_to_the_server(
     ]
     got = await read(page, ACTION, ACTION_VALUE, "fill(field('input.thread.ts'), '{{ x }}');")
     assert got["problems"] == [] and got["value"]["input"]["thread"]["ts"] == "{{ x }}"
+
+
+async def test_an_object_needing_one_of_two_members_is_a_form_not_a_json_field(
+    page: Page,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string"}, "blocks": {"type": "array"}},
+        "anyOf": [{"required": ["text"]}, {"required": ["blocks"]}],
+    }
+    got = await read(page, schema, {"text": "hi"}, "fill(field('text'), 'changed');")
+    assert got["problems"] == [] and got["value"] == {"text": "changed"}

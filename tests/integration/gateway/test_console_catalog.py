@@ -202,7 +202,8 @@ async def test_an_action_entry_builds_its_form_from_the_actions_input_schema(
     assert node["parameters"]["input"] == {**SLACK["example"]["input"], "channel": "C0999"}
 
     # Added to a workflow from its editor, then checked by the registry against the schema.
-    await opened(page, tenant.admin_key, workflow_id)
+    await page.evaluate("(id) => { location.hash = '#/workflows/' + id; }", workflow_id)
+    await expect(page.locator("#wf-name")).to_be_visible()
     await page.locator("#add-node").click()
     await page.locator("#picker-entry").select_option(
         label="slack.post_message (action, notification)"
@@ -216,6 +217,8 @@ async def test_an_action_entry_builds_its_form_from_the_actions_input_schema(
     await page.locator("#check").click()
     await expect(page.locator("#editor-status")).to_have_text("No problems found.")
     text = await page.locator("#yaml").input_value()
-    inserted = yaml.safe_load(text.split("\n")[line - 1])[0]
+    placed = [row for row in text.split("\n") if row.startswith('- {"id": "tell"')]
+    assert len(placed) == 1 and line >= 1
+    inserted = yaml.safe_load(placed[0])[0]
     assert inserted["parameters"]["action"] == "slack.post_message"
     assert inserted["parameters"]["input"]["text"] == "{{ trigger.data.id }} shipped"

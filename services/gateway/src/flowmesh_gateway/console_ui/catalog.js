@@ -4,7 +4,7 @@ import { query, request } from "./api.js";
 import { el, show } from "./dom.js";
 
 export const KINDS = ["node", "action"];
-export const CATEGORIES = ["control", "data", "integration", "events", "waiting"];
+export const CATEGORIES = ["control", "data", "integration", "events", "waiting", "notification", "ai"];
 export const PAGE_SIZE = 50;
 
 /** The page at #/catalog?kind=..&category=... */

@@ -22,6 +22,12 @@ export function childPath(path, key) {
  * several other types (a form cannot pick one: it is a JSON field). */
 function withoutNull(schema) {
   const union = schema.anyOf || schema.oneOf;
+  if (union && schema.type && union.every(onlyConstrains)) {
+    // e.g. an object that needs `text` or `blocks`: the form is the object's, and which
+    // alternative holds is the server's to say (a problem at its path)
+    const { anyOf: _a, oneOf: _o, ...outer } = schema;
+    return withoutNull(outer);
+  }
   if (union) {
     const rest = union.filter((member) => member.type !== "null");
     const nullable = rest.length < union.length;
@@ -35,6 +41,12 @@ function withoutNull(schema) {
     return { schema: rest.length === 1 ? { ...schema, type: rest[0] } : null, nullable };
   }
   return { schema, nullable: false };
+}
+
+/** A union member that says no type of its own, only more constraints (`required`, bounds). */
+function onlyConstrains(member) {
+  return isSchema(member) && !["type", "properties", "items", "const", "enum", "$ref", "anyOf",
+    "oneOf", "additionalProperties"].some((key) => key in member);
 }
 
 const isSchema = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
