@@ -236,3 +236,27 @@ def test_an_excerpt_reads_only_the_start_of_a_large_answer() -> None:
             )
     assert time.perf_counter() - started < 0.5  # whole: ~0.15 s a megabyte, each time
     assert raised.value.message.endswith("answered 400: " + "y" * 200 + "...")
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("42", "/users/42/notes"),
+        ("1/delete", "/users/1%2Fdelete/notes"),  # one segment, then refused by the path rule
+        ("1?admin=1", "/users/1%3Fadmin=1/notes"),
+        ("a#frag", "/users/a%23frag/notes"),
+        ("50%", "/users/50%25/notes"),
+        ("ada@example.com", "/users/ada@example.com/notes"),
+        ("..", "/users/../notes"),  # a dot segment: refused by the path rule
+        (7, "/users/7/notes"),
+    ],
+)
+def test_a_template_inside_a_path_is_one_segment(given: Any, sent: str) -> None:
+    request = ActionRequest(method="GET", path="/users/{{ input.id }}/notes")
+    assert render_request("crm.notes", request, {"id": given}, Meter()).path == sent
+
+
+def test_a_path_that_is_one_template_is_the_value_as_it_is() -> None:
+    request = ActionRequest(method="POST", path="{{ input.path }}")
+    rendered = render_request("hooks", request, {"path": "/a/b?x=1"}, Meter())
+    assert rendered.path == "/a/b?x=1"

@@ -5,7 +5,11 @@ Rendering (:func:`render_request`) reads ``input`` only. Only what the action wr
 walked: a member of a map written in the action (``headers``, ``query``, a ``body`` map and
 the maps inside it) whose template renders to null is left out; a rendered value is never
 walked again, so the nulls inside it are kept and a string of the input holding ``{{ }}``
-is sent as it is (the input cannot inject a template).
+is sent as it is (the input cannot inject a template). In a ``path`` written with text
+around its templates (``/users/{{ input.id }}``), each template's value is one segment:
+``/ ? #`` and ``%`` in it are percent-encoded (:func:`render_path`), so an input cannot add
+segments or a query (and an encoded ``/`` or ``%`` is then refused by the connector path
+rule); a path that is one template alone is the value as it is, checked by that rule.
 
 Reading (:func:`read_answer`) evaluates the result's expressions over ``response``
 (``{status, headers, body}``) and ``input``: a status the action does not expect fails
@@ -20,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -32,7 +37,10 @@ from flowmesh_shared.expressions import (
     ExpressionError,
     Meter,
     evaluate,
+    has_template,
+    parse_template,
     render,
+    render_template,
 )
 
 __all__ = [
@@ -42,6 +50,7 @@ __all__ = [
     "MAX_MESSAGE_CHARS",
     "RenderedRequest",
     "read_answer",
+    "render_path",
     "render_request",
 ]
 
@@ -81,7 +90,10 @@ def render_request(
         ("body", request.body),
     ):
         try:
-            parts[part] = _render_written(value, context, meter)
+            if part == "path":
+                parts[part] = render_path(value, context, meter)
+            else:
+                parts[part] = _render_written(value, context, meter)
         except ExpressionBudgetExceeded as exc:
             raise StepError(EXPRESSION_BUDGET, f"action {name}: request {part}: {exc}") from None
         except ExpressionError as exc:
@@ -91,6 +103,31 @@ def render_request(
         kind = _kind(parts["path"])
         raise StepError(ACTION_TEMPLATE, f"action {name}: its path rendered {kind}, not a string")
     return RenderedRequest(method=request.method, **parts)
+
+
+#: What a template's value keeps as it is inside a path segment: RFC 3986's ``pchar``
+#: (unreserved, sub-delims, ``:`` and ``@``); ``/ ? # %`` and the rest are encoded.
+SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
+
+
+def render_path(path: Any, context: Mapping[str, Any], meter: Meter) -> Any:
+    """An action's path rendered: a template alone is its value; a template with text
+    around it gives one percent-encoded segment."""
+    if not isinstance(path, str) or not has_template(path):
+        return path
+    template = parse_template(path)
+    if template.typed:
+        return render_template(template, context, meter)
+    return "".join(
+        segment
+        if isinstance(segment, str)
+        else quote(_text(evaluate(segment, context, meter)), safe=SEGMENT_SAFE)
+        for segment in template.segments
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
 def _render_written(value: Any, context: Mapping[str, Any], meter: Meter) -> Any:
