@@ -3,6 +3,7 @@ auth kind sends exactly its header or query parameter, and no path leaves the co
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -527,3 +528,31 @@ async def test_oauth2_a_connector_deleted_and_made_again_never_sends_the_old_tok
     assert other.seen[-1][0] == "/b"
     assert other.seen[-1][1]["Authorization"] == f"Bearer {ACCESS}"  # its own token
     assert all(old_token not in str(headers) for _, headers in other.seen)
+
+
+async def test_oauth2_a_token_answer_sent_in_pieces_is_read_whole(services: StepServices) -> None:
+    async def token(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"access_token": "pie')
+        await asyncio.sleep(0.05)  # the rest arrives in another packet
+        await response.write(b'ces-token-value", "expires_in": 60}')
+        await response.write_eof()
+        return response
+
+    async def api(request: web.Request) -> web.Response:
+        return web.json_response({"auth": request.headers.get("Authorization")})
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    app.router.add_get("/api/x", api)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        auth = {**oauth2(Server(base=base)), "token_url": base + "/token"}
+        svc = msgspec.structs.replace(connector(base + "/api", auth), version=20)
+        answer = await run_step(services, svc, "/x")
+        assert answer["body"]["auth"] == "Bearer [redacted]"
+    finally:
+        await server.close()

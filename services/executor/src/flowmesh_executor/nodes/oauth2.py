@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
+from flowmesh_executor.nodes.answers import read_at_most
 from flowmesh_executor.nodes.base import StepError
 from flowmesh_executor.nodes.ssrf import AddressNotAllowedError
 
@@ -71,7 +72,7 @@ async def fetch_token(
         ) as response:
             if response.status != 200:
                 raise StepError(TOKEN_FAILED, f"{where} answered {response.status}")
-            raw = await response.content.read(MAX_TOKEN_ANSWER_BYTES + 1)
+            raw = await read_at_most(response.content, MAX_TOKEN_ANSWER_BYTES + 1)
     except TimeoutError:
         raise StepError(TOKEN_FAILED, f"{where} timed out") from None
     except aiohttp.ClientConnectorError as exc:
