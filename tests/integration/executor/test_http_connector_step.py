@@ -556,3 +556,25 @@ async def test_oauth2_a_token_answer_sent_in_pieces_is_read_whole(services: Step
         assert answer["body"]["auth"] == "Bearer [redacted]"
     finally:
         await server.close()
+
+
+async def test_oauth2_a_token_that_is_no_b64token_is_refused_and_not_kept(
+    services: StepServices,
+) -> None:
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "abc\r\nX-Injected: 1", "expires_in": 60})
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        auth = {**oauth2(Server(base=base)), "token_url": base + "/token"}
+        svc = msgspec.structs.replace(connector(base + "/api", auth), version=21)
+        kept = len(services.tokens)
+        error = await fails(services, svc, "/x")
+        assert error.error_class == "ConnectorTokenFailed" and "b64token" in error.message
+        assert len(services.tokens) == kept
+    finally:
+        await server.close()

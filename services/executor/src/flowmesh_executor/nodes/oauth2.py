@@ -14,6 +14,7 @@ Tokens are cached by :class:`flowmesh_executor.nodes.tokens.TokenCache`.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -25,6 +26,8 @@ from flowmesh_executor.nodes.ssrf import AddressNotAllowedError
 
 __all__ = ["MAX_TOKEN_ANSWER_BYTES", "TOKEN_FAILED", "fetch_token", "token_url_problem"]
 
+#: A bearer token as RFC 6750 section 2.1 writes one (``b64token``).
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: The largest token endpoint answer read.
 MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 #: The error class of a token that could not be had (retried as the node's policy says).
@@ -89,4 +92,6 @@ async def fetch_token(
         raise StepError(TOKEN_FAILED, f"{where} answered no access_token") from None
     if not answer.access_token or answer.token_type.lower() != "bearer":
         raise StepError(TOKEN_FAILED, f"{where} answered no bearer access_token")
+    if not _BEARER_TOKEN.fullmatch(answer.access_token):  # never cached, never a header
+        raise StepError(TOKEN_FAILED, f"{where} answered an access_token that is no b64token")
     return answer.access_token, answer.expires_in
