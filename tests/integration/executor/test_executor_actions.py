@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import pytest
 import pytest_asyncio
+import structlog
 
 from flowmesh_proto import registry as r
 from flowmesh_proto.connectors import ConnectorPut, ConnectorSpec
@@ -408,3 +410,34 @@ async def test_an_input_breaking_the_schema_at_run_time_sends_nothing(
         'input.channel: 5 is not of type "string"'
     )
     assert state.nodes["typed"].attempt == 1  # never retried
+
+
+async def test_no_credential_reaches_the_logs(
+    runs: Runs, rest: apis.Api, openai: apis.Api, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What the services log while actions succeed and fail (an OAuth2 token asked for and
+    sent, a wrong key echoed by the API) names no credential."""
+    await _secrets(runs)
+    auth = {
+        "kind": "oauth2_client_credentials",
+        "token_url": f"{rest.base}/oauth/token",
+        "client_id": "flowmesh",
+        "client_secret": "API_TOKEN",
+    }
+    await _connector(runs, "crm-logged", f"{rest.base}/api", auth)
+    await _connector(runs, "openai-logged", f"{openai.base}/v1", _bearer("WRONG_TOKEN"))
+    ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    record = {"collection": "contacts", "id": "9", "record": {"email": "bo@example.com"}}
+    nodes = [
+        _node("upserted", "rest.upsert", "crm-logged", record),
+        _go_on(_node("refused", "openai.chat_completion", "openai-logged", ask)),
+    ]
+    capfd.readouterr()  # only what this run makes the services log
+    structlog.get_logger("flowmesh.tests").warning("logs.captured", marker="m4rk3r")
+    state = await _run(runs, "logged", nodes)
+    assert state.nodes["upserted"].status == "succeeded"
+    assert state.nodes["refused"].status == "failed"
+    logged = "".join(capfd.readouterr())
+    assert "m4rk3r" in logged  # the services' log lines are where this test reads
+    for credential in (TOKEN, WRONG, ACCESS):
+        assert credential not in logged, credential
