@@ -52,7 +52,7 @@ async def run_cli(
     """Run one ``flowmesh`` command line; its exit code."""
     grammar = parser.build(out, err)
     try:
-        args = grammar.parse_args(argv)
+        args = parser.parse(grammar, argv)
     except parser.ParserExit as exc:
         return exc.code
     if args.command == "nats-user":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any, NoReturn, TextIO
 
@@ -76,6 +77,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+#: The global options' defaults, set after parsing: a default given to argparse would be
+#: copied into every subcommand (they share the option objects) and reset an option given
+#: before the command.
+DEFAULTS = {"url": None, "tenant": None, "key": None, "retries": 5, "plain": False}
+
+
+def parse(grammar: Parser, argv: Sequence[str]) -> argparse.Namespace:
+    """The arguments, with every global option set (given, else its default)."""
+    args = grammar.parse_args(argv)
+    for name, value in {**DEFAULTS, "output": "table"}.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    return args
+
+
 def build(out: TextIO, err: TextIO) -> Parser:
     common = Parser(add_help=False, out=out, err=err)
     # Defaults are SUPPRESS here so an option given before the command is not reset after it.
@@ -112,7 +128,6 @@ def build(out: TextIO, err: TextIO) -> Parser:
         err=err,
     )
     parser.add_argument("--version", action="version", version=version("flowmeshctl"))
-    parser.set_defaults(url=None, tenant=None, key=None, retries=5, plain=False, output="table")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     def command(where: Any, name: str, summary: str, full: str = "", **kwargs: Any) -> Parser:
