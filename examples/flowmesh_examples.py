@@ -28,7 +28,7 @@ import yaml
 
 from flowmesh_cli.progress import Change, Progress, StepRow
 from flowmesh_cli.watch import PlainLines, watch
-from flowmesh_client import Client, FlowmeshError
+from flowmesh_client import Client, ConnectionFailed, FlowmeshError
 from flowmesh_proto.runs import TERMINAL_RUN_STATUSES, Run
 
 DEFAULT_HOME = ".flowmesh"
@@ -118,7 +118,7 @@ class Flowmesh:
         except FlowmeshError as exc:
             if exc.status in ok:
                 return exc.status or 0, {"code": exc.code, "detail": exc.detail}
-            raise ExampleError(f"{method} {path}: {exc.message}") from None
+            raise failed(f"{method} {path}", exc) from None
         return answer.status, json.loads(answer.body) if answer.body else None
 
     async def install(self, definition: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,7 +126,7 @@ class Flowmesh:
         try:
             workflow = await self.client.workflows.apply(definition)
         except FlowmeshError as exc:
-            raise ExampleError(f"applying workflow {definition['name']!r}: {exc.message}") from None
+            raise failed(f"applying workflow {definition['name']!r}", exc) from None
         say(f"applied workflow {workflow.name!r} (id {workflow.id}; version {workflow.version})")
         return cast(dict[str, Any], msgspec.to_builtins(workflow))
 
@@ -135,7 +135,7 @@ class Flowmesh:
         try:
             accepted = await self.client.workflows.execute(workflow["id"], input)
         except FlowmeshError as exc:
-            raise ExampleError(f"executing {workflow['name']!r}: {exc.message}") from None
+            raise failed(f"executing {workflow['name']!r}", exc) from None
         say(
             f"started run {accepted.id if isinstance(accepted, Run) else accepted.run_id} "
             f"of {workflow['name']!r}"
@@ -149,7 +149,7 @@ class Flowmesh:
                 event_type, data, id=event_id, source="examples"
             )
         except FlowmeshError as exc:
-            raise ExampleError(f"publishing {event_type}: {exc.message}") from None
+            raise failed(f"publishing {event_type}", exc) from None
         say(f"published event {event_type} (id {accepted.id}): {json.dumps(data)}")
         return accepted.id
 
@@ -157,7 +157,7 @@ class Flowmesh:
         try:
             run = await self.client.runs.get(run_id)
         except FlowmeshError as exc:
-            raise ExampleError(f"reading run {run_id}: {exc.message}") from None
+            raise failed(f"reading run {run_id}", exc) from None
         return cast(dict[str, Any], msgspec.to_builtins(run))
 
     async def follow(
@@ -176,7 +176,7 @@ class Flowmesh:
         try:
             await watch(self.client, run_id, display_for)
         except FlowmeshError as exc:
-            raise ExampleError(exc.message) from None
+            raise failed("", exc) from None
         finally:
             await reactions.settle()
         run = await self.until(
@@ -224,6 +224,12 @@ class Flowmesh:
             if done(value) or asyncio.get_running_loop().time() > deadline:
                 return value
             await asyncio.sleep(0.2)
+
+
+def failed(what: str, exc: FlowmeshError) -> ExampleError:
+    """The example's error for a refused or failed call ``what``."""
+    hint = ": is `make dev` running?" if isinstance(exc, ConnectionFailed) else ""
+    return ExampleError(f"{what}{': ' if what else ''}{exc.message}{hint}")
 
 
 def _read_url(url: str) -> str:
