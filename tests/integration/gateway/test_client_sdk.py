@@ -77,7 +77,13 @@ async def test_workflows_every_call(stack: Stack, tenant: TenantHandle) -> None:
         assert lock.workflow_id == made.id
         await client.workflows.unlock(made.id)
         assert (await client.workflows.stats(made.id)).execution_count == 0
-        await client.workflows.delete(clone.id)
+        batch = await client.workflows.batch(
+            [
+                {"op": "create", "definition": greeting(unique("batch"))},
+                {"op": "delete", "id": clone.id},
+            ]
+        )
+        assert [(r.op, r.created) for r in batch.results] == [("create", True), ("delete", False)]
         with pytest.raises(NotFound) as caught:
             await client.workflows.get(clone.id)
         assert (caught.value.status, caught.value.code) == (404, "WORKFLOW_NOT_FOUND")

@@ -14,6 +14,7 @@ from flowmesh_client.paging import every
 from flowmesh_client.transport import Transport, decode
 from flowmesh_proto.http import RunAccepted, ValidationAnswer
 from flowmesh_proto.registry import (
+    BatchResults,
     LockInfo,
     VersionInfo,
     VersionPage,
@@ -191,6 +192,11 @@ class Workflows:
     async def delete(self, workflow_id: str) -> None:
         """``DELETE /workflows/{id}`` (soft, 204)."""
         await self._t.request("DELETE", self._path(workflow_id))
+
+    async def batch(self, operations: Sequence[Mapping[str, Any]]) -> BatchResults:
+        """``POST /workflows/batch``: up to 100 create/update/upsert/delete, all or nothing."""
+        body = {"operations": [dict(op) for op in operations]}
+        return decode(await self._t.request("POST", self._path("batch"), json=body), BatchResults)
 
     async def clone(self, workflow_id: str, name: str) -> Workflow:
         """``POST /workflows/{id}/clone`` (201)."""
