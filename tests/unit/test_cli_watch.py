@@ -541,3 +541,16 @@ async def test_the_console_script_without_configuration(tmp_path: Path) -> None:
     assert process.returncode == 2
     assert out == b""
     assert err.decode().startswith("flowmesh: no gateway URL, tenant or API key: give --url")
+
+
+# --- runs logs ---
+
+
+async def test_runs_logs_prints_the_log_lines_to_the_end(gateway: CannedGateway) -> None:
+    gateway.answers = [stream(frames(SUCCEEDED), end="hold")]
+    result = await flowmesh(gateway, "runs", "logs", RUN)
+    assert (result.code, result.out, result.err) == (
+        0,
+        "12:00:00.400 fetch info calling the shop\n",
+        "",
+    )
