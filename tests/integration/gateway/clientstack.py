@@ -148,7 +148,8 @@ class CuttingProxy:
         while data := await reader.read(65536):
             if cut:
                 seen += data
-                first = seen.find(b"id: ")
+                body = seen.find(b"\r\n\r\n")  # the events are after the headers
+                first = seen.find(b"\nid: ", body) if body >= 0 else -1
                 end = seen.find(b"\n\n", first) if first >= 0 else -1
                 if end >= 0 and len(seen) > end + 12:
                     writer.write(data[: len(data) - (len(seen) - (end + 12))])

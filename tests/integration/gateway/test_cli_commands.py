@@ -17,6 +17,7 @@ import yaml
 from flowmesh_cli.main import run_cli
 from flowmesh_client import Client, StreamPolicy
 from flowmesh_proto.http import RunAccepted
+from tests.helpers import until
 from tests.integration.harness import TenantHandle
 
 from .clientstack import BROKEN_YAML, GREETING_YAML, Stack, greeting, stack, tenant, unique
@@ -55,6 +56,16 @@ class Cli:
             policy=StreamPolicy(first_delay=0.05, max_delay=0.2),
         )
         return Result(code, out.getvalue(), err.getvalue())
+
+
+async def settled(cli: Cli, run_id: str, status: str) -> None:
+    """Until the run history (a projection of the events ``watch`` saw) says ``status``."""
+
+    async def now() -> bool:
+        shown = await cli("runs", "get", run_id, "-o", "json")
+        return shown.code == 0 and shown.json()["status"] == status  # type: ignore[index]
+
+    await until(now, timeout=10, message=f"run {run_id} {status} in the history")
 
 
 @pytest.fixture
@@ -105,8 +116,13 @@ async def test_run_watch_and_the_runs_commands(
     assert (watched.code, watched.out.splitlines()) == (0, lines)
     again = await cli("runs", "watch", run_id)
     assert again.out.splitlines() == lines
-    listed = await cli("runs", "list", "--workflow", name, "-o", "json")
-    assert [r["id"] for r in listed.json()] == [run_id]  # type: ignore[union-attr, index]
+
+    async def listed() -> list[str]:  # the history is a projection: it may lag a little
+        result = await cli("runs", "list", "--workflow", name, "-o", "json")
+        return [r["id"] for r in result.json()]  # type: ignore[union-attr, index]
+
+    assert await until(listed, timeout=10) == [run_id]
+    await settled(cli, run_id, "succeeded")
     shown = await cli("runs", "get", run_id)
     assert shown.out.splitlines()[0].split()[:4] == ["ID", "WORKFLOW", "VERSION", "STATUS"]
     assert [line.split()[:2] for line in shown.out.split("\n\n")[1].splitlines()[1:]] == [
@@ -134,6 +150,7 @@ async def test_a_failed_run_is_exit_6_and_retried(cli: Cli) -> None:
     ran = await cli("run", name, "--watch")
     assert ran.code == 6, ran.out + ran.err
     run_id = ran.out.splitlines()[0]
+    await settled(cli, run_id, "failed")
     retried = await cli("runs", "retry", run_id, "-o", "json")
     assert retried.code == 0 and retried.json()["status"] == "queued"  # type: ignore[index]
 

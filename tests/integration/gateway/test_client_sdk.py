@@ -27,6 +27,7 @@ from flowmesh_client import (
 )
 from flowmesh_proto.http import RunAccepted
 from flowmesh_proto.runs import Run, RunQueued, RunSucceeded
+from tests.helpers import until
 from tests.integration.harness import TenantHandle
 
 from .clientstack import (
@@ -111,8 +112,11 @@ async def test_a_run_executed_waited_for_listed_and_read(
         done = await client.workflows.execute(made.id, {"name": "Ada"}, wait=timedelta(seconds=20))
         assert isinstance(done, Run) and done.status == "succeeded"
         assert [s.node_id for s in done.steps] == ["shape", "greet", "done"]
-        listed = [r.id async for r in client.runs.iter(workflow_id=made.id, limit=1)]
-        assert listed == [done.id]
+
+        async def listed() -> list[str]:  # the history is a projection: it may lag a little
+            return [r.id async for r in client.runs.iter(workflow_id=made.id, limit=1)]
+
+        assert await until(listed, timeout=10) == [done.id]
         assert (await client.runs.get(done.id)).output == done.output
         events = [e async for e in client.runs.follow(done.id)]
         assert isinstance(events[0], RunQueued) and isinstance(events[-1], RunSucceeded)
@@ -148,9 +152,10 @@ async def test_following_a_run_through_a_cut_connection(stack: Stack, tenant: Te
         await proxy.stop()
     assert proxy.cuts == 1 and proxy.connections == 2, proxy_url
     [reconnect] = [i for i in items if isinstance(i, Reconnecting)]
-    got = [i.seq for i in items if isinstance(i, Delivery)]
+    # Stored events only: a queued run's computed run.waiting (no id) may come on each connection.
+    got = [i.seq for i in items if isinstance(i, Delivery) and i.seq is not None]
     assert reconnect.last_event_id == str(got[0])  # resumed after the last whole event
-    assert got == [i.seq for i in whole if isinstance(i, Delivery)]  # none twice, none lost
+    assert got == [i.seq for i in whole if isinstance(i, Delivery) and i.seq is not None]
     assert isinstance([i for i in items if isinstance(i, Delivery)][-1].event, RunSucceeded)
 
 
