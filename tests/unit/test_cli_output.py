@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -52,3 +54,25 @@ def test_completion_knows_every_command_and_action() -> None:
     assert words["workflows"][:6] == ["apply", "delete", "export", "get", "list", "validate"]
     assert "--file" in words["workflows apply"] and "--output" in words["runs list"]
     assert '"secrets") words="delete list set' in completion.script(grammar, "bash")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash here")
+@pytest.mark.parametrize(
+    ("words", "offered"),
+    [
+        (["workflows", "ap"], ["apply"]),
+        (["-o", "json", "runs", ""], ["cancel", "get", "list", "logs", "retry", "watch"]),
+        (["runs", "list", "-o", ""], ["table", "json", "yaml"]),
+        (["secrets", "s"], ["set"]),
+    ],
+)
+def test_the_bash_script_completes_in_bash(words: list[str], offered: list[str]) -> None:
+    grammar = parser.build(io.StringIO(), io.StringIO())
+    line = " ".join(f"'{w}'" for w in ["flowmesh", *words])
+    probe = (
+        f"{completion.script(grammar, 'bash')}\n"
+        f"COMP_WORDS=({line}); COMP_CWORD={len(words)}; _flowmesh_complete\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
+    assert [w for w in done.stdout.split() if not w.startswith("-")] == offered

@@ -32,20 +32,44 @@ def words(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
     return table
 
 
+def valued(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option, of any command, that takes a value (its next word is not a command)."""
+    found: set[str] = set()
+
+    def walk(at: argparse.ArgumentParser) -> None:
+        for action in at._actions:  # noqa: SLF001
+            if action.option_strings and action.nargs != 0:
+                found.update(action.option_strings)
+        for child in _subparsers(at).values():
+            walk(child)
+
+    walk(parser)
+    return sorted(found)
+
+
 def script(parser: argparse.ArgumentParser, shell: str) -> str:
     cases = "\n".join(
         f'        "{path}") words="{" ".join(choices)}" ;;'
         for path, choices in words(parser).items()
     )
+    takes = "|".join(valued(parser))
     body = f"""_flowmesh_complete() {{
-    local path="" word
+    local path="" word skip=""
     for word in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
-        case "$word" in -*) ;; *) path="${{path:+$path }}$word" ;; esac
+        if [ -n "$skip" ]; then skip=""; continue; fi
+        case "$word" in
+            {takes}) skip=1 ;;
+            -*) ;;
+            *) path="${{path:+$path }}$word" ;;
+        esac
     done
     local words=""
-    case "$path" in
-{cases}
+    case "${{COMP_WORDS[COMP_CWORD-1]}}" in
+        -o|--output) words="table json yaml" ;;
     esac
+    if [ -z "$words" ]; then case "$path" in
+{cases}
+    esac; fi
     COMPREPLY=( $(compgen -W "$words" -- "${{COMP_WORDS[COMP_CWORD]}}") )
 }}
 """
