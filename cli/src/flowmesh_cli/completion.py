@@ -37,7 +37,7 @@ def valued(parser: argparse.ArgumentParser) -> list[str]:
     found: set[str] = set()
 
     def walk(at: argparse.ArgumentParser) -> None:
-        for action in at._actions:  # noqa: SLF001
+        for action in at._actions:
             if action.option_strings and action.nargs != 0:
                 found.update(action.option_strings)
         for child in _subparsers(at).values():

@@ -196,7 +196,7 @@ class Catalog(_Tag):
         query = {"limit": limit, "cursor": cursor, "kind": kind, "category": category}
         return decode(await self._t.request("GET", self._path(), query=query), CatalogPage)
 
-    async def iter(self, **filters: Any) -> AsyncIterator[CatalogEntry]:
+    async def iter(self, /, **filters: Any) -> AsyncIterator[CatalogEntry]:
         async for item in every(lambda cursor: self.list(cursor=cursor, **filters)):
             yield item
 
@@ -219,7 +219,7 @@ class Audit(_Tag):
         query["target"] = target
         return decode(await self._t.request("GET", self._path(), query=query), AuditPage)
 
-    async def iter(self, **filters: Any) -> AsyncIterator[AuditEntry]:
+    async def iter(self, /, **filters: Any) -> AsyncIterator[AuditEntry]:
         async for item in every(lambda cursor: self.list(cursor=cursor, **filters)):
             yield item
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
 
 from flowmesh_client.follow import Delivery, StreamItem, StreamPolicy, ends_run, follow
 from flowmesh_client.paging import every
@@ -48,9 +47,28 @@ class Runs:
         }
         return decode(await self._t.request("GET", self._path(), query=query), RunPage)
 
-    async def iter(self, **filters: Any) -> AsyncIterator[Run]:
-        """Every run (``list``'s filters), page after page."""
-        async for item in every(lambda cursor: self.list(cursor=cursor, **filters)):
+    async def iter(
+        self,
+        *,
+        limit: int | None = None,
+        workflow_id: str | None = None,
+        status: Sequence[str] | None = None,
+        trigger_kind: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> AsyncIterator[Run]:
+        """Every run (``list``'s filters; ``limit``: per page), newest first, page after page."""
+        async for item in every(
+            lambda cursor: self.list(
+                cursor=cursor,
+                limit=limit,
+                workflow_id=workflow_id,
+                status=status,
+                trigger_kind=trigger_kind,
+                created_after=created_after,
+                created_before=created_before,
+            )
+        ):
             yield item
 
     async def get(self, run_id: str) -> Run:

@@ -84,9 +84,28 @@ class Workflows:
         }
         return decode(await self._t.request("GET", self._path(), query=query), WorkflowPage)
 
-    async def iter(self, **filters: Any) -> AsyncIterator[Workflow]:
-        """Every workflow (``list``'s filters), page after page."""
-        async for item in every(lambda cursor: self.list(cursor=cursor, **filters)):
+    async def iter(
+        self,
+        *,
+        limit: int | None = None,
+        q: str | None = None,
+        category: str | None = None,
+        tags: Sequence[str] | None = None,
+        enabled: bool | None = None,
+        sort: WorkflowSort | None = None,
+    ) -> AsyncIterator[Workflow]:
+        """Every workflow (``list``'s filters; ``limit``: per page), page after page."""
+        async for item in every(
+            lambda cursor: self.list(
+                cursor=cursor,
+                limit=limit,
+                q=q,
+                category=category,
+                tags=tags,
+                enabled=enabled,
+                sort=sort,
+            )
+        ):
             yield item
 
     async def get(self, workflow_id: str, *, version: int | None = None) -> Workflow:
