@@ -43,7 +43,7 @@ lint: sync
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports
-	for p in proto shared services/* sdk/python cli tools/devtools; do $(UV) run --no-sync deptry $$p/src --config $$p/pyproject.toml || exit 1; done
+	for p in proto shared services/* sdk/python sdk/client cli tools/devtools; do $(UV) run --no-sync deptry $$p/src --config $$p/pyproject.toml || exit 1; done
 
 typecheck: sync
 	$(UV) run mypy

@@ -16,25 +16,22 @@ import asyncio
 import contextlib
 import json
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-import aiohttp
+import msgspec
 import yaml
 
-from flowmesh_cli.config import Target
-from flowmesh_cli.errors import CliError
-from flowmesh_cli.gateway import Gateway, StreamPolicy
 from flowmesh_cli.progress import Change, Progress, StepRow
-from flowmesh_cli.sse import SseParser
 from flowmesh_cli.watch import PlainLines, watch
-from flowmesh_proto.runs import TERMINAL_RUN_STATUSES, run_event_decoder
+from flowmesh_client import Client, ConnectionFailed, FlowmeshError
+from flowmesh_proto.runs import TERMINAL_RUN_STATUSES, Run
 
 DEFAULT_HOME = ".flowmesh"
-_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 class ExampleError(Exception):
@@ -100,79 +97,68 @@ def workflow(path: Path, **vars: Any) -> dict[str, Any]:
     return dict(definition)
 
 
-# --- the gateway's API --------------------------------------------------------------------
+# --- the gateway's API (through flowmesh-client) ---------------------------------------
 
 
 class Flowmesh:
-    """The calls the examples make, as the tenant of ``stack``, over ``session``."""
+    """The calls the examples make, as the tenant of ``stack``, with ``client``."""
 
-    def __init__(self, session: aiohttp.ClientSession, stack: Stack) -> None:
-        self.session = session
+    def __init__(self, client: Client, stack: Stack) -> None:
+        self.client = client
         self.stack = stack
-        self._auth = {"Authorization": f"Bearer {stack.api_key}"}
-
-    def url(self, *parts: str) -> str:
-        return "/".join([self.stack.gateway_url, "api/v1", self.stack.tenant, *parts])
 
     async def call(
         self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any
     ) -> tuple[int, Any]:
         """``method`` on ``/api/v1/<tenant>/<path>``: (status, decoded JSON body or None)."""
-        headers = {**self._auth, **kwargs.pop("headers", {})}
         try:
-            async with self.session.request(
-                method, self.url(path), headers=headers, timeout=_TIMEOUT, **kwargs
-            ) as resp:
-                body = await resp.json(content_type=None) if resp.content_length != 0 else None
-                status = resp.status
-        except aiohttp.ClientConnectorError:
-            raise ExampleError(
-                f"cannot reach the gateway at {self.stack.gateway_url}: is `make dev` running?"
-            ) from None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ExampleError(f"{method} {path} failed: {exc!r}") from None
-        if status not in ok:
-            raise ExampleError(f"{method} {path} answered {_problem_text(status, body)}")
-        return status, body
+            answer = await self.client.transport.request(
+                method, self.client.target.path(*path.split("/")), json=kwargs.get("json")
+            )
+        except FlowmeshError as exc:
+            if exc.status in ok:
+                return exc.status or 0, {"code": exc.code, "detail": exc.detail}
+            raise failed(f"{method} {path}", exc) from None
+        return answer.status, json.loads(answer.body) if answer.body else None
 
     async def install(self, definition: Mapping[str, Any]) -> dict[str, Any]:
-        """Import the workflow; if one of that name exists, apply it by name instead (a new
-        version only when the definition changed). The workflow resource."""
-        name = definition["name"]
-        status, workflow = await self.call(
-            "POST", "workflows/import", json=definition, ok=(201, 409)
-        )
-        if status == 201:
-            say(f"imported workflow {name!r} (id {workflow['id']}, version 1)")
-            return dict(workflow)
-        if workflow.get("code") != "WORKFLOW_NAME_TAKEN":
-            raise ExampleError(f"POST workflows/import answered {_problem_text(status, workflow)}")
-        status, workflow = await self.call("PUT", f"workflows/by-name/{name}", json=definition)
-        changed = "created" if status == 201 else f"current version {workflow['version']}"
-        say(f"applied workflow {name!r} (id {workflow['id']}; {changed})")
-        return dict(workflow)
+        """Apply the workflow by name: created, or a new version only when it changed."""
+        try:
+            workflow = await self.client.workflows.apply(definition)
+        except FlowmeshError as exc:
+            raise failed(f"applying workflow {definition['name']!r}", exc) from None
+        say(f"applied workflow {workflow.name!r} (id {workflow.id}; version {workflow.version})")
+        return cast(dict[str, Any], msgspec.to_builtins(workflow))
 
     async def execute(self, workflow: Mapping[str, Any], input: Any) -> str:
         """Start a run of ``workflow``; its id."""
-        _, accepted = await self.call(
-            "POST", f"workflows/{workflow['id']}/execute", json={"input": input}
+        try:
+            accepted = await self.client.workflows.execute(workflow["id"], input)
+        except FlowmeshError as exc:
+            raise failed(f"executing {workflow['name']!r}", exc) from None
+        say(
+            f"started run {accepted.id if isinstance(accepted, Run) else accepted.run_id} "
+            f"of {workflow['name']!r}"
         )
-        run_id = str(accepted["run_id"])
-        say(f"started run {run_id} of {workflow['name']!r}")
-        return run_id
+        return accepted.id if isinstance(accepted, Run) else accepted.run_id
 
     async def publish(self, event_type: str, data: Any, event_id: str | None = None) -> str:
         """``POST /events``: the event's id."""
-        body: dict[str, Any] = {"type": event_type, "source": "examples", "data": data}
-        if event_id:
-            body["id"] = event_id
-        _, accepted = await self.call("POST", "events", json=body)
-        say(f"published event {event_type} (id {accepted['id']}): {json.dumps(data)}")
-        return str(accepted["id"])
+        try:
+            accepted = await self.client.events.publish(
+                event_type, data, id=event_id, source="examples"
+            )
+        except FlowmeshError as exc:
+            raise failed(f"publishing {event_type}", exc) from None
+        say(f"published event {event_type} (id {accepted.id}): {json.dumps(data)}")
+        return accepted.id
 
     async def run(self, run_id: str) -> dict[str, Any]:
-        _, run = await self.call("GET", f"runs/{run_id}")
-        return dict(run)
+        try:
+            run = await self.client.runs.get(run_id)
+        except FlowmeshError as exc:
+            raise failed(f"reading run {run_id}", exc) from None
+        return cast(dict[str, Any], msgspec.to_builtins(run))
 
     async def follow(
         self, run_id: str, when_running: Mapping[str, Callable[[], Awaitable[Any]]] | None = None
@@ -182,20 +168,15 @@ class Flowmesh:
         ``when_running[node_id]`` is awaited (once, alongside) when that step starts.
         """
         say(f"  watch it live: uv run flowmesh watch {run_id}")
-        stream = self.url("runs", run_id, "events")
-        say(f"  or its events: curl -N -H 'Authorization: Bearer $KEY' {stream}")
         reactions = _Reactions(when_running or {})
-        target = Target(
-            url=self.stack.gateway_url, tenant=self.stack.tenant, api_key=self.stack.api_key
-        )
 
         def display_for(progress: Progress) -> _Lines:
             return _Lines(progress, reactions)
 
         try:
-            await watch(Gateway(self.session, target), run_id, StreamPolicy(), display_for)
-        except CliError as exc:
-            raise ExampleError(exc.message) from None
+            await watch(self.client, run_id, display_for)
+        except FlowmeshError as exc:
+            raise failed("", exc) from None
         finally:
             await reactions.settle()
         run = await self.until(
@@ -212,34 +193,20 @@ class Flowmesh:
         """While open, the ids of the runs of ``workflow`` that start (from any trigger),
         read from the tenant's event stream ``GET /events/stream?workflow_id=``."""
         seen = RunsSeen()
-        try:
-            resp = await self.session.get(
-                self.url("events", "stream"),
-                params={"workflow_id": workflow["id"]},
-                headers={**self._auth, "Accept": "text/event-stream"},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            )
-        except aiohttp.ClientError as exc:
-            raise ExampleError(f"cannot open the tenant's event stream: {exc!r}") from None
-        if resp.status != 200:
-            resp.release()
-            raise ExampleError(f"the tenant's event stream answered {resp.status}")
-        reader = asyncio.create_task(seen.read(resp))
+        reader = asyncio.create_task(seen.read(self.client, workflow["id"]))
         try:
             yield seen
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            resp.close()
 
     async def scheduler_metric(self, name: str) -> float | None:
         """A sample of the scheduler's Prometheus metrics (``make dev`` runs one scheduler)."""
         url = f"{self.stack.scheduler_health_url}/metrics"
         try:
-            async with self.session.get(url, timeout=_TIMEOUT) as resp:
-                text = await resp.text()
-        except (aiohttp.ClientError, TimeoutError):
+            text = await asyncio.to_thread(_read_url, url)
+        except OSError:
             return None
         for line in text.splitlines():
             metric, _, value = line.partition(" ")
@@ -259,15 +226,15 @@ class Flowmesh:
             await asyncio.sleep(0.2)
 
 
-def _problem_text(status: int, body: Any) -> str:
-    """``<status> <code>: <detail>`` and each problem's path and message, on one line."""
-    problem = body if isinstance(body, dict) else {}
-    said = f"{status} {problem.get('code', '')}".strip()
-    detail = problem.get("detail") or problem.get("title")
-    said += f": {detail}" if detail else ""
-    for error in problem.get("errors") or []:
-        said += f"; {error.get('path')}: {error.get('message')}"
-    return said
+def failed(what: str, exc: FlowmeshError) -> ExampleError:
+    """The example's error for a refused or failed call ``what``."""
+    hint = ": is `make dev` running?" if isinstance(exc, ConnectionFailed) else ""
+    return ExampleError(f"{what}{': ' if what else ''}{exc.message}{hint}")
+
+
+def _read_url(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - the stack's own URL
+        return str(resp.read().decode())
 
 
 class RunsSeen:
@@ -277,15 +244,11 @@ class RunsSeen:
         self._ids: asyncio.Queue[str] = asyncio.Queue()
         self._known: set[str] = set()
 
-    async def read(self, resp: aiohttp.ClientResponse) -> None:
-        parser = SseParser()
-        async for chunk in resp.content.iter_any():
-            for message in parser.feed(chunk):
-                with contextlib.suppress(ValueError):
-                    run_id = run_event_decoder.decode(message.data).run_id
-                    if run_id not in self._known:
-                        self._known.add(run_id)
-                        self._ids.put_nowait(run_id)
+    async def read(self, client: Client, workflow_id: str) -> None:
+        async for event in client.events.stream(workflow_id=workflow_id):
+            if event.run_id not in self._known:
+                self._known.add(event.run_id)
+                self._ids.put_nowait(event.run_id)
 
     async def next(self, within: float, waiting_for: str) -> str:
         try:

@@ -23,8 +23,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import aiohttp
 from flowmesh_examples import ExampleError, Flowmesh, Stack
+
+from flowmesh_client import Client
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,8 +47,8 @@ def load(name: str) -> ModuleType:
 async def run(name: str) -> int:
     stack = Stack.load(os.environ, Path.cwd())
     example = load(name)
-    async with aiohttp.ClientSession() as session:
-        ok = await example.main(Flowmesh(session, stack), HERE / name)
+    async with Client(stack.gateway_url, stack.tenant, stack.api_key) as client:
+        ok = await example.main(Flowmesh(client, stack), HERE / name)
     print(f"example {name}: {'done' if ok else 'did NOT end as expected'}", flush=True)
     return 0 if ok else 1
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flowmesh_cli.config import Target, resolve
-from flowmesh_cli.errors import ConfigError
+from flowmesh_cli.errors import exit_code
+from flowmesh_client.config import Target, resolve
+from flowmesh_client.errors import ConfigError
 
 NO_OPTIONS: dict[str, str | None] = {"--url": None, "--tenant": None, "--key": None}
 ENV = {
@@ -58,7 +59,7 @@ def test_nothing_found_names_every_way_to_give_it(tmp_path: Path) -> None:
     message = caught.value.message
     assert message.startswith("no tenant or API key: give --tenant (or FLOWMESH_TENANT), --key")
     assert f"{tmp_path / '.flowmesh' / 'dev.json'} does not exist" in message
-    assert caught.value.exit_code == 2
+    assert exit_code(caught.value) == 2  # usage
 
 
 def test_a_dev_file_without_the_setting(tmp_path: Path) -> None:

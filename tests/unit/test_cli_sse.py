@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowmesh_cli.sse import ServerSentEvent, SseParser
+from flowmesh_client.sse import ServerSentEvent, SseParser
 
 
 def parse(*chunks: bytes, last_event_id: str = "") -> tuple[list[ServerSentEvent], SseParser]:

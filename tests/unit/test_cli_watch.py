@@ -24,8 +24,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from rich.console import Console
 
-from flowmesh_cli.gateway import StreamPolicy
 from flowmesh_cli.main import run_cli
+from flowmesh_client import RetryPolicy, StreamPolicy
 from flowmesh_proto.runs import (
     RunCancelled,
     RunError,
@@ -50,7 +50,8 @@ RUN = "0190f000-0000-7000-8000-000000000001"
 WF = "7c1e0000-0000-4000-8000-000000000002"
 KEY = "fm_acme_0123456789abcdef"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-FAST = StreamPolicy(first_delay=0.01, max_delay=0.05, idle_timeout=5.0, connect_timeout=2.0)
+FAST = StreamPolicy(first_delay=0.01, max_delay=0.05, idle_timeout=5.0)
+NO_WAIT = RetryPolicy(first_delay=0.01, max_delay=0.05)
 
 
 def common(seconds: float) -> dict[str, Any]:
@@ -234,6 +235,7 @@ async def flowmesh(
             out=out,
             err=err,
             policy=policy,
+            retry=NO_WAIT,
             console=console(out) if console else None,
         ),
         timeout=15,
@@ -253,7 +255,7 @@ async def test_watch_follows_a_run_to_success(gateway: CannedGateway) -> None:
     assert headers["Authorization"] == f"Bearer {KEY}"
     assert headers["Accept"] == "text/event-stream"
     assert "Last-Event-ID" not in headers
-    assert headers["User-Agent"].startswith("flowmesh-cli/")
+    assert headers["User-Agent"].startswith("flowmeshctl/")
 
 
 @pytest.mark.parametrize(
@@ -270,12 +272,12 @@ async def test_watch_follows_a_run_to_success(gateway: CannedGateway) -> None:
         ),
     ],
 )
-async def test_watch_exits_1_when_the_run_does_not_succeed(
+async def test_watch_exits_6_when_the_run_does_not_succeed(
     gateway: CannedGateway, terminal: RunEvent, last_line: str
 ) -> None:
     gateway.answers = [stream(frames(story(terminal)))]
     result = await flowmesh(gateway, "watch", RUN)
-    assert result.code == 1
+    assert result.code == 6
     assert result.lines[:-1] == SUCCESS_LINES[:-1]
     assert result.lines[-1] == last_line
 
@@ -341,7 +343,7 @@ async def test_watch_gives_up_after_its_retries(gateway: CannedGateway) -> None:
         stream(b"", end="drop") for _ in range(3)
     ]
     result = await flowmesh(gateway, "watch", RUN, "--retries", "2")
-    assert result.code == 4
+    assert result.code == 3
     assert len(gateway.seen) == 3
     assert [h.get("Last-Event-ID") for h in gateway.seen] == [None, "2", "2"]
     assert result.err.splitlines()[-1] == (
@@ -355,27 +357,10 @@ async def test_watch_gives_up_after_its_retries(gateway: CannedGateway) -> None:
 @pytest.mark.parametrize(
     ("status", "code", "exit_code", "message"),
     [
-        (
-            404,
-            "NOT_FOUND",
-            3,
-            f"flowmesh: run {RUN} not found (404 NOT_FOUND: no such run in tenant acme)",
-        ),
-        (
-            401,
-            "UNAUTHENTICATED",
-            2,
-            "flowmesh: the gateway did not accept the API key "
-            "(401 UNAUTHENTICATED: no such run in tenant acme)",
-        ),
-        (403, "FORBIDDEN", 2, "flowmesh: not allowed (403 FORBIDDEN: no such run in tenant acme)"),
-        (
-            400,
-            "BAD_REQUEST",
-            2,
-            "flowmesh: the gateway refused the request "
-            "(400 BAD_REQUEST: no such run in tenant acme)",
-        ),
+        (404, "NOT_FOUND", 4, "flowmesh: 404 NOT_FOUND: no such run in tenant acme"),
+        (401, "UNAUTHENTICATED", 5, "flowmesh: 401 UNAUTHENTICATED: no such run in tenant acme"),
+        (403, "FORBIDDEN", 5, "flowmesh: 403 FORBIDDEN: no such run in tenant acme"),
+        (400, "BAD_REQUEST", 1, "flowmesh: 400 BAD_REQUEST: no such run in tenant acme"),
     ],
 )
 async def test_refusals_are_one_clear_line(
@@ -396,7 +381,7 @@ async def test_an_answer_that_is_not_an_event_stream(gateway: CannedGateway) -> 
 
     gateway.answers = [json_answer]
     result = await flowmesh(gateway, "watch", RUN)
-    assert result.code == 4
+    assert result.code == 1
     assert "application/json content, not text/event-stream" in result.err
 
 
@@ -422,8 +407,10 @@ def closed_port() -> int:
 async def test_an_unreachable_gateway_fails_at_once(gateway: CannedGateway) -> None:
     gateway.url = f"http://127.0.0.1:{closed_port()}"
     result = await flowmesh(gateway, "watch", RUN)
-    assert result.code == 4
-    assert result.err.startswith(f"flowmesh: cannot reach {gateway.url}: ClientConnectorError")
+    assert result.code == 3
+    assert result.err.startswith(
+        f"flowmesh: cannot reach the gateway at {gateway.url}: ClientConnectorError"
+    )
     assert "reconnecting" not in result.err
 
 
@@ -464,7 +451,10 @@ async def test_plain_lines_can_be_asked_for_in_a_terminal(gateway: CannedGateway
 async def test_run_prints_the_run_id(gateway: CannedGateway) -> None:
     result = await flowmesh(gateway, "run", WF, "--input", '{"order": 42}')
     assert (result.code, result.out, result.err) == (0, f"{RUN}\n", "")
-    assert gateway.executed == [(WF, {"input": {"order": 42}})]
+    [(workflow, body)] = gateway.executed
+    key = body.pop("idempotency_key")  # made by the client, once per call: safe to retry
+    assert key.startswith("fmc-")
+    assert (workflow, body) == (WF, {"input": {"order": 42}})
     assert gateway.seen == []
 
 
@@ -496,21 +486,16 @@ async def test_run_with_watch_follows_the_new_run(gateway: CannedGateway, tmp_pa
 async def test_run_refused(gateway: CannedGateway) -> None:
     gateway.execute_answer = (409, ("WORKFLOW_DISABLED", "workflow orders is disabled"))
     result = await flowmesh(gateway, "run", WF, "--watch")
-    assert result.code == 2
-    assert result.err == (
-        "flowmesh: the gateway refused the request "
-        "(409 WORKFLOW_DISABLED: workflow orders is disabled)\n"
-    )
+    assert result.code == 1
+    assert result.err == "flowmesh: 409 WORKFLOW_DISABLED: workflow orders is disabled\n"
     assert gateway.seen == []
 
 
 async def test_run_of_an_unknown_workflow(gateway: CannedGateway) -> None:
     gateway.execute_answer = (404, ("WORKFLOW_NOT_FOUND", "no such workflow"))
     result = await flowmesh(gateway, "run", WF)
-    assert result.code == 3
-    assert result.err == (
-        f"flowmesh: workflow {WF} not found (404 WORKFLOW_NOT_FOUND: no such workflow)\n"
-    )
+    assert result.code == 4
+    assert result.err == "flowmesh: 404 WORKFLOW_NOT_FOUND: no such workflow\n"
 
 
 @pytest.mark.parametrize(
@@ -556,3 +541,16 @@ async def test_the_console_script_without_configuration(tmp_path: Path) -> None:
     assert process.returncode == 2
     assert out == b""
     assert err.decode().startswith("flowmesh: no gateway URL, tenant or API key: give --url")
+
+
+# --- runs logs ---
+
+
+async def test_runs_logs_prints_the_log_lines_to_the_end(gateway: CannedGateway) -> None:
+    gateway.answers = [stream(frames(SUCCEEDED), end="hold")]
+    result = await flowmesh(gateway, "runs", "logs", RUN)
+    assert (result.code, result.out, result.err) == (
+        0,
+        "12:00:00.400 fetch info calling the shop\n",
+        "",
+    )

@@ -1,21 +1,33 @@
-"""What can stop a command, each with its exit code (the README lists them).
+"""What can stop a command, each with its exit code (docs/cli.md lists them).
 
-- 0: done (``watch``: the run succeeded);
-- 1: the run ended failed, cancelled or timed out;
-- 2: the command cannot work as given: usage, configuration, credentials (401/403) or a
-  request the gateway refused;
-- 3: what the command names does not exist (404);
-- 4: the gateway could not be reached, failed (5xx), or the stream was lost for good;
+- 0: done (``watch``, ``run --watch``: the run succeeded);
+- 1: the gateway refused or failed the request (an API error: 400, 409, 422, 5xx ...);
+- 2: usage: bad arguments, no configuration, a file that cannot be read or parsed;
+- 3: the gateway cannot be reached (or a run's event stream was lost for good);
+- 4: what the command names does not exist (404);
+- 5: the credential was refused (401) or may not do this (403);
+- 6: the run ended, but not succeeded (failed, cancelled, timed out);
 - 130: interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
+from flowmesh_client.errors import (
+    ConfigError,
+    ConnectionFailed,
+    FlowmeshError,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+)
+
 EXIT_OK = 0
-EXIT_RUN_FAILED = 1
+EXIT_API_ERROR = 1
 EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_UNAVAILABLE = 4
+EXIT_UNREACHABLE = 3
+EXIT_NOT_FOUND = 4
+EXIT_REFUSED = 5
+EXIT_RUN_FAILED = 6
 EXIT_INTERRUPTED = 130
 
 
@@ -29,33 +41,18 @@ class CliError(Exception):
 
     @property
     def message(self) -> str:
-        """One line, whatever the gateway put in its detail."""
         return " ".join(str(self).split())
 
 
-class ConfigError(CliError):
-    """No usable gateway URL, tenant or API key."""
-
-
-class Refused(CliError):
-    """The gateway refused the request."""
-
-
-class NotFound(CliError):
-    """The gateway does not know it."""
-
-    exit_code = EXIT_NOT_FOUND
-
-
-class Unavailable(CliError):
-    """The gateway could not be reached or did not answer properly."""
-
-    exit_code = EXIT_UNAVAILABLE
-
-
-class Transient(Unavailable):
-    """The gateway is busy or restarting (429, 502, 503, 504): worth asking again."""
-
-    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+def exit_code(exc: FlowmeshError) -> int:
+    """The exit code of a client error."""
+    match exc:
+        case ConfigError():
+            return EXIT_USAGE
+        case ConnectionFailed():
+            return EXIT_UNREACHABLE
+        case NotFound():
+            return EXIT_NOT_FOUND
+        case Unauthorized() | Forbidden():
+            return EXIT_REFUSED
+    return EXIT_API_ERROR

@@ -19,8 +19,8 @@ from rich.text import Text
 
 from flowmesh_cli import render
 from flowmesh_cli.errors import EXIT_OK, EXIT_RUN_FAILED
-from flowmesh_cli.gateway import Delivery, Gateway, Reconnecting, Skipped, StreamPolicy
 from flowmesh_cli.progress import Change, Progress, RunHeader
+from flowmesh_client import Client, Delivery, Reconnecting, Skipped
 
 
 class Display(Protocol):
@@ -44,13 +44,11 @@ class DisplayFactory(Protocol):
     def __call__(self, progress: Progress) -> Display: ...
 
 
-async def watch(
-    gateway: Gateway, run_id: str, policy: StreamPolicy, display_for: DisplayFactory
-) -> int:
-    """Follow run ``run_id`` to its end: 0 if it succeeded, 1 if not."""
+async def watch(client: Client, run_id: str, display_for: DisplayFactory) -> int:
+    """Follow run ``run_id`` to its end: 0 if it succeeded, 6 if not."""
     progress = Progress(run_id)
     async with display_for(progress) as display:
-        stream = gateway.run_events(run_id, policy)
+        stream = client.runs.stream(run_id)
         async with contextlib.aclosing(stream):
             async for item in stream:
                 match item:

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
-from flowmesh_cli.errors import ConfigError
+from flowmesh_client.errors import ConfigError
 from flowmesh_proto.ids import tenant_id_problem
 
 DEFAULT_HOME = ".flowmesh"
@@ -38,8 +38,12 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
 
     def api(self, *parts: str) -> str:
         """The URL of ``/api/v1/{tenant}/<parts>``, each part escaped as one path segment."""
+        return f"{self.url}{self.path(*parts)}"
+
+    def path(self, *parts: str) -> str:
+        """``/api/v1/{tenant}/<parts>``, each part escaped as one path segment."""
         path = "/".join(quote(part, safe="") for part in parts)
-        return f"{self.url}/api/v1/{self.tenant}/{path}"
+        return f"/api/v1/{self.tenant}/{path}"
 
 
 class _Setting(msgspec.Struct, frozen=True):
