@@ -18,8 +18,9 @@ $(UV_HOME)/bin/uv:
 	$(PYTHON) -m venv $(UV_HOME)
 	$(UV_HOME)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-## Find or install uv, and say which.
+## Find or install uv, and say which (its path, then its version).
 uv: $(filter $(UV_HOME)/bin/uv,$(UV))
+	@echo "$(UV)"
 	@$(UV) --version
 
 sync: $(filter $(UV_HOME)/bin/uv,$(UV))

@@ -37,7 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +82,11 @@ async def dev_stack(
     env: Mapping[str, str] | None = None,
     start_timeout: float = 90.0,
     stop_timeout: float = 60.0,
+    command: Sequence[str] | None = None,
 ) -> AsyncIterator[DevStack]:
-    """``scripts/dev.py`` running on these servers until the block ends (see the module)."""
+    """``scripts/dev.py`` running on these servers until the block ends (see the module);
+    ``command`` runs instead (``make dev``), stopped by a SIGINT to its process group, as
+    Ctrl-C at a terminal stops it."""
     home = Path(tempfile.mkdtemp(prefix="flowmesh-dev-"))
     database = f"fm_e2e_{secrets.token_hex(4)}"
     log = home / "dev.log"
@@ -99,7 +102,7 @@ async def dev_stack(
     }
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(DEV_SCRIPT), cwd=REPO, env=environment,
+            *(command or [sys.executable, str(DEV_SCRIPT)]), cwd=REPO, env=environment,
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C at the terminal reaches pytest only
         )  # fmt: skip
@@ -114,7 +117,7 @@ async def dev_stack(
         )
     finally:
         try:
-            await _stop(process, stop_timeout, log)
+            await _stop(process, stop_timeout, log, group=command is not None)
         finally:
             await _drop_database(database_url, environment["FLOWMESH_DEV_DATABASE"])
             shutil.rmtree(home, ignore_errors=True)
@@ -139,11 +142,17 @@ async def _until_written(
     raise AssertionError(f"scripts/dev.py wrote no {path.name} within {within:g} s:\n{_tail(log)}")
 
 
-async def _stop(process: asyncio.subprocess.Process, within: float, log: Path) -> None:
-    """Ctrl-C, as a developer stops ``make dev``; dev.py then stops each of its services."""
+async def _stop(
+    process: asyncio.subprocess.Process, within: float, log: Path, *, group: bool = False
+) -> None:
+    """Ctrl-C, as a developer stops ``make dev`` (to the whole process group when
+    ``group``); dev.py then stops each of its services."""
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGINT)
+            if group:
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(signal.SIGINT)
         try:
             await asyncio.wait_for(process.wait(), within)
         except TimeoutError:

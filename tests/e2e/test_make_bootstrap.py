@@ -3,6 +3,7 @@ installs the pinned uv under a project-local directory (one ``pip install``) and
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -10,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from tests.e2e.devstack import REPO
+from flowmesh_devtools.localstack import NatsHandle
+from tests.e2e.devstack import REPO, dev_stack
 
 MAKEFILE = REPO / "Makefile"
 
@@ -73,5 +76,32 @@ def test_make_uses_the_uv_on_path_when_there_is_one(tmp_path: Path) -> None:
         ["make", "--no-print-directory", "-C", str(REPO), f"UV_HOME={tmp_path}/tools", "uv"],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert done.stdout.strip() == "uv-on-path --version"
+    assert done.stdout.split("\n")[:2] == [str(fake), "uv-on-path --version"]
     assert not (tmp_path / "tools").exists()
+
+
+@pytest.mark.network
+async def test_make_dev_on_a_path_without_uv_brings_up_a_ready_stack(
+    tmp_path: Path, nats_server: NatsHandle, postgres_url: str
+) -> None:
+    """The whole first command: ``make dev`` with no uv on PATH installs the pinned one
+    (once), syncs and starts the stack, whose gateway then answers; Ctrl-C stops it."""
+    venv = tmp_path / "venv"
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "venv", str(venv)], check=True)
+    tools = tmp_path / "tools"
+    env = {"PATH": path_without_uv(venv)}
+    command = ["make", "--no-print-directory", f"UV_HOME={tools}", "dev"]
+    async with dev_stack(
+        nats_url=nats_server.url,
+        database_url=postgres_url,
+        env=env,
+        command=command,
+        start_timeout=300,
+    ) as stack:
+        assert (tools / "bin" / "uv").exists()  # the pinned uv, brought by make itself
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{stack.gateway_url}/readyz") as answer,
+        ):
+            assert answer.status == 200
+        assert stack.info["tenant"] == "demo" and stack.info["api_key"]

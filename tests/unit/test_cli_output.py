@@ -64,6 +64,8 @@ def test_completion_knows_every_command_and_action() -> None:
         (["-o", "json", "runs", ""], ["cancel", "get", "list", "logs", "retry", "watch"]),
         (["runs", "list", "-o", ""], ["table", "json", "yaml"]),
         (["secrets", "s"], ["set"]),
+        (["run", "hello", "--w"], ["--watch", "--workflow-version"]),  # after a name
+        (["completion", ""], ["bash", "zsh"]),
     ],
 )
 def test_the_bash_script_completes_in_bash(words: list[str], offered: list[str]) -> None:
@@ -75,4 +77,13 @@ def test_the_bash_script_completes_in_bash(words: list[str], offered: list[str])
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
     done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
-    assert [w for w in done.stdout.split() if not w.startswith("-")] == offered
+    if words[-1].startswith("-"):
+        assert done.stdout.split() == offered
+    else:
+        assert [w for w in done.stdout.split() if not w.startswith("-")] == offered
+
+
+def test_the_script_never_names_a_variable_zsh_ties_to_path() -> None:
+    grammar = parser.build(io.StringIO(), io.StringIO())
+    for shell in ("bash", "zsh"):
+        assert "local path" not in completion.script(grammar, shell)

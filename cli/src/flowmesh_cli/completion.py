@@ -17,6 +17,18 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
     return sorted(s for a in parser._actions for s in a.option_strings if s.startswith("--"))
 
 
+def _choices(parser: argparse.ArgumentParser) -> list[str]:
+    """The values a positional argument with fixed choices takes (``bash``, ``zsh``)."""
+    return [
+        str(choice)
+        for a in parser._actions
+        if not a.option_strings
+        and a.choices is not None
+        and not isinstance(a, argparse._SubParsersAction)
+        for choice in a.choices
+    ]
+
+
 def words(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
     """What may follow each command path: ``""`` -> commands, ``"workflows"`` -> actions and
     options, ``"workflows apply"`` -> options."""
@@ -24,7 +36,7 @@ def words(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
 
     def walk(path: str, at: argparse.ArgumentParser) -> None:
         children = _subparsers(at)
-        table[path] = sorted(children) + _options(at)
+        table[path] = sorted(children) + _choices(at) + _options(at)
         for name, child in children.items():
             walk(f"{path} {name}".strip(), child)
 
@@ -54,22 +66,28 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     )
     takes = "|".join(valued(parser))
     body = f"""_flowmesh_complete() {{
-    local path="" word skip=""
+    local at="" word skip=""
     for word in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
         if [ -n "$skip" ]; then skip=""; continue; fi
         case "$word" in
             {takes}) skip=1 ;;
             -*) ;;
-            *) path="${{path:+$path }}$word" ;;
+            *) at="${{at:+$at }}$word" ;;
         esac
     done
     local words=""
     case "${{COMP_WORDS[COMP_CWORD-1]}}" in
         -o|--output) words="table json yaml" ;;
     esac
-    if [ -z "$words" ]; then case "$path" in
+    # the command the words so far name: after its arguments (a workflow's name ...), the
+    # longest command path they start with
+    while [ -z "$words" ]; do
+        case "$at" in
 {cases}
-    esac; fi
+        esac
+        [ -n "$words" ] || [ -z "$at" ] && break
+        case "$at" in *" "*) at="${{at% *}}" ;; *) at="" ;; esac
+    done
     COMPREPLY=( $(compgen -W "$words" -- "${{COMP_WORDS[COMP_CWORD]}}") )
 }}
 """

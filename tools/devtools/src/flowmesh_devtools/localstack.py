@@ -461,9 +461,22 @@ async def _init_cluster(root: Path, data: Path, sockets: Path, owner: str | None
               "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
 
 
+def runuser() -> str:
+    """The ``runuser`` program (util-linux): on PATH, else in the sbin directories a PATH
+    of a user's may leave out."""
+    found = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if found is None:
+        raise LocalStackError(
+            "runuser (util-linux) was not found, and PostgreSQL refuses to run as root: "
+            "install util-linux, run make dev as another user, or set DATABASE_URL"
+        )
+    return found
+
+
 async def _check_reachable(root: Path, owner: str) -> None:
+    command = [runuser(), "-u", owner, "--", "test", "-w", str(root)]
     try:
-        await _run(["runuser", "-u", owner, "--", "test", "-w", str(root)])
+        await _run(command)
     except LocalStackError as exc:
         raise LocalStackError(
             f"{root} is not writable by {owner!r}, who must own the local cluster because "
@@ -516,7 +529,7 @@ async def _pg(owner: str | None, program: str, *args: str) -> str:
 def _pg_command(owner: str | None, program: str, *args: str) -> list[str]:
     command = [str(postgres_bindir() / program), *args]
     if owner is not None:
-        command = ["runuser", "-u", owner, "--", *command]
+        command = [runuser(), "-u", owner, "--", *command]
     return command
 
 
