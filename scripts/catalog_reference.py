@@ -45,9 +45,12 @@ An action is run by an `action` node (`{{type: action, parameters: {{action, con
 input}}}}`): its input is checked against the action's input schema when the workflow is
 saved (problems at `nodes[i].parameters.input...`) and again when the step runs, and the
 executor sends the action's HTTP request through the named connector (see
-[connectors.md](connectors.md)), which holds the base URL and the credentials. A tenant's
+[connectors.md](connectors.md)), which holds the base URL and the credentials; the
+request is an http step's, under the same [private-network guard](workflow-language.md#http)
+(`make dev` lets steps reach loopback, so a local stand-in server works there). A tenant's
 own actions (`PUT /actions/{{name}}`, see [tenant-actions.md](tenant-actions.md)) appear in
-its catalog beside these.
+its catalog beside these; the [console](console.md)'s catalog page builds each one's form
+from its input schema.
 
 Categories: {categories}.
 
