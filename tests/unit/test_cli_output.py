@@ -50,7 +50,7 @@ def test_answers_as_table_json_and_yaml() -> None:
 def test_completion_knows_every_command_and_action() -> None:
     grammar = parser.build(io.StringIO(), io.StringIO())
     words = completion.words(grammar)
-    assert words[""][:4] == ["completion", "events", "keys", "nats-user"]
+    assert words[""][:6] == ["actions", "catalog", "completion", "connectors", "events", "keys"]
     assert words["workflows"][:6] == ["apply", "delete", "export", "get", "list", "validate"]
     assert "--file" in words["workflows apply"] and "--output" in words["runs list"]
     assert '"secrets") words="delete list set' in completion.script(grammar, "bash")

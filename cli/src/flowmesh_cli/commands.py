@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from flowmesh_cli import integrations
 from flowmesh_cli.documents import is_yaml, json_value, load, read_text
 from flowmesh_cli.errors import EXIT_API_ERROR, EXIT_OK, CliError
 from flowmesh_cli.output import Format, render
@@ -209,4 +210,7 @@ COMMANDS = {
     "events": events,
     "keys": keys,
     "secrets": secrets,
+    "connectors": integrations.connectors,
+    "actions": integrations.actions,
+    "catalog": integrations.catalog,
 }

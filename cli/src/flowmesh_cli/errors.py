@@ -36,8 +36,10 @@ class CliError(Exception):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, code: int | None = None) -> None:
         super().__init__(message or self.__doc__)
+        if code is not None:
+            self.exit_code = code
 
     @property
     def message(self) -> str:

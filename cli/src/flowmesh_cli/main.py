@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 import msgspec
 from rich.console import Console
@@ -24,6 +24,9 @@ from flowmesh_cli.natscommand import nats_user
 from flowmesh_cli.progress import Progress
 from flowmesh_cli.watch import Display, LiveTable, PlainLines, watch
 from flowmesh_client import Client, FlowmeshError, RetryPolicy, StreamPolicy
+
+#: Problems of one refused request listed under its line.
+MAX_PROBLEMS_SHOWN = 20
 
 
 def main() -> NoReturn:
@@ -97,10 +100,15 @@ async def run_cli(
     except CliError as exc:
         return _failed(err, exc.message, exc.exit_code)
     except FlowmeshError as exc:
-        return _failed(err, exc.message, exit_code(exc))
+        return _failed(err, exc.message, exit_code(exc), problems=exc.errors)
 
 
-def _failed(err: TextIO, message: str, code: int) -> int:
+def _failed(err: TextIO, message: str, code: int, *, problems: Sequence[Any] = ()) -> int:
+    """One line saying what failed, then one line per problem the API named at a path."""
     err.write(f"flowmesh: {message}\n")
+    for problem in problems[:MAX_PROBLEMS_SHOWN]:
+        err.write(f"  {problem.path}: {problem.code}: {problem.message}\n")
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        err.write(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more\n")
     err.flush()
     return code

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any, NoReturn, TextIO
 
-from flowmesh_cli import natscommand, natsusers
+from flowmesh_cli import integrations, natscommand, natsusers
 from flowmesh_cli.errors import EXIT_USAGE
 from flowmesh_cli.output import FORMATS
 
 DESCRIPTION = """\
-Flowmesh from the command line: workflows, runs (watched live), events, API keys, secrets.
+Flowmesh from the command line: workflows, runs (watched live), events, API keys, secrets,
+connectors, actions and the catalog.
 
 The gateway, tenant and API key come from --url/--tenant/--key, else FLOWMESH_URL,
 FLOWMESH_TENANT and FLOWMESH_API_KEY, else $FLOWMESH_HOME/dev.json (written by `make dev`).
@@ -45,6 +46,7 @@ EXAMPLES = {
     "secrets set": 'printf %s "$TOKEN" | flowmesh secrets set SHOP_TOKEN',
     "secrets list": "flowmesh secrets list",
     "secrets delete": "flowmesh secrets delete SHOP_TOKEN",
+    **integrations.EXAMPLES,
     "completion": "flowmesh completion bash > /etc/bash_completion.d/flowmesh",
     "nats-user": "flowmesh nats-user acme --role worker --queue shipping",
 }
@@ -163,6 +165,7 @@ def build(out: TextIO, err: TextIO) -> Parser:
     )
     watch_cmd.add_argument("run_id")
     _small_tags(commands, command)
+    integrations.add_commands(commands, command)
     completion = command(commands, "completion", "print a shell completion script (bash or zsh)")
     completion.add_argument("shell", choices=("bash", "zsh"))
     users_cmd = commands.add_parser(

@@ -213,3 +213,62 @@ async def test_bad_input_is_one_clear_line_and_its_exit_code(
     assert unreachable.err.startswith(f"flowmesh: cannot reach the gateway at {url}")
     usage = await cli("workflows", "apply")
     assert usage.code == 2 and "the following arguments are required: -f/--file" in usage.err
+
+
+async def test_connectors_actions_and_the_catalog(cli: Cli) -> None:
+    (cli.cwd / "hook.yaml").write_text(
+        "base_url: https://hooks.example.com\nauth: {kind: bearer, secret: HOOK_TOKEN}\n"
+    )
+    put = await cli("connectors", "put", "hooks", "-f", "hook.yaml", "-o", "json")
+    assert put.code == 0, put.err
+    assert put.json()["missing_secrets"] == ["HOOK_TOKEN"]  # type: ignore[index]
+    listed = await cli("connectors", "list", "-o", "json")
+    assert [c["name"] for c in listed.json()] == ["hooks"]  # type: ignore[union-attr]
+    shown = await cli("connectors", "get", "hooks", "-o", "yaml")
+    assert yaml.safe_load(shown.out)["auth"] == {"kind": "bearer", "secret": "HOOK_TOKEN"}
+    (cli.cwd / "bad.yaml").write_text(
+        "base_url: https://u:p@hooks.example.com\nauth: {kind: none}\n"
+    )
+    refused = await cli("connectors", "put", "hooks", "-f", "bad.yaml")
+    assert refused.code == 1 and "base_url" in refused.err
+
+    spec = {
+        "description": "Pings a hook.",
+        "input_schema": {"type": "object", "properties": {"id": {"type": "string"}}},
+        "request": {"method": "POST", "path": "/ping/{{ input.id }}"},
+    }
+    (cli.cwd / "ping.json").write_text(json.dumps(spec))
+    stored = await cli("actions", "put", "ops.ping", "-f", "ping.json", "-o", "json")
+    assert stored.code == 0, stored.err
+    assert stored.json()["version"] == 1  # type: ignore[index]
+    spec["description"] = "Pings a hook, again."
+    (cli.cwd / "ping.json").write_text(json.dumps(spec))
+    assert (await cli("actions", "put", "ops.ping", "-f", "ping.json")).code == 0
+    versions = await cli("actions", "versions", "ops.ping", "-o", "json")
+    assert [v["version"] for v in versions.json()] == [2, 1]  # type: ignore[union-attr]
+    first = await cli("actions", "get", "ops.ping", "--version", "1", "-o", "json")
+    assert first.json()["spec"]["description"] == "Pings a hook."  # type: ignore[index]
+    every = await cli("actions", "list", "-o", "json")
+    names = [a["name"] for a in every.json()]  # type: ignore[union-attr]
+    assert "ops.ping" in names and "slack.post_message" in names
+
+    entry = await cli("catalog", "get", "ops.ping", "-o", "json")
+    assert entry.json()["kind"] == "action"  # type: ignore[index]
+    notify = await cli(
+        "catalog", "list", "--kind", "action", "--category", "notification", "-o", "json"
+    )
+    assert {e["name"] for e in notify.json()} == {  # type: ignore[union-attr]
+        "email.send",
+        "slack.post_message",
+        "webhook.post",
+    }
+    table = await cli("catalog", "list", "--kind", "node")
+    assert table.code == 0 and "wait_for_event" in table.out
+    missing = await cli("catalog", "get", "no.such")
+    assert missing.code == 4 and "no.such" in missing.err
+
+    assert (await cli("actions", "delete", "ops.ping")).code == 0
+    gone = await cli("actions", "get", "ops.ping")
+    assert gone.code == 4
+    assert (await cli("connectors", "delete", "hooks")).code == 0
+    assert (await cli("connectors", "get", "hooks")).code == 4
