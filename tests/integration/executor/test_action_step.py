@@ -15,18 +15,16 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from flowmesh_executor.nodes import action, http
+from flowmesh_executor.nodes import action
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.retry import NOT_RETRIED
 from flowmesh_executor.run_actions import read_actions
-from flowmesh_executor.settings import ExecutorSettings
 from flowmesh_proto.action_library import builtin_action
 from flowmesh_proto.actions import Action, ActionKey, ActionRequest, ActionResult, ActionSpec
-from flowmesh_proto.connector_rules import connector_hosts
-from flowmesh_proto.connectors import Connector, ConnectorSpec
-from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_proto.connectors import Connector
 from flowmesh_proto.workflow import ActionNode, ActionParameters, definition_from_builtins
 from tests.integration.executor import action_apis as apis
+from tests.integration.executor.stepkit import step_services, stored_connector
 
 TOKEN = "st3p-t0ken-n0t-t0-be-seen"
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
@@ -69,41 +67,12 @@ async def hooks() -> AsyncIterator[apis.Api]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def services() -> AsyncIterator[StepServices]:
-    settings = ExecutorSettings(http_allow_private=True, http_max_response_bytes=10_000)
-    session = http.http_session(settings)
-    unused: Any = None
-    try:
-        yield StepServices(
-            nc=unused,
-            js=unused,
-            subjects=Subjects(),
-            streams=stream_names(),
-            settings=settings,
-            http=session,
-            waits=unused,
-            children=unused,
-            definitions=unused,
-            event_ids=unused,
-        )
-    finally:
-        await session.close()
+    async with step_services() as made:
+        yield made
 
 
 def _connector(name: str, base_url: str, auth: dict[str, Any]) -> Connector:
-    parsed = msgspec.convert({"base_url": base_url, "auth": auth}, ConnectorSpec)
-    return Connector(
-        name=name,
-        base_url=parsed.base_url,
-        hosts=connector_hosts(parsed),
-        headers=parsed.headers,
-        auth=parsed.auth,
-        missing_secrets=[],
-        version=1,
-        created_at=NOW,
-        created_by="key:acme:1",
-        updated_at=NOW,
-        updated_by="key:acme:1",
-    )
+    return stored_connector(name, base_url, auth)
 
 
 async def _step(

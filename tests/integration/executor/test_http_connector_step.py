@@ -20,11 +20,9 @@ from multidict import CIMultiDict
 from flowmesh_executor.nodes import http
 from flowmesh_executor.nodes.base import StepCall, StepError, StepServices
 from flowmesh_executor.nodes.connected import credential_forms
-from flowmesh_executor.settings import ExecutorSettings
-from flowmesh_proto.connector_rules import connector_hosts
-from flowmesh_proto.connectors import Connector, ConnectorSpec
-from flowmesh_proto.subjects import Subjects, stream_names
+from flowmesh_proto.connectors import Connector
 from flowmesh_proto.workflow import HttpNode, HttpParameters
+from tests.integration.executor.stepkit import step_services, stored_connector
 
 pytestmark = pytest.mark.integration
 
@@ -79,41 +77,12 @@ async def other() -> AsyncIterator[Server]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def services() -> AsyncIterator[StepServices]:
-    settings = ExecutorSettings(http_allow_private=True, http_max_response_bytes=10_000)
-    session = http.http_session(settings)
-    unused: Any = None
-    try:
-        yield StepServices(
-            nc=unused,
-            js=unused,
-            subjects=Subjects(),
-            streams=stream_names(),
-            settings=settings,
-            http=session,
-            waits=unused,
-            children=unused,
-            definitions=unused,
-            event_ids=unused,
-        )
-    finally:
-        await session.close()
+    async with step_services() as made:
+        yield made
 
 
 def connector(base_url: str, auth: dict[str, Any], **spec: Any) -> Connector:
-    parsed = msgspec.convert({"base_url": base_url, "auth": auth, **spec}, ConnectorSpec)
-    return Connector(
-        name="svc",
-        base_url=parsed.base_url,
-        hosts=connector_hosts(parsed),
-        headers=parsed.headers,
-        auth=parsed.auth,
-        missing_secrets=[],
-        version=1,
-        created_at=NOW,
-        created_by="key:acme:1",
-        updated_at=NOW,
-        updated_by="key:acme:1",
-    )
+    return stored_connector("svc", base_url, auth, **spec)
 
 
 async def run_step(
