@@ -6,6 +6,7 @@ test_client_retries.py (a fake server decides what fails there)."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from flowmesh_client import (
 from flowmesh_proto.http import RunAccepted
 from flowmesh_proto.runs import Run, RunQueued, RunSucceeded
 from tests.helpers import until
+from tests.integration.gateway.conftest import ADMIN_TOKEN
 from tests.integration.harness import TenantHandle
 
 from .clientstack import (
@@ -237,3 +239,21 @@ async def test_each_refusal_is_its_exception_with_the_problem(
         with pytest.raises(ConnectionFailed) as unreachable:
             await nobody.workflows.list()
     assert unreachable.value.url == url and url in str(unreachable.value)
+
+
+async def test_the_platform_admin_makes_and_changes_tenants(stack: Stack) -> None:
+    name = f"t{secrets.token_hex(4)}"
+    # the tenant an admin client names is not used by its tenants calls
+    async with Client(stack.url, name, ADMIN_TOKEN, env={}, cwd=NOWHERE) as admin:
+        made = await admin.tenants.create(name, "Made by the SDK")
+        assert made.id == name and made.admin_key.key
+        changed = await admin.tenants.update(name, weight=3)
+        assert changed.weight == 3
+        seen = await admin.tenants.get(name)
+        assert (seen.name, seen.weight, seen.runs.running) == ("Made by the SDK", 3, 0)
+        with pytest.raises(NotFound):
+            await admin.tenants.get(f"{name}x")
+    async with Client(stack.url, name, made.admin_key.key, env={}, cwd=NOWHERE) as own:
+        assert (await own.workflows.list()).items == []  # the new tenant's first key works
+        with pytest.raises(Unauthorized):  # a tenant's key is no platform admin token
+            await own.tenants.get(name)

@@ -17,6 +17,7 @@ from flowmesh_client.resources import (
     Connectors,
     Events,
     Secrets,
+    Tenants,
     Webhooks,
 )
 from flowmesh_client.runs import Runs
@@ -178,3 +179,9 @@ class SyncAudit(Blocking):
 
 class SyncWebhooks(Blocking):
     send = call(Webhooks.send)
+
+
+class SyncTenants(Blocking):
+    create = call(Tenants.create)
+    get = call(Tenants.get)
+    update = call(Tenants.update)

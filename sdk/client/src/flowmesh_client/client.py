@@ -17,6 +17,7 @@ from flowmesh_client.resources import (
     Connectors,
     Events,
     Secrets,
+    Tenants,
     Webhooks,
 )
 from flowmesh_client.retry import RetryPolicy
@@ -61,6 +62,7 @@ class Client:
         self.catalog = Catalog(self.transport)
         self.audit = Audit(self.transport)
         self.webhooks = Webhooks(self.transport)
+        self.tenants = Tenants(self.transport)
 
     def __repr__(self) -> str:
         return f"Client({self.target!r})"

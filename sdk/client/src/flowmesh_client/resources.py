@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -18,7 +19,7 @@ from flowmesh_client.transport import Transport, decode
 from flowmesh_proto.actions import Action, ActionPage, ActionSpec
 from flowmesh_proto.connectors import Connector, ConnectorPage, ConnectorSpec
 from flowmesh_proto.entries import CatalogEntry, CatalogPage
-from flowmesh_proto.http import EventAccepted, RunAccepted
+from flowmesh_proto.http import EventAccepted, RunAccepted, TenantView
 from flowmesh_proto.registry import (
     ApiKeyPage,
     ApiKeySecret,
@@ -28,6 +29,8 @@ from flowmesh_proto.registry import (
     Secret,
     SecretDeleted,
     SecretPage,
+    Tenant,
+    TenantCreated,
 )
 from flowmesh_proto.runs import RunEvent
 
@@ -240,3 +243,27 @@ class Webhooks(_Tag):
         path = self._path(workflow_id, trigger_id)
         answer = await self._t.request("POST", path, content=raw, headers=headers)
         return decode(answer, RunAccepted)
+
+
+class Tenants(_Tag):
+    """``/api/v1/admin/tenants`` (the platform admin: the client's key is then the gateway's
+    admin token, ``FLOWMESH_GATEWAY_ADMIN_TOKEN``): create a tenant with its first admin
+    key, read one with its runs now, change its settings."""
+
+    name = "tenants"
+
+    def _admin(self, *parts: str) -> str:
+        return "/".join(["/api/v1/admin/tenants", *(quote(part, safe="") for part in parts)])
+
+    async def create(self, id: str, name: str = "") -> TenantCreated:
+        answer = await self._t.request("POST", self._admin(), json={"id": id, "name": name})
+        return decode(answer, TenantCreated)
+
+    async def get(self, id: str) -> TenantView:
+        return decode(await self._t.request("GET", self._admin(id)), TenantView)
+
+    async def update(self, id: str, /, **changes: Any) -> Tenant:
+        """``PATCH``: ``name``, ``rate_limit``, ``run_retention_days``, ``max_holds``,
+        ``max_queued_runs``, ``weight``, ``max_running`` (None: back to the default)."""
+        answer = await self._t.request("PATCH", self._admin(id), json=changes)
+        return decode(answer, Tenant)

@@ -20,6 +20,7 @@ from flowmesh_client.blocking import (
     SyncEvents,
     SyncRuns,
     SyncSecrets,
+    SyncTenants,
     SyncWebhooks,
     SyncWorkflows,
 )
@@ -48,6 +49,7 @@ class SyncClient:
         self.catalog = SyncCatalog(client.catalog, self._loop)
         self.audit = SyncAudit(client.audit, self._loop)
         self.webhooks = SyncWebhooks(client.webhooks, self._loop)
+        self.tenants = SyncTenants(client.tenants, self._loop)
 
     def __repr__(self) -> str:
         return f"SyncClient({self.target!r})"
