@@ -12,7 +12,7 @@
   database will do: it is only connected to, to create the stack's), and
   ``FLOWMESH_DEV_DATABASE``: a database of the stack's own, ``fm_e2e_<random>``, created by
   dev.py and dropped here at the end;
-- and the extra variables given (``env``), which win over all of these.
+- and the extra variables given (``env``), which win over all of these (None unsets one).
 
 The stack uses dev.py's defaults for everything else, notably the subject prefix ``fm``
 and the ``FM_*`` streams: the session's fixtures use random prefixes of their own
@@ -79,7 +79,7 @@ async def dev_stack(
     *,
     nats_url: str,
     database_url: str,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     start_timeout: float = 90.0,
     stop_timeout: float = 60.0,
     command: Sequence[str] | None = None,
@@ -98,8 +98,12 @@ async def dev_stack(
         "DATABASE_URL": database_url,
         "FLOWMESH_DEV_DATABASE": database,
         "PYTHONUNBUFFERED": "1",
-        **(env or {}),
     }
+    for name, value in (env or {}).items():  # None: unset (``uv run`` sets UV, for one)
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
             *(command or [sys.executable, str(DEV_SCRIPT)]), cwd=REPO, env=environment,

@@ -89,7 +89,7 @@ async def test_make_dev_on_a_path_without_uv_brings_up_a_ready_stack(
     venv = tmp_path / "venv"
     await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "venv", str(venv)], check=True)
     tools = tmp_path / "tools"
-    env = {"PATH": path_without_uv(venv)}
+    env: dict[str, str | None] = {"PATH": path_without_uv(venv), "UV": None}
     command = ["make", "--no-print-directory", f"UV_HOME={tools}", "dev"]
     async with dev_stack(
         nats_url=nats_server.url,
