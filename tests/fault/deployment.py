@@ -6,6 +6,7 @@ executor another test runs in this process (they would share one durable consume
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -20,12 +21,13 @@ from flowmesh_proto.subjects import StreamNames, Subjects, stream_names
 from flowmesh_registry.main import start_registry
 from flowmesh_registry.secretbox import new_key
 from flowmesh_registry.settings import RegistrySettings
+from flowmesh_shared.errors import Unavailable
 from flowmesh_shared.natsconn import connect, drain
 from flowmesh_shared.rpc import RpcClient
 from tests.fault.executors import PREFIX, ExecutorProcess, executor_environment, executors
 from tests.fault.history import Entry, read_history
 from tests.integration.executor.runs import Runs
-from tests.integration.harness import Api, Registry, new_tenant, stream_prefix_of
+from tests.integration.harness import Api, Registry, TenantHandle, new_tenant, stream_prefix_of
 
 
 @dataclass
@@ -82,9 +84,23 @@ async def deployment(nats_url: str, postgres_url: str, logs: Path) -> AsyncItera
         )
         app = await start_registry(settings, stack)
         registry = Registry(app, RpcClient(nc, subjects, timeout=5.0), settings)
-        tenant = await new_tenant(registry, "f")
+        tenant = await _first_tenant(registry)
         runs = Runs(Api(registry, tenant), nc, subjects, streams)
         yield Deployment(nats_url, nc, subjects, streams, runs, logs, registry)
+
+
+async def _first_tenant(registry: Registry) -> TenantHandle:
+    """The deployment's tenant. Once (of thousands of runs, under load) the registry's
+    first answer was "no responders" though it had flushed its subscriptions: the first
+    request is asked again for up to 5 s rather than failing the test's setup."""
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while True:
+        try:
+            return await new_tenant(registry, "f")
+        except Unavailable:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def _delete_streams(nc: Any, streams: StreamNames) -> None:
