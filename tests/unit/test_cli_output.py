@@ -17,6 +17,7 @@ from flowmesh_cli.documents import is_yaml, load
 from flowmesh_cli.errors import CliError
 from flowmesh_cli.output import render
 from flowmesh_proto.registry import Secret, SecretPage
+from flowmesh_proto.runs import ErrorInfo, Run, RunMetrics, RunStep
 
 
 def test_yaml_files_are_read_as_yaml_1_2() -> None:
@@ -87,3 +88,41 @@ def test_the_script_never_names_a_variable_zsh_ties_to_path() -> None:
     grammar = parser.build(io.StringIO(), io.StringIO())
     for shell in ("bash", "zsh"):
         assert "local path" not in completion.script(grammar, shell)
+
+
+def test_a_failed_runs_table_says_why() -> None:
+    failure = ErrorInfo(
+        code="HttpStatus", message="POST https://x.example answered 500", node_id="b"
+    )
+    step = RunStep(
+        node_id="b",
+        status="failed",
+        attempts=3,
+        started_at=None,
+        finished_at=None,
+        duration_ms=12.0,
+        output=None,
+        error=failure,
+    )
+    run = Run(
+        id="r1",
+        tenant_id="acme",
+        workflow_id="w1",
+        version=1,
+        status="failed",
+        trigger=None,
+        input=None,
+        output=None,
+        error=failure,
+        attempt=1,
+        parent_run_id=None,
+        created_at=datetime(2026, 12, 6, tzinfo=UTC),
+        started_at=None,
+        finished_at=None,
+        duration_ms=None,
+        metrics=RunMetrics(),
+        steps=[step],
+    )
+    run_part, steps_part = render(run, "table").split("STEP", 1)
+    assert "error: HttpStatus: POST https://x.example answered 500" in run_part
+    assert "HttpStatus: POST https://x.example answered 500" in steps_part

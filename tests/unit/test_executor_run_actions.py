@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from flowmesh_executor.references import connector_names
-from flowmesh_executor.run_actions import read_actions
+from flowmesh_executor.run_actions import MAX_ASKED_AT_ONCE, read_actions
 from flowmesh_proto.action_library import builtin_action
 from flowmesh_proto.actions import Action, ActionGet, ActionRequest, ActionSpec
 from flowmesh_proto.errors import ErrorCode
@@ -90,3 +91,30 @@ async def test_a_registry_failure_other_than_not_found_is_raised() -> None:
     registry = FakeRegistry(error=ErrorCode.UNAVAILABLE)
     with pytest.raises(FlowmeshError):
         await read_actions(_definition(_action("a", "crm.touch", "crm")), registry.get)
+
+
+async def test_the_tenants_actions_are_asked_together_a_few_at_a_time() -> None:
+    nodes = [
+        {
+            "id": f"n{i}",
+            "type": "action",
+            "parameters": {"action": f"crm.a{i}", "connector": "c", "input": {}},
+        }
+        for i in range(20)
+    ]
+    definition = definition_from_builtins({"name": "many", "nodes": nodes})
+    now = most = 0
+
+    async def get(request: ActionGet) -> Action:
+        nonlocal now, most
+        now += 1
+        most = max(most, now)
+        await asyncio.sleep(0.01)
+        now -= 1
+        if request.name == "crm.a3":
+            raise FlowmeshError(ErrorCode.NOT_FOUND, "gone")
+        return Action(name=request.name, version=1, builtin=False, spec=MINE.spec)
+
+    found = await read_actions(definition, get)
+    assert len(found) == 19 and ("crm.a3", None) not in found
+    assert 1 < most <= MAX_ASKED_AT_ONCE

@@ -10,9 +10,13 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from flowmesh_proto.runs import ErrorInfo
+
 Format = Literal["json", "yaml", "table"]
 FORMATS: tuple[Format, ...] = ("table", "json", "yaml")
 
+#: Characters of an error a table cell shows (``-o yaml`` shows it whole).
+MAX_ERROR_CELL = 120
 #: The columns a table shows for each kind of item: (header, field).
 COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "Workflow": (
@@ -36,6 +40,7 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("STATUS", "status"),
         ("ATTEMPTS", "attempts"),
         ("DURATION_MS", "duration_ms"),
+        ("ERROR", "error"),
     ),
     "ApiKey": (("ID", "id"), ("NAME", "name"), ("ROLE", "role"), ("CREATED", "created_at")),
     "ApiKeySecret": (("ID", "id"), ("NAME", "name"), ("ROLE", "role"), ("KEY", "key")),
@@ -72,6 +77,9 @@ def table(value: Any) -> str:
     rows = [[header for header, _ in columns]]
     rows += [[cell(getattr(item, name, "")) for _, name in columns] for item in items]
     text = _aligned(rows)
+    error = getattr(value, "error", None)
+    if isinstance(error, ErrorInfo) and not isinstance(value, list):
+        text += f"error: {error.code}: {' '.join(error.message.split())}\n"
     steps = getattr(value, "steps", None)
     if isinstance(steps, list) and steps and not isinstance(value, list):
         text += "\n" + table(steps)
@@ -85,6 +93,8 @@ def _scalar(item: Any, name: str) -> bool:
 def cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, ErrorInfo):
+        return cell(f"{value.code}: {value.message}")[:MAX_ERROR_CELL]
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
