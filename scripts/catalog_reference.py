@@ -10,7 +10,6 @@ A test fails when the committed file differs from this output.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -153,19 +152,11 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run `{COMMAND}`", file=sys.stderr)
-            return 1
-        print(f"{OUTPUT.relative_to(ROOT)} is current")
-        return 0
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded
+    from generated_file import write_or_check
+
+    description = (__doc__ or "").splitlines()[0]
+    return write_or_check(description, render, OUTPUT, ROOT, COMMAND, argv)
 
 
 if __name__ == "__main__":

@@ -342,3 +342,13 @@ async def serve(app: web.Application, api: Api) -> AsyncIterator[Api]:
         yield api
     finally:
         await runner.cleanup()
+
+
+async def served(
+    make: Callable[..., web.Application], token: str, *extra: str
+) -> AsyncIterator[Api]:
+    """The API ``make`` builds (given an :class:`Api` expecting ``token``, then ``extra``),
+    served on loopback while the caller iterates: each test module's fixture in one line."""
+    api = Api(token)
+    async for running in serve(make(api, *extra), api):
+        yield running

@@ -53,15 +53,13 @@ MINE = Action(
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def slack() -> AsyncIterator[apis.Api]:
-    api = apis.Api(TOKEN)
-    async for served in apis.serve(apis.slack(api), api):
+    async for served in apis.served(apis.slack, TOKEN):
         yield served
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def hooks() -> AsyncIterator[apis.Api]:
-    api = apis.Api(TOKEN)
-    async for served in apis.serve(apis.webhook(api), api):
+    async for served in apis.served(apis.webhook, TOKEN):
         yield served
 
 

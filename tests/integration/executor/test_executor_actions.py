@@ -27,43 +27,37 @@ ACCESS = "act10n-0auth2-access-value"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def slack() -> AsyncIterator[apis.Api]:
-    api = apis.Api(TOKEN)
-    async for served in apis.serve(apis.slack(api), api):
+    async for served in apis.served(apis.slack, TOKEN):
         yield served
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def postmark() -> AsyncIterator[apis.Api]:
-    api = apis.Api(TOKEN)
-    async for served in apis.serve(apis.postmark(api), api):
+    async for served in apis.served(apis.postmark, TOKEN):
         yield served
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def github() -> AsyncIterator[apis.Api]:
-    api = apis.Api(TOKEN)
-    async for served in apis.serve(apis.github(api), api):
+    async for served in apis.served(apis.github, TOKEN):
         yield served
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def rest() -> AsyncIterator[apis.Api]:
-    api = apis.Api(TOKEN)
-    async for served in apis.serve(apis.rest(api, ACCESS), api):
+    async for served in apis.served(apis.rest, TOKEN, ACCESS):
         yield served
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def openai() -> AsyncIterator[apis.Api]:
-    api = apis.Api(TOKEN)
-    async for served in apis.serve(apis.openai(api), api):
+    async for served in apis.served(apis.openai, TOKEN):
         yield served
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def hooks() -> AsyncIterator[apis.Api]:
-    api = apis.Api(TOKEN)
-    async for served in apis.serve(apis.webhook(api), api):
+    async for served in apis.served(apis.webhook, TOKEN):
         yield served
 
 
